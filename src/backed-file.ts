@@ -1,0 +1,99 @@
+/**
+ * The backed file as byte ranges over the top block store: splits reads and writes at block
+ * boundaries, runs the pieces in parallel, and keeps writes to one block in arrival order (a
+ * partial write is read-modify-write below the cache, so two of them must not interleave).
+ */
+import { Errno, FsError } from "./errors.ts";
+import type { BlockStore } from "./store/block-store.ts";
+import { zeroToNull } from "./store/block-store.ts";
+
+interface Piece {
+  block: number;
+  /** Offset inside the block. */
+  offset: number;
+  length: number;
+  /** Offset inside the caller's range. */
+  at: number;
+}
+
+export class BackedFile {
+  readonly size: number;
+  private readonly blockSize: number;
+  /** Tail of the write chain of each block that has writes in flight. */
+  private readonly writeChains = new Map<number, Promise<void>>();
+
+  constructor(private readonly store: BlockStore) {
+    this.blockSize = store.blockSize;
+    this.size = store.blockSize * store.numBlocks;
+  }
+
+  private pieces(offset: number, length: number): Piece[] {
+    const pieces: Piece[] = [];
+    let at = 0;
+    while (at < length) {
+      const pos = offset + at;
+      const block = Math.floor(pos / this.blockSize);
+      const inBlock = pos - block * this.blockSize;
+      const n = Math.min(this.blockSize - inBlock, length - at);
+      pieces.push({ block, offset: inBlock, length: n, at });
+      at += n;
+    }
+    return pieces;
+  }
+
+  /** The bytes of [offset, offset+length) clipped to the file, as one slice per block (no copying). */
+  async read(offset: number, length: number): Promise<Uint8Array[]> {
+    const end = Math.min(this.size, offset + length);
+    if (offset >= end) return [];
+    return Promise.all(
+      this.pieces(offset, end - offset).map((p) =>
+        p.length === this.blockSize ? this.store.readBlock(p.block) : this.store.readBlockPart(p.block, p.offset, p.length),
+      ),
+    );
+  }
+
+  /** Writes `data` at `offset`; returns how many bytes fit before the end of the file. */
+  async write(offset: number, data: Uint8Array): Promise<number> {
+    if (data.length === 0) return 0;
+    if (offset >= this.size) throw new FsError(Errno.ENOSPC, `write at ${offset} is past the end of the file`);
+    const length = Math.min(data.length, this.size - offset);
+    await Promise.all(
+      this.pieces(offset, length).map((p) => {
+        const bytes = data.subarray(p.at, p.at + p.length);
+        return this.inOrder(p.block, () =>
+          p.length === this.blockSize
+            ? this.store.writeBlock(p.block, zeroToNull(bytes))
+            : this.store.writeBlockPart(p.block, p.offset, bytes),
+        );
+      }),
+    );
+    return length;
+  }
+
+  /** Zeroes [offset, offset+length): whole blocks are deleted, the edges are overwritten with zeros. */
+  async zeroRange(offset: number, length: number): Promise<void> {
+    const end = Math.min(this.size, offset + length);
+    if (offset >= end) return;
+    const zeros = new Uint8Array(Math.min(this.blockSize, end - offset));
+    await Promise.all(
+      this.pieces(offset, end - offset).map((p) =>
+        this.inOrder(p.block, () =>
+          p.length === this.blockSize
+            ? this.store.writeBlock(p.block, null)
+            : this.store.writeBlockPart(p.block, p.offset, zeros.subarray(0, p.length)),
+        ),
+      ),
+    );
+  }
+
+  private inOrder(block: number, write: () => Promise<void>): Promise<void> {
+    const previous = this.writeChains.get(block);
+    const mine = previous ? previous.then(write, write) : write();
+    const tail = mine.catch(() => {});
+    this.writeChains.set(block, tail);
+    void tail.then(() => {
+      if (this.writeChains.get(block) === tail) this.writeChains.delete(block);
+    });
+    return mine;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Every command-line flag in one table: the parser, `--help` and the validation all read it,
+ * so they cannot drift apart. Names and defaults follow the original s3backer.
+ */
+
+export type FlagGroup =
+  | "Disk layout"
+  | "S3 connection"
+  | "Consistency"
+  | "Block cache"
+  | "Compression and encryption"
+  | "Maintenance"
+  | "Mount and process";
+
+export interface Flag {
+  /** Long name without dashes, exactly as the original spells it. */
+  readonly name: string;
+  /** One-letter alias (`-f`, `-d`, `-o`). */
+  readonly short?: string;
+  /** Placeholder of the value; absent for on/off flags. */
+  readonly value?: string;
+  /** The value may be left out (`--compress` or `--compress=9`). */
+  readonly optionalValue?: boolean;
+  /** Default as shown in `--help`; the config applies the real default. */
+  readonly default?: string;
+  readonly group: FlagGroup;
+  readonly help: string;
+  /** Set while the layer behind the flag is not built yet: giving the flag is refused. */
+  readonly planned?: string;
+}
+
+const S3 = "needs the S3 layer, not built yet (use --test)";
+const EC = "the consistency guard is not built yet";
+const CACHE = "the block cache is not built yet";
+const CODEC = "compression and encryption are not built yet";
+
+export const FLAGS: readonly Flag[] = [
+  // Disk layout
+  { name: "blockSize", value: "SIZE", default: "4k", group: "Disk layout", help: "Block size: one block is one object (suffixes k, M, G)" },
+  { name: "size", value: "SIZE", group: "Disk layout", help: "Size of the backed file (suffixes k, M, G, T); auto-detected from an existing disk" },
+  { name: "prefix", value: "STRING", default: "", group: "Disk layout", help: "Prefix for object names within the bucket" },
+  { name: "blockHashPrefix", group: "Disk layout", help: "Prepend a hash to block names to spread them over the key space" },
+  { name: "filename", value: "NAME", default: "file", group: "Disk layout", help: "Name of the backed file in the mounted directory" },
+  { name: "statsFilename", value: "NAME", default: "stats", group: "Disk layout", help: "Name of the statistics file; empty for none (delete it to reset counters)" },
+  { name: "fileMode", value: "MODE", default: "0600 (0400 with --readOnly)", group: "Disk layout", help: "Permissions of the backed file, octal" },
+  { name: "readOnly", group: "Disk layout", help: "Refuse every write with 'Read-only file system'" },
+  { name: "listBlocks", group: "Disk layout", help: "List existing blocks at start-up so absent blocks cost no request" },
+  { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks", planned: S3 },
+  { name: "force", group: "Disk layout", help: "Mount even if auto-detected sizes differ or the disk looks mounted elsewhere" },
+  { name: "noAutoDetect", group: "Disk layout", help: "Do not read block and file size from the disk's metadata" },
+  { name: "test", group: "Disk layout", help: "Local test mode: the bucket argument is a directory (':memory:' keeps blocks in RAM)" },
+
+  // S3 connection
+  { name: "baseURL", value: "URL", default: "https://s3.amazonaws.com/", group: "S3 connection", help: "Base URL of the S3 service", planned: S3 },
+  { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing", planned: S3 },
+  { name: "vhost", group: "S3 connection", help: "Virtual-hosted style URLs (bucket.host/key)", planned: S3 },
+  { name: "ssl", group: "S3 connection", help: "Use https for the default base URL", planned: S3 },
+  { name: "insecure", group: "S3 connection", help: "Do not verify the server's TLS certificate", planned: S3 },
+  { name: "cacert", value: "FILE", group: "S3 connection", help: "CA certificate file for TLS", planned: S3 },
+  { name: "accessId", value: "ID", group: "S3 connection", help: "S3 access key ID (else --accessFile, then AWS_* variables)", planned: S3 },
+  { name: "accessKey", value: "KEY", group: "S3 connection", help: "S3 secret access key", planned: S3 },
+  { name: "accessFile", value: "FILE", default: "~/.s3backer_passwd", group: "S3 connection", help: "File of 'accessId:accessKey' lines", planned: S3 },
+  { name: "accessEC2IAM", value: "ROLE", group: "S3 connection", help: "Take credentials from the EC2 instance metadata for ROLE", planned: S3 },
+  { name: "accessType", value: "TYPE", default: "private", group: "S3 connection", help: "ACL for new objects: private, public-read, public-read-write, authenticated-read", planned: S3 },
+  { name: "authVersion", value: "TYPE", default: "aws4", group: "S3 connection", help: "Request signing: aws4 only", planned: S3 },
+  { name: "storageClass", value: "TYPE", group: "S3 connection", help: "Storage class of written blocks", planned: S3 },
+  { name: "rrs", group: "S3 connection", help: "Reduced redundancy storage (deprecated: --storageClass=REDUCED_REDUNDANCY)", planned: S3 },
+  { name: "sse", value: "TYPE", group: "S3 connection", help: "Server-side encryption: AES256 or aws:kms", planned: S3 },
+  { name: "sse-key-id", value: "ID", group: "S3 connection", help: "KMS key ID for --sse=aws:kms", planned: S3 },
+  { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt", planned: S3 },
+  { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry", planned: S3 },
+  { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request", planned: S3 },
+  { name: "maxUploadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Upload bandwidth limit", planned: S3 },
+  { name: "maxDownloadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Download bandwidth limit", planned: S3 },
+  { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header", planned: S3 },
+  { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers", planned: S3 },
+
+  // Consistency
+  { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write (0 disables)", planned: EC },
+  { name: "md5CacheTime", value: "MILLIS", default: "10000", group: "Consistency", help: "How long a written block's MD5 is remembered (0 = forever)", planned: EC },
+  { name: "minWriteDelay", value: "MILLIS", default: "500", group: "Consistency", help: "Minimum time between two writes of the same block", planned: EC },
+
+  // Block cache
+  { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)", planned: CACHE },
+  { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers", planned: CACHE },
+  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "Delay before a dirty block is written back", planned: CACHE },
+  { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)", planned: CACHE },
+  { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)", planned: CACHE },
+  { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored", planned: CACHE },
+  { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart", planned: CACHE },
+  { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3", planned: CACHE },
+  { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up", planned: CACHE },
+  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Blocks read ahead of a sequential reader", planned: CACHE },
+  { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead", planned: CACHE },
+
+  // Compression and encryption
+  { name: "compress", value: "LEVEL", optionalValue: true, group: "Compression and encryption", help: "Deflate blocks, level 1 (fast) to 9 (small)", planned: CODEC },
+  { name: "encrypt", value: "CIPHER", optionalValue: true, group: "Compression and encryption", help: "Encrypt and authenticate blocks (default AES-128-CBC; implies --compress)", planned: CODEC },
+  { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)", planned: CODEC },
+  { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password", planned: CODEC },
+  { name: "keyLength", value: "NUM", group: "Compression and encryption", help: "Override the cipher key length", planned: CODEC },
+
+  // Maintenance
+  { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit", planned: S3 },
+  { name: "reset-mounted-flag", group: "Maintenance", help: "Clear the 'already mounted' flag and exit", planned: S3 },
+
+  // Mount and process
+  { name: "foreground", short: "f", group: "Mount and process", help: "Stay in the foreground and log to stderr" },
+  { name: "debug", short: "d", group: "Mount and process", help: "Log debug messages (implies -f)" },
+  { name: "directIO", group: "Mount and process", help: "Bypass the kernel page cache for the backed file" },
+  { name: "options", short: "o", value: "OPT[,OPT...]", group: "Mount and process", help: "Mount options: FUSE ones (allow_other, uid=, gid=, ro, ...) or any flag above as name=value" },
+  { name: "logFile", value: "FILE", group: "Mount and process", help: "Log here when running in the background (else the system log)" },
+  { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
+  { name: "quiet", group: "Mount and process", help: "No progress output" },
+  { name: "version", group: "Mount and process", help: "Print the version and exit" },
+  { name: "help", short: "h", group: "Mount and process", help: "Print this help and exit" },
+];
+
+export const FLAG_BY_NAME: ReadonlyMap<string, Flag> = new Map(FLAGS.map((f) => [f.name, f]));

@@ -1,0 +1,240 @@
+/**
+ * All validation of the command line in one place: raw flag text in, a checked `Config` out.
+ * Every refusal is one `UsageError` (exit 2) or `ConfigError` (exit 1) with a line a user can act on.
+ */
+import { ConfigError, UsageError } from "./errors.ts";
+import { FLAG_BY_NAME } from "./cli/flags.ts";
+import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
+import { formatSize, parseSize } from "./util/size.ts";
+
+export type Mode = "mount" | "erase" | "reset-mounted-flag";
+
+export interface FuseOptions {
+  allowOther: boolean;
+  defaultPermissions: boolean;
+  uid: number;
+  gid: number;
+  /** Kernel read-ahead in bytes: 0 by default, as the original, since the block layer reads ahead. */
+  maxReadahead: number;
+  fsname: string;
+  subtype: string;
+  /** Options passed to the kernel's mount unchanged (nodev, noexec, ...). */
+  mountFlags: string[];
+}
+
+export interface Config {
+  mode: Mode;
+  /** Local test mode: blocks are files in `bucket` (a directory), or RAM for ":memory:". */
+  test: boolean;
+  bucket: string;
+  prefix: string;
+  mountpoint: string;
+  blockSize: number;
+  fileSize: number;
+  numBlocks: number;
+  blockHashPrefix: boolean;
+  filename: string;
+  /** Empty: no stats file. */
+  statsFilename: string;
+  fileMode: number;
+  readOnly: boolean;
+  listBlocks: boolean;
+  force: boolean;
+  noAutoDetect: boolean;
+  directIO: boolean;
+  foreground: boolean;
+  debug: boolean;
+  quiet: boolean;
+  logFile: string | undefined;
+  pidFile: string | undefined;
+  fuse: FuseOptions;
+}
+
+export const MIN_BLOCK_SIZE = 512;
+export const MAX_BLOCK_SIZE = 64 * 2 ** 20;
+/** Block names are 8 hex digits, as in the original. */
+export const MAX_BLOCKS = 2 ** 32;
+export const MEMORY_BUCKET = ":memory:";
+
+/** Options the kernel mount or mount.fuse may hand us that need no action here. */
+const PASSTHROUGH_MOUNT_OPTIONS = new Set([
+  "nodev", "nosuid", "noexec", "exec", "dev", "suid", "atime", "noatime", "relatime", "norelatime",
+  "strictatime", "nodiratime", "diratime", "sync", "async", "dirsync", "lazytime", "nolazytime",
+]);
+const IGNORED_MOUNT_OPTIONS = new Set(["rw", "defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail", "nonempty", "sync_read", "kernel_cache"]);
+
+export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } = currentIds()): Config {
+  const fromOptions = splitMountOptions(args.mountOptions);
+  // Flags given directly win over the same flag inside -o.
+  const values = new Map([...fromOptions.flags, ...args.values]);
+  const flag = (name: string) => values.get(name);
+  const on = (name: string) => {
+    const v = flag(name);
+    if (v === undefined) return false;
+    if (v === true) return true;
+    throw new UsageError(`--${name} takes no value`);
+  };
+  const text = (name: string) => {
+    const v = flag(name);
+    if (v === true) throw new UsageError(`--${name} needs a value`);
+    return v;
+  };
+
+  const mode: Mode = on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : "mount";
+  const readOnly = on("readOnly");
+  if (mode !== "mount" && readOnly) throw new UsageError(`--${mode} cannot be combined with --readOnly`);
+
+  const wanted = mode === "mount" ? 2 : 1;
+  const usage = mode === "mount" ? "bucket[/prefix] mountpoint" : "bucket[/prefix]";
+  if (args.positionals.length !== wanted) {
+    throw new UsageError(
+      args.positionals.length < wanted
+        ? `missing argument: expected ${usage}`
+        : `too many arguments: ${args.positionals.slice(wanted).join(" ")} (expected ${usage})`,
+    );
+  }
+  for (const name of values.keys()) {
+    const planned = FLAG_BY_NAME.get(name)?.planned;
+    if (planned) throw new ConfigError(`--${name} is not available yet: ${planned}`);
+  }
+  const test = on("test");
+  const [bucketArg, mountpoint = ""] = args.positionals as [string, string?];
+  if (!test) throw new ConfigError("S3 storage is not built yet: use --test with a local directory (see README)");
+  const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
+
+  const blockSize = sizeFlag("blockSize", text("blockSize") ?? "4k");
+  if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+    throw new ConfigError(
+      `--blockSize=${text("blockSize")}: must be a power of two from ${formatSize(MIN_BLOCK_SIZE)} to ${formatSize(MAX_BLOCK_SIZE)}`,
+    );
+  }
+  const sizeText = text("size");
+  if (sizeText === undefined) throw new ConfigError("--size is required: there is no size auto-detection in --test mode");
+  const fileSize = sizeFlag("size", sizeText);
+  if (fileSize === 0) throw new ConfigError("--size must be greater than zero");
+  if (fileSize % blockSize !== 0) {
+    throw new ConfigError(`--size=${sizeText} is not a multiple of the block size (${formatSize(blockSize)})`);
+  }
+  const numBlocks = fileSize / blockSize;
+  if (numBlocks > MAX_BLOCKS) {
+    throw new ConfigError(
+      `--size=${sizeText} needs ${numBlocks} blocks of ${formatSize(blockSize)}; at most ${MAX_BLOCKS} fit the block names: use a larger --blockSize`,
+    );
+  }
+
+  const filename = fileName("filename", text("filename") ?? "file", false);
+  const statsFilename = fileName("statsFilename", text("statsFilename") ?? "stats", true);
+  if (statsFilename === filename) throw new ConfigError(`--statsFilename and --filename are both '${filename}'`);
+
+  const modeText = text("fileMode");
+  let fileMode = readOnly ? 0o400 : 0o600;
+  if (modeText !== undefined) {
+    if (!/^[0-7]{1,4}$/.test(modeText)) throw new ConfigError(`--fileMode=${modeText}: expected octal permissions such as 0644`);
+    fileMode = parseInt(modeText, 8);
+  }
+
+  const debug = on("debug");
+  const fuse = fuseOptions(fromOptions.fuse, ids, readOnly, `${test ? "test:" : ""}${bucket}${prefix ? `/${prefix}` : ""}`);
+  return {
+    mode,
+    test,
+    bucket,
+    prefix,
+    mountpoint,
+    blockSize,
+    fileSize,
+    numBlocks,
+    blockHashPrefix: on("blockHashPrefix"),
+    filename,
+    statsFilename,
+    fileMode,
+    readOnly: readOnly || fuse.mountFlags.includes("ro"),
+    listBlocks: on("listBlocks"),
+    force: on("force"),
+    noAutoDetect: on("noAutoDetect"),
+    directIO: on("directIO"),
+    foreground: on("foreground") || debug,
+    debug,
+    quiet: on("quiet"),
+    logFile: text("logFile"),
+    pidFile: text("pidFile"),
+    fuse,
+  };
+}
+
+function currentIds() {
+  return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
+function sizeFlag(name: string, value: string): number {
+  const size = parseSize(value);
+  if (size === undefined) throw new ConfigError(`--${name}=${value}: not a size (examples: 4096, 4k, 1M, 10G, 1T)`);
+  return size;
+}
+
+/** `bucket/sub/dir` means prefix `sub/dir/`, as in the original; `--prefix` is added after it. */
+function splitBucket(arg: string, prefixFlag: string | undefined, test: boolean) {
+  if (arg === "") throw new UsageError("the bucket argument is empty");
+  if (test) return { bucket: arg, prefix: prefixFlag ?? "" };
+  const slash = arg.indexOf("/");
+  const bucket = slash < 0 ? arg : arg.slice(0, slash);
+  let prefix = slash < 0 ? "" : arg.slice(slash + 1);
+  if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
+  if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(bucket)) throw new ConfigError(`'${bucket}' is not a valid bucket name`);
+  return { bucket, prefix: prefix + (prefixFlag ?? "") };
+}
+
+function fileName(flag: string, name: string, mayBeEmpty: boolean): string {
+  if (name === "" && mayBeEmpty) return "";
+  if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
+    throw new ConfigError(`--${flag}=${name}: not a valid file name`);
+  }
+  if (new TextEncoder().encode(name).length > 255) throw new ConfigError(`--${flag}: name longer than 255 bytes`);
+  return name;
+}
+
+function fuseOptions(options: string[], ids: { uid: number; gid: number }, readOnly: boolean, fsname: string): FuseOptions {
+  const result: FuseOptions = {
+    allowOther: false,
+    defaultPermissions: false,
+    uid: ids.uid,
+    gid: ids.gid,
+    maxReadahead: 0,
+    fsname,
+    subtype: "s3backer",
+    mountFlags: ["nodev", "nosuid"],
+  };
+  for (const opt of options) {
+    const eq = opt.indexOf("=");
+    const name = eq < 0 ? opt : opt.slice(0, eq);
+    const value = eq < 0 ? undefined : opt.slice(eq + 1);
+    const number = (max: number) => {
+      if (value === undefined || !/^\d+$/.test(value) || Number(value) > max) {
+        throw new ConfigError(`-o ${opt}: expected ${name}=<number up to ${max}>`);
+      }
+      return Number(value);
+    };
+    switch (name) {
+      case "allow_other": result.allowOther = true; break;
+      case "allow_root": throw new ConfigError("-o allow_root is not supported: use allow_other");
+      case "default_permissions": result.defaultPermissions = true; break;
+      case "uid": result.uid = number(2 ** 32 - 2); break;
+      case "gid": result.gid = number(2 ** 32 - 2); break;
+      case "max_readahead": result.maxReadahead = number(2 ** 31); break;
+      case "fsname": case "subtype":
+        if (!value) throw new ConfigError(`-o ${name} needs a value`);
+        result[name] = value;
+        break;
+      case "ro":
+        result.mountFlags.push("ro");
+        break;
+      default:
+        if (PASSTHROUGH_MOUNT_OPTIONS.has(opt)) result.mountFlags.push(opt);
+        else if (!IGNORED_MOUNT_OPTIONS.has(opt) && !opt.startsWith("x-")) {
+          throw new UsageError(`unknown mount option '-o ${opt}'`);
+        }
+    }
+  }
+  if (readOnly && !result.mountFlags.includes("ro")) result.mountFlags.push("ro");
+  return result;
+}

@@ -1,0 +1,45 @@
+/**
+ * Background mode, the default as in the original: the command starts a detached copy of itself
+ * and returns only once that copy has mounted (exit 0) or failed (its exit code, its message on
+ * stderr). So `s3backer ... && mkfs.ext4 ...` in a script is safe.
+ */
+import { spawn } from "node:child_process";
+import { runtime } from "./runtime/index.ts";
+
+const CHILD_ENV = "S3BACKER_DAEMON_CHILD";
+const READY = "ready\n";
+
+export const isDaemonChild = () => process.env[CHILD_ENV] === "1";
+
+/** In the daemon: tell the waiting parent the mount is up (its pipe on our stdout closes after). */
+export function announceReady(): void {
+  process.stdout.write(READY);
+}
+
+/** In the parent: start the daemon and wait for its word. Resolves with the exit code for the parent. */
+export function startDaemon(args: readonly string[]): Promise<number> {
+  const [command, ...prefix] = runtime.selfCommand();
+  const child = spawn(command!, [...prefix, ...args], {
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, [CHILD_ENV]: "1" },
+  });
+  return new Promise((resolve) => {
+    let out = "";
+    child.stderr!.on("data", (chunk: Buffer) => process.stderr.write(chunk));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes(READY)) {
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        child.unref();
+        resolve(0);
+      }
+    });
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    child.on("error", (err) => {
+      process.stderr.write(`s3backer: cannot start the background process: ${err.message}\n`);
+      resolve(1);
+    });
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * The error types of the program.
+ *
+ * `FsError` carries an errno from wherever a store fails up to the FUSE reply; `UsageError` and
+ * `ConfigError` end the program with one line on stderr and exit codes 2 and 1.
+ */
+
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  EROFS: 30,
+  ERANGE: 34,
+  ENOSYS: 38,
+  ENODATA: 61,
+  EPROTO: 71,
+  EOPNOTSUPP: 95,
+  ETIMEDOUT: 110,
+} as const;
+
+export type ErrnoValue = (typeof Errno)[keyof typeof Errno];
+
+/** A filesystem-level failure with the errno the kernel should see. */
+export class FsError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "FsError";
+  }
+}
+
+/** Bad command line: exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Valid syntax but an impossible or unsafe configuration, or a failure to start: exit code 1. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The errno for any thrown value: FsError keeps its own, Node-style errors map their code, the rest is EIO. */
+export function errnoOf(err: unknown): number {
+  if (err instanceof FsError) return err.errno;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code in Errno) return Errno[code as keyof typeof Errno];
+  return Errno.EIO;
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

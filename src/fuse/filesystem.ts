@@ -1,0 +1,197 @@
+/**
+ * The filesystem itself: a root directory holding the backed file and the stats file. Pure
+ * semantics: no protocol bytes here (those are codec.ts) and no block arithmetic (backed-file.ts).
+ */
+import type { BackedFile } from "../backed-file.ts";
+import { Errno, FsError } from "../errors.ts";
+import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./codec.ts";
+import { DT_DIR, DT_REG, Falloc, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
+
+export const FILE_INODE = 2;
+export const STATS_INODE = 3;
+
+export interface FilesystemOptions {
+  filename: string;
+  /** Empty: no stats file. */
+  statsFilename: string;
+  fileMode: number;
+  uid: number;
+  gid: number;
+  readOnly: boolean;
+  directIO: boolean;
+  blockSize: number;
+  /** The stats file's text at this moment. */
+  statsText(): string;
+  resetStats(): void;
+  /** Makes every completed write durable (FSYNC, and FLUSH on close). */
+  flush(): Promise<void>;
+}
+
+export interface Opened {
+  fh: number;
+  flags: number;
+}
+
+const now = () => Date.now() / 1000;
+const utf8 = new TextEncoder();
+
+export class SingleFileFs {
+  private readonly started = now();
+  private fileAtime = this.started;
+  private fileMtime = this.started;
+  private fileCtime = this.started;
+  private fileMode: number;
+  private uid: number;
+  private gid: number;
+  /** Stats snapshots of open handles: a reader sees one consistent text. */
+  private readonly statsHandles = new Map<number, Uint8Array>();
+  private nextHandle = 1;
+
+  constructor(
+    private readonly file: BackedFile,
+    private readonly o: FilesystemOptions,
+  ) {
+    this.fileMode = o.fileMode;
+    this.uid = o.uid;
+    this.gid = o.gid;
+  }
+
+  lookup(parent: number, name: string): Attr {
+    if (parent !== ROOT_INODE) throw new FsError(Errno.ENOTDIR, "not a directory");
+    if (name === this.o.filename) return this.getattr(FILE_INODE);
+    if (this.o.statsFilename !== "" && name === this.o.statsFilename) return this.getattr(STATS_INODE);
+    throw new FsError(Errno.ENOENT, `no ${name}`);
+  }
+
+  getattr(ino: number): Attr {
+    const base = { uid: this.uid, gid: this.gid, blksize: this.o.blockSize };
+    switch (ino) {
+      case ROOT_INODE:
+        return { ...base, ino, size: 0, blocks: 0, mode: S_IFDIR | 0o755, nlink: 2, atime: this.started, mtime: this.started, ctime: this.started };
+      case FILE_INODE:
+        return {
+          ...base, ino, size: this.file.size, blocks: Math.ceil(this.file.size / 512), mode: S_IFREG | this.fileMode, nlink: 1,
+          atime: this.fileAtime, mtime: this.fileMtime, ctime: this.fileCtime,
+        };
+      case STATS_INODE:
+        if (this.o.statsFilename === "") break;
+        return {
+          ...base, ino, size: utf8.encode(this.o.statsText()).length, blocks: 0, mode: S_IFREG | 0o444, nlink: 1,
+          atime: now(), mtime: now(), ctime: this.started,
+        };
+    }
+    throw new FsError(Errno.ENOENT, `no inode ${ino}`);
+  }
+
+  /** Mode, owner and times of the backed file may change (in memory only); its size may not. */
+  setattr(ino: number, s: SetattrIn): Attr {
+    if (ino !== FILE_INODE) throw new FsError(Errno.EPERM, "only the backed file's attributes can change");
+    if (s.valid & SetattrValid.SIZE && s.size !== this.file.size) {
+      throw new FsError(Errno.EPERM, `the backed file has a fixed size of ${this.file.size} bytes (truncate refused)`);
+    }
+    if (this.o.readOnly && s.valid & (SetattrValid.MODE | SetattrValid.UID | SetattrValid.GID | SetattrValid.ATIME | SetattrValid.MTIME)) {
+      throw new FsError(Errno.EROFS, "read-only");
+    }
+    const t = now();
+    if (s.valid & SetattrValid.MODE) this.fileMode = s.mode & 0o7777;
+    if (s.valid & SetattrValid.UID) this.uid = s.uid;
+    if (s.valid & SetattrValid.GID) this.gid = s.gid;
+    if (s.valid & SetattrValid.ATIME) this.fileAtime = s.valid & SetattrValid.ATIME_NOW ? t : s.atime + s.atimensec / 1e9;
+    if (s.valid & SetattrValid.MTIME) this.fileMtime = s.valid & SetattrValid.MTIME_NOW ? t : s.mtime + s.mtimensec / 1e9;
+    this.fileCtime = t;
+    return this.getattr(FILE_INODE);
+  }
+
+  open(ino: number, flags: number): Opened {
+    const O_ACCMODE = 3;
+    const O_RDONLY = 0;
+    if (ino === FILE_INODE) {
+      if (this.o.readOnly && (flags & O_ACCMODE) !== O_RDONLY) throw new FsError(Errno.EROFS, "read-only");
+      this.fileAtime = now();
+      // Only this process writes the disk, so the kernel may keep its page cache across opens.
+      const cache = this.o.directIO ? OpenFlag.DIRECT_IO : OpenFlag.KEEP_CACHE;
+      return { fh: 0, flags: cache | OpenFlag.PARALLEL_DIRECT_WRITES };
+    }
+    if (ino === STATS_INODE && this.o.statsFilename !== "") {
+      if ((flags & O_ACCMODE) !== O_RDONLY) throw new FsError(Errno.EACCES, "the stats file is read-only");
+      const fh = this.nextHandle++;
+      this.statsHandles.set(fh, utf8.encode(this.o.statsText()));
+      return { fh, flags: OpenFlag.DIRECT_IO };
+    }
+    throw new FsError(Errno.EISDIR, "not a file");
+  }
+
+  async read(ino: number, fh: number, offset: number, size: number): Promise<Uint8Array[]> {
+    if (ino === STATS_INODE) {
+      const text = this.statsHandles.get(fh);
+      if (!text) throw new FsError(Errno.EBADF, "stats file not open");
+      return [text.subarray(offset, offset + size)];
+    }
+    const parts = await this.file.read(offset, size);
+    this.fileAtime = now();
+    return parts;
+  }
+
+  async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+    if (ino !== FILE_INODE) throw new FsError(Errno.EBADF, "not writable");
+    if (this.o.readOnly) throw new FsError(Errno.EROFS, "read-only");
+    const written = await this.file.write(offset, data);
+    this.fileMtime = now();
+    return written;
+  }
+
+  release(ino: number, fh: number): void {
+    if (ino === STATS_INODE) this.statsHandles.delete(fh);
+  }
+
+  async fsync(ino: number): Promise<void> {
+    if (ino === FILE_INODE && !this.o.readOnly) await this.o.flush();
+  }
+
+  readdir(ino: number): DirEntry[] {
+    if (ino !== ROOT_INODE) throw new FsError(Errno.ENOTDIR, "not a directory");
+    const entries: DirEntry[] = [
+      { ino: ROOT_INODE, name: ".", type: DT_DIR },
+      { ino: ROOT_INODE, name: "..", type: DT_DIR },
+      { ino: FILE_INODE, name: this.o.filename, type: DT_REG },
+    ];
+    if (this.o.statsFilename !== "") entries.push({ ino: STATS_INODE, name: this.o.statsFilename, type: DT_REG });
+    return entries;
+  }
+
+  statfs(): StatfsOut {
+    const blocks = this.file.size / this.o.blockSize;
+    return { blocks, bfree: 0, bavail: 0, files: 3, ffree: 0, bsize: this.o.blockSize, frsize: this.o.blockSize };
+  }
+
+  access(ino: number, mask: number): void {
+    this.getattr(ino);
+    if (this.o.readOnly && ino === FILE_INODE && mask & W_OK) throw new FsError(Errno.EROFS, "read-only");
+  }
+
+  /** Deleting the stats file resets the counters (the file stays); nothing else can be deleted. */
+  unlink(parent: number, name: string): void {
+    if (parent === ROOT_INODE && this.o.statsFilename !== "" && name === this.o.statsFilename) {
+      this.o.resetStats();
+      return;
+    }
+    throw new FsError(Errno.EOPNOTSUPP, `cannot remove ${name}`);
+  }
+
+  /**
+   * PUNCH_HOLE and ZERO_RANGE (with KEEP_SIZE) zero the range: whole blocks in it are deleted, which
+   * is how discard on a loop device frees objects. Plain allocation inside the file has nothing to do.
+   */
+  async fallocate(ino: number, offset: number, length: number, mode: number): Promise<void> {
+    if (ino !== FILE_INODE) throw new FsError(Errno.EOPNOTSUPP, "not the backed file");
+    if (offset + length > this.file.size && !(mode & Falloc.KEEP_SIZE)) throw new FsError(Errno.ENOSPC, "past the end of the file");
+    if (mode === 0 || mode === Falloc.KEEP_SIZE) return;
+    const zeroing = mode & (Falloc.PUNCH_HOLE | Falloc.ZERO_RANGE);
+    if (!zeroing || mode & ~(Falloc.KEEP_SIZE | Falloc.PUNCH_HOLE | Falloc.ZERO_RANGE)) {
+      throw new FsError(Errno.EOPNOTSUPP, `fallocate mode ${mode} not supported`);
+    }
+    if (this.o.readOnly) throw new FsError(Errno.EROFS, "read-only");
+    await this.file.zeroRange(offset, length);
+    this.fileMtime = now();
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * One FUSE connection: takes requests from the device readers, answers INIT, dispatches the rest
+ * to the filesystem, and writes exactly one reply per request (none for FORGET). Requests are
+ * handled concurrently: a slow block read does not hold up the others.
+ */
+import { writevSync } from "node:fs";
+import { errnoOf, Errno, FsError, messageOf } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import * as codec from "./codec.ts";
+import { Request } from "./codec.ts";
+import { DeviceReaders } from "./device-readers.ts";
+import { STATS_INODE, type SingleFileFs } from "./filesystem.ts";
+import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR } from "./kernel-abi.ts";
+
+export const MAX_WRITE = 1 << 20;
+const MAX_PAGES = MAX_WRITE / 4096;
+/** Validity of names and attributes the kernel may cache, in seconds (the stats file changes: 0). */
+const ATTR_VALID = 1;
+
+export interface SessionOptions {
+  maxReadahead: number;
+  readers: number;
+  slotsPerReader: number;
+}
+
+/** What the kernel granted at INIT. */
+export interface Negotiated {
+  kernelMinor: number;
+  flags: number;
+  maxWrite: number;
+}
+
+type Body = Uint8Array[] | null;
+
+export class FuseSession {
+  private readers: DeviceReaders | undefined;
+  /** Requests being handled, by unique id: true once answered (an INTERRUPT may answer first). */
+  private readonly pending = new Map<number, boolean>();
+  negotiated: Negotiated | undefined;
+  private resolveEnd!: (reason: string) => void;
+  /** Resolves with "ENODEV" when the filesystem was unmounted, or with the error that stopped it. */
+  readonly ended = new Promise<string>((resolve) => (this.resolveEnd = resolve));
+  private resolveReady!: () => void;
+  /** Resolves once INIT is answered: the mount is usable. */
+  readonly ready = new Promise<void>((resolve) => (this.resolveReady = resolve));
+
+  constructor(
+    private readonly fd: number,
+    private readonly fs: SingleFileFs,
+    private readonly log: Logger,
+    private readonly options: SessionOptions,
+  ) {}
+
+  start(): void {
+    this.readers = new DeviceReaders(this.fd, MAX_WRITE, this.options.readers, this.options.slotsPerReader, {
+      request: (bytes, release) => this.handle(new Request(bytes), release),
+      end: (reason) => this.resolveEnd(reason),
+    });
+  }
+
+  stop(): void {
+    this.readers?.stop();
+  }
+
+  private handle(req: Request, release: () => void): void {
+    const unique = req.unique;
+    switch (req.opcode) {
+      case Op.FORGET:
+      case Op.BATCH_FORGET:
+        return release(); // no reply: we keep no per-lookup state
+      case Op.INTERRUPT:
+        this.interrupt(req);
+        return release();
+    }
+    this.pending.set(unique, false);
+    let result: Promise<Body>;
+    try {
+      result = Promise.resolve(this.dispatch(req));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (body) => this.reply(req, 0, body ?? []),
+      (err) => {
+        const errno = errnoOf(err);
+        if (errno === Errno.EIO || !(err instanceof FsError)) this.log.error(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
+        else this.log.debug(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
+        this.reply(req, errno, []);
+      },
+    ).finally(() => {
+      this.pending.delete(unique);
+      release();
+    });
+  }
+
+  private dispatch(req: Request): Body | Promise<Body> {
+    const fs = this.fs;
+    const ino = req.nodeid;
+    switch (req.opcode) {
+      case Op.INIT:
+        return [this.init(codec.decodeInit(req))];
+      case Op.DESTROY:
+        return [];
+      case Op.LOOKUP: {
+        const attr = fs.lookup(ino, req.name());
+        return [codec.entryOut(attr, ATTR_VALID, this.attrValid(attr.ino))];
+      }
+      case Op.GETATTR:
+        return [codec.attrOut(fs.getattr(ino), this.attrValid(ino))];
+      case Op.SETATTR:
+        return [codec.attrOut(fs.setattr(ino, codec.decodeSetattr(req)), this.attrValid(ino))];
+      case Op.OPEN: {
+        const o = fs.open(ino, codec.decodeOpen(req).flags);
+        return [codec.openOut(o.fh, o.flags)];
+      }
+      case Op.READ: {
+        const r = codec.decodeRead(req);
+        return fs.read(ino, r.fh, r.offset, r.size);
+      }
+      case Op.WRITE: {
+        const w = codec.decodeWrite(req);
+        return fs.write(ino, w.offset, w.data).then((n) => [codec.writeOut(n)]);
+      }
+      case Op.FLUSH:
+      case Op.FSYNC:
+        return fs.fsync(ino).then(() => []);
+      case Op.RELEASE:
+        fs.release(ino, codec.decodeFh(req).fh);
+        return [];
+      case Op.OPENDIR:
+        fs.readdir(ino);
+        return [codec.openOut(0, 0)];
+      case Op.READDIR: {
+        const r = codec.decodeRead(req);
+        return [codec.dirents(fs.readdir(ino), r.offset, r.size)];
+      }
+      case Op.RELEASEDIR:
+      case Op.FSYNCDIR:
+        return [];
+      case Op.STATFS:
+        return [codec.statfsOut(fs.statfs())];
+      case Op.ACCESS:
+        fs.access(ino, codec.decodeAccess(req).mask);
+        return [];
+      case Op.UNLINK:
+        fs.unlink(ino, req.name());
+        return [];
+      case Op.FALLOCATE: {
+        const f = codec.decodeFallocate(req);
+        return fs.fallocate(ino, f.offset, f.length, f.mode).then(() => []);
+      }
+      default:
+        throw new FsError(Errno.ENOSYS, `opcode ${req.opcode} not implemented`);
+    }
+  }
+
+  private attrValid(ino: number): number {
+    return ino === STATS_INODE ? 0 : ATTR_VALID;
+  }
+
+  private init(i: codec.InitIn): Uint8Array {
+    if (i.major !== FUSE_KERNEL_VERSION || i.minor < MIN_KERNEL_MINOR) {
+      throw new FsError(Errno.EPROTO, `kernel FUSE protocol ${i.major}.${i.minor} is too old (need 7.${MIN_KERNEL_MINOR})`);
+    }
+    const wanted = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.ASYNC_DIO;
+    const flags = wanted & i.flags; // only what the kernel offered
+    const minor = Math.min(i.minor, OUR_MINOR);
+    const maxWrite = flags & InitFlag.MAX_PAGES ? MAX_WRITE : 128 * 1024;
+    this.negotiated = { kernelMinor: i.minor, flags, maxWrite };
+    this.log.debug(
+      `INIT: kernel 7.${i.minor} offered flags 0x${i.flags.toString(16)}; replying 7.${minor}, flags 0x${flags.toString(16)}, max_write ${maxWrite}`,
+    );
+    queueMicrotask(() => this.resolveReady());
+    return codec.initOut(
+      {
+        minor,
+        maxReadahead: Math.min(this.options.maxReadahead, i.maxReadahead),
+        flags,
+        maxBackground: 64,
+        congestionThreshold: 48,
+        maxWrite,
+        maxPages: MAX_PAGES,
+      },
+      FUSE_KERNEL_VERSION,
+    );
+  }
+
+  /** INTERRUPT: answer a request still being handled with EINTR now; one not seen yet, EAGAIN (the kernel retries). */
+  private interrupt(req: Request): void {
+    const target = codec.decodeInterrupt(req).unique;
+    const answered = this.pending.get(target);
+    if (answered === undefined) {
+      this.write([codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
+    } else if (!answered) {
+      this.pending.set(target, true);
+      const header = codec.outHeader(16, Errno.EINTR, new Uint8Array(8));
+      new DataView(header.buffer).setUint32(8, target % 2 ** 32, true);
+      new DataView(header.buffer).setUint32(12, Math.floor(target / 2 ** 32), true);
+      this.write([header]);
+    }
+  }
+
+  private reply(req: Request, errno: number, body: Uint8Array[]): void {
+    if (this.pending.get(req.unique)) return; // already answered by an INTERRUPT
+    this.pending.set(req.unique, true);
+    let length = 16;
+    for (const part of body) length += part.length;
+    this.write([codec.outHeader(errno ? 16 : length, errno, req.uniqueBytes), ...(errno ? [] : body)]);
+  }
+
+  /** One writev per reply: block data goes to the kernel straight from the store's buffers. */
+  private write(parts: Uint8Array[]): void {
+    try {
+      writevSync(this.fd, parts);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // ENOENT: the kernel gave up on that request (interrupted); ENODEV: unmounted meanwhile.
+      if (code !== "ENOENT" && code !== "ENODEV") this.log.error(`reply to kernel failed: ${messageOf(err)}`);
+    }
+  }
+}

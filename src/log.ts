@@ -1,0 +1,45 @@
+/**
+ * Logging: to stderr in the foreground, to a file or the system log in the background.
+ * One line per message; `--logFormat` and friends come later.
+ */
+import { appendFileSync } from "node:fs";
+import { runtime } from "./runtime/index.ts";
+
+export type Level = "error" | "warn" | "info" | "debug";
+const SYSLOG_PRIORITY: Record<Level, number> = { error: 3, warn: 4, info: 6, debug: 7 };
+
+export type Sink = { kind: "stderr" } | { kind: "file"; path: string } | { kind: "syslog" };
+
+export class Logger {
+  constructor(
+    private sink: Sink = { kind: "stderr" },
+    private debugEnabled = false,
+  ) {}
+
+  configure(sink: Sink, debug: boolean): void {
+    this.sink = sink;
+    this.debugEnabled = debug;
+  }
+
+  error(message: string): void {
+    this.write("error", message);
+  }
+  warn(message: string): void {
+    this.write("warn", message);
+  }
+  info(message: string): void {
+    this.write("info", message);
+  }
+  debug(message: string): void {
+    if (this.debugEnabled) this.write("debug", message);
+  }
+
+  private write(level: Level, message: string): void {
+    if (this.sink.kind === "syslog") return runtime.libc.syslog(SYSLOG_PRIORITY[level], message);
+    const line = `${new Date().toISOString()} s3backer[${process.pid}] ${level.toUpperCase()}: ${message}\n`;
+    if (this.sink.kind === "file") appendFileSync(this.sink.path, line);
+    else process.stderr.write(line);
+  }
+}
+
+export const log = new Logger();

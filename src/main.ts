@@ -1,0 +1,51 @@
+#!/usr/bin/env bun
+/** Entry point: parse, validate, then mount (in the background unless -f) and serve. */
+import { helpText } from "./cli/help.ts";
+import { parseArgs } from "./cli/parse.ts";
+import { buildConfig } from "./config.ts";
+import { announceReady, isDaemonChild, startDaemon } from "./daemon.ts";
+import { ConfigError, messageOf, UsageError } from "./errors.ts";
+import { log } from "./log.ts";
+import { serve } from "./serve.ts";
+import { runtime } from "./runtime/index.ts";
+import { VERSION } from "./version.ts";
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args.values.has("help")) {
+    process.stdout.write(`${helpText()}\n`);
+    return 0;
+  }
+  if (args.values.has("version")) {
+    process.stdout.write(`s3backer ${VERSION} (${runtime.name})\n`);
+    return 0;
+  }
+  const config = buildConfig(args);
+  const child = isDaemonChild();
+  if (!config.foreground && !child) return startDaemon(argv);
+
+  log.configure({ kind: "stderr" }, config.debug);
+  return serve(config, () => {
+    if (!child) return;
+    // Until now the parent relayed our stderr to the user; from here on we log on our own.
+    log.configure(config.logFile ? { kind: "file", path: config.logFile } : { kind: "syslog" }, config.debug);
+    announceReady();
+  });
+}
+
+function fail(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`s3backer: ${err.message} (see 's3backer --help')\n`);
+    return 2;
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`s3backer: ${err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`s3backer: ${messageOf(err)}\n`);
+  if (process.env.S3BACKER_DEBUG) console.error(err);
+  return 1;
+}
+
+const code = await main(process.argv.slice(2)).catch(fail);
+process.exit(code);

@@ -1,0 +1,100 @@
+/** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import type { Libc, Runtime } from "./runtime.ts";
+import { errnoError } from "./errno-names.ts";
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+
+function openLibc() {
+  const { symbols } = dlopen("libc.so.6", {
+    mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    recvmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+    openlog: { args: [FFIType.ptr, FFIType.i32, FFIType.i32], returns: FFIType.void },
+    syslog: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.void },
+  });
+  return symbols;
+}
+
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+class BunLibc implements Libc {
+  private readonly c = openLibc();
+  // openlog keeps the pointer: the ident must live as long as the process.
+  private readonly syslogIdent = cstr("s3backer");
+  private syslogOpen = false;
+
+  /** Reads errno right after a failed call, before any other JavaScript can change it. */
+  private check(call: string, result: number | bigint): void {
+    if (Number(result) >= 0) return;
+    const errno = read.i32(this.c.__errno_location()!, 0);
+    throw errnoError(call, errno);
+  }
+
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+    this.check("mount", this.c.mount(cstr(source), cstr(target), cstr(fstype), flags, cstr(data)));
+  }
+
+  umount2(target: string, flags: number): void {
+    this.check("umount2", this.c.umount2(cstr(target), flags));
+  }
+
+  socketpair(): [number, number] {
+    const fds = new Int32Array(2);
+    this.check("socketpair", this.c.socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
+    return [fds[0]!, fds[1]!];
+  }
+
+  receiveFd(socket: number): number {
+    // struct msghdr (56 bytes on 64-bit glibc) with one iovec of 1 byte and room for one cmsg.
+    const byte = new Uint8Array(1);
+    const iov = new BigUint64Array([BigInt(ptr(byte)), 1n]);
+    const control = new Uint8Array(64);
+    const msgBytes = new Uint8Array(56);
+    const msg = new DataView(msgBytes.buffer);
+    msg.setBigUint64(16, BigInt(ptr(iov)), true);
+    msg.setBigUint64(24, 1n, true);
+    msg.setBigUint64(32, BigInt(ptr(control)), true);
+    msg.setBigUint64(40, BigInt(control.length), true);
+    const got = this.c.recvmsg(socket, msgBytes, 0);
+    this.check("recvmsg", got);
+    if (Number(got) === 0) throw errnoError("recvmsg (fusermount closed the socket)", 5);
+    const cmsg = new DataView(control.buffer);
+    if (cmsg.getInt32(8, true) !== SOL_SOCKET || cmsg.getInt32(12, true) !== SCM_RIGHTS) {
+      throw errnoError("recvmsg (no file descriptor received)", 5);
+    }
+    return cmsg.getInt32(16, true);
+  }
+
+  syslog(priority: number, message: string): void {
+    if (!this.syslogOpen) {
+      const LOG_PID = 0x01;
+      const LOG_DAEMON = 3 << 3;
+      this.c.openlog(this.syslogIdent, LOG_PID, LOG_DAEMON);
+      this.syslogOpen = true;
+    }
+    // A "%s" format keeps any % in the message from being read as a directive.
+    this.c.syslog(priority, cstr("%s"), cstr(message));
+  }
+}
+
+const compiled = () => import.meta.url.startsWith("file:///$bunfs/");
+
+export const bunRuntime: Runtime = {
+  name: `bun ${Bun.version}`,
+  libc: new BunLibc(),
+  startWorker(modulePath) {
+    // A compiled binary keeps each entry point under /$bunfs/root/, by its path below src/ (see build.ts).
+    const url = compiled() ? `file:///$bunfs/root/${modulePath}` : new URL(`../${modulePath}`, import.meta.url).href;
+    return new Worker(url);
+  },
+  selfCommand() {
+    // In a compiled binary argv[1] is the embedded script path, which the binary supplies by itself.
+    return compiled() ? [process.execPath] : [process.execPath, process.argv[1]!];
+  },
+};

@@ -1,0 +1,24 @@
+/**
+ * What the program needs from its JavaScript runtime beyond the portable APIs. Bun and Deno
+ * differ only behind this interface; `index.ts` picks the implementation.
+ */
+
+/** libc calls made through the runtime's FFI. Each throws an Error with `code` set to the errno name. */
+export interface Libc {
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  /** A connected pair of Unix stream sockets. */
+  socketpair(): [number, number];
+  /** Receives one file descriptor sent with SCM_RIGHTS on a Unix socket (blocks). */
+  receiveFd(socket: number): number;
+  syslog(priority: number, message: string): void;
+}
+
+export interface Runtime {
+  readonly name: string;
+  readonly libc: Libc;
+  /** Starts a worker from a module given by its path under src/ (e.g. "fuse/device-reader.worker.ts"). */
+  startWorker(modulePath: string): Worker;
+  /** argv to start this same program again (for the background daemon). */
+  selfCommand(): string[];
+}

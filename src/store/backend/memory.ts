@@ -1,0 +1,59 @@
+/** Blocks in RAM: for benchmarks of the FUSE path and for tests. Gone at unmount. */
+import type { BlockStore, StatGroup } from "../block-store.ts";
+import { Counters } from "../counters.ts";
+import { readPartOf, writePartOf } from "../partial.ts";
+
+export class MemoryStore implements BlockStore {
+  private readonly blocks = new Map<number, Uint8Array>();
+  private readonly zero: Uint8Array;
+  private readonly counters = new Counters(["reads", "zero reads", "writes", "deletes"] as const);
+
+  constructor(
+    readonly blockSize: number,
+    readonly numBlocks: number,
+  ) {
+    this.zero = new Uint8Array(blockSize);
+  }
+
+  async readBlock(block: number): Promise<Uint8Array> {
+    const data = this.blocks.get(block);
+    this.counters.add(data ? "reads" : "zero reads");
+    return data ?? this.zero;
+  }
+
+  readBlockPart(block: number, offset: number, length: number) {
+    return readPartOf(this, block, offset, length);
+  }
+
+  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+    if (data) {
+      this.counters.add("writes");
+      this.blocks.set(block, data.slice());
+    } else {
+      this.counters.add("deletes");
+      this.blocks.delete(block);
+    }
+  }
+
+  writeBlockPart(block: number, offset: number, data: Uint8Array) {
+    return writePartOf(this, block, offset, data);
+  }
+
+  async listBlocks(found: (block: number) => void): Promise<void> {
+    for (const block of this.blocks.keys()) found(block);
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.blocks.clear();
+  }
+
+  stats(): StatGroup[] {
+    return [{ layer: "memory", values: [...this.counters.entries(), ["blocks stored", this.blocks.size]] }];
+  }
+
+  resetStats(): void {
+    this.counters.reset();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The one interface of the store stack. Each layer implements it and wraps the next, as in the
+ * original s3backer; the FUSE side only ever sees the top of the stack.
+ *
+ * Conventions every layer keeps:
+ * - A block that does not exist reads as zeros, and writing the zero block (`null`) deletes it.
+ * - Bytes handed to `writeBlock`/`writeBlockPart` are borrowed until the promise settles: a layer
+ *   that keeps them must copy. Bytes returned by a read must not be modified by the caller.
+ * - The caller (the FUSE file layer) serialises writes to one block; reads may run alongside.
+ * - Failures are thrown as `FsError` with the errno the kernel should see.
+ */
+
+export interface StatGroup {
+  /** Which layer these counters belong to, e.g. "local directory". */
+  readonly layer: string;
+  readonly values: ReadonlyArray<readonly [name: string, value: number | string]>;
+}
+
+export interface BlockStore {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+
+  readBlock(block: number): Promise<Uint8Array>;
+  readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array>;
+  /** `null` is the all-zero block: the block is deleted. */
+  writeBlock(block: number, data: Uint8Array | null): Promise<void>;
+  writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void>;
+
+  /** Calls `found` for every block that exists (in no particular order). */
+  listBlocks(found: (block: number) => void): Promise<void>;
+  /** Returns once every write that completed before the call is durable in the backing storage. */
+  flush(): Promise<void>;
+  /** Flushes and releases everything; the store is unusable afterwards. */
+  close(): Promise<void>;
+
+  /** Counters of this layer followed by those of the layers below it. */
+  stats(): StatGroup[];
+  resetStats(): void;
+}
+
+/** True when every byte is zero; reads four bytes at a time where the alignment allows. */
+export function isAllZero(data: Uint8Array): boolean {
+  let i = 0;
+  if (data.byteOffset % 4 === 0) {
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2);
+    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
+    i = words.length * 4;
+  }
+  for (; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+/** `null` for an all-zero block (to be deleted), else the block itself. */
+export function zeroToNull(data: Uint8Array): Uint8Array | null {
+  return isAllZero(data) ? null : data;
+}

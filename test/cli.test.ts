@@ -1,0 +1,113 @@
+/** The command line, through the built binary: bad input gets one line and the right exit code. */
+import { afterAll, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "../src/cli/parse.ts";
+import { FLAGS } from "../src/cli/flags.ts";
+import { buildConfig } from "../src/config.ts";
+import { BINARY, run, tempDir } from "./helpers/disk.ts";
+
+const dir = tempDir("cli");
+const blocks = join(dir, "blocks");
+const mnt = join(dir, "mnt");
+mkdirSync(blocks);
+mkdirSync(mnt);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const ok = ["--test", "--size=1M", blocks, mnt];
+
+// [arguments, exit code, what the one line must say]
+const BAD: [string[], number, RegExp][] = [
+  [["--bogus", ...ok], 2, /Unknown option '--bogus'/],
+  [["--test", "--size=1M", blocks], 2, /missing argument/],
+  [["--test", "--size=1M", blocks, mnt, "extra"], 2, /too many arguments: extra/],
+  [[], 2, /missing argument/],
+  [["--blockSize", ...ok.slice(1), "--test"], 2, /value is missing|needs a value/],
+  [["--readOnly=yes", ...ok], 2, /--readOnly takes no value/],
+  [["--blockSize=3k", ...ok], 1, /power of two/],
+  [["--blockSize=256", ...ok], 1, /power of two from 512/],
+  [["--blockSize=128M", ...ok], 1, /power of two .* to 64M/],
+  [["--blockSize=lots", ...ok], 1, /not a size/],
+  [["--test", "--size=1.5M", blocks, mnt], 1, /not a size/],
+  [["--test", "--size=0", blocks, mnt], 1, /greater than zero/],
+  [["--test", "--size=6k", "--blockSize=4k", blocks, mnt], 1, /not a multiple of the block size/],
+  [["--test", "--size=32T", "--blockSize=512", blocks, mnt], 1, /blocks of 512; at most 4294967296 fit/],
+  [["--test", blocks, mnt], 1, /--size is required/],
+  [["--filename=a/b", ...ok], 1, /not a valid file name/],
+  [["--filename=..", ...ok], 1, /not a valid file name/],
+  [["--filename=x", "--statsFilename=x", ...ok], 1, /both 'x'/],
+  [["--fileMode=0999", ...ok], 1, /octal/],
+  [["--fileMode=rw", ...ok], 1, /octal/],
+  [["-o", "uid=abc", ...ok], 1, /uid=<number/],
+  [["-o", "frobnicate", ...ok], 2, /unknown mount option '-o frobnicate'/],
+  [["-o", "allow_root", ...ok], 1, /allow_root is not supported/],
+  [["--erase", "--readOnly", "--test", "--size=1M", blocks], 2, /cannot be combined/],
+  [["--erase", "--test", blocks, mnt], 2, /too many arguments/],
+  [["--size=1M", "bucket", mnt], 1, /S3 storage is not built yet/],
+  [["--md5CacheSize=10", ...ok], 1, /--md5CacheSize is not available yet/],
+  [["--encrypt", ...ok], 1, /--encrypt is not available yet/],
+  [["--test", "--size=1M", blocks, join(dir, "nope")], 1, /mount point .*nope/],
+  [["--test", "--size=1M", blocks, join(blocks, "..", "blocks", "..", "mnt", "x")], 1, /mount point/],
+  [["--test", "--size=1M", "-f", "/nonexistent-dir", mnt], 1, /test directory \/nonexistent-dir/],
+];
+
+test.each(BAD)("s3backer %p exits %p with one clear line", (args, code, message) => {
+  const r = run([BINARY, ...args]);
+  expect(r.code).toBe(code);
+  const lines = r.stderr.trimEnd().split("\n");
+  expect(lines.length).toBe(1);
+  expect(lines[0]).toMatch(/^s3backer: /);
+  expect(lines[0]).toMatch(message);
+  expect(r.stderr).not.toMatch(/\bat .*:\d+:\d+/); // no stack trace
+  expect(r.stdout).toBe("");
+});
+
+test("the table holds at least 20 bad inputs", () => {
+  expect(BAD.length).toBeGreaterThanOrEqual(20);
+});
+
+test("values keep their exact text (no number conversion), and -o carries flags and mount options", () => {
+  const c = buildConfig(
+    parseArgs(["--test", "--prefix=007", "-o", "size=64k,blockSize=4k,allow_other,uid=1000,noexec,fileMode=644", blocks, mnt]),
+    { uid: 0, gid: 0 },
+  );
+  expect(c.prefix).toBe("007");
+  expect(c.fileSize).toBe(65536);
+  expect(c.blockSize).toBe(4096);
+  expect(c.numBlocks).toBe(16);
+  expect(c.fileMode).toBe(0o644);
+  expect(c.fuse.allowOther).toBe(true);
+  expect(c.fuse.uid).toBe(1000);
+  expect(c.fuse.mountFlags).toEqual(["nodev", "nosuid", "noexec"]);
+});
+
+test("defaults follow the original: 4k blocks, 'file' and 'stats', mode 0600 (0400 read-only)", () => {
+  const c = buildConfig(parseArgs(ok), { uid: 5, gid: 6 });
+  expect([c.blockSize, c.filename, c.statsFilename, c.fileMode, c.readOnly]).toEqual([4096, "file", "stats", 0o600, false]);
+  expect([c.fuse.uid, c.fuse.gid, c.foreground]).toEqual([5, 6, false]);
+  const ro = buildConfig(parseArgs(["--readOnly", "-d", ...ok]), { uid: 0, gid: 0 });
+  expect([ro.fileMode, ro.readOnly, ro.foreground, ro.debug]).toEqual([0o400, true, true, true]);
+  expect(ro.fuse.mountFlags).toContain("ro");
+});
+
+test("the binary runs alone: --version and --help in an empty directory with no PATH", () => {
+  const empty = tempDir("bin");
+  try {
+    const copy = join(empty, "s3backer");
+    copyFileSync(BINARY, copy);
+    run(["chmod", "755", copy]);
+    const env = { PATH: "/nonexistent", HOME: empty };
+    const version = run([copy, "--version"], { env });
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^s3backer \d+\.\d+\.\d+ \(bun /);
+    const help = run([copy, "--help"], { env });
+    expect(help.code).toBe(0);
+    for (const flag of FLAGS) {
+      const line = help.stdout.split("\n").find((l) => new RegExp(`^\\s+(-\\w, )?--${flag.name}(\\W|$)`).test(l));
+      expect(line).toBeDefined();
+      if (flag.default !== undefined) expect(line).toContain(`[default: ${flag.default === "" ? '""' : flag.default}]`);
+    }
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,112 @@
+/**
+ * Test helpers for real mounts of dist/s3backer: temp dirs, mount, wait, unmount, and cleanup that
+ * also works when a test fails or the process was killed (a dead FUSE mount is lazily unmounted).
+ */
+import { spawn, spawnSync } from "bun";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const BINARY = join(import.meta.dir, "../../dist/s3backer");
+
+export function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `s3b-${tag}-`));
+}
+
+export function isMounted(path: string): boolean {
+  return readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
+}
+
+export function run(cmd: string[], opts: { stdin?: string; env?: Record<string, string> } = {}) {
+  const r = spawnSync(cmd, { stdin: opts.stdin ? Buffer.from(opts.stdin) : "ignore", env: opts.env ?? process.env as Record<string, string> });
+  return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Runs a command and throws with its stderr if it fails. */
+export function sh(cmd: string[]): string {
+  const r = run(cmd);
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+
+export async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+export interface Disk {
+  dir: string;
+  blocks: string;
+  mnt: string;
+  file: string;
+  stats: string;
+  pid: number;
+  /** Unmounts and waits for the process to exit. */
+  unmount(): Promise<void>;
+}
+
+const live = new Set<{ mnt: string; pid: number; dir: string; keepDir: boolean }>();
+
+/** Mounts in the background (the default mode) and returns once the mount is ready. */
+export async function mountDisk(args: string[], opts: { blocks?: string; dir?: string } = {}): Promise<Disk> {
+  const dir = opts.dir ?? tempDir("disk");
+  const blocks = opts.blocks ?? join(dir, "blocks");
+  const mnt = join(dir, "mnt");
+  sh(["mkdir", "-p", blocks, mnt]);
+  const pidFile = join(dir, "pid");
+  const r = run([BINARY, "--test", `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...args, blocks, mnt]);
+  if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  const entry = { mnt, pid, dir, keepDir: opts.dir !== undefined };
+  live.add(entry);
+  return {
+    dir, blocks, mnt, pid,
+    file: join(mnt, "file"),
+    stats: join(mnt, "stats"),
+    async unmount() {
+      sh(["umount", mnt]);
+      await waitFor("s3backer to exit", () => !pidAlive(pid));
+      live.delete(entry);
+    },
+  };
+}
+
+/** Starts in the foreground (-f) as a child, for tests that need its exit code or signals. */
+export async function mountForeground(args: string[], blocks: string, mnt: string) {
+  const proc = spawn([BINARY, "-f", "--test", ...args, blocks, mnt], { stderr: "pipe", stdout: "ignore" });
+  const entry = { mnt, pid: proc.pid, dir: "", keepDir: true };
+  live.add(entry);
+  await waitFor("the mount", () => isMounted(mnt) || proc.exitCode !== null);
+  if (proc.exitCode !== null) throw new Error(`s3backer exited ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
+  return { proc, done: () => live.delete(entry) };
+}
+
+/** Kills whatever a test left running or mounted; call from afterEach/afterAll. */
+export async function cleanupDisks(): Promise<void> {
+  for (const entry of live) {
+    if (isMounted(entry.mnt)) run(["umount", "-l", entry.mnt]);
+    if (pidAlive(entry.pid)) {
+      await waitFor("exit after unmount", () => !pidAlive(entry.pid), 5000).catch(() => process.kill(entry.pid, "SIGKILL"));
+    }
+    if (!entry.keepDir && entry.dir) rmSync(entry.dir, { recursive: true, force: true });
+    live.delete(entry);
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */
+export function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
