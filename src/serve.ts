@@ -61,9 +61,9 @@ export async function serve(config: Config, onReady: () => void): Promise<number
 
   const first = await Promise.race([session.ready.then(() => "ready"), session.ended]);
   if (first === "ready") {
-    log.info(`mounted ${config.mountpoint}: ${config.numBlocks} blocks of ${config.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);
     if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`);
     onReady();
+    log.info(`mounted ${config.mountpoint}: ${config.numBlocks} blocks of ${config.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);
   }
   const reason = await session.ended;
   session.stop();

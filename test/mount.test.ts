@@ -1,0 +1,233 @@
+/** Real mounts of dist/s3backer in --test mode: the single-file filesystem through the kernel. */
+import { afterEach, expect, test } from "bun:test";
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, truncateSync } from "node:fs";
+import { join } from "node:path";
+import { cleanupDisks, isMounted, mountDisk, mountForeground, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
+
+afterEach(cleanupDisks);
+
+const BS = 64 * 1024;
+const SIZE = 4 * 1024 * 1024;
+
+function pwrite(path: string, offset: number, data: Uint8Array) {
+  const fd = openSync(path, "r+");
+  try {
+    expect(writeSync(fd, data, 0, data.length, offset)).toBe(data.length);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function pread(path: string, offset: number, length: number): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    const buf = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(fd, buf, got, length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test("the mount holds the file and the stats file with the right size and mode", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "--fileMode=0640"]);
+  expect(readdirSync(disk.mnt).sort()).toEqual(["file", "stats"]);
+  const st = statSync(disk.file);
+  expect(st.size).toBe(SIZE);
+  expect(st.mode & 0o7777).toBe(0o640);
+  expect(st.isFile()).toBe(true);
+  expect(st.blksize).toBe(BS);
+  expect(readFileSync(disk.stats, "utf8")).toContain("[local directory]");
+  const df = sh(["stat", "-f", "-c", "%S %b", disk.mnt]).trim();
+  expect(df).toBe(`${BS} ${SIZE / BS}`);
+  await disk.unmount();
+  expect(isMounted(disk.mnt)).toBe(false);
+});
+
+test("unaligned writes across block boundaries read back equal to a reference, also after remount", async () => {
+  const dir = tempDir("pattern");
+  try {
+    const args = [`--blockSize=${BS}`, `--size=${SIZE}`];
+    const reference = new Uint8Array(SIZE);
+    let disk = await mountDisk(args, { dir });
+    // (offset, length): inside one block, across one boundary, across many, the very end, 1 MiB at odd offset.
+    const writes: [number, number][] = [
+      [100, 50], [BS - 10, 20], [3 * BS + 7, 5 * BS + 3], [SIZE - 33, 33], [12345, 1 << 20], [0, 1], [2 * BS, BS],
+    ];
+    writes.forEach(([offset, length], i) => {
+      const data = pattern(length, i + 1);
+      pwrite(disk.file, offset, data);
+      reference.set(data, offset);
+    });
+    for (const [offset, length] of [[0, SIZE], [BS - 100, 300], [SIZE - 50, 50], [777, 3 * BS]]) {
+      expect(pread(disk.file, offset!, length!)).toEqual(reference.subarray(offset!, offset! + length!));
+    }
+    // Reads past the end return what exists; writes past the end fail.
+    expect(pread(disk.file, SIZE - 10, 100).length).toBe(10);
+    const fd = openSync(disk.file, "r+");
+    expect(() => writeSync(fd, new Uint8Array(10), 0, 10, SIZE)).toThrow(/ENOSPC|EFBIG|No space/);
+    closeSync(fd);
+    await disk.unmount();
+    disk = await mountDisk(args, { dir });
+    expect(readFileSync(disk.file)).toEqual(Buffer.from(reference));
+    await disk.unmount();
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("zero blocks are not stored: writing zeros over a block deletes its file", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  pwrite(disk.file, 5 * BS, pattern(BS, 9));
+  expect(readdirSync(disk.blocks)).toEqual(["00000005"]);
+  pwrite(disk.file, 5 * BS, new Uint8Array(BS));
+  expect(readdirSync(disk.blocks)).toEqual([]);
+  pwrite(disk.file, 5 * BS + 10, pattern(10, 3));
+  pwrite(disk.file, 5 * BS + 10, new Uint8Array(10)); // a partial write that leaves only zeros
+  expect(readdirSync(disk.blocks)).toEqual([]);
+  await disk.unmount();
+});
+
+test("fallocate punch-hole deletes whole blocks and zeroes the edges", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  pwrite(disk.file, 0, pattern(8 * BS, 4));
+  expect(readdirSync(disk.blocks).length).toBe(8);
+  sh(["fallocate", "--punch-hole", "--offset", String(BS + 100), "--length", String(4 * BS), disk.file]);
+  // Blocks 2..4 lie wholly inside the hole; blocks 1 and 5 keep their outer parts.
+  expect(readdirSync(disk.blocks).sort()).toEqual(["00000000", "00000001", "00000005", "00000006", "00000007"]);
+  const expected = pattern(8 * BS, 4);
+  expected.fill(0, BS + 100, 5 * BS + 100);
+  expect(pread(disk.file, 0, 8 * BS)).toEqual(expected);
+  await disk.unmount();
+});
+
+test("truncate is refused, chmod and touch work, deleting stats resets the counters", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  expect(() => truncateSync(disk.file, 0)).toThrow(/EPERM|not permitted/);
+  expect(statSync(disk.file).size).toBe(SIZE);
+  sh(["chmod", "0604", disk.file]);
+  expect(statSync(disk.file).mode & 0o777).toBe(0o604);
+  sh(["touch", "-d", "2020-01-02T03:04:05Z", disk.file]);
+  expect(statSync(disk.file).mtime.toISOString()).toBe("2020-01-02T03:04:05.000Z");
+  pwrite(disk.file, 0, pattern(BS, 2));
+  expect(readFileSync(disk.stats, "utf8")).toMatch(/writes\s+1\n/);
+  unlinkSync(disk.stats);
+  expect(readFileSync(disk.stats, "utf8")).toMatch(/writes\s+0\n/);
+  expect(() => unlinkSync(disk.file)).toThrow();
+  expect(() => writeFileSync(join(disk.mnt, "new"), "x")).toThrow();
+  await disk.unmount();
+});
+
+test("--readOnly refuses writes with EROFS and mounts read-only", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "--readOnly"]);
+  expect(() => openSync(disk.file, "r+")).toThrow(/EROFS|read-only/i);
+  expect(statSync(disk.file).mode & 0o777).toBe(0o400);
+  expect(pread(disk.file, 0, 10)).toEqual(new Uint8Array(10));
+  expect(readFileSync("/proc/self/mountinfo", "utf8")).toMatch(new RegExp(`${disk.mnt} \\S*\\bro\\b`));
+  await disk.unmount();
+});
+
+test("--statsFilename= (empty) hides the stats file; --filename renames the file", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "--statsFilename=", "--filename=disk.img"]);
+  expect(readdirSync(disk.mnt)).toEqual(["disk.img"]);
+  await disk.unmount();
+});
+
+test("a second mount on a live mount point is refused with a clear message", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  const again = run(["dist/s3backer", "--test", `--size=${SIZE}`, disk.blocks, disk.mnt]);
+  expect(again.code).toBe(1);
+  expect(again.stderr).toMatch(/already a mount point/);
+  await disk.unmount();
+});
+
+test("SIGTERM while writing: the process flushes, unmounts and exits 0", async () => {
+  const dir = tempDir("sigterm");
+  try {
+    sh(["mkdir", "-p", join(dir, "b"), join(dir, "m")]);
+    const { proc, done } = await mountForeground([`--blockSize=${BS}`, `--size=${SIZE}`], join(dir, "b"), join(dir, "m"));
+    const writer = Bun.spawn(["dd", "if=/dev/urandom", `of=${join(dir, "m", "file")}`, "bs=64k", "count=64", "conv=notrunc"], { stderr: "ignore" });
+    await Bun.sleep(50);
+    proc.kill("SIGTERM");
+    await writer.exited;
+    expect(await proc.exited).toBe(0);
+    done();
+    expect(isMounted(join(dir, "m"))).toBe(false);
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("SIGKILL leaves a dead mount ('Transport endpoint is not connected') that umount -l clears", async () => {
+  const dir = tempDir("sigkill");
+  try {
+    sh(["mkdir", "-p", join(dir, "b"), join(dir, "m")]);
+    const mnt = join(dir, "m");
+    const { proc, done } = await mountForeground([`--blockSize=${BS}`, `--size=${SIZE}`], join(dir, "b"), mnt);
+    proc.kill("SIGKILL");
+    await proc.exited;
+    expect(() => statSync(join(mnt, "file"))).toThrow(/ENOTCONN|not connected/);
+    const refused = run(["dist/s3backer", "--test", `--size=${SIZE}`, join(dir, "b"), mnt]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/umount -l/);
+    sh(["umount", "-l", mnt]);
+    done();
+    expect(isMounted(mnt)).toBe(false);
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("background mode: the command returns once the mount answers; failures give the child's exit code", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  // mountDisk returned after the command exited 0: the mount must already serve requests.
+  expect(statSync(disk.file).size).toBe(SIZE);
+  const pidFile = join(disk.dir, "pid");
+  expect(readFileSync(pidFile, "utf8").trim()).toBe(String(disk.pid));
+  expect(readFileSync(join(disk.dir, "log"), "utf8")).toMatch(/mounted/);
+  await disk.unmount();
+  expect(existsSync(pidFile)).toBe(false);
+  // A failure after the fork (the block directory is missing) reaches the caller's stderr and exit code.
+  const failed = run(["dist/s3backer", "--test", `--size=${SIZE}`, join(disk.dir, "missing"), disk.mnt]);
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toMatch(/^s3backer: .*missing/);
+  expect(isMounted(disk.mnt)).toBe(false);
+});
+
+test("as a non-root user the mount goes through fusermount3", async () => {
+  const dir = tempDir("user");
+  // Distributions make /dev/fuse 0666 (fusermount3 opens it as the user); some sandboxes leave it 0600.
+  const fuseMode = statSync("/dev/fuse").mode & 0o777;
+  chmodSync("/dev/fuse", 0o666);
+  try {
+    sh(["mkdir", "-p", join(dir, "b"), join(dir, "m")]);
+    sh(["chown", "-R", "nobody:nogroup", dir]);
+    sh(["chmod", "755", dir]);
+    const as = (cmd: string[]) => run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ...cmd]);
+    const binCopy = join(dir, "s3backer");
+    sh(["cp", "dist/s3backer", binCopy]);
+    const r = as([binCopy, "--test", `--size=${SIZE}`, `--blockSize=${BS}`, join(dir, "b"), join(dir, "m")]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(isMounted(join(dir, "m"))).toBe(true);
+    expect(as(["dd", "if=/dev/zero", `of=${join(dir, "m", "file")}`, "bs=64k", "count=1", "seek=2", "conv=notrunc"]).code).toBe(0);
+    expect(as(["sh", "-c", `printf hello | dd of=${join(dir, "m", "file")} bs=1 seek=100 conv=notrunc`]).code).toBe(0);
+    expect(as(["fusermount3", "-u", join(dir, "m")]).code).toBe(0);
+    await waitFor("the user's s3backer to exit", () => run(["pgrep", "-f", binCopy]).code !== 0);
+    expect(readdirSync(join(dir, "b"))).toEqual(["00000000"]);
+  } finally {
+    if (isMounted(join(dir, "m"))) run(["umount", "-l", join(dir, "m")]);
+    run(["pkill", "-9", "-f", join(dir, "s3backer")]);
+    chmodSync("/dev/fuse", fuseMode);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
