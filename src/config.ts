@@ -14,7 +14,7 @@ export interface FuseOptions {
   defaultPermissions: boolean;
   uid: number;
   gid: number;
-  /** Kernel read-ahead in bytes: 0 by default, as the original, since the block layer reads ahead. */
+  /** Kernel read-ahead in bytes (the original's 0 would turn buffered reads into 4 KiB requests). */
   maxReadahead: number;
   fsname: string;
   subtype: string;
@@ -55,6 +55,8 @@ export const MAX_BLOCK_SIZE = 64 * 2 ** 20;
 /** Block names are 8 hex digits, as in the original. */
 export const MAX_BLOCKS = 2 ** 32;
 export const MEMORY_BUCKET = ":memory:";
+/** One full-size FUSE read ahead of a sequential reader. */
+export const DEFAULT_KERNEL_READAHEAD = 1 << 20;
 
 /** Options the kernel mount or mount.fuse may hand us that need no action here. */
 const PASSTHROUGH_MOUNT_OPTIONS = new Set([
@@ -199,7 +201,7 @@ function fuseOptions(options: string[], ids: { uid: number; gid: number }, readO
     defaultPermissions: false,
     uid: ids.uid,
     gid: ids.gid,
-    maxReadahead: 0,
+    maxReadahead: DEFAULT_KERNEL_READAHEAD,
     fsname,
     subtype: "s3backer",
     mountFlags: ["nodev", "nosuid"],

@@ -1,7 +1,8 @@
 /** Blocks in RAM: for benchmarks of the FUSE path and for tests. Gone at unmount. */
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { Counters } from "../counters.ts";
-import { readPartOf, writePartOf } from "../partial.ts";
+import { readPartOf } from "../partial.ts";
+import { isAllZero } from "../block-store.ts";
 
 export class MemoryStore implements BlockStore {
   private readonly blocks = new Map<number, Uint8Array>();
@@ -35,8 +36,19 @@ export class MemoryStore implements BlockStore {
     }
   }
 
-  writeBlockPart(block: number, offset: number, data: Uint8Array) {
-    return writePartOf(this, block, offset, data);
+  /** In place, like pwrite on a file: no read-modify-write copy of the whole block. */
+  async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+    const existing = this.blocks.get(block);
+    if (!existing) {
+      if (isAllZero(data)) return;
+      const fresh = new Uint8Array(this.blockSize);
+      fresh.set(data, offset);
+      this.blocks.set(block, fresh);
+    } else {
+      existing.set(data, offset);
+      if (isAllZero(data) && isAllZero(existing)) this.blocks.delete(block);
+    }
+    this.counters.add("writes");
   }
 
   async listBlocks(found: (block: number) => void): Promise<void> {
