@@ -231,3 +231,35 @@ test("as a non-root user the mount goes through fusermount3", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("-o uid=,gid= set the owner; fsname and subtype show in the mount table; allow_other opens it to other users", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "-o", "uid=1234,gid=5678,allow_other", "--fileMode=0666"]);
+  const st = statSync(disk.file);
+  expect([st.uid, st.gid]).toEqual([1234, 5678]);
+  const line = readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.includes(` ${disk.mnt} `))!;
+  expect(line).toContain(` fuse.s3backer test:${disk.blocks} `);
+  expect(line).toMatch(/allow_other/);
+  chmodSync(disk.dir, 0o755); // so that only FUSE's own check can stop another user
+  const asNobody = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "stat", "-c", "%s", disk.file]);
+  expect(asNobody.stdout.trim()).toBe(String(SIZE));
+  await disk.unmount();
+
+  const closed = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
+  chmodSync(closed.dir, 0o755);
+  const denied = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "stat", closed.file]);
+  expect(denied.code).not.toBe(0);
+  expect(denied.stderr).toMatch(/Permission denied/);
+  await closed.unmount();
+});
+
+test("the page cache serves repeated reads; --directIO sends every read to the store", async () => {
+  const reads = (stats: string) => Number(/^reads\s+(\d+)/m.exec(readFileSync(stats, "utf8"))![1]);
+  for (const [args, expected] of [[[], 1], [["--directIO"], 3]] as const) {
+    const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, ...args]);
+    pwrite(disk.file, 0, pattern(BS, 5));
+    writeFileSync("/proc/sys/vm/drop_caches", "1");
+    for (let i = 0; i < 3; i++) expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 5));
+    expect(reads(disk.stats)).toBe(expected);
+    await disk.unmount();
+  }
+});
