@@ -6,6 +6,7 @@ import { ConfigError, UsageError } from "./errors.ts";
 import { FLAG_BY_NAME } from "./cli/flags.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
 import { formatSize, parseSize } from "./util/size.ts";
+import { envRegion } from "./store/s3/credentials.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 
@@ -29,9 +30,9 @@ export interface Config {
   bucket: string;
   prefix: string;
   mountpoint: string;
-  blockSize: number;
-  fileSize: number;
-  numBlocks: number;
+  /** Sizes from the flags; the disk's metadata may supply them (see resolveGeometry). */
+  blockSize: number | undefined;
+  fileSize: number | undefined;
   blockHashPrefix: boolean;
   filename: string;
   /** Empty: no stats file. */
@@ -48,6 +49,34 @@ export interface Config {
   logFile: string | undefined;
   pidFile: string | undefined;
   fuse: FuseOptions;
+  s3: S3Settings;
+}
+
+export interface S3Settings {
+  baseURL: string;
+  region: string;
+  vhost: boolean;
+  insecure: boolean;
+  cacert: string | undefined;
+  accessId: string | undefined;
+  accessKey: string | undefined;
+  accessFile: string | undefined;
+  accessEC2IAM: string | undefined;
+  /** Headers of every block PUT: ACL, storage class, server-side encryption. */
+  putHeaders: Record<string, string>;
+  timeoutMs: number;
+  initialRetryPauseMs: number;
+  maxRetryPauseMs: number;
+  maxUploadBps: number;
+  maxDownloadBps: number;
+  debugHttp: boolean;
+  listBlocksThreads: number;
+}
+
+export interface Geometry {
+  blockSize: number;
+  fileSize: number;
+  numBlocks: number;
 }
 
 export const MIN_BLOCK_SIZE = 512;
@@ -55,6 +84,7 @@ export const MAX_BLOCK_SIZE = 64 * 2 ** 20;
 /** Block names are 8 hex digits, as in the original. */
 export const MAX_BLOCKS = 2 ** 32;
 export const MEMORY_BUCKET = ":memory:";
+export const DEFAULT_BLOCK_SIZE = 4096;
 /** One full-size FUSE read ahead of a sequential reader. */
 export const DEFAULT_KERNEL_READAHEAD = 1 << 20;
 
@@ -65,7 +95,11 @@ const PASSTHROUGH_MOUNT_OPTIONS = new Set([
 ]);
 const IGNORED_MOUNT_OPTIONS = new Set(["rw", "defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail", "nonempty", "sync_read", "kernel_cache"]);
 
-export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } = currentIds()): Config {
+export function buildConfig(
+  args: ParsedArgs,
+  ids: { uid: number; gid: number } = currentIds(),
+  env: Record<string, string | undefined> = process.env,
+): Config {
   const fromOptions = splitMountOptions(args.mountOptions);
   // Flags given directly win over the same flag inside -o.
   const values = new Map([...fromOptions.flags, ...args.values]);
@@ -101,28 +135,19 @@ export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } 
   }
   const test = on("test");
   const [bucketArg, mountpoint = ""] = args.positionals as [string, string?];
-  if (!test) throw new ConfigError("S3 storage is not built yet: use --test with a local directory (see README)");
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
 
-  const blockSize = sizeFlag("blockSize", text("blockSize") ?? "4k");
-  if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
-    throw new ConfigError(
-      `--blockSize=${text("blockSize")}: must be a power of two from ${formatSize(MIN_BLOCK_SIZE)} to ${formatSize(MAX_BLOCK_SIZE)}`,
-    );
-  }
+  const blockSizeText = text("blockSize");
+  const blockSize = blockSizeText === undefined ? undefined : sizeFlag("blockSize", blockSizeText);
+  if (blockSize !== undefined) checkBlockSize(blockSize, `--blockSize=${blockSizeText}`);
   const sizeText = text("size");
-  if (sizeText === undefined) throw new ConfigError("--size is required: there is no size auto-detection in --test mode");
-  const fileSize = sizeFlag("size", sizeText);
+  const fileSize = sizeText === undefined ? undefined : sizeFlag("size", sizeText);
   if (fileSize === 0) throw new ConfigError("--size must be greater than zero");
-  if (fileSize % blockSize !== 0) {
-    throw new ConfigError(`--size=${sizeText} is not a multiple of the block size (${formatSize(blockSize)})`);
+  if (test && fileSize === undefined && mode === "mount") {
+    throw new ConfigError("--size is required: there is no size auto-detection in --test mode");
   }
-  const numBlocks = fileSize / blockSize;
-  if (numBlocks > MAX_BLOCKS) {
-    throw new ConfigError(
-      `--size=${sizeText} needs ${numBlocks} blocks of ${formatSize(blockSize)}; at most ${MAX_BLOCKS} fit the block names: use a larger --blockSize`,
-    );
-  }
+  // Check what can be checked now; resolveGeometry repeats it once auto-detection has run.
+  if (fileSize !== undefined) resolveGeometry({ blockSize, fileSize }, undefined, false);
 
   const filename = fileName("filename", text("filename") ?? "file", false);
   const statsFilename = fileName("statsFilename", text("statsFilename") ?? "stats", true);
@@ -136,7 +161,11 @@ export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } 
   }
 
   const debug = on("debug");
-  const fuse = fuseOptions(fromOptions.fuse, ids, readOnly, `${test ? "test:" : ""}${bucket}${prefix ? `/${prefix}` : ""}`);
+  const s3 = s3Settings(text, on, env);
+  // As the original: the mount table shows where the blocks are.
+  const fsname = test ? `test:${bucket}${prefix ? `/${prefix}` : ""}` : `${s3.baseURL}${bucket}/${prefix}`;
+  const fuse = fuseOptions(fromOptions.fuse, ids, readOnly, fsname);
+  if (mode !== "mount" && on("listBlocks")) throw new UsageError(`--${mode} cannot be combined with --listBlocks`);
   return {
     mode,
     test,
@@ -145,7 +174,6 @@ export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } 
     mountpoint,
     blockSize,
     fileSize,
-    numBlocks,
     blockHashPrefix: on("blockHashPrefix"),
     filename,
     statsFilename,
@@ -161,6 +189,118 @@ export function buildConfig(args: ParsedArgs, ids: { uid: number; gid: number } 
     logFile: text("logFile"),
     pidFile: text("pidFile"),
     fuse,
+    s3,
+  };
+}
+
+function checkBlockSize(blockSize: number, what: string): void {
+  if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+    throw new ConfigError(`${what}: must be a power of two from ${formatSize(MIN_BLOCK_SIZE)} to ${formatSize(MAX_BLOCK_SIZE)}`);
+  }
+}
+
+/**
+ * The disk's block and file size: from the flags, else from what the disk's metadata says.
+ * Flags that disagree with the metadata are refused unless --force.
+ */
+export function resolveGeometry(
+  flags: { blockSize: number | undefined; fileSize: number | undefined },
+  detected: { blockSize: number; fileSize: number } | undefined,
+  force: boolean,
+): Geometry {
+  if (detected) {
+    checkBlockSize(detected.blockSize, "the disk's metadata block size");
+    for (const [name, mine, theirs] of [["--blockSize", flags.blockSize, detected.blockSize], ["--size", flags.fileSize, detected.fileSize]] as const) {
+      if (mine !== undefined && mine !== theirs && !force) {
+        throw new ConfigError(`${name}=${formatSize(mine)} differs from the disk's own ${formatSize(theirs)}; use --force to override (and risk misreading the disk)`);
+      }
+    }
+  }
+  const blockSize = flags.blockSize ?? detected?.blockSize ?? DEFAULT_BLOCK_SIZE;
+  const fileSize = flags.fileSize ?? detected?.fileSize;
+  if (fileSize === undefined) throw new ConfigError("--size is required: no existing disk was found to take it from");
+  if (fileSize % blockSize !== 0) {
+    throw new ConfigError(`--size=${formatSize(fileSize)} is not a multiple of the block size (${formatSize(blockSize)})`);
+  }
+  const numBlocks = fileSize / blockSize;
+  if (numBlocks > MAX_BLOCKS) {
+    throw new ConfigError(
+      `--size=${formatSize(fileSize)} needs ${numBlocks} blocks of ${formatSize(blockSize)}; at most ${MAX_BLOCKS} fit the block names: use a larger --blockSize`,
+    );
+  }
+  return { blockSize, fileSize, numBlocks };
+}
+
+const ACCESS_TYPES = ["private", "public-read", "public-read-write", "authenticated-read"];
+
+function s3Settings(
+  text: (name: string) => string | undefined,
+  on: (name: string) => boolean,
+  env: Record<string, string | undefined>,
+): S3Settings {
+  const count = (name: string, fallback: number, min = 0) => {
+    const v = text(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+      throw new ConfigError(`--${name}=${v}: expected a whole number${min ? ` of at least ${min}` : ""}`);
+    }
+    return Number(v);
+  };
+  const authVersion = text("authVersion") ?? "aws4";
+  if (authVersion !== "aws4") throw new ConfigError(`--authVersion=${authVersion}: only aws4 signing is supported`);
+  const accessType = text("accessType") ?? "private";
+  if (!ACCESS_TYPES.includes(accessType)) throw new ConfigError(`--accessType=${accessType}: expected one of ${ACCESS_TYPES.join(", ")}`);
+  const region = text("region") ?? envRegion(env) ?? "us-east-1";
+  if (!/^[a-z0-9-]+$/.test(region)) throw new ConfigError(`--region=${region}: not a region name`);
+
+  let baseURL = text("baseURL") ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL ?? (region === "us-east-1" ? "https://s3.amazonaws.com/" : `https://s3.${region}.amazonaws.com/`);
+  let parsed: URL;
+  try {
+    parsed = new URL(baseURL);
+  } catch {
+    throw new ConfigError(`--baseURL=${baseURL}: not a URL`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new ConfigError(`--baseURL=${baseURL}: must be http:// or https://`);
+  if (on("ssl") && parsed.protocol !== "https:") throw new ConfigError(`--ssl needs an https:// base URL, not ${baseURL}`);
+  if (!baseURL.endsWith("/")) baseURL += "/";
+
+  const putHeaders: Record<string, string> = { "x-amz-acl": accessType };
+  const storageClass = text("storageClass") ?? (on("rrs") ? "REDUCED_REDUNDANCY" : undefined);
+  if (storageClass) putHeaders["x-amz-storage-class"] = storageClass;
+  const sse = text("sse");
+  if (sse !== undefined) {
+    if (sse !== "AES256" && sse !== "aws:kms") throw new ConfigError(`--sse=${sse}: expected AES256 or aws:kms`);
+    putHeaders["x-amz-server-side-encryption"] = sse;
+  }
+  const sseKeyId = text("sse-key-id");
+  if (sseKeyId !== undefined) {
+    if (sse !== "aws:kms") throw new ConfigError("--sse-key-id needs --sse=aws:kms");
+    putHeaders["x-amz-server-side-encryption-aws-kms-key-id"] = sseKeyId;
+  }
+  const accessId = text("accessId");
+  const accessKey = text("accessKey");
+  const accessEC2IAM = text("accessEC2IAM");
+  if (accessEC2IAM !== undefined && (accessId !== undefined || accessKey !== undefined)) {
+    throw new UsageError("--accessEC2IAM cannot be combined with --accessId/--accessKey");
+  }
+  return {
+    baseURL,
+    region,
+    vhost: on("vhost"),
+    insecure: on("insecure"),
+    cacert: text("cacert"),
+    accessId,
+    accessKey,
+    accessFile: text("accessFile"),
+    accessEC2IAM,
+    putHeaders,
+    timeoutMs: count("timeout", 30, 1) * 1000,
+    initialRetryPauseMs: count("initialRetryPause", 200, 1),
+    maxRetryPauseMs: count("maxRetryPause", 30000),
+    maxUploadBps: count("maxUploadSpeed", 0),
+    maxDownloadBps: count("maxDownloadSpeed", 0),
+    debugHttp: on("debug-http"),
+    listBlocksThreads: count("listBlocksThreads", 16, 1),
   };
 }
 

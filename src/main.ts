@@ -6,11 +6,14 @@ import { buildConfig } from "./config.ts";
 import { announceReady, isDaemonChild, startDaemon } from "./daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
+import { erase, resetMountedFlag } from "./maintenance.ts";
 import { serve } from "./serve.ts";
+import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
 import { runtime } from "./runtime/index.ts";
 import { VERSION } from "./version.ts";
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === S3_SERVER_COMMAND) return s3ServerMain(argv.slice(1));
   const args = parseArgs(argv);
   if (args.values.has("help")) {
     process.stdout.write(`${helpText()}\n`);
@@ -21,6 +24,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = buildConfig(args);
+  if (config.mode !== "mount") {
+    log.configure({ kind: "stderr" }, config.debug);
+    return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
+  }
   const child = isDaemonChild();
   if (!config.foreground && !child) return startDaemon(argv);
 

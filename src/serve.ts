@@ -1,17 +1,19 @@
 /**
- * The life of a mount: build the store stack, mount, serve until unmounted or signalled, then
- * flush every dirty block and close. The exit code says whether everything reached storage.
+ * The life of a mount: open the disk, set its mounted flag, mount, serve until unmounted or
+ * signalled, then flush every dirty block, clear the flag and close. The exit code says whether
+ * everything reached storage.
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { BackedFile } from "./backed-file.ts";
-import type { Config } from "./config.ts";
+import type { Config, Geometry } from "./config.ts";
 import { messageOf } from "./errors.ts";
 import { SingleFileFs } from "./fuse/filesystem.ts";
-import { checkMountpoint, mount, unmount } from "./fuse/mount.ts";
+import { checkMountpoint, mount, unmount, type Mounted } from "./fuse/mount.ts";
 import { FuseSession } from "./fuse/session.ts";
 import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
-import { buildStack } from "./store/build-stack.ts";
+import type { BlockStore } from "./store/block-store.ts";
+import { openDisk } from "./store/build-stack.ts";
 
 /** Reader threads and the request slots each owns: up to 32 requests of 1 MiB in flight. */
 const READERS = 2;
@@ -19,9 +21,34 @@ const SLOTS_PER_READER = 16;
 
 export async function serve(config: Config, onReady: () => void): Promise<number> {
   checkMountpoint(config.mountpoint);
-  const store = await buildStack(config);
-  const file = new BackedFile(store);
-  const fs = new SingleFileFs(file, {
+  const disk = await openDisk(config, log);
+  const { store, geometry } = disk;
+  if (config.listBlocks && disk.zeroCache) {
+    const started = performance.now();
+    const found = await disk.zeroCache.loadListing();
+    log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const flag = config.readOnly ? undefined : disk.flag;
+  await flag?.acquire(config.force);
+
+  let mounted: Mounted;
+  try {
+    mounted = mount(config.mountpoint, config.fuse);
+  } catch (err) {
+    await flag?.clear(); // nothing was written
+    throw err;
+  }
+  const code = await serveMounted(config, mounted, store, geometry, onReady);
+  // Cleared only after a clean flush, so that after a failure the next mount sees the flag.
+  if (code === 0 && flag) {
+    await flag.clear().catch((err) => log.error(`clearing the mounted flag: ${messageOf(err)}`));
+  }
+  if (config.pidFile) rmSync(config.pidFile, { force: true });
+  return code;
+}
+
+async function serveMounted(config: Config, mounted: Mounted, store: BlockStore, geometry: Geometry, onReady: () => void): Promise<number> {
+  const fs = new SingleFileFs(new BackedFile(store), {
     filename: config.filename,
     statsFilename: config.statsFilename,
     fileMode: config.fileMode,
@@ -29,13 +56,11 @@ export async function serve(config: Config, onReady: () => void): Promise<number
     gid: config.fuse.gid,
     readOnly: config.readOnly,
     directIO: config.directIO,
-    blockSize: config.blockSize,
+    blockSize: geometry.blockSize,
     statsText: () => statsText(store.stats()),
     resetStats: () => store.resetStats(),
     flush: () => store.flush(),
   });
-
-  const mounted = mount(config.mountpoint, config.fuse);
   const session = new FuseSession(mounted.fd, fs, log, {
     maxReadahead: config.fuse.maxReadahead,
     readers: READERS,
@@ -63,7 +88,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   if (first === "ready") {
     if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`);
     onReady();
-    log.info(`mounted ${config.mountpoint}: ${config.numBlocks} blocks of ${config.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);
+    log.info(`mounted ${config.mountpoint}: ${geometry.numBlocks} blocks of ${geometry.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);
   }
   const reason = await session.ended;
   session.stop();
@@ -79,6 +104,5 @@ export async function serve(config: Config, onReady: () => void): Promise<number
     code = 1;
   }
   for (const s of signals) process.off(s, onSignal);
-  if (config.pidFile) rmSync(config.pidFile, { force: true });
   return code;
 }

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "../src/cli/parse.ts";
 import { FLAGS } from "../src/cli/flags.ts";
-import { buildConfig } from "../src/config.ts";
+import { buildConfig, resolveGeometry } from "../src/config.ts";
 import { BINARY, run, tempDir } from "./helpers/disk.ts";
 
 const dir = tempDir("cli");
@@ -42,8 +42,18 @@ const BAD: [string[], number, RegExp][] = [
   [["-o", "frobnicate", ...ok], 2, /unknown mount option '-o frobnicate'/],
   [["-o", "allow_root", ...ok], 1, /allow_root is not supported/],
   [["--erase", "--readOnly", "--test", "--size=1M", blocks], 2, /cannot be combined/],
+  [["--erase", "--listBlocks", "--test", blocks], 2, /cannot be combined/],
+  [["--erase", "--test", blocks], 1, /asks for confirmation on a terminal: add --force/],
   [["--erase", "--test", blocks, mnt], 2, /too many arguments/],
-  [["--size=1M", "bucket", mnt], 1, /S3 storage is not built yet/],
+  [["--size=1M", "--baseURL=ftp://x/", "bucket", mnt], 1, /must be http:\/\/ or https:\/\//],
+  [["--size=1M", "--accessType=open", "bucket", mnt], 1, /--accessType=open: expected one of private/],
+  [["--size=1M", "--authVersion=aws2", "bucket", mnt], 1, /only aws4/],
+  [["--size=1M", "--sse=foo", "bucket", mnt], 1, /--sse=foo: expected AES256 or aws:kms/],
+  [["--size=1M", "--sse-key-id=k", "bucket", mnt], 1, /needs --sse=aws:kms/],
+  [["--size=1M", "--timeout=0", "bucket", mnt], 1, /--timeout=0: expected a whole number of at least 1/],
+  [["--size=1M", "--accessEC2IAM=r", "--accessId=x", "bucket", mnt], 2, /cannot be combined/],
+  [["--size=1M", "--ssl", "--baseURL=http://127.0.0.1:1/", "bucket", mnt], 1, /--ssl needs an https/],
+  [["--size=1M", "bad_bucket!", mnt], 1, /not a valid bucket name/],
   [["--md5CacheSize=10", ...ok], 1, /--md5CacheSize is not available yet/],
   [["--encrypt", ...ok], 1, /--encrypt is not available yet/],
   [["--test", "--size=1M", blocks, join(dir, "nope")], 1, /mount point .*nope/],
@@ -74,7 +84,6 @@ test("values keep their exact text (no number conversion), and -o carries flags 
   expect(c.prefix).toBe("007");
   expect(c.fileSize).toBe(65536);
   expect(c.blockSize).toBe(4096);
-  expect(c.numBlocks).toBe(16);
   expect(c.fileMode).toBe(0o644);
   expect(c.fuse.allowOther).toBe(true);
   expect(c.fuse.uid).toBe(1000);
@@ -83,7 +92,8 @@ test("values keep their exact text (no number conversion), and -o carries flags 
 
 test("defaults follow the original: 4k blocks, 'file' and 'stats', mode 0600 (0400 read-only)", () => {
   const c = buildConfig(parseArgs(ok), { uid: 5, gid: 6 });
-  expect([c.blockSize, c.filename, c.statsFilename, c.fileMode, c.readOnly]).toEqual([4096, "file", "stats", 0o600, false]);
+  expect([c.filename, c.statsFilename, c.fileMode, c.readOnly]).toEqual(["file", "stats", 0o600, false]);
+  expect(resolveGeometry(c, undefined, false)).toEqual({ blockSize: 4096, fileSize: 2 ** 20, numBlocks: 256 });
   expect([c.fuse.uid, c.fuse.gid, c.foreground]).toEqual([5, 6, false]);
   const ro = buildConfig(parseArgs(["--readOnly", "-d", ...ok]), { uid: 0, gid: 0 });
   expect([ro.fileMode, ro.readOnly, ro.foreground, ro.debug]).toEqual([0o400, true, true, true]);

@@ -1,8 +1,8 @@
 /** ext4 on a loop device on the mounted file: the way people use s3backer. */
 import { afterEach, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cleanupDisks, isMounted, mountDisk, pattern, run, sh, tempDir } from "./helpers/disk.ts";
+import { blockFiles, cleanupDisks, isMounted, mountDisk, pattern, run, sh, tempDir } from "./helpers/disk.ts";
 
 const cleanups: (() => void)[] = [];
 afterEach(async () => {
@@ -50,7 +50,7 @@ test("mkfs.ext4, copy a tree, e2fsck clean, remount through a fresh process, che
   expect(run(["e2fsck", "-fn", dev]).code).toBe(0);
   sh(["losetup", "-d", dev]);
   await disk.unmount();
-  const stored = readdirSync(disk.blocks).length;
+  const stored = blockFiles(disk.blocks).length;
   expect(stored).toBeGreaterThan(24 << 20 >> 16); // at least the big file's blocks
 
   disk = await mountDisk(args, { dir });
@@ -62,7 +62,7 @@ test("mkfs.ext4, copy a tree, e2fsck clean, remount through a fresh process, che
   rmSync(join(fs, "big.bin"));
   sh(["sync"]);
   sh(["fstrim", fs]);
-  const afterTrim = readdirSync(disk.blocks).length;
+  const afterTrim = blockFiles(disk.blocks).length;
   // The big file's 384 blocks of 64k are freed; allow for metadata blocks that stay.
   expect(stored - afterTrim).toBeGreaterThan(300);
   sh(["umount", fs]);

@@ -29,7 +29,6 @@ export interface Flag {
   readonly planned?: string;
 }
 
-const S3 = "needs the S3 layer, not built yet (use --test)";
 const EC = "the consistency guard is not built yet";
 const CACHE = "the block cache is not built yet";
 const CODEC = "compression and encryption are not built yet";
@@ -45,35 +44,35 @@ export const FLAGS: readonly Flag[] = [
   { name: "fileMode", value: "MODE", default: "0600 (0400 with --readOnly)", group: "Disk layout", help: "Permissions of the backed file, octal" },
   { name: "readOnly", group: "Disk layout", help: "Refuse every write with 'Read-only file system'" },
   { name: "listBlocks", group: "Disk layout", help: "List existing blocks at start-up so absent blocks cost no request" },
-  { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks", planned: S3 },
+  { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks" },
   { name: "force", group: "Disk layout", help: "Mount even if auto-detected sizes differ or the disk looks mounted elsewhere" },
   { name: "noAutoDetect", group: "Disk layout", help: "Do not read block and file size from the disk's metadata" },
   { name: "test", group: "Disk layout", help: "Local test mode: the bucket argument is a directory (':memory:' keeps blocks in RAM)" },
 
   // S3 connection
-  { name: "baseURL", value: "URL", default: "https://s3.amazonaws.com/", group: "S3 connection", help: "Base URL of the S3 service", planned: S3 },
-  { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing", planned: S3 },
-  { name: "vhost", group: "S3 connection", help: "Virtual-hosted style URLs (bucket.host/key)", planned: S3 },
-  { name: "ssl", group: "S3 connection", help: "Use https for the default base URL", planned: S3 },
-  { name: "insecure", group: "S3 connection", help: "Do not verify the server's TLS certificate", planned: S3 },
-  { name: "cacert", value: "FILE", group: "S3 connection", help: "CA certificate file for TLS", planned: S3 },
-  { name: "accessId", value: "ID", group: "S3 connection", help: "S3 access key ID (else --accessFile, then AWS_* variables)", planned: S3 },
-  { name: "accessKey", value: "KEY", group: "S3 connection", help: "S3 secret access key", planned: S3 },
-  { name: "accessFile", value: "FILE", default: "~/.s3backer_passwd", group: "S3 connection", help: "File of 'accessId:accessKey' lines", planned: S3 },
-  { name: "accessEC2IAM", value: "ROLE", group: "S3 connection", help: "Take credentials from the EC2 instance metadata for ROLE", planned: S3 },
-  { name: "accessType", value: "TYPE", default: "private", group: "S3 connection", help: "ACL for new objects: private, public-read, public-read-write, authenticated-read", planned: S3 },
-  { name: "authVersion", value: "TYPE", default: "aws4", group: "S3 connection", help: "Request signing: aws4 only", planned: S3 },
-  { name: "storageClass", value: "TYPE", group: "S3 connection", help: "Storage class of written blocks", planned: S3 },
-  { name: "rrs", group: "S3 connection", help: "Reduced redundancy storage (deprecated: --storageClass=REDUCED_REDUNDANCY)", planned: S3 },
-  { name: "sse", value: "TYPE", group: "S3 connection", help: "Server-side encryption: AES256 or aws:kms", planned: S3 },
-  { name: "sse-key-id", value: "ID", group: "S3 connection", help: "KMS key ID for --sse=aws:kms", planned: S3 },
-  { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt", planned: S3 },
-  { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry", planned: S3 },
-  { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request", planned: S3 },
-  { name: "maxUploadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Upload bandwidth limit", planned: S3 },
-  { name: "maxDownloadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Download bandwidth limit", planned: S3 },
-  { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header", planned: S3 },
-  { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers", planned: S3 },
+  { name: "baseURL", value: "URL", default: "https://s3.amazonaws.com/", group: "S3 connection", help: "Base URL of the S3 service (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)" },
+  { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing (else AWS_REGION, AWS_DEFAULT_REGION)" },
+  { name: "vhost", group: "S3 connection", help: "Virtual-hosted style URLs (bucket.host/key)" },
+  { name: "ssl", group: "S3 connection", help: "Require https (the default base URL already uses it)" },
+  { name: "insecure", group: "S3 connection", help: "Do not verify the server's TLS certificate" },
+  { name: "cacert", value: "FILE", group: "S3 connection", help: "CA certificate file for TLS" },
+  { name: "accessId", value: "ID", group: "S3 connection", help: "S3 access key ID (else --accessFile, then AWS_* variables)" },
+  { name: "accessKey", value: "KEY", group: "S3 connection", help: "S3 secret access key" },
+  { name: "accessFile", value: "FILE", default: "~/.s3backer_passwd", group: "S3 connection", help: "File of 'accessId:accessKey' lines" },
+  { name: "accessEC2IAM", value: "ROLE", group: "S3 connection", help: "Take credentials from the EC2 instance metadata for ROLE" },
+  { name: "accessType", value: "TYPE", default: "private", group: "S3 connection", help: "ACL for new objects: private, public-read, public-read-write, authenticated-read" },
+  { name: "authVersion", value: "TYPE", default: "aws4", group: "S3 connection", help: "Request signing: aws4 only" },
+  { name: "storageClass", value: "TYPE", group: "S3 connection", help: "Storage class of written blocks" },
+  { name: "rrs", group: "S3 connection", help: "Reduced redundancy storage (deprecated: --storageClass=REDUCED_REDUNDANCY)" },
+  { name: "sse", value: "TYPE", group: "S3 connection", help: "Server-side encryption: AES256 or aws:kms" },
+  { name: "sse-key-id", value: "ID", group: "S3 connection", help: "KMS key ID for --sse=aws:kms" },
+  { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt" },
+  { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry" },
+  { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request" },
+  { name: "maxUploadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Upload bandwidth limit" },
+  { name: "maxDownloadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Download bandwidth limit" },
+  { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header", planned: CODEC },
+  { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
 
   // Consistency
   { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write (0 disables)", planned: EC },
@@ -101,8 +100,8 @@ export const FLAGS: readonly Flag[] = [
   { name: "keyLength", value: "NUM", group: "Compression and encryption", help: "Override the cipher key length", planned: CODEC },
 
   // Maintenance
-  { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit", planned: S3 },
-  { name: "reset-mounted-flag", group: "Maintenance", help: "Clear the 'already mounted' flag and exit", planned: S3 },
+  { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit (asks first unless --force)" },
+  { name: "reset-mounted-flag", group: "Maintenance", help: "Clear the 'already mounted' flag and exit" },
 
   // Mount and process
   { name: "foreground", short: "f", group: "Mount and process", help: "Stay in the foreground and log to stderr" },

@@ -1,5 +1,6 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { readFileSync } from "node:fs";
 import type { Libc, Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 
@@ -92,6 +93,14 @@ export const bunRuntime: Runtime = {
     // A compiled binary keeps each entry point under /$bunfs/root/, by its path below src/ (see build.ts).
     const url = compiled() ? `file:///$bunfs/root/${modulePath}` : new URL(`../${modulePath}`, import.meta.url).href;
     return new Worker(url);
+  },
+  tlsOptions(insecure, caFile) {
+    if (!insecure && !caFile) return {};
+    return { tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
+  },
+  serve({ port, hostname }, handler) {
+    const server = Bun.serve({ port, hostname, fetch: handler, maxRequestBodySize: 256 * 2 ** 20, idleTimeout: 60 });
+    return { port: server.port!, stop: () => server.stop(true) };
   },
   selfCommand() {
     // In a compiled binary argv[1] is the embedded script path, which the binary supplies by itself.

@@ -14,11 +14,20 @@ export interface Libc {
   syslog(priority: number, message: string): void;
 }
 
+export interface HttpServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
 export interface Runtime {
   readonly name: string;
   readonly libc: Libc;
   /** Starts a worker from a module given by its path under src/ (e.g. "fuse/device-reader.worker.ts"). */
   startWorker(modulePath: string): Worker;
+  /** Extra fetch() options for TLS: skip verification, or trust a CA file. */
+  tlsOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
+  /** Serves HTTP with a fetch-style handler. */
+  serve(options: { port: number; hostname: string }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** argv to start this same program again (for the background daemon). */
   selfCommand(): string[];
 }

@@ -1,20 +1,78 @@
 /**
- * Builds the store stack a configuration asks for, bottom first. Later layers (S3, consistency
- * guard, zero-block cache, codec, block cache) are stacked here as they arrive.
+ * Opens a disk: the store stack bottom first, its geometry (from the flags or auto-detected), and
+ * its mounted flag. Later layers (consistency guard, codec, block cache) are stacked here as they
+ * arrive.
  */
-import type { Config } from "../config.ts";
-import { MEMORY_BUCKET } from "../config.ts";
+import type { Config, Geometry } from "../config.ts";
+import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
+import type { Logger } from "../log.ts";
 import type { BlockStore } from "./block-store.ts";
-import { LocalDirStore } from "./backend/local-dir.ts";
+import { blockName } from "./block-names.ts";
+import { LocalDirStore, LocalMountFlag } from "./backend/local-dir.ts";
 import { MemoryStore } from "./backend/memory.ts";
+import type { MountFlagStore } from "./mount-flag.ts";
+import { detectGeometry } from "./s3/auto-detect.ts";
+import { credentialSource } from "./s3/credentials.ts";
+import { S3Client } from "./s3/s3-client.ts";
+import { S3MountFlag } from "./s3/mount-flag.ts";
+import { S3Store } from "./s3/s3-store.ts";
+import { ZeroCache } from "./zero-cache/zero-cache.ts";
 
-export async function buildStack(config: Config): Promise<BlockStore> {
-  if (config.bucket === MEMORY_BUCKET) return new MemoryStore(config.blockSize, config.numBlocks);
-  return LocalDirStore.open({
-    dir: config.bucket,
-    prefix: config.prefix,
-    blockSize: config.blockSize,
-    numBlocks: config.numBlocks,
-    hashPrefix: config.blockHashPrefix,
+export interface Disk {
+  /** Top of the stack: what the FUSE side sees. */
+  store: BlockStore;
+  /** Bottom of the stack: for listing and erasing. */
+  backend: BlockStore;
+  zeroCache: ZeroCache | undefined;
+  geometry: Geometry;
+  /** Undefined for the in-memory store. */
+  flag: MountFlagStore | undefined;
+}
+
+export async function openDisk(config: Config, log: Logger): Promise<Disk> {
+  const maintenance = config.mode !== "mount";
+  if (config.test) {
+    const geometry = maintenance && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
+    if (config.bucket === MEMORY_BUCKET) {
+      const store = new MemoryStore(geometry.blockSize, geometry.numBlocks);
+      return { store, backend: store, zeroCache: undefined, geometry, flag: undefined };
+    }
+    const backend = await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks, hashPrefix: config.blockHashPrefix });
+    return stack(backend, geometry, new LocalMountFlag(config.bucket, config.prefix), maintenance);
+  }
+
+  const s3 = config.s3;
+  const credentials = credentialSource(s3);
+  log.debug(`S3 ${s3.baseURL} bucket ${config.bucket}, region ${s3.region}, credentials from ${credentials.origin}`);
+  const client = new S3Client({
+    baseURL: s3.baseURL, bucket: config.bucket, vhost: s3.vhost, region: s3.region, credentials,
+    timeoutMs: s3.timeoutMs, initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
+    insecure: s3.insecure, caFile: s3.cacert, maxUploadBps: s3.maxUploadBps, maxDownloadBps: s3.maxDownloadBps,
+    debugHttp: s3.debugHttp, log,
   });
+  let geometry: Geometry;
+  if (maintenance) geometry = anyGeometry(config);
+  else {
+    const detected = config.noAutoDetect ? "no disk" : await detectGeometry(client, config.prefix + blockName(0, config.blockHashPrefix));
+    if (detected === "no metadata") log.warn("block 0 carries no size metadata: using the sizes given on the command line");
+    geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
+    if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
+  }
+  const backend = new S3Store(client, {
+    prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
+    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads,
+  });
+  return stack(backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+}
+
+function stack(backend: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
+  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag };
+  const zeroCache = new ZeroCache(backend);
+  return { store: zeroCache, backend, zeroCache, geometry, flag };
+}
+
+/** For --erase and --reset-mounted-flag, which need no size: every block name counts. */
+function anyGeometry(config: Config): Geometry {
+  const blockSize = config.blockSize ?? 4096;
+  return { blockSize, fileSize: blockSize * MAX_BLOCKS, numBlocks: MAX_BLOCKS };
 }

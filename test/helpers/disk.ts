@@ -3,7 +3,7 @@
  * also works when a test fails or the process was killed (a dead FUSE mount is lazily unmounted).
  */
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -96,6 +96,11 @@ export async function cleanupDisks(): Promise<void> {
     if (!entry.keepDir && entry.dir) rmSync(entry.dir, { recursive: true, force: true });
     live.delete(entry);
   }
+}
+
+/** The block files of a --test directory (not the mounted flag or temporary files). */
+export function blockFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => /^([0-9a-f]{8}-)?[0-9a-f]{8}$/.test(n)).sort();
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */

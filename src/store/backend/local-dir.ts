@@ -10,7 +10,9 @@ import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Counters } from "../counters.ts";
+import type { MountFlagStore } from "../mount-flag.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
+import { flagText, mountedError, MOUNTED_FLAG } from "../s3/mount-flag.ts";
 
 export interface LocalDirOptions {
   dir: string;
@@ -139,6 +141,35 @@ export class LocalDirStore implements BlockStore {
   private fail(what: string, err: unknown): FsError {
     this.counters.add("errors");
     return new FsError(Errno.EIO, `${what}: ${messageOf(err)}`);
+  }
+}
+
+/** --test mode's mounted flag: a file named like the original's flag object. */
+export class LocalMountFlag implements MountFlagStore {
+  private readonly path: string;
+  constructor(dir: string, prefix: string) {
+    this.path = join(dir, prefix + MOUNTED_FLAG);
+  }
+
+  async holder(): Promise<string | undefined> {
+    try {
+      return (await readFile(this.path, "utf8")).trim().replace(/\n/g, " since ") || "unknown";
+    } catch {
+      return undefined;
+    }
+  }
+
+  async acquire(force: boolean): Promise<void> {
+    try {
+      await writeFile(this.path, flagText(), { flag: force ? "w" : "wx" });
+    } catch (err) {
+      if ((err as { code?: string }).code === "EEXIST") throw mountedError(this.path, (await this.holder()) ?? "unknown");
+      throw err;
+    }
+  }
+
+  async clear(): Promise<void> {
+    await unlink(this.path).catch(() => {});
   }
 }
 

@@ -1,0 +1,54 @@
+/**
+ * Misbehaviour on demand, for tests: errors, latency, dropped connections, and eventual
+ * consistency (the previous version of an object is served for a while after it changes).
+ */
+
+export interface FaultSettings {
+  /** Fraction (0..1) of object requests answered with one of `errorStatuses` instead. */
+  errorRate: number;
+  errorStatuses: number[];
+  /** Added delay of every request, in ms: a fixed value or a [min, max] range (reorders requests). */
+  latencyMs: number | [number, number];
+  /** Fraction of object requests whose connection breaks in the middle of the response. */
+  dropRate: number;
+  /** After a PUT or DELETE, GET and HEAD keep answering with the old version (or 404) this long. */
+  staleMs: number;
+  /** Only requests whose key matches are affected by the error and drop rates (default: all). */
+  keyPattern: RegExp | undefined;
+}
+
+export const NO_FAULTS: FaultSettings = {
+  errorRate: 0,
+  errorStatuses: [500, 503],
+  latencyMs: 0,
+  dropRate: 0,
+  staleMs: 0,
+  keyPattern: undefined,
+};
+
+export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "OTHER";
+
+/** What the server saw: per kind, and what it did on purpose. */
+export class ServerCounters {
+  requests: Record<RequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, OTHER: 0 };
+  injectedErrors = 0;
+  droppedConnections = 0;
+  staleAnswers = 0;
+  rejectedSignatures = 0;
+  conditionalFailures = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  get total(): number {
+    return Object.values(this.requests).reduce((a, b) => a + b, 0);
+  }
+
+  reset(): void {
+    Object.assign(this, new ServerCounters());
+  }
+}
+
+export function delayFor(latency: FaultSettings["latencyMs"]): number {
+  if (typeof latency === "number") return latency;
+  return latency[0] + Math.random() * (latency[1] - latency[0]);
+}

@@ -1,0 +1,296 @@
+/**
+ * The embedded S3 server: the subset of S3 that s3backer uses, over real HTTP, with SigV4 checked,
+ * Content-MD5 checked, conditional requests, Range, ListObjects (v1 and v2), and fault injection.
+ * It backs the tests and the quick-start demo, and runs as `s3backer s3-server`.
+ */
+import { createHash } from "node:crypto";
+import { runtime } from "../runtime/index.ts";
+import type { HttpServer } from "../runtime/runtime.ts";
+import { delayFor, NO_FAULTS, ServerCounters, type FaultSettings, type RequestKind } from "./faults.ts";
+import { MemoryObjects, type ObjectStore, type StoredObject } from "./objects.ts";
+import { verifySigV4, type Credential } from "./sigv4-verify.ts";
+import { errorXml, listXml } from "./xml.ts";
+
+export interface S3ServerOptions {
+  /** Where objects live (default: memory). */
+  objects?: ObjectStore;
+  /** Access key ID -> secret (and optional session token). */
+  credentials: Record<string, Credential>;
+  /** Buckets that exist from the start. */
+  buckets?: string[];
+  /** Let unsigned requests read (a public bucket). */
+  anonymousRead?: boolean;
+  /** Accept `If-None-Match: *` / `If-Match` on PUT (set false to act like a server without conditional writes). */
+  conditionalWrites?: boolean;
+  port?: number;
+  hostname?: string;
+}
+
+interface Stale {
+  previous: StoredObject | undefined;
+  until: number;
+}
+
+const md5hex = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
+const LIST_LIMIT = 1000;
+
+export class S3Server {
+  readonly objects: ObjectStore;
+  readonly counters = new ServerCounters();
+  faults: FaultSettings = { ...NO_FAULTS };
+  private readonly credentials: Map<string, Credential>;
+  private readonly stale = new Map<string, Stale>();
+  private http: HttpServer | undefined;
+
+  constructor(private readonly options: S3ServerOptions) {
+    this.objects = options.objects ?? new MemoryObjects();
+    this.credentials = new Map(Object.entries(options.credentials));
+    for (const b of options.buckets ?? []) this.objects.createBucket(b);
+  }
+
+  /** Starts listening (port 0: the OS picks a free port) and returns the base URL. */
+  start(): string {
+    this.http = runtime.serve({ port: this.options.port ?? 0, hostname: this.options.hostname ?? "127.0.0.1" }, (req) => this.handle(req));
+    return `http://${this.options.hostname ?? "127.0.0.1"}:${this.http.port}/`;
+  }
+
+  get url(): string {
+    return `http://${this.options.hostname ?? "127.0.0.1"}:${this.http!.port}/`;
+  }
+
+  async stop(): Promise<void> {
+    await this.http?.stop();
+  }
+
+  /** Sets some fault settings (the rest keep their values); `reset()` clears them all. */
+  setFaults(settings: Partial<FaultSettings>): void {
+    this.faults = { ...this.faults, ...settings };
+  }
+
+  reset(): void {
+    this.faults = { ...NO_FAULTS };
+    this.stale.clear();
+    this.counters.reset();
+  }
+
+  async handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const [, bucket = "", ...rest] = url.pathname.split("/");
+    const key = decodeURIComponent(rest.join("/"));
+    const kind: RequestKind = key === "" ? (req.method === "GET" && bucket ? "LIST" : "OTHER") : (["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER");
+    this.counters.requests[kind]++;
+    const body = new Uint8Array(await req.arrayBuffer());
+    this.counters.bytesIn += body.length;
+    const resource = url.pathname;
+
+    const delay = delayFor(this.faults.latencyMs);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+
+    const readOnly = req.method === "GET" || req.method === "HEAD";
+    const verdict = await verifySigV4(req, body, this.credentials, readOnly && this.options.anonymousRead === true);
+    if (!verdict.ok) {
+      this.counters.rejectedSignatures++;
+      return this.error(verdict.status, verdict.code, verdict.message, resource, req.method);
+    }
+
+    const affected = key !== "" && (!this.faults.keyPattern || this.faults.keyPattern.test(key));
+    if (affected && Math.random() < this.faults.errorRate) {
+      this.counters.injectedErrors++;
+      const status = this.faults.errorStatuses[Math.floor(Math.random() * this.faults.errorStatuses.length)]!;
+      const code = status === 503 ? "SlowDown" : status === 500 ? "InternalError" : "ServiceUnavailable";
+      return this.error(status, code, "injected fault", resource, req.method);
+    }
+    const drop = affected && Math.random() < this.faults.dropRate;
+
+    if (!bucket) return this.error(501, "NotImplemented", "ListBuckets is not supported", resource, req.method);
+    let response: Response;
+    if (key === "") response = this.bucketRequest(req, bucket, url, resource);
+    else if (!this.objects.hasBucket(bucket)) response = this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
+    else {
+      switch (req.method) {
+        case "PUT":
+          response = this.putObject(req, bucket, key, body, resource);
+          break;
+        case "GET":
+        case "HEAD":
+          response = this.getObject(req, bucket, key, resource);
+          break;
+        case "DELETE":
+          this.remember(bucket, key);
+          this.objects.delete(bucket, key);
+          response = new Response(null, { status: 204 });
+          break;
+        default:
+          response = this.error(501, "NotImplemented", `${req.method} is not supported`, resource, req.method);
+      }
+    }
+    if (drop) return this.dropped(response);
+    return response;
+  }
+
+  /** A response whose body breaks off: the client sees a broken connection. */
+  private async dropped(response: Response): Promise<Response> {
+    this.counters.droppedConnections++;
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.error(new Error("connection dropped on purpose"));
+      },
+    });
+    return new Response(stream, { status: response.status, headers: { "content-length": "1048576" } });
+  }
+
+  private bucketRequest(req: Request, bucket: string, url: URL, resource: string): Response {
+    if (req.method === "PUT") {
+      this.objects.createBucket(bucket);
+      return new Response(null, { status: 200 });
+    }
+    if (!this.objects.hasBucket(bucket)) return this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
+    if (req.method === "HEAD") return new Response(null, { status: 200 });
+    if (req.method === "GET") return this.list(bucket, url.searchParams);
+    return this.error(501, "NotImplemented", `${req.method} on a bucket is not supported`, resource, req.method);
+  }
+
+  private list(bucket: string, q: URLSearchParams): Response {
+    const v2 = q.get("list-type") === "2";
+    const prefix = q.get("prefix") ?? "";
+    const delimiter = q.get("delimiter") || undefined;
+    const maxKeys = Math.min(LIST_LIMIT, Number(q.get("max-keys") ?? LIST_LIMIT));
+    const token = q.get("continuation-token") ?? undefined;
+    const after = v2 ? (token !== undefined ? Buffer.from(token, "base64url").toString() : (q.get("start-after") ?? "")) : (q.get("marker") ?? "");
+    const contents: { key: string; etag: string; size: number; lastModified: number }[] = [];
+    const prefixes: string[] = [];
+    let next: string | undefined;
+    let last = "";
+    for (const key of this.objects.keys(bucket)) {
+      if (!key.startsWith(prefix) || key <= after) continue;
+      if (contents.length + prefixes.length >= maxKeys) {
+        next = last;
+        break;
+      }
+      const cut = delimiter ? key.indexOf(delimiter, prefix.length) : -1;
+      if (cut >= 0) {
+        const common = key.slice(0, cut + delimiter!.length);
+        if (!prefixes.includes(common)) prefixes.push(common);
+      } else {
+        const o = this.objects.get(bucket, key)!;
+        contents.push({ key, etag: o.etag, size: o.body.length, lastModified: o.lastModified });
+      }
+      last = key;
+    }
+    let xml = listXml({
+      bucket, prefix, delimiter, maxKeys, contents, commonPrefixes: prefixes,
+      startAfter: v2 ? (q.get("start-after") ?? undefined) : undefined,
+      continuationToken: token,
+      nextContinuationToken: v2 && next !== undefined ? Buffer.from(next).toString("base64url") : undefined,
+    });
+    // ListObjects v1 marks truncation with IsTruncated and NextMarker instead of a token.
+    if (!v2 && next !== undefined) xml = xml.replace("<IsTruncated>false</IsTruncated>", `<IsTruncated>true</IsTruncated><NextMarker>${next}</NextMarker>`);
+    return this.xml(200, xml);
+  }
+
+  private putObject(req: Request, bucket: string, key: string, body: Uint8Array, resource: string): Response {
+    const etag = md5hex(body);
+    const contentMd5 = req.headers.get("content-md5");
+    if (contentMd5 !== null) {
+      const given = Buffer.from(contentMd5, "base64");
+      if (given.length !== 16) return this.error(400, "InvalidDigest", "The Content-MD5 you specified was invalid", resource, "PUT");
+      if (given.toString("hex") !== etag) return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "PUT");
+    }
+    const existing = this.objects.get(bucket, key);
+    if (this.options.conditionalWrites !== false) {
+      const ifNoneMatch = req.headers.get("if-none-match");
+      const ifMatch = req.headers.get("if-match");
+      if ((ifNoneMatch === "*" && existing) || (ifMatch !== null && (!existing || !etagMatches(ifMatch, existing.etag)))) {
+        this.counters.conditionalFailures++;
+        return this.error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", resource, "PUT");
+      }
+    }
+    const meta: Record<string, string> = {};
+    req.headers.forEach((value, name) => {
+      if (name.startsWith("x-amz-meta-")) meta[name] = value;
+    });
+    this.remember(bucket, key);
+    this.objects.put(bucket, key, {
+      body,
+      etag,
+      contentType: req.headers.get("content-type") ?? "binary/octet-stream",
+      contentEncoding: req.headers.get("content-encoding") ?? undefined,
+      meta,
+      lastModified: Date.now(),
+    });
+    return new Response(null, { status: 200, headers: { etag: `"${etag}"` } });
+  }
+
+  private getObject(req: Request, bucket: string, key: string, resource: string): Response {
+    const head = req.method === "HEAD";
+    const object = this.visible(bucket, key);
+    if (!object) return this.error(404, "NoSuchKey", "The specified key does not exist.", resource, req.method);
+    const headers: Record<string, string> = {
+      etag: `"${object.etag}"`,
+      "content-type": object.contentType,
+      "last-modified": new Date(object.lastModified).toUTCString(),
+      "accept-ranges": "bytes",
+      ...object.meta,
+    };
+    if (object.contentEncoding) headers["content-encoding"] = object.contentEncoding;
+    const ifMatch = req.headers.get("if-match");
+    if (ifMatch !== null && !etagMatches(ifMatch, object.etag)) {
+      this.counters.conditionalFailures++;
+      return this.error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", resource, req.method);
+    }
+    const ifNoneMatch = req.headers.get("if-none-match");
+    if (ifNoneMatch !== null && etagMatches(ifNoneMatch, object.etag)) return new Response(null, { status: 304, headers });
+
+    let data = object.body;
+    let status = 200;
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.get("range") ?? "");
+    if (range) {
+      const size = data.length;
+      const start = range[1] === "" ? Math.max(0, size - Number(range[2])) : Number(range[1]);
+      const end = range[1] === "" || range[2] === "" ? size - 1 : Math.min(size - 1, Number(range[2]));
+      if (start >= size || start > end) return this.error(416, "InvalidRange", "The requested range is not satisfiable", resource, req.method);
+      data = data.subarray(start, end + 1);
+      headers["content-range"] = `bytes ${start}-${end}/${size}`;
+      status = 206;
+    }
+    headers["content-length"] = String(data.length);
+    if (head) return new Response(null, { status, headers });
+    this.counters.bytesOut += data.length;
+    return new Response(data, { status, headers });
+  }
+
+  /** The version a reader sees: the stale one during the eventual-consistency window. */
+  private visible(bucket: string, key: string): StoredObject | undefined {
+    const stale = this.stale.get(`${bucket}/${key}`);
+    if (stale && Date.now() < stale.until) {
+      this.counters.staleAnswers++;
+      return stale.previous;
+    }
+    return this.objects.get(bucket, key);
+  }
+
+  private remember(bucket: string, key: string): void {
+    if (this.faults.staleMs <= 0) return;
+    const id = `${bucket}/${key}`;
+    const current = this.stale.get(id);
+    // Within a window, the old version stays the one from before the window started.
+    const previous = current && Date.now() < current.until ? current.previous : this.objects.get(bucket, key);
+    this.stale.set(id, { previous, until: Date.now() + this.faults.staleMs });
+  }
+
+  private xml(status: number, xml: string): Response {
+    return new Response(xml, { status, headers: { "content-type": "application/xml" } });
+  }
+
+  private error(status: number, code: string, message: string, resource: string, method: string): Response {
+    if (method === "HEAD") return new Response(null, { status, headers: { "x-amz-error-code": code } });
+    return this.xml(status, errorXml(code, message, resource));
+  }
+}
+
+function etagMatches(header: string, etag: string): boolean {
+  return header.split(",").some((t) => {
+    const v = t.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+    return v === "*" || v === etag;
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * The 'already mounted' flag object, as the original names and writes it: `<prefix>s3backer-mounted`
+ * holding the host name and time. It is created with `If-None-Match: *`, so of two mounts that race
+ * only one can win where the server honours conditional writes.
+ */
+import { hostname } from "node:os";
+import { ConfigError } from "../../errors.ts";
+import { hex8 } from "../block-names.ts";
+import type { MountFlagStore } from "../mount-flag.ts";
+import type { S3Client } from "./s3-client.ts";
+
+export const MOUNTED_FLAG = "s3backer-mounted";
+
+export class S3MountFlag implements MountFlagStore {
+  readonly key: string;
+  constructor(
+    private readonly client: S3Client,
+    prefix: string,
+  ) {
+    this.key = prefix + MOUNTED_FLAG;
+  }
+
+  /** Who holds the flag ("host since time"), or undefined when it is clear. */
+  async holder(): Promise<string | undefined> {
+    const r = await this.client.send({ method: "GET", kind: "GET", key: this.key, expect: [200, 404] });
+    return r.status === 404 ? undefined : new TextDecoder().decode(r.body).trim().replace(/\n/g, " since ") || "unknown";
+  }
+
+  async acquire(force: boolean): Promise<void> {
+    const body = new TextEncoder().encode(flagText());
+    const headers: Record<string, string> = {
+      "content-type": "text/plain",
+      "x-amz-meta-s3backer-mount-token": hex8((Math.random() * 2 ** 32) >>> 0),
+    };
+    if (!force) {
+      const holder = await this.holder();
+      if (holder) throw mountedError(this.key, holder);
+      headers["if-none-match"] = "*";
+    }
+    const r = await this.client.send({ method: "PUT", kind: "PUT", key: this.key, headers, body, expect: [200, 412] });
+    if (r.status === 412) throw mountedError(this.key, (await this.holder()) ?? "another mount that just won the race");
+  }
+
+  async clear(): Promise<void> {
+    await this.client.send({ method: "DELETE", kind: "DELETE", key: this.key, expect: [200, 204, 404] });
+  }
+}
+
+/** The flag's content, as the original writes it: host name and UTC time. */
+export function flagText(): string {
+  const now = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `${hostname()}\n${now}\n`;
+}
+
+export function mountedError(key: string, holder: string): ConfigError {
+  return new ConfigError(`the disk looks mounted elsewhere (${key}: ${holder}); use --force if it is not, or --reset-mounted-flag`);
+}

@@ -1,0 +1,141 @@
+/**
+ * S3 over HTTP: signs with SigV4 (aws4fetch), builds path-style or virtual-hosted URLs, limits each
+ * attempt with a timeout, and retries what may succeed later (network errors, timeouts, 5xx, 429,
+ * SlowDown) with exponential backoff until --maxRetryPause is used up. Never retries a 4xx that
+ * cannot succeed. Every request is counted.
+ */
+import { AwsClient } from "aws4fetch";
+import { Errno, FsError, messageOf } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { runtime } from "../../runtime/index.ts";
+import type { CredentialSource } from "./credentials.ts";
+import { RequestStats, type RequestKind } from "./request-stats.ts";
+
+export interface S3ClientOptions {
+  baseURL: string;
+  bucket: string;
+  vhost: boolean;
+  region: string;
+  credentials: CredentialSource;
+  timeoutMs: number;
+  initialRetryPauseMs: number;
+  maxRetryPauseMs: number;
+  insecure: boolean;
+  caFile: string | undefined;
+  /** Bits per second for one transfer, or 0. */
+  maxUploadBps: number;
+  maxDownloadBps: number;
+  debugHttp: boolean;
+  log: Logger;
+}
+
+export interface S3Request {
+  method: "GET" | "PUT" | "DELETE" | "HEAD";
+  kind: RequestKind;
+  /** Object key, or "" for the bucket itself. */
+  key: string;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+  /** Statuses that are answers, not failures (e.g. 404 for a GET of a zero block). */
+  expect: readonly number[];
+}
+
+export interface S3Response {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+/** A failure worth another attempt. */
+class Retryable extends Error {}
+
+export class S3Client {
+  readonly stats = new RequestStats();
+  private signer: { key: string; client: AwsClient } | undefined;
+  private readonly tls: Record<string, unknown>;
+
+  constructor(private readonly o: S3ClientOptions) {
+    this.tls = runtime.tlsOptions(o.insecure, o.caFile);
+  }
+
+  url(key: string, query?: Record<string, string>): string {
+    const base = new URL(this.o.baseURL);
+    const path = key.split("/").map(encodeURIComponent).join("/");
+    let url: string;
+    if (this.o.vhost) url = `${base.protocol}//${this.o.bucket}.${base.host}${base.pathname.replace(/\/?$/, "/")}${path}`;
+    else url = `${base.protocol}//${base.host}${base.pathname.replace(/\/?$/, "/")}${this.o.bucket}${key === "" ? "" : "/"}${path}`;
+    if (query && Object.keys(query).length) url += `?${new URLSearchParams(query).toString().replace(/\+/g, "%20")}`;
+    return url;
+  }
+
+  async send(req: S3Request): Promise<S3Response> {
+    const stats = this.stats.of(req.kind);
+    let pause = this.o.initialRetryPauseMs;
+    let paused = 0;
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now();
+      try {
+        const response = await this.attempt(req);
+        stats.record(performance.now() - started);
+        stats.bytes += req.method === "PUT" ? (req.body?.length ?? 0) : response.body.length;
+        return response;
+      } catch (err) {
+        stats.errors++;
+        if (!(err instanceof Retryable) || paused + pause > this.o.maxRetryPauseMs) {
+          const why = err instanceof Retryable ? `${messageOf(err)} (gave up after ${attempt + 1} attempts)` : messageOf(err);
+          throw err instanceof FsError ? err : new FsError(Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${why}`);
+        }
+        this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${pause} ms`);
+        stats.retries++;
+        await new Promise((r) => setTimeout(r, pause));
+        paused += pause;
+        pause *= 2;
+      }
+    }
+  }
+
+  private async signed(url: string, init: RequestInit): Promise<Request> {
+    const credentials = await this.o.credentials.get();
+    if (!credentials) return new Request(url, init);
+    const cacheKey = `${credentials.accessKeyId}\0${credentials.sessionToken ?? ""}`;
+    if (this.signer?.key !== cacheKey) {
+      this.signer = { key: cacheKey, client: new AwsClient({ ...credentials, service: "s3", region: this.o.region, retries: 0 }) };
+    }
+    return this.signer.client.sign(url, init);
+  }
+
+  private async attempt(req: S3Request): Promise<S3Response> {
+    const url = this.url(req.key, req.query);
+    const started = performance.now();
+    let response: Response;
+    let body: Uint8Array;
+    try {
+      const request = await this.signed(url, {
+        method: req.method,
+        headers: req.headers,
+        ...(req.body ? { body: req.body } : {}),
+      });
+      response = await fetch(request, { signal: AbortSignal.timeout(this.o.timeoutMs), ...this.tls } as RequestInit);
+      body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
+    } catch (err) {
+      const name = (err as Error).name;
+      throw new Retryable(name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
+    }
+    if (this.o.debugHttp) this.o.log.debug(`${req.method} ${url} -> ${response.status}`);
+    await this.throttle(req.method === "PUT" ? (req.body?.length ?? 0) : body.length, req.method === "PUT" ? this.o.maxUploadBps : this.o.maxDownloadBps, started);
+
+    if (req.expect.includes(response.status)) return { status: response.status, headers: response.headers, body };
+    const code = /<Code>([^<]+)<\/Code>/.exec(new TextDecoder().decode(body))?.[1] ?? response.headers.get("x-amz-error-code") ?? "";
+    const what = `HTTP ${response.status}${code ? ` ${code}` : ""}`;
+    if (response.status >= 500 || response.status === 429 || code === "SlowDown" || code === "RequestTimeout") throw new Retryable(what);
+    throw new FsError(response.status === 403 ? Errno.EACCES : Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${what}`);
+  }
+
+  /** Holds a transfer back so it averages at most `bps` bits per second. */
+  private async throttle(bytes: number, bps: number, started: number): Promise<void> {
+    if (bps <= 0 || bytes === 0) return;
+    const wait = (bytes * 8 * 1000) / bps - (performance.now() - started);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Knows which blocks are zero (absent), so that reading them or writing zeros over them costs no
+ * request. With --listBlocks every block is known from the start; otherwise the layer learns from
+ * the reads and writes that pass through it.
+ */
+import type { BlockStore, StatGroup } from "../block-store.ts";
+import { isAllZero } from "../block-store.ts";
+import { Counters } from "../counters.ts";
+
+export class ZeroCache implements BlockStore {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  /** One bit per block: set = known to be zero. */
+  private readonly zeroBits: Uint8Array;
+  private readonly zero: Uint8Array;
+  private readonly counters = new Counters(["zero reads avoided", "zero writes avoided"] as const);
+
+  constructor(private readonly inner: BlockStore) {
+    this.blockSize = inner.blockSize;
+    this.numBlocks = inner.numBlocks;
+    this.zeroBits = new Uint8Array(Math.ceil(inner.numBlocks / 8));
+    this.zero = new Uint8Array(inner.blockSize);
+  }
+
+  /** Lists the blocks that exist; every other block is then known to be zero. Returns how many exist. */
+  async loadListing(): Promise<number> {
+    const existing = new Uint8Array(this.zeroBits.length);
+    let count = 0;
+    await this.inner.listBlocks((b) => {
+      existing[b >>> 3]! |= 1 << (b & 7);
+      count++;
+    });
+    for (let i = 0; i < this.zeroBits.length; i++) this.zeroBits[i] = ~existing[i]! & 0xff;
+    // Bits past the last block stay clear.
+    for (let b = this.numBlocks; b < this.zeroBits.length * 8; b++) this.zeroBits[b >>> 3]! &= ~(1 << (b & 7));
+    return count;
+  }
+
+  private isZero(block: number): boolean {
+    return (this.zeroBits[block >>> 3]! & (1 << (block & 7))) !== 0;
+  }
+
+  private mark(block: number, zero: boolean): void {
+    if (zero) this.zeroBits[block >>> 3]! |= 1 << (block & 7);
+    else this.zeroBits[block >>> 3]! &= ~(1 << (block & 7));
+  }
+
+  async readBlock(block: number): Promise<Uint8Array> {
+    if (this.isZero(block)) {
+      this.counters.add("zero reads avoided");
+      return this.zero;
+    }
+    const data = await this.inner.readBlock(block);
+    // Stored blocks are never all zeros, so an all-zero answer means the block is absent.
+    if (isAllZero(data)) this.mark(block, true);
+    return data;
+  }
+
+  async readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
+    if (this.isZero(block)) {
+      this.counters.add("zero reads avoided");
+      return this.zero.subarray(offset, offset + length);
+    }
+    return this.inner.readBlockPart(block, offset, length);
+  }
+
+  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+    if (!data && this.isZero(block)) {
+      this.counters.add("zero writes avoided");
+      return;
+    }
+    // Until the write is done the block is in between: not known zero.
+    this.mark(block, false);
+    await this.inner.writeBlock(block, data);
+    this.mark(block, data === null);
+  }
+
+  async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+    if (this.isZero(block)) {
+      if (isAllZero(data)) {
+        this.counters.add("zero writes avoided");
+        return;
+      }
+      // The old block is zeros: no need to read it.
+      const whole = new Uint8Array(this.blockSize);
+      whole.set(data, offset);
+      return this.writeBlock(block, whole);
+    }
+    this.mark(block, false);
+    return this.inner.writeBlockPart(block, offset, data);
+  }
+
+  listBlocks(found: (block: number) => void): Promise<void> {
+    return this.inner.listBlocks(found);
+  }
+
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  stats(): StatGroup[] {
+    let known = 0;
+    for (const byte of this.zeroBits) {
+      let b = byte;
+      for (; b; known++) b &= b - 1;
+    }
+    return [{ layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known]] }, ...this.inner.stats()];
+  }
+
+  resetStats(): void {
+    this.counters.reset();
+    this.inner.resetStats();
+  }
+}
