@@ -90,6 +90,13 @@ test("values keep their exact text (no number conversion), and -o carries flags 
   expect(c.fuse.mountFlags).toEqual(["nodev", "nosuid", "noexec"]);
 });
 
+test("on/off flags never swallow the next word, whatever their spelling", () => {
+  for (const flag of ["--reset-mounted-flag", "--debug-http", "--readOnly", "-f", "--foreground"]) {
+    const args = parseArgs([flag, "bucket", "mnt"]);
+    expect(args.positionals).toEqual(["bucket", "mnt"]);
+  }
+});
+
 test("defaults follow the original: 4k blocks, 'file' and 'stats', mode 0600 (0400 read-only)", () => {
   const c = buildConfig(parseArgs(ok), { uid: 5, gid: 6 });
   expect([c.filename, c.statsFilename, c.fileMode, c.readOnly]).toEqual(["file", "stats", 0o600, false]);

@@ -36,7 +36,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       return arg.slice(0, eq + 1) + protect(arg.slice(eq + 1));
     }
     // As in the original, an optional value must be attached (`--compress=9`): the next word is not it.
-    return flag?.optionalValue ? `${arg}=${protect("")}` : arg;
+    if (flag?.optionalValue) return `${arg}=${protect("")}`;
+    // Spelt out, so that mri cannot take the next word as the value of an on/off flag.
+    if (flag && !flag.value) return `${arg}=true`;
+    return arg;
   });
 
   const cli = cac("s3backer");

@@ -99,7 +99,13 @@ export const bunRuntime: Runtime = {
     return { tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
   },
   serve({ port, hostname }, handler) {
-    const server = Bun.serve({ port, hostname, fetch: handler, maxRequestBodySize: 256 * 2 ** 20, idleTimeout: 60 });
+    const server = Bun.serve({
+      port,
+      hostname,
+      fetch: handler,
+      maxRequestBodySize: 256 * 2 ** 20,
+      idleTimeout: 60,
+    });
     return { port: server.port!, stop: () => server.stop(true) };
   },
   selfCommand() {

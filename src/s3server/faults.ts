@@ -11,6 +11,8 @@ export interface FaultSettings {
   latencyMs: number | [number, number];
   /** Fraction of object requests whose connection breaks in the middle of the response. */
   dropRate: number;
+  /** Fraction of GET responses whose body has one byte flipped (headers, ETag included, unchanged). */
+  corruptRate: number;
   /** After a PUT or DELETE, GET and HEAD keep answering with the old version (or 404) this long. */
   staleMs: number;
   /** Only requests whose key matches are affected by the error and drop rates (default: all). */
@@ -22,6 +24,7 @@ export const NO_FAULTS: FaultSettings = {
   errorStatuses: [500, 503],
   latencyMs: 0,
   dropRate: 0,
+  corruptRate: 0,
   staleMs: 0,
   keyPattern: undefined,
 };
@@ -33,6 +36,7 @@ export class ServerCounters {
   requests: Record<RequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, OTHER: 0 };
   injectedErrors = 0;
   droppedConnections = 0;
+  corruptedBodies = 0;
   staleAnswers = 0;
   rejectedSignatures = 0;
   conditionalFailures = 0;

@@ -133,7 +133,8 @@ export class S3Server {
     this.counters.droppedConnections++;
     const stream = new ReadableStream({
       start(controller) {
-        controller.error(new Error("connection dropped on purpose"));
+        // An error without a value resets the connection without a log line in Bun.
+        controller.error(undefined);
       },
     });
     return new Response(stream, { status: response.status, headers: { "content-length": "1048576" } });
@@ -256,6 +257,11 @@ export class S3Server {
     headers["content-length"] = String(data.length);
     if (head) return new Response(null, { status, headers });
     this.counters.bytesOut += data.length;
+    if (data.length > 0 && Math.random() < this.faults.corruptRate && (!this.faults.keyPattern || this.faults.keyPattern.test(key))) {
+      this.counters.corruptedBodies++;
+      data = data.slice();
+      data[Math.floor(Math.random() * data.length)]! ^= 0x40;
+    }
     return new Response(data, { status, headers });
   }
 

@@ -11,7 +11,7 @@ import { blockName } from "./block-names.ts";
 import { LocalDirStore, LocalMountFlag } from "./backend/local-dir.ts";
 import { MemoryStore } from "./backend/memory.ts";
 import type { MountFlagStore } from "./mount-flag.ts";
-import { detectGeometry } from "./s3/auto-detect.ts";
+import { detectGeometry, type Detected } from "./s3/auto-detect.ts";
 import { credentialSource } from "./s3/credentials.ts";
 import { S3Client } from "./s3/s3-client.ts";
 import { S3MountFlag } from "./s3/mount-flag.ts";
@@ -51,17 +51,20 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
     debugHttp: s3.debugHttp, log,
   });
   let geometry: Geometry;
+  let detected: Detected | undefined;
   if (maintenance) geometry = anyGeometry(config);
   else {
-    const detected = config.noAutoDetect ? "no disk" : await detectGeometry(client, config.prefix + blockName(0, config.blockHashPrefix));
+    detected = config.noAutoDetect ? "no disk" : await detectGeometry(client, config.prefix + blockName(0, config.blockHashPrefix));
     if (detected === "no metadata") log.warn("block 0 carries no size metadata: using the sizes given on the command line");
     geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
     if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
   }
   const backend = new S3Store(client, {
     prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
-    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads,
+    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, keepSizes: !maintenance,
   });
+  // A new disk records its sizes at once (in block 0), so the next mount can detect them.
+  if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
   return stack(backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
 }
 

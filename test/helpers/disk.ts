@@ -3,7 +3,7 @@
  * also works when a test fails or the process was killed (a dead FUSE mount is lazily unmounted).
  */
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -20,6 +20,16 @@ export function isMounted(path: string): boolean {
 export function run(cmd: string[], opts: { stdin?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync(cmd, { stdin: opts.stdin ? Buffer.from(opts.stdin) : "ignore", env: opts.env ?? process.env as Record<string, string> });
   return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/**
+ * Runs a command without blocking this process's event loop: needed whenever the command talks
+ * to an S3 server that lives in this process (a synchronous spawn would deadlock it).
+ */
+export async function runAsync(cmd: string[], opts: { env?: Record<string, string> } = {}) {
+  const p = spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? (process.env as Record<string, string>) });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
 }
 
 /** Runs a command and throws with its stderr if it fails. */
@@ -52,24 +62,34 @@ export interface Disk {
 
 const live = new Set<{ mnt: string; pid: number; dir: string; keepDir: boolean }>();
 
-/** Mounts in the background (the default mode) and returns once the mount is ready. */
+/** Mounts in --test mode in the background (the default mode) and returns once the mount is ready. */
 export async function mountDisk(args: string[], opts: { blocks?: string; dir?: string } = {}): Promise<Disk> {
   const dir = opts.dir ?? tempDir("disk");
   const blocks = opts.blocks ?? join(dir, "blocks");
+  sh(["mkdir", "-p", blocks]);
+  return mountWith(["--test", ...args, blocks], dir, opts.dir !== undefined, blocks);
+}
+
+/**
+ * Mounts `source` (a bucket[/prefix]) with the given flags, in the background; async throughout so
+ * that an S3 server in this process keeps answering.
+ */
+export async function mountWith(argsAndSource: string[], dir: string, keepDir: boolean, blocks = ""): Promise<Disk> {
   const mnt = join(dir, "mnt");
-  sh(["mkdir", "-p", blocks, mnt]);
+  mkdirSync(mnt, { recursive: true });
   const pidFile = join(dir, "pid");
-  const r = run([BINARY, "--test", `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...args, blocks, mnt]);
+  const r = await runAsync([BINARY, `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...argsAndSource, mnt]);
   if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
   const pid = Number(readFileSync(pidFile, "utf8"));
-  const entry = { mnt, pid, dir, keepDir: opts.dir !== undefined };
+  const entry = { mnt, pid, dir, keepDir };
   live.add(entry);
   return {
     dir, blocks, mnt, pid,
     file: join(mnt, "file"),
     stats: join(mnt, "stats"),
     async unmount() {
-      sh(["umount", mnt]);
+      const u = await runAsync(["umount", mnt]);
+      if (u.code !== 0) throw new Error(`umount ${mnt}: ${u.stderr}`);
       await waitFor("s3backer to exit", () => !pidAlive(pid));
       live.delete(entry);
     },
@@ -89,7 +109,7 @@ export async function mountForeground(args: string[], blocks: string, mnt: strin
 /** Kills whatever a test left running or mounted; call from afterEach/afterAll. */
 export async function cleanupDisks(): Promise<void> {
   for (const entry of live) {
-    if (isMounted(entry.mnt)) run(["umount", "-l", entry.mnt]);
+    if (isMounted(entry.mnt)) await runAsync(["umount", "-l", entry.mnt]);
     if (pidAlive(entry.pid)) {
       await waitFor("exit after unmount", () => !pidAlive(entry.pid), 5000).catch(() => process.kill(entry.pid, "SIGKILL"));
     }
@@ -104,7 +124,7 @@ export function blockFiles(dir: string): string[] {
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */
-export function pattern(length: number, seed: number): Uint8Array {
+export function pattern(length: number, seed: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   let x = seed | 1;
   for (let i = 0; i < length; i++) {

@@ -39,6 +39,8 @@ export interface S3Request {
   body?: Uint8Array;
   /** Statuses that are answers, not failures (e.g. 404 for a GET of a zero block). */
   expect: readonly number[];
+  /** Checks an answer; throw RetryableError to have the request tried again (e.g. a corrupt body). */
+  validate?: (response: S3Response) => void;
 }
 
 export interface S3Response {
@@ -48,7 +50,7 @@ export interface S3Response {
 }
 
 /** A failure worth another attempt. */
-class Retryable extends Error {}
+export class RetryableError extends Error {}
 
 export class S3Client {
   readonly stats = new RequestStats();
@@ -82,8 +84,8 @@ export class S3Client {
         return response;
       } catch (err) {
         stats.errors++;
-        if (!(err instanceof Retryable) || paused + pause > this.o.maxRetryPauseMs) {
-          const why = err instanceof Retryable ? `${messageOf(err)} (gave up after ${attempt + 1} attempts)` : messageOf(err);
+        if (!(err instanceof RetryableError) || paused + pause > this.o.maxRetryPauseMs) {
+          const why = err instanceof RetryableError ? `${messageOf(err)} (gave up after ${attempt + 1} attempts)` : messageOf(err);
           throw err instanceof FsError ? err : new FsError(Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${why}`);
         }
         this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${pause} ms`);
@@ -120,15 +122,19 @@ export class S3Client {
       body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       const name = (err as Error).name;
-      throw new Retryable(name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
+      throw new RetryableError(name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
     }
     if (this.o.debugHttp) this.o.log.debug(`${req.method} ${url} -> ${response.status}`);
     await this.throttle(req.method === "PUT" ? (req.body?.length ?? 0) : body.length, req.method === "PUT" ? this.o.maxUploadBps : this.o.maxDownloadBps, started);
 
-    if (req.expect.includes(response.status)) return { status: response.status, headers: response.headers, body };
+    if (req.expect.includes(response.status)) {
+      const answer = { status: response.status, headers: response.headers, body };
+      req.validate?.(answer);
+      return answer;
+    }
     const code = /<Code>([^<]+)<\/Code>/.exec(new TextDecoder().decode(body))?.[1] ?? response.headers.get("x-amz-error-code") ?? "";
     const what = `HTTP ${response.status}${code ? ` ${code}` : ""}`;
-    if (response.status >= 500 || response.status === 429 || code === "SlowDown" || code === "RequestTimeout") throw new Retryable(what);
+    if (response.status >= 500 || response.status === 429 || code === "SlowDown" || code === "RequestTimeout") throw new RetryableError(what);
     throw new FsError(response.status === 403 ? Errno.EACCES : Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${what}`);
   }
 

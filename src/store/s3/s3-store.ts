@@ -8,7 +8,7 @@ import { Errno, FsError } from "../../errors.ts";
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
-import type { S3Client } from "./s3-client.ts";
+import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
@@ -22,6 +22,8 @@ export interface S3StoreOptions {
   /** Headers every block PUT carries: ACL, storage class, server-side encryption. */
   putHeaders: Record<string, string>;
   listThreads: number;
+  /** Store block 0 even when zero, to keep the disk's sizes (off for --erase). */
+  keepSizes: boolean;
 }
 
 export const md5 = (data: Uint8Array) => createHash("md5").update(data).digest();
@@ -46,14 +48,22 @@ export class S3Store implements BlockStore {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
-    const r = await this.client.send({ method: "GET", kind: "GET", key: this.key(block), expect: [200, 404] });
+    const r = await this.client.send({
+      method: "GET",
+      kind: "GET",
+      key: this.key(block),
+      expect: [200, 404],
+      validate: (answer) => {
+        const etag = unquote(answer.headers.get("etag"));
+        // A body that does not match its ETag was damaged on the way: ask again.
+        if (answer.status === 200 && /^[0-9a-f]{32}$/.test(etag) && md5(answer.body).toString("hex") !== etag) {
+          throw new RetryableError(`block ${block}: body does not match its ETag`);
+        }
+      },
+    });
     if (r.status === 404) return this.zero;
     if (r.body.length !== this.blockSize) {
       throw new FsError(Errno.EIO, `block ${block}: object holds ${r.body.length} bytes, expected ${this.blockSize}`);
-    }
-    const etag = unquote(r.headers.get("etag"));
-    if (/^[0-9a-f]{32}$/.test(etag) && md5(r.body).toString("hex") !== etag) {
-      throw new FsError(Errno.EIO, `block ${block}: body does not match its ETag (corrupted in transit?)`);
     }
     return r.body;
   }
@@ -64,6 +74,9 @@ export class S3Store implements BlockStore {
 
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
     const key = this.key(block);
+    // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
+    // and with it the only record of the sizes).
+    if (!data && block === 0 && this.o.keepSizes) data = this.zero;
     if (!data) {
       await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
       return;

@@ -1,0 +1,218 @@
+/**
+ * Real mounts against S3 servers: the embedded one (with counters and faults) and Ceph RGW when it
+ * runs. Everything here is async: the embedded server lives in this process and must keep answering.
+ */
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { readFile, writeFile } from "node:fs/promises";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY, cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
+import { embeddedPeer, freshBucket, peerArgs, rawClient, rgwPeer, startEmbedded, type Peer } from "./helpers/s3.ts";
+
+const server = startEmbedded();
+const embedded = embeddedPeer(server);
+const peers: Peer[] = [embedded, ...[rgwPeer()].filter((p): p is Peer => p !== undefined)];
+const dirs: string[] = [];
+afterEach(async () => {
+  await cleanupDisks();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+afterAll(() => server.stop());
+
+function workDir(tag: string): string {
+  const d = tempDir(tag);
+  dirs.push(d);
+  return d;
+}
+
+async function pwrite(path: string, offset: number, data: Uint8Array) {
+  const r = await runAsync(["dd", `of=${path}`, "bs=1M", `seek=${offset}`, "oflag=seek_bytes", "conv=notrunc,fsync", "status=none", `if=${await tmpFile(data)}`]);
+  if (r.code !== 0) throw new Error(r.stderr);
+}
+
+async function tmpFile(data: Uint8Array): Promise<string> {
+  const path = join(workDir("data"), "d");
+  await writeFile(path, data);
+  return path;
+}
+
+for (const peer of peers) {
+  describe(`s3backer on ${peer.name}`, () => {
+    test("a disk remembers its sizes: auto-detected on remount, a mismatch refused unless --force", async () => {
+      const bucket = await freshBucket(peer, "geom");
+      const dir = workDir("geom");
+      const data = pattern(256 * 1024, 1);
+      let disk = await mountWith([...peerArgs(peer), "--blockSize=64k", "--size=8M", bucket], dir, true);
+      await pwrite(disk.file, 0, data);
+      await disk.unmount();
+
+      disk = await mountWith([...peerArgs(peer), bucket], dir, true);
+      expect((await readFile(disk.file)).length).toBe(8 << 20);
+      expect(new Uint8Array((await readFile(disk.file)).subarray(0, data.length))).toEqual(data);
+      await disk.unmount();
+
+      const refused = await runAsync([BINARY, ...peerArgs(peer), "--size=16M", bucket, disk.mnt]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/--size=16M differs from the disk's own 8M; use --force/);
+      disk = await mountWith([...peerArgs(peer), "--blockSize=64k", "--size=16M", "--force", bucket], dir, true);
+      expect((await readFile(disk.file)).length).toBe(16 << 20);
+      await disk.unmount();
+    });
+
+    test("the mounted flag: a second mount is refused; after kill -9 it stays until --reset-mounted-flag", async () => {
+      const bucket = await freshBucket(peer, "flag");
+      const s3 = rawClient(peer);
+      const dir = workDir("flag");
+      const disk = await mountWith([...peerArgs(peer), "--size=1M", bucket], dir, true);
+      const flag = await s3("GET", `${bucket}/s3backer-mounted`);
+      expect(flag.status).toBe(200);
+      expect(new TextDecoder().decode(flag.body)).toMatch(/^.+\n\d{8}T\d{6}Z\n$/);
+      const other = join(dir, "other");
+      mkdirSync(other);
+      const second = await runAsync([BINARY, ...peerArgs(peer), bucket, other]);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/looks mounted elsewhere.*--force.*--reset-mounted-flag/);
+
+      process.kill(disk.pid, "SIGKILL");
+      await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+      dirs.push(dir);
+      await runAsync(["umount", "-l", disk.mnt]);
+      expect((await runAsync([BINARY, ...peerArgs(peer), bucket, other])).code).toBe(1);
+      const reset = await runAsync([BINARY, ...peerArgs(peer), "--reset-mounted-flag", bucket]);
+      expect(reset.code).toBe(0);
+      expect(reset.stderr).toMatch(/cleared the mounted flag/);
+      expect((await s3("GET", `${bucket}/s3backer-mounted`)).status).toBe(404);
+      const again = await mountWith([...peerArgs(peer), bucket], join(dir, "again"), true);
+      await again.unmount();
+      expect((await s3("GET", `${bucket}/s3backer-mounted`)).status).toBe(404); // cleared at clean unmount
+    });
+
+    test("--readOnly writes nothing at all, not even the flag", async () => {
+      const bucket = await freshBucket(peer, "ro");
+      const dir = workDir("ro");
+      let disk = await mountWith([...peerArgs(peer), "--size=1M", "--blockSize=4k", bucket], dir, true);
+      await pwrite(disk.file, 4096, pattern(4096, 2));
+      await disk.unmount();
+      disk = await mountWith([...peerArgs(peer), "--readOnly", bucket], dir, true);
+      expect((await rawClient(peer)("GET", `${bucket}/s3backer-mounted`)).status).toBe(404);
+      const w = await runAsync(["dd", "if=/dev/zero", `of=${disk.file}`, "bs=4k", "count=1", "conv=notrunc"]);
+      expect(w.code).not.toBe(0);
+      expect(w.stderr).toMatch(/Read-only file system/);
+      expect(new Uint8Array((await readFile(disk.file)).subarray(4096, 8192))).toEqual(pattern(4096, 2));
+      await disk.unmount();
+    });
+
+    test("--erase --force deletes every block and the flag", async () => {
+      const bucket = await freshBucket(peer, "erase");
+      const dir = workDir("erase");
+      const disk = await mountWith([...peerArgs(peer), "--size=1M", "--blockSize=4k", bucket], dir, true);
+      for (let i = 0; i < 5; i++) await pwrite(disk.file, i * 8192, pattern(4096, i + 1));
+      await disk.unmount();
+      const r = await runAsync([BINARY, ...peerArgs(peer), "--erase", "--force", bucket]);
+      expect(r.stderr).toMatch(/erased 5 blocks/);
+      expect(r.code).toBe(0);
+      const list = new TextDecoder().decode((await rawClient(peer)("GET", `${bucket}?list-type=2`)).body);
+      expect(list).not.toContain("<Key>");
+    });
+
+    test("format compatibility with Debian's s3backer 1.5.4, both ways", async () => {
+      const bucket = await freshBucket(peer, "compat");
+      const dir = workDir("compat");
+      const image = pattern(2 << 20, 77);
+      const imageFile = await tmpFile(image);
+      const original = (mnt: string, ...args: string[]) =>
+        runAsync(["s3backer", `--baseURL=${peer.url}`, `--accessId=${peer.accessKey}`, `--accessKey=${peer.secretKey}`, ...args, bucket, mnt]);
+      const stopOriginal = async (mnt: string) => {
+        await runAsync(["umount", mnt]);
+        await waitFor("the original to exit", () => !isMounted(mnt));
+        // Its unmount returns before its write-back finished: wait for the process to go.
+        await waitFor("the original's process", () => {
+          const r = Bun.spawnSync(["pgrep", "-f", `s3backer .* ${mnt}$`]);
+          return r.stdout.toString().trim().split("\n").filter(Boolean).every((pid) => readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "));
+        });
+      };
+      // The original writes, we read.
+      const om = join(dir, "om");
+      mkdirSync(om);
+      const o = await original(om, "--prefix=orig/", "--blockSize=64k", "--size=4M");
+      expect(o.code).toBe(0);
+      expect((await runAsync(["dd", `if=${imageFile}`, `of=${join(om, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+      await stopOriginal(om);
+      let disk = await mountWith([...peerArgs(peer), "--readOnly", `${bucket}/orig`], join(dir, "a"), true);
+      expect(new Uint8Array((await readFile(disk.file)).subarray(0, image.length))).toEqual(image);
+      await disk.unmount();
+      // We write, the original reads.
+      disk = await mountWith([...peerArgs(peer), "--blockSize=64k", "--size=4M", `${bucket}/ours`], join(dir, "b"), true);
+      expect((await runAsync(["dd", `if=${imageFile}`, `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+      await disk.unmount();
+      const o2 = await original(om, "--prefix=ours/", "--readOnly");
+      expect(o2.stderr).toMatch(/auto-detected block size=64k and total size=4m/);
+      expect(new Uint8Array((await readFile(join(om, "file"))).subarray(0, image.length))).toEqual(image);
+      await stopOriginal(om);
+    });
+  });
+}
+
+describe("embedded server only", () => {
+  test("--listBlocks: reading absent blocks and writing zeros to them costs no request", async () => {
+    const bucket = await freshBucket(embedded, "list");
+    const dir = workDir("list");
+    let disk = await mountWith([...peerArgs(embedded), "--size=4M", "--blockSize=64k", bucket], dir, true);
+    await pwrite(disk.file, 65536, pattern(65536, 5));
+    await disk.unmount();
+    disk = await mountWith([...peerArgs(embedded), "--listBlocks", "--directIO", bucket], dir, true);
+    server.counters.reset();
+    const whole = await readFile(disk.file);
+    expect(new Uint8Array(whole.subarray(65536, 131072))).toEqual(pattern(65536, 5));
+    // 64 blocks: block 1, and block 0 which is stored (zeros) to keep the sizes; the rest cost nothing.
+    expect(server.counters.requests.GET).toBe(2);
+    expect(await readFile(disk.stats, "utf8")).toMatch(/zero reads avoided\s+\d+/);
+    await disk.unmount();
+  });
+
+  test("credentials and endpoint from the AWS environment variables alone", async () => {
+    const bucket = await freshBucket(embedded, "env");
+    const dir = workDir("env");
+    const mnt = join(dir, "mnt");
+    mkdirSync(mnt);
+    const env = { PATH: process.env.PATH!, HOME: dir, AWS_ACCESS_KEY_ID: embedded.accessKey, AWS_SECRET_ACCESS_KEY: embedded.secretKey, AWS_ENDPOINT_URL: embedded.url, AWS_REGION: "us-east-1" };
+    const r = await runAsync([BINARY, "--size=1M", `--pidFile=${join(dir, "pid")}`, bucket, mnt], { env });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(isMounted(mnt)).toBe(true);
+    await runAsync(["umount", mnt]);
+    await waitFor("exit", () => !existsSync(join(dir, "pid")));
+  });
+
+  test("a server that fails half the time: writes and reads through the mount still come back exact", async () => {
+    const bucket = await freshBucket(embedded, "flaky");
+    const dir = workDir("flaky");
+    const disk = await mountWith([...peerArgs(embedded), "--size=4M", "--blockSize=64k", "--initialRetryPause=5", bucket], dir, true);
+    server.setFaults({ errorRate: 0.3, dropRate: 0.1, corruptRate: 0.1, keyPattern: /^[0-9a-f]{8}$/ });
+    const data = pattern(4 << 20, 9);
+    await pwrite(disk.file, 0, data).catch(async (e) => {
+      console.log(await readFile(join(dir, "log"), "utf8"));
+      throw e;
+    });
+    await runAsync(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"]);
+    expect(new Uint8Array(await readFile(disk.file))).toEqual(data);
+    expect(server.counters.injectedErrors).toBeGreaterThan(0);
+    server.reset();
+    await disk.unmount();
+  });
+
+  test("a server that always fails: the read gets EIO, never data", async () => {
+    const bucket = await freshBucket(embedded, "dead");
+    const dir = workDir("dead");
+    const disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=64k", "--maxRetryPause=100", "--initialRetryPause=10", bucket], dir, true);
+    await pwrite(disk.file, 0, pattern(65536, 3));
+    await runAsync(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"]);
+    server.setFaults({ errorRate: 1, keyPattern: /^[0-9a-f]{8}$/ });
+    const r = await runAsync(["dd", `if=${disk.file}`, "of=/dev/null", "bs=64k", "count=1"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Input\/output error/);
+    server.reset();
+    expect(await readFile(join(dir, "log"), "utf8")).toMatch(/gave up after \d+ attempts/);
+    await disk.unmount();
+  });
+});

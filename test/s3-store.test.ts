@@ -1,0 +1,131 @@
+/** The S3 layer against the embedded server, including a server that fails on purpose. */
+import { afterAll, beforeEach, expect, test } from "bun:test";
+import { FsError } from "../src/errors.ts";
+import { Logger } from "../src/log.ts";
+import { isAllZero } from "../src/store/block-store.ts";
+import { S3Client } from "../src/store/s3/s3-client.ts";
+import { S3Store } from "../src/store/s3/s3-store.ts";
+import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
+import { detectGeometry } from "../src/store/s3/auto-detect.ts";
+import { pattern } from "./helpers/disk.ts";
+import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
+
+const server = startEmbedded(["bkt"]);
+afterAll(() => server.stop());
+beforeEach(() => server.reset());
+
+const BS = 4096;
+
+function store(opts: { blocks?: number; maxRetryPauseMs?: number; secret?: string; timeoutMs?: number; prefix?: string; hashPrefix?: boolean } = {}) {
+  const client = new S3Client({
+    baseURL: server.url, bucket: "bkt", vhost: false, region: "us-east-1",
+    credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: opts.secret ?? SECRET }) },
+    timeoutMs: opts.timeoutMs ?? 5000, initialRetryPauseMs: 5, maxRetryPauseMs: opts.maxRetryPauseMs ?? 2000,
+    insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+  });
+  const s3 = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16, keepSizes: true });
+  return { s3, client };
+}
+
+const count = (s: { stats(): { values: readonly (readonly [string, number | string])[] }[] }, name: string) =>
+  Number(s.stats().flatMap((g) => g.values).find(([n]) => n === name)?.[1]);
+
+test("absent blocks read as zeros; written blocks read back; zero writes are DELETEs", async () => {
+  const { s3 } = store();
+  expect(isAllZero(await s3.readBlock(5))).toBe(true);
+  await s3.writeBlock(5, pattern(BS, 1));
+  expect(await s3.readBlock(5)).toEqual(pattern(BS, 1));
+  expect(server.objects.get("bkt", s3.key(5))!.contentType).toBe("application/x-s3backer-block");
+  await s3.writeBlock(5, null);
+  expect(server.objects.get("bkt", s3.key(5))).toBeUndefined();
+  expect(server.counters.requests).toMatchObject({ GET: 2, PUT: 1, DELETE: 1 });
+});
+
+test("block 0 carries the size metadata the original writes, and auto-detection reads it", async () => {
+  const { s3, client } = store({ blocks: 1000 });
+  await s3.writeBlock(0, pattern(BS, 2));
+  const meta = server.objects.get("bkt", s3.key(0))!.meta;
+  expect(meta).toEqual({ "x-amz-meta-s3backer-blocksize": "4096", "x-amz-meta-s3backer-filesize": String(1000 * BS) });
+  expect(await detectGeometry(client, s3.key(0))).toEqual({ blockSize: 4096, fileSize: 1000 * BS });
+  expect(await detectGeometry(client, s3.key(1))).toBe("no disk");
+});
+
+test("listing finds every block across pages and the 16 parallel slices, and nothing else", async () => {
+  const { s3 } = store({ prefix: "list/", hashPrefix: true, blocks: 5000 });
+  const written = Array.from({ length: 2500 }, (_, i) => i * 2);
+  for (const b of written) server.objects.put("bkt", s3.key(b), { body: pattern(BS, b), etag: "x", contentType: "", contentEncoding: undefined, meta: {}, lastModified: 0 });
+  server.objects.put("bkt", "list/s3backer-mounted", { body: new Uint8Array(1), etag: "x", contentType: "", contentEncoding: undefined, meta: {}, lastModified: 0 });
+  const found: number[] = [];
+  await s3.listBlocks((b) => found.push(b));
+  expect(found.sort((a, b) => a - b)).toEqual(written);
+  expect(server.counters.requests.LIST).toBeGreaterThanOrEqual(16);
+});
+
+test("the zero-block cache after a listing: absent blocks and zero writes cost no request", async () => {
+  const { s3 } = store();
+  await s3.writeBlock(1, pattern(BS, 3));
+  const zc = new ZeroCache(s3);
+  expect(await zc.loadListing()).toBe(1);
+  server.counters.reset();
+  for (let b = 2; b < 100; b++) expect(isAllZero(await zc.readBlock(b))).toBe(true);
+  await zc.writeBlock(50, null);
+  expect(server.counters.total).toBe(0);
+  expect(await zc.readBlock(1)).toEqual(pattern(BS, 3));
+  await zc.writeBlockPart(60, 10, pattern(20, 4)); // a partial write to a known-zero block needs no read
+  expect(server.counters.requests).toMatchObject({ GET: 1, PUT: 1 });
+  expect(count(zc, "zero reads avoided")).toBe(98);
+});
+
+test("retries: 503/500 and dropped connections are retried until they succeed", async () => {
+  const { s3 } = store();
+  server.setFaults({ errorRate: 0.5, errorStatuses: [500, 503] });
+  for (let b = 0; b < 20; b++) await s3.writeBlock(b, pattern(BS, b + 10));
+  server.setFaults({ errorRate: 0, dropRate: 0.5 });
+  for (let b = 0; b < 20; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, b + 10));
+  expect(server.counters.injectedErrors + server.counters.droppedConnections).toBeGreaterThan(5);
+  expect(count(s3, "PUT retries") + count(s3, "GET retries")).toBeGreaterThan(5);
+});
+
+test("a body damaged in transit is never returned: it is fetched again", async () => {
+  const { s3 } = store();
+  for (let b = 0; b < 10; b++) await s3.writeBlock(b, pattern(BS, b + 100));
+  server.setFaults({ corruptRate: 0.5 });
+  for (let b = 0; b < 10; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, b + 100));
+  expect(server.counters.corruptedBodies).toBeGreaterThan(0);
+  server.setFaults({ corruptRate: 1 });
+  const err = await s3.readBlock(0).catch((e) => e);
+  expect(err).toBeInstanceOf(FsError);
+  expect((err as FsError).errno).toBe(5);
+});
+
+test("a hopeless server fails with EIO once the retry budget is spent; 403 fails at once", async () => {
+  const { s3 } = store({ maxRetryPauseMs: 100 });
+  server.setFaults({ errorRate: 1, errorStatuses: [503] });
+  const started = performance.now();
+  const err = await s3.writeBlock(1, pattern(BS, 1)).catch((e) => e);
+  expect(err).toBeInstanceOf(FsError);
+  expect((err as FsError).errno).toBe(5);
+  expect((err as Error).message).toMatch(/HTTP 503 SlowDown \(gave up after \d+ attempts\)/);
+  expect(performance.now() - started).toBeLessThan(2000);
+  server.reset();
+  const denied = store({ secret: "wrong" }).s3;
+  const before = server.counters.total;
+  const e403 = await denied.readBlock(1).catch((e) => e);
+  expect((e403 as FsError).errno).toBe(13);
+  expect(server.counters.total - before).toBe(1); // no retry
+});
+
+test("a server slower than --timeout is retried and then fails", async () => {
+  const { s3 } = store({ timeoutMs: 50, maxRetryPauseMs: 20 });
+  server.setFaults({ latencyMs: 200 });
+  const err = await s3.readBlock(3).catch((e) => e);
+  expect((err as Error).message).toMatch(/timed out after 50 ms/);
+});
+
+test("URLs: path style by default, virtual-hosted with --vhost, keys encoded", () => {
+  const mk = (vhost: boolean, baseURL: string) =>
+    new S3Client({ baseURL, bucket: "my-bucket", vhost, region: "r", credentials: { origin: "", get: async () => undefined }, timeoutMs: 1, initialRetryPauseMs: 1, maxRetryPauseMs: 1, insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger() });
+  expect(mk(false, "http://127.0.0.1:9000/").url("a/0000000f")).toBe("http://127.0.0.1:9000/my-bucket/a/0000000f");
+  expect(mk(true, "https://s3.eu-west-1.amazonaws.com/").url("a b/x")).toBe("https://my-bucket.s3.eu-west-1.amazonaws.com/a%20b/x");
+  expect(mk(false, "http://h/base/").url("", { prefix: "a b", "list-type": "2" })).toBe("http://h/base/my-bucket?prefix=a%20b&list-type=2");
+});
