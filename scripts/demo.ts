@@ -3,10 +3,10 @@
  * unmounts, mounts again through a fresh process, verifies every checksum and prints the stats.
  * Cleans up after itself, also when interrupted. Needs root (loop devices and mount).
  *
- * For now the blocks live in a local directory (--test mode); the S3 layer will move them into the
- * bundled S3 server.
+ * The blocks go to the S3 server bundled in the binary (`s3backer s3-server`), on loopback, with
+ * real HTTP and SigV4: the same path as a real bucket.
  */
-import { spawnSync } from "bun";
+import { spawn, spawnSync, type Subprocess } from "bun";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +14,11 @@ import { join } from "node:path";
 
 const BINARY = join(import.meta.dir, "../dist/s3backer");
 const work = mkdtempSync(join(tmpdir(), "s3backer-demo-"));
-const blocks = join(work, "blocks");
+const objects = join(work, "objects");
+const ACCESS = "demo-access-key";
+const SECRET = "demo-secret-key";
+let server: Subprocess | undefined;
+let serverURL = "";
 const mnt = join(work, "mnt");
 const fs = join(work, "ext4");
 let loop = "";
@@ -38,8 +42,23 @@ function cleanup(): void {
   if (mounted(fs)) sh(["umount", fs], true);
   if (loop) sh(["losetup", "-d", loop], true);
   if (mounted(mnt)) sh(["umount", "-l", mnt], true);
+  server?.kill();
   rmSync(work, { recursive: true, force: true });
 }
+
+/** Starts the bundled S3 server on a free port and returns its URL. */
+async function startServer(): Promise<string> {
+  const proc = spawn([BINARY, "s3-server", "--port=0", `--dir=${objects}`, `--access-key=${ACCESS}`, `--secret-key=${SECRET}`, "--bucket=demo"], { stdout: "pipe" });
+  server = proc;
+  const reader = proc.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  const url = /listening on (\S+)/.exec(new TextDecoder().decode(value))?.[1];
+  if (!url) throw new Error("the bundled S3 server did not start");
+  return url;
+}
+
+const objectCount = () => readdirSync(join(objects, "demo")).filter((n) => /^[0-9a-f]{8}\.meta$/.test(n)).length;
 process.on("SIGINT", () => {
   cleanup();
   process.exit(130);
@@ -48,19 +67,23 @@ process.on("SIGINT", () => {
 const step = (text: string) => console.log(`\n== ${text}`);
 
 async function mountDisk(): Promise<void> {
-  sh([BINARY, "--test", "--blockSize=1M", "--size=1G", `--logFile=${join(work, "log")}`, blocks, mnt]);
+  // Credentials as a CI job would pass them: the standard AWS variables.
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_ENDPOINT_URL: serverURL };
+  const r = spawnSync([BINARY, "--blockSize=1M", "--size=1G", `--logFile=${join(work, "log")}`, "demo", mnt], { env, stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`mount: ${r.stderr.toString().trim()}`);
 }
 
 try {
   if (process.getuid?.() !== 0) throw new Error("the demo needs root (loop devices and mount)");
   if (!existsSync(BINARY)) throw new Error("dist/s3backer is missing: run 'npm run build'");
-  mkdirSync(blocks);
   mkdirSync(mnt);
   mkdirSync(fs);
 
-  step("1. Mount a 1 GiB disk of 1 MiB blocks; each block is one file in the block directory");
+  step("1. Start the bundled S3 server on loopback, then mount a 1 GiB disk of 1 MiB blocks in its bucket");
+  serverURL = await startServer();
+  console.log(`   S3 server: ${serverURL} (objects kept in ${objects})`);
   await mountDisk();
-  console.log(`   ${mnt}/file: ${sh(["stat", "-c", "%s bytes", join(mnt, "file")]).trim()}, blocks stored: ${readdirSync(blocks).length}`);
+  console.log(`   ${mnt}/file: ${sh(["stat", "-c", "%s bytes", join(mnt, "file")]).trim()}; objects in the bucket: ${objectCount()} (block 0 records the sizes)`);
 
   step("2. Put ext4 on it through a loop device and write some files");
   loop = sh(["losetup", "-f", "--show", join(mnt, "file")]).trim();
@@ -81,9 +104,9 @@ try {
   sh(["losetup", "-d", loop]);
   loop = "";
   await unmountDisk();
-  console.log(`   blocks stored: ${readdirSync(blocks).length} of 1024 (zero blocks are never stored)`);
+  console.log(`   objects in the bucket: ${objectCount()} of 1024 blocks (zero blocks are never stored)`);
 
-  step("4. Mount again through a fresh process and verify every checksum");
+  step("4. Mount again through a fresh process (sizes auto-detected from block 0) and verify every checksum");
   await mountDisk();
   loop = sh(["losetup", "-f", "--show", join(mnt, "file")]).trim();
   const fsck = spawnSync(["e2fsck", "-fn", loop]);

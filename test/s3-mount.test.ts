@@ -216,3 +216,45 @@ describe("embedded server only", () => {
     await disk.unmount();
   });
 });
+
+for (const peer of peers) {
+  test(`ext4 on a disk in ${peer.name}: e2fsck clean after remount, fstrim deletes the freed objects`, async () => {
+    const bucket = await freshBucket(peer, "ext4");
+    const dir = workDir("ext4s3");
+    const count = async () => (new TextDecoder().decode((await rawClient(peer)("GET", `${bucket}?list-type=2&max-keys=1000`)).body).match(/<Key>[0-9a-f]{8}<\/Key>/g) ?? []).length;
+    let disk = await mountWith([...peerArgs(peer), "--size=64M", "--blockSize=64k", bucket], dir, true);
+    const loop = (await runAsync(["losetup", "-f", "--show", disk.file])).stdout.trim();
+    const fs = join(dir, "fs");
+    mkdirSync(fs);
+    try {
+      expect((await runAsync(["mkfs.ext4", "-q", "-F", loop])).code).toBe(0);
+      expect((await runAsync(["mount", loop, fs])).code).toBe(0);
+      await writeFile(join(fs, "data.bin"), pattern(16 << 20, 31));
+      await runAsync(["umount", fs]);
+      await runAsync(["losetup", "-d", loop]);
+      await disk.unmount();
+      const stored = await count();
+
+      disk = await mountWith([...peerArgs(peer), bucket], dir, true);
+      const loop2 = (await runAsync(["losetup", "-f", "--show", disk.file])).stdout.trim();
+      try {
+        const fsck = await runAsync(["e2fsck", "-fn", loop2]);
+        expect(fsck.code).toBe(0);
+        expect((await runAsync(["mount", loop2, fs])).code).toBe(0);
+        expect(new Uint8Array(await readFile(join(fs, "data.bin")))).toEqual(pattern(16 << 20, 31));
+        rmSync(join(fs, "data.bin"));
+        await runAsync(["sync"]);
+        expect((await runAsync(["fstrim", fs])).code).toBe(0);
+        await runAsync(["umount", fs]);
+      } finally {
+        await runAsync(["losetup", "-d", loop2]);
+      }
+      await disk.unmount();
+      // The file's 256 blocks of 64k were freed by fstrim; metadata blocks stay.
+      expect(stored - (await count())).toBeGreaterThan(200);
+    } finally {
+      if (isMounted(fs)) await runAsync(["umount", fs]);
+      await runAsync(["losetup", "-d", loop]);
+    }
+  });
+}
