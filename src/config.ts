@@ -183,7 +183,7 @@ export function buildConfig(
     force: on("force"),
     noAutoDetect: on("noAutoDetect"),
     directIO: on("directIO"),
-    foreground: on("foreground") || debug,
+    foreground: on("foreground"),
     debug,
     quiet: on("quiet"),
     logFile: text("logFile"),

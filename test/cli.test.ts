@@ -104,6 +104,8 @@ test("defaults follow the original: 4k blocks, 'file' and 'stats', mode 0600 (04
   expect([c.fuse.uid, c.fuse.gid, c.foreground]).toEqual([5, 6, false]);
   const ro = buildConfig(parseArgs(["--readOnly", "-d", ...ok]), { uid: 0, gid: 0 });
   expect([ro.fileMode, ro.readOnly, ro.foreground, ro.debug]).toEqual([0o400, true, true, true]);
+  const bg = buildConfig(parseArgs(["--debug", ...ok]), { uid: 0, gid: 0 });
+  expect([bg.foreground, bg.debug]).toEqual([false, true]);
   expect(ro.fuse.mountFlags).toContain("ro");
 });
 

@@ -105,7 +105,7 @@ export const FLAGS: readonly Flag[] = [
 
   // Mount and process
   { name: "foreground", short: "f", group: "Mount and process", help: "Stay in the foreground and log to stderr" },
-  { name: "debug", short: "d", group: "Mount and process", help: "Log debug messages (implies -f)" },
+  { name: "debug", short: "d", group: "Mount and process", help: "Log debug messages (-d also stays in the foreground, as the original)" },
   { name: "directIO", group: "Mount and process", help: "Bypass the kernel page cache for the backed file" },
   { name: "options", short: "o", value: "OPT[,OPT...]", group: "Mount and process", help: "Mount options: FUSE ones (allow_other, uid=, gid=, ro, ...) or any flag above as name=value" },
   { name: "logFile", value: "FILE", group: "Mount and process", help: "Log here when running in the background (else the system log)" },

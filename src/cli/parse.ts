@@ -26,7 +26,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     const s = String(v);
     return s.startsWith(TOKEN) ? saved[Number(s.slice(1))]! : s;
   };
-  const protectedArgv = argv.map((arg) => {
+  // As in the original, -d is --debug plus -f, while --debug alone keeps the background mode.
+  const expanded = argv.flatMap((arg) => (arg === "-d" ? ["--debug", "-f"] : [arg]));
+  const protectedArgv = expanded.map((arg) => {
     if (!arg.startsWith("-") || arg.length === 1) return protect(arg);
     if (!arg.startsWith("--")) return arg;
     const eq = arg.indexOf("=");

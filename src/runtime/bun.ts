@@ -98,10 +98,11 @@ export const bunRuntime: Runtime = {
     if (!insecure && !caFile) return {};
     return { tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
   },
-  serve({ port, hostname }, handler) {
+  serve({ port, hostname, tls }, handler) {
     const server = Bun.serve({
       port,
       hostname,
+      ...(tls ? { tls } : {}),
       fetch: handler,
       maxRequestBodySize: 256 * 2 ** 20,
       idleTimeout: 60,

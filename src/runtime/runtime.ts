@@ -27,7 +27,7 @@ export interface Runtime {
   /** Extra fetch() options for TLS: skip verification, or trust a CA file. */
   tlsOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
   /** Serves HTTP with a fetch-style handler. */
-  serve(options: { port: number; hostname: string }, handler: (req: Request) => Promise<Response>): HttpServer;
+  serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** argv to start this same program again (for the background daemon). */
   selfCommand(): string[];
 }

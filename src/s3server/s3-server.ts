@@ -24,6 +24,10 @@ export interface S3ServerOptions {
   conditionalWrites?: boolean;
   port?: number;
   hostname?: string;
+  /** PEM certificate and key: serve https. */
+  tls?: { cert: string; key: string };
+  /** Called with every object request's headers (tests check what a client sends). */
+  onRequest?: (method: string, key: string, headers: Headers) => void;
 }
 
 interface Stale {
@@ -50,12 +54,15 @@ export class S3Server {
 
   /** Starts listening (port 0: the OS picks a free port) and returns the base URL. */
   start(): string {
-    this.http = runtime.serve({ port: this.options.port ?? 0, hostname: this.options.hostname ?? "127.0.0.1" }, (req) => this.handle(req));
-    return `http://${this.options.hostname ?? "127.0.0.1"}:${this.http.port}/`;
+    this.http = runtime.serve(
+      { port: this.options.port ?? 0, hostname: this.options.hostname ?? "127.0.0.1", ...(this.options.tls ? { tls: this.options.tls } : {}) },
+      (req) => this.handle(req),
+    );
+    return this.url;
   }
 
   get url(): string {
-    return `http://${this.options.hostname ?? "127.0.0.1"}:${this.http!.port}/`;
+    return `${this.options.tls ? "https" : "http"}://${this.options.hostname ?? "127.0.0.1"}:${this.http!.port}/`;
   }
 
   async stop(): Promise<void> {
@@ -82,6 +89,7 @@ export class S3Server {
     const body = new Uint8Array(await req.arrayBuffer());
     this.counters.bytesIn += body.length;
     const resource = url.pathname;
+    if (key !== "") this.options.onRequest?.(req.method, key, req.headers);
 
     const delay = delayFor(this.faults.latencyMs);
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));

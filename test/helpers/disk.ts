@@ -74,11 +74,11 @@ export async function mountDisk(args: string[], opts: { blocks?: string; dir?: s
  * Mounts `source` (a bucket[/prefix]) with the given flags, in the background; async throughout so
  * that an S3 server in this process keeps answering.
  */
-export async function mountWith(argsAndSource: string[], dir: string, keepDir: boolean, blocks = ""): Promise<Disk> {
+export async function mountWith(argsAndSource: string[], dir: string, keepDir: boolean, blocks = "", env?: Record<string, string>): Promise<Disk> {
   const mnt = join(dir, "mnt");
   mkdirSync(mnt, { recursive: true });
   const pidFile = join(dir, "pid");
-  const r = await runAsync([BINARY, `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...argsAndSource, mnt]);
+  const r = await runAsync([BINARY, `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...argsAndSource, mnt], { env });
   if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
   const pid = Number(readFileSync(pidFile, "utf8"));
   const entry = { mnt, pid, dir, keepDir };
