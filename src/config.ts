@@ -50,6 +50,19 @@ export interface Config {
   pidFile: string | undefined;
   fuse: FuseOptions;
   s3: S3Settings;
+  cache: CacheSettings;
+}
+
+export interface CacheSettings {
+  /** Blocks held; 0: no block cache. */
+  size: number;
+  threads: number;
+  writeDelayMs: number;
+  timeoutMs: number;
+  maxDirty: number;
+  sync: boolean;
+  readAhead: number;
+  readAheadTrigger: number;
 }
 
 export interface S3Settings {
@@ -190,6 +203,41 @@ export function buildConfig(
     pidFile: text("pidFile"),
     fuse,
     s3,
+    cache: cacheSettings(text, on),
+  };
+}
+
+function wholeNumber(text: (name: string) => string | undefined) {
+  return (name: string, fallback: number, min = 0): number => {
+    const v = text(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+      throw new ConfigError(`--${name}=${v}: expected a whole number${min ? ` of at least ${min}` : ""}`);
+    }
+    return Number(v);
+  };
+}
+
+function cacheSettings(text: (name: string) => string | undefined, on: (name: string) => boolean): CacheSettings {
+  const count = wholeNumber(text);
+  const size = count("blockCacheSize", 1000);
+  const writeDelayMs = count("blockCacheWriteDelay", 250);
+  const sync = on("blockCacheSync");
+  if (sync && writeDelayMs !== 0) throw new ConfigError("--blockCacheSync needs --blockCacheWriteDelay=0");
+  const maxDirty = count("blockCacheMaxDirty", 0);
+  if (maxDirty > size) throw new ConfigError(`--blockCacheMaxDirty=${maxDirty} is larger than --blockCacheSize=${size}`);
+  if (size === 0 && (sync || text("readAhead") !== undefined)) {
+    throw new ConfigError("--blockCacheSync and --readAhead need the block cache (--blockCacheSize > 0)");
+  }
+  return {
+    size,
+    threads: count("blockCacheThreads", 20, 1),
+    writeDelayMs,
+    timeoutMs: count("blockCacheTimeout", 0),
+    maxDirty: maxDirty || size,
+    sync,
+    readAhead: count("readAhead", 4),
+    readAheadTrigger: count("readAheadTrigger", 2, 1),
   };
 }
 
@@ -238,14 +286,7 @@ function s3Settings(
   on: (name: string) => boolean,
   env: Record<string, string | undefined>,
 ): S3Settings {
-  const count = (name: string, fallback: number, min = 0) => {
-    const v = text(name);
-    if (v === undefined) return fallback;
-    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
-      throw new ConfigError(`--${name}=${v}: expected a whole number${min ? ` of at least ${min}` : ""}`);
-    }
-    return Number(v);
-  };
+  const count = wholeNumber(text);
   const authVersion = text("authVersion") ?? "aws4";
   if (authVersion !== "aws4") throw new ConfigError(`--authVersion=${authVersion}: only aws4 signing is supported`);
   const accessType = text("accessType") ?? "private";

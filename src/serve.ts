@@ -14,6 +14,8 @@ import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
 import type { BlockStore } from "./store/block-store.ts";
 import { openDisk } from "./store/build-stack.ts";
+import type { BlockCache } from "./store/block-cache/block-cache.ts";
+import { Progress } from "./progress.ts";
 
 /** Reader threads and the request slots each owns: up to 32 requests of 1 MiB in flight. */
 const READERS = 2;
@@ -38,7 +40,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
     await flag?.clear(); // nothing was written
     throw err;
   }
-  const code = await serveMounted(config, mounted, store, geometry, onReady);
+  const code = await serveMounted(config, mounted, store, geometry, onReady, disk.blockCache);
   // Cleared only after a clean flush, so that after a failure the next mount sees the flag.
   if (code === 0 && flag) {
     await flag.clear().catch((err) => log.error(`clearing the mounted flag: ${messageOf(err)}`));
@@ -47,7 +49,14 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   return code;
 }
 
-async function serveMounted(config: Config, mounted: Mounted, store: BlockStore, geometry: Geometry, onReady: () => void): Promise<number> {
+async function serveMounted(
+  config: Config,
+  mounted: Mounted,
+  store: BlockStore,
+  geometry: Geometry,
+  onReady: () => void,
+  cache: BlockCache | undefined,
+): Promise<number> {
   const fs = new SingleFileFs(new BackedFile(store), {
     filename: config.filename,
     statsFilename: config.statsFilename,
@@ -96,12 +105,25 @@ async function serveMounted(config: Config, mounted: Mounted, store: BlockStore,
   log.info(`unmounted ${config.mountpoint}: flushing`);
 
   let code = reason === "ENODEV" ? 0 : 1;
+  let progress: ReturnType<typeof setInterval> | undefined;
+  if (cache && cache.dirtyCount > 0) {
+    const total = cache.dirtyCount;
+    log.info(`writing ${total} dirty blocks`);
+    const shown = new Progress("writing dirty blocks", total, config.quiet || !config.foreground);
+    let left = total;
+    progress = setInterval(() => {
+      shown.add(left - cache.dirtyCount);
+      left = cache.dirtyCount;
+    }, 200);
+  }
   try {
     await store.close();
     log.info("all data stored; exiting");
   } catch (err) {
     log.error(`flushing at unmount failed, data may be lost: ${messageOf(err)}`);
     code = 1;
+  } finally {
+    if (progress) clearInterval(progress);
   }
   for (const s of signals) process.off(s, onSignal);
   return code;

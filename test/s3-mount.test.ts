@@ -14,6 +14,7 @@ const embedded = embeddedPeer(server);
 const peers: Peer[] = [embedded, ...[rgwPeer()].filter((p): p is Peer => p !== undefined)];
 const dirs: string[] = [];
 afterEach(async () => {
+  server.reset();
   await cleanupDisks();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -204,7 +205,8 @@ describe("embedded server only", () => {
   test("a server that always fails: the read gets EIO, never data", async () => {
     const bucket = await freshBucket(embedded, "dead");
     const dir = workDir("dead");
-    const disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=64k", "--maxRetryPause=100", "--initialRetryPause=10", bucket], dir, true);
+    // No block cache: the read must go to the server.
+    const disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=64k", "--maxRetryPause=100", "--initialRetryPause=10", "--blockCacheSize=0", bucket], dir, true);
     await pwrite(disk.file, 0, pattern(65536, 3));
     await runAsync(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"]);
     server.setFaults({ errorRate: 1, keyPattern: /^[0-9a-f]{8}$/ });

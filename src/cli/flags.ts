@@ -30,7 +30,7 @@ export interface Flag {
 }
 
 const EC = "the consistency guard is not built yet";
-const CACHE = "the block cache is not built yet";
+const CACHE_FILE = "the block cache file is not built yet";
 const CODEC = "compression and encryption are not built yet";
 
 export const FLAGS: readonly Flag[] = [
@@ -80,17 +80,17 @@ export const FLAGS: readonly Flag[] = [
   { name: "minWriteDelay", value: "MILLIS", default: "500", group: "Consistency", help: "Minimum time between two writes of the same block", planned: EC },
 
   // Block cache
-  { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)", planned: CACHE },
-  { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers", planned: CACHE },
-  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "Delay before a dirty block is written back", planned: CACHE },
-  { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)", planned: CACHE },
-  { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)", planned: CACHE },
-  { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored", planned: CACHE },
-  { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart", planned: CACHE },
-  { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3", planned: CACHE },
-  { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up", planned: CACHE },
-  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Blocks read ahead of a sequential reader", planned: CACHE },
-  { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead", planned: CACHE },
+  { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },
+  { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers" },
+  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "Delay before a dirty block is written back" },
+  { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)" },
+  { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
+  { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },
+  { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart", planned: CACHE_FILE },
+  { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3", planned: CACHE_FILE },
+  { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up", planned: CACHE_FILE },
+  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Blocks read ahead of a sequential reader" },
+  { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 
   // Compression and encryption
   { name: "compress", value: "LEVEL", optionalValue: true, group: "Compression and encryption", help: "Deflate blocks, level 1 (fast) to 9 (small)", planned: CODEC },

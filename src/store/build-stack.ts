@@ -1,7 +1,7 @@
 /**
- * Opens a disk: the store stack bottom first, its geometry (from the flags or auto-detected), and
- * its mounted flag. Later layers (consistency guard, codec, block cache) are stacked here as they
- * arrive.
+ * Opens a disk: the store stack bottom first (S3 or a local directory, the zero-block cache, the
+ * block cache), its geometry (from the flags or auto-detected), and its mounted flag. The
+ * consistency guard and the codec will stack here too.
  */
 import type { Config, Geometry } from "../config.ts";
 import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
@@ -17,6 +17,7 @@ import { S3Client } from "./s3/s3-client.ts";
 import { S3MountFlag } from "./s3/mount-flag.ts";
 import { S3Store } from "./s3/s3-store.ts";
 import { ZeroCache } from "./zero-cache/zero-cache.ts";
+import { BlockCache } from "./block-cache/block-cache.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -24,12 +25,20 @@ export interface Disk {
   /** Bottom of the stack: for listing and erasing. */
   backend: BlockStore;
   zeroCache: ZeroCache | undefined;
+  blockCache?: BlockCache;
   geometry: Geometry;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
 }
 
 export async function openDisk(config: Config, log: Logger): Promise<Disk> {
+  const disk = await openBackend(config, log);
+  if (config.mode !== "mount" || config.cache.size === 0) return disk;
+  const cache = new BlockCache(disk.store, { ...config.cache, size: Math.min(config.cache.size, disk.geometry.numBlocks), maxDirty: Math.min(config.cache.maxDirty, disk.geometry.numBlocks), log });
+  return { ...disk, store: cache, blockCache: cache };
+}
+
+async function openBackend(config: Config, log: Logger): Promise<Disk> {
   const maintenance = config.mode !== "mount";
   if (config.test) {
     const geometry = maintenance && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
