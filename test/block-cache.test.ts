@@ -1,0 +1,167 @@
+/** The block cache over the S3 layer and the embedded server: counters tell what went over the wire. */
+import { afterAll, beforeEach, expect, test } from "bun:test";
+import { FsError } from "../src/errors.ts";
+import { Logger } from "../src/log.ts";
+import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/block-cache.ts";
+import { isAllZero } from "../src/store/block-store.ts";
+import { S3Client } from "../src/store/s3/s3-client.ts";
+import { S3Store } from "../src/store/s3/s3-store.ts";
+import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
+import { pattern, waitFor } from "./helpers/disk.ts";
+import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
+
+const server = startEmbedded(["bc"]);
+afterAll(() => server.stop());
+beforeEach(() => server.reset());
+
+const BS = 4096;
+const caches: BlockCache[] = [];
+afterAll(async () => {
+  server.reset();
+  for (const c of caches) await c.close().catch(() => {});
+});
+
+function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
+  const client = new S3Client({
+    baseURL: server.url, bucket: "bc", vhost: false, region: "us-east-1",
+    credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
+    timeoutMs: 5000, initialRetryPauseMs: 5, maxRetryPauseMs: 50, insecure: false, caFile: undefined,
+    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+  });
+  const s3 = new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4, keepSizes: false });
+  const zero = new ZeroCache(s3);
+  const cache = new BlockCache(zero, {
+    size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
+    log: new Logger({ kind: "file", path: "/dev/null" }), ...options,
+  });
+  caches.push(cache);
+  return { cache, s3, zero };
+}
+
+const stat = (c: BlockCache, name: string) => Number(c.stats()[0]!.values.find(([n]) => n === name)![1]);
+
+test("reads: a miss fetches once, hits cost nothing; LRU evicts clean blocks beyond the size", async () => {
+  const { cache, s3 } = stack({ size: 4 });
+  for (let b = 0; b < 6; b++) await s3.writeBlock(b, pattern(BS, b + 1));
+  server.counters.reset();
+  for (const b of [0, 1, 2, 3, 0, 1, 2, 3]) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+  expect(server.counters.requests.GET).toBe(4);
+  await cache.readBlock(4); // evicts 0, the least recently used
+  await cache.readBlock(1);
+  expect(server.counters.requests.GET).toBe(5);
+  await cache.readBlock(0);
+  expect(server.counters.requests.GET).toBe(6);
+  expect(stat(cache, "evictions")).toBe(2);
+  expect([stat(cache, "read hits"), stat(cache, "read misses")]).toEqual([5, 6]);
+});
+
+test("write-back: writes return at once, repeated writes to a block coalesce into one PUT after the delay", async () => {
+  const { cache } = stack({ writeDelayMs: 300 });
+  for (let i = 0; i < 10; i++) await cache.writeBlock(7, pattern(BS, 100 + i));
+  expect(server.counters.requests.PUT).toBe(0);
+  expect(cache.dirtyCount).toBe(1);
+  await waitFor("write-back", () => cache.dirtyCount === 0, 3000);
+  expect(server.counters.requests.PUT).toBe(1);
+  expect(stat(cache, "coalesced writes")).toBe(9);
+  expect(await cache.readBlock(7)).toEqual(pattern(BS, 109));
+});
+
+test("flush returns only when every block dirtied before it is stored, writing several at once", async () => {
+  const { cache, s3 } = stack({ writeDelayMs: 60_000, threads: 8 });
+  server.setFaults({ latencyMs: 100 });
+  for (let b = 0; b < 8; b++) await cache.writeBlock(b, pattern(BS, b + 50));
+  expect(server.counters.requests.PUT).toBe(0); // the delay is a minute
+  const started = performance.now();
+  await cache.flush();
+  const took = performance.now() - started;
+  expect(server.counters.requests.PUT).toBe(8);
+  expect(took).toBeLessThan(700); // 8 PUTs of 100 ms each went in parallel
+  server.reset();
+  for (let b = 0; b < 8; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, b + 50));
+});
+
+test("a failed write-back fails the flush with EIO and keeps the block dirty; a later flush stores it", async () => {
+  const { cache, s3 } = stack();
+  server.setFaults({ errorRate: 1 });
+  await cache.writeBlock(3, pattern(BS, 3));
+  const err = await cache.flush().catch((e) => e);
+  expect(err).toBeInstanceOf(FsError);
+  expect((err as FsError).errno).toBe(5);
+  expect(cache.dirtyCount).toBe(1);
+  server.reset();
+  await cache.flush();
+  expect(cache.dirtyCount).toBe(0);
+  expect(await s3.readBlock(3)).toEqual(pattern(BS, 3));
+});
+
+test("--blockCacheMaxDirty: writers wait for room while the store is slow", async () => {
+  const { cache } = stack({ maxDirty: 2, threads: 1 });
+  server.setFaults({ latencyMs: 150 });
+  const started = performance.now();
+  for (let b = 0; b < 4; b++) await cache.writeBlock(b, pattern(BS, b));
+  expect(performance.now() - started).toBeGreaterThan(200); // the third and fourth write waited
+  expect(stat(cache, "writer waits")).toBeGreaterThan(0);
+  await cache.flush();
+});
+
+test("partial writes: no read for a block in the cache or known zero; one read otherwise", async () => {
+  const { cache, s3, zero } = stack();
+  await s3.writeBlock(1, pattern(BS, 9));
+  await zero.loadListing(); // block 1 exists, all others are known zero
+  server.counters.reset();
+  await cache.writeBlockPart(5, 100, pattern(10, 1)); // known zero: no GET
+  await cache.writeBlockPart(5, 200, pattern(10, 2)); // in the cache: no GET
+  await cache.writeBlockPart(1, 0, pattern(10, 3)); // must read the old bytes once
+  expect(server.counters.requests.GET).toBe(1);
+  await cache.flush();
+  const five = await s3.readBlock(5);
+  expect(five.subarray(100, 110)).toEqual(pattern(10, 1));
+  expect(five.subarray(200, 210)).toEqual(pattern(10, 2));
+  const one = await s3.readBlock(1);
+  expect(one.subarray(0, 10)).toEqual(pattern(10, 3));
+  expect(one.subarray(10)).toEqual(pattern(BS, 9).subarray(10));
+});
+
+test("read-ahead starts after the trigger and serves the next reads from the cache", async () => {
+  const { cache, s3 } = stack({ readAhead: 4, readAheadTrigger: 2, size: 32 });
+  for (let b = 0; b < 20; b++) await s3.writeBlock(b, pattern(BS, b + 1));
+  server.counters.reset();
+  await cache.readBlock(0);
+  expect(server.counters.requests.GET).toBe(1); // one read is not yet a sequence
+  await cache.readBlock(1);
+  await waitFor("read-ahead", () => server.counters.requests.GET === 6, 2000); // 2..5 fetched ahead
+  for (let b = 2; b < 10; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+  expect(stat(cache, "read-ahead hits")).toBeGreaterThanOrEqual(6);
+  await cache.readBlock(15); // a jump ends the sequence
+  const before = server.counters.requests.GET;
+  await Bun.sleep(50);
+  expect(server.counters.requests.GET).toBe(before);
+});
+
+test("zero writes: a zeroed block is deleted at write-back, and reads as zeros meanwhile", async () => {
+  const { cache, s3 } = stack();
+  await cache.writeBlock(2, pattern(BS, 2));
+  await cache.flush();
+  await cache.writeBlockPart(2, 0, new Uint8Array(BS));
+  expect(isAllZero(await cache.readBlock(2))).toBe(true);
+  await cache.flush();
+  expect(server.counters.requests.DELETE).toBe(1);
+  expect(isAllZero(await s3.readBlock(2))).toBe(true);
+});
+
+test("--blockCacheSync: a write returns once the block is stored", async () => {
+  const { cache } = stack({ sync: true });
+  await cache.writeBlock(4, pattern(BS, 4));
+  expect(server.counters.requests.PUT).toBe(1);
+  expect(cache.dirtyCount).toBe(0);
+});
+
+test("--blockCacheTimeout drops idle clean blocks", async () => {
+  const { cache, s3 } = stack({ timeoutMs: 100 });
+  await s3.writeBlock(6, pattern(BS, 6));
+  await cache.readBlock(6);
+  await Bun.sleep(300);
+  server.counters.reset();
+  await cache.readBlock(6);
+  expect(server.counters.requests.GET).toBe(1);
+});
