@@ -51,6 +51,15 @@ export interface Config {
   fuse: FuseOptions;
   s3: S3Settings;
   cache: CacheSettings;
+  consistency: ConsistencySettings;
+}
+
+export interface ConsistencySettings {
+  /** Blocks remembered; 0: no guard. */
+  md5CacheSize: number;
+  /** 0: forever. */
+  md5CacheTimeMs: number;
+  minWriteDelayMs: number;
 }
 
 export interface CacheSettings {
@@ -204,7 +213,21 @@ export function buildConfig(
     fuse,
     s3,
     cache: cacheSettings(text, on),
+    consistency: consistencySettings(text, readOnly || fuse.mountFlags.includes("ro")),
   };
+}
+
+/** Defaults and rules of the original (Debian's 1.5.4): a 10 s memory of 10000 blocks, 500 ms apart. */
+function consistencySettings(text: (name: string) => string | undefined, readOnly: boolean): ConsistencySettings {
+  const count = wholeNumber(text);
+  const md5CacheSize = readOnly ? 0 : count("md5CacheSize", 10000);
+  const md5CacheTimeMs = count("md5CacheTime", 10000);
+  const minWriteDelayMs = count("minWriteDelay", md5CacheSize === 0 ? 0 : 500);
+  if (md5CacheSize === 0 && minWriteDelayMs > 0 && !readOnly) throw new ConfigError("--minWriteDelay needs the MD5 cache (--md5CacheSize > 0)");
+  if (md5CacheTimeMs > 0 && md5CacheTimeMs < minWriteDelayMs) {
+    throw new ConfigError(`--md5CacheTime=${md5CacheTimeMs} must be at least --minWriteDelay=${minWriteDelayMs}`);
+  }
+  return { md5CacheSize, md5CacheTimeMs, minWriteDelayMs };
 }
 
 function wholeNumber(text: (name: string) => string | undefined) {

@@ -29,7 +29,6 @@ export interface Flag {
   readonly planned?: string;
 }
 
-const EC = "the consistency guard is not built yet";
 const CACHE_FILE = "the block cache file is not built yet";
 const CODEC = "compression and encryption are not built yet";
 
@@ -75,9 +74,9 @@ export const FLAGS: readonly Flag[] = [
   { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
 
   // Consistency
-  { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write (0 disables)", planned: EC },
-  { name: "md5CacheTime", value: "MILLIS", default: "10000", group: "Consistency", help: "How long a written block's MD5 is remembered (0 = forever)", planned: EC },
-  { name: "minWriteDelay", value: "MILLIS", default: "500", group: "Consistency", help: "Minimum time between two writes of the same block", planned: EC },
+  { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write to catch stale reads (0 disables the guard)" },
+  { name: "md5CacheTime", value: "MILLIS", default: "10000", group: "Consistency", help: "How long a written block's MD5 is remembered (0 = forever)" },
+  { name: "minWriteDelay", value: "MILLIS", default: "500", group: "Consistency", help: "Minimum time between two writes of the same block" },
 
   // Block cache
   { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },

@@ -1,7 +1,7 @@
 /**
- * Opens a disk: the store stack bottom first (S3 or a local directory, the zero-block cache, the
- * block cache), its geometry (from the flags or auto-detected), and its mounted flag. The
- * consistency guard and the codec will stack here too.
+ * Opens a disk: its store stack, its geometry (from the flags or auto-detected) and its mounted
+ * flag. The stack, from the bottom: S3 (or a local directory) -> consistency guard (S3 only) ->
+ * zero-block cache -> block cache. The codec will sit between the guard and the zero-block cache.
  */
 import type { Config, Geometry } from "../config.ts";
 import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
@@ -17,6 +17,8 @@ import { S3Client } from "./s3/s3-client.ts";
 import { S3MountFlag } from "./s3/mount-flag.ts";
 import { S3Store } from "./s3/s3-store.ts";
 import { ZeroCache } from "./zero-cache/zero-cache.ts";
+import { EcGuard } from "./ec-guard/ec-guard.ts";
+import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
 
 export interface Disk {
@@ -74,13 +76,23 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   });
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
   if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
-  return stack(backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+  const ec = config.consistency;
+  if (maintenance || ec.md5CacheSize === 0) return stack(backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+  // As the original: never remember more blocks than the disk has; "forever" only if all fit.
+  if (ec.md5CacheTimeMs === 0 && ec.md5CacheSize < geometry.numBlocks) {
+    throw new ConfigError(`--md5CacheTime=0 (forever) needs --md5CacheSize of at least the ${geometry.numBlocks} blocks of the disk`);
+  }
+  const guard = new EcGuard(backend, {
+    cacheSize: Math.min(ec.md5CacheSize, geometry.numBlocks), cacheTimeMs: ec.md5CacheTimeMs, minWriteDelayMs: ec.minWriteDelayMs,
+    initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
+  });
+  return stack(guard, geometry, new S3MountFlag(client, config.prefix), maintenance);
 }
 
-function stack(backend: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
-  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag };
-  const zeroCache = new ZeroCache(backend);
-  return { store: zeroCache, backend, zeroCache, geometry, flag };
+function stack(bottom: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
+  if (maintenance) return { store: bottom, backend: bottom, zeroCache: undefined, geometry, flag };
+  const zeroCache = new ZeroCache(bottom);
+  return { store: zeroCache, backend: bottom, zeroCache, geometry, flag };
 }
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */

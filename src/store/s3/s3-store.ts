@@ -48,24 +48,33 @@ export class S3Store implements BlockStore {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
+    return (await this.readVerified(block)).data ?? this.zero;
+  }
+
+  /**
+   * A block's stored bytes (null: no object) and their MD5 in hex. The body is checked against its
+   * ETag, so the MD5 comes without hashing twice where the ETag is a plain MD5.
+   */
+  async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
+    let digest: string | null = null;
     const r = await this.client.send({
       method: "GET",
       kind: "GET",
       key: this.key(block),
       expect: [200, 404],
       validate: (answer) => {
+        if (answer.status !== 200) return;
         const etag = unquote(answer.headers.get("etag"));
+        digest = md5(answer.body).toString("hex");
         // A body that does not match its ETag was damaged on the way: ask again.
-        if (answer.status === 200 && /^[0-9a-f]{32}$/.test(etag) && md5(answer.body).toString("hex") !== etag) {
-          throw new RetryableError(`block ${block}: body does not match its ETag`);
-        }
+        if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
       },
     });
-    if (r.status === 404) return this.zero;
+    if (r.status === 404) return { data: null, md5: null };
     if (r.body.length !== this.blockSize) {
       throw new FsError(Errno.EIO, `block ${block}: object holds ${r.body.length} bytes, expected ${this.blockSize}`);
     }
-    return r.body;
+    return { data: r.body, md5: digest };
   }
 
   readBlockPart(block: number, offset: number, length: number) {
@@ -73,13 +82,18 @@ export class S3Store implements BlockStore {
   }
 
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+    await this.writeVerified(block, data);
+  }
+
+  /** Stores a block (null: deletes it) and returns the MD5 in hex of what is now stored (null: nothing). */
+  async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
     const key = this.key(block);
     // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
     // and with it the only record of the sizes).
     if (!data && block === 0 && this.o.keepSizes) data = this.zero;
     if (!data) {
       await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
-      return;
+      return null;
     }
     const digest = md5(data);
     const headers: Record<string, string> = {
@@ -92,10 +106,12 @@ export class S3Store implements BlockStore {
       headers[META_FILESIZE] = String(this.blockSize * this.numBlocks);
     }
     const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: data, expect: [200] });
+    const hex = digest.toString("hex");
     const etag = unquote(r.headers.get("etag"));
-    if (/^[0-9a-f]{32}$/.test(etag) && etag !== digest.toString("hex")) {
+    if (/^[0-9a-f]{32}$/.test(etag) && etag !== hex) {
       throw new FsError(Errno.EIO, `block ${block}: the server stored something else (ETag ${etag})`);
     }
+    return hex;
   }
 
   writeBlockPart(block: number, offset: number, data: Uint8Array) {

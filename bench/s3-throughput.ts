@@ -1,0 +1,153 @@
+/**
+ * Through the mount against real S3 servers, 1 MiB blocks: dd write (with fsync) and cold read of
+ * SIZE MiB, fio 4 KiB random read/write IOPS, PUT and GET requests per GiB written and read, and the
+ * s3backer process's peak RSS. Compared with a plain parallel S3 client doing the same transfers
+ * (the limit) and with Debian's s3backer on the same server (the peer).
+ *
+ *   bun bench/s3-throughput.ts [SIZE_MiB]        bundled server (in this process), and Ceph RGW
+ *                                                 too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set
+ * Run as root, by hand. Prints a table.
+ */
+import { spawn } from "bun";
+import { AwsClient } from "aws4fetch";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { S3Server } from "../src/s3server/s3-server.ts";
+
+const MIB = Number(process.argv[2] ?? 1024);
+const CONCURRENCY = 20; // = --blockCacheThreads default, and the original's
+const OURS = join(import.meta.dir, "../dist/s3backer");
+const work = "/dev/shm/s3b-s3bench";
+
+interface Peer { name: string; url: string; access: string; secret: string; counters?: S3Server["counters"] }
+interface Row { peer: string; client: string; write: number; read: number; iops: number | string; putsPerGiB: number | string; getsPerGiB: number | string; rssMiB: number | string }
+
+async function run(cmd: string[], env?: Record<string, string>): Promise<string> {
+  const p = spawn(cmd, { stdout: "pipe", stderr: "pipe", env: env ?? (process.env as Record<string, string>) });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")}: exit ${code}: ${err}`);
+  return out + err;
+}
+
+const ddRate = (out: string) => (MIB * 2 ** 20) / Number(/copied, ([\d.]+) s/.exec(out)![1]) / 1e6;
+
+async function fio(file: string): Promise<number> {
+  const out = await run(["fio", "--name=r", `--filename=${file}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M", "--offset_increment=64M",
+    "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);
+  const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+  return Math.round(job.read.iops + job.write.iops);
+}
+
+const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim());
+const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
+
+async function waitGone(mnt: string): Promise<void> {
+  for (;;) {
+    const r = spawn(["pgrep", "-f", `s3backer.* ${mnt}$`], { stdout: "pipe" });
+    const pids = (await new Response(r.stdout).text()).trim().split("\n").filter(Boolean);
+    if (pids.every((p) => { try { return readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "); } catch { return true; } })) return;
+    await Bun.sleep(100);
+  }
+}
+
+function statCount(text: string, name: string): number {
+  return Number(new RegExp(`^${name}\\s+(\\d+)`, "m").exec(text)?.[1] ?? NaN);
+}
+
+async function plainClient(peer: Peer, bucket: string, source: Uint8Array): Promise<Row> {
+  const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
+  const blocks = MIB;
+  const pool = async (fn: (i: number) => Promise<void>) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (next < blocks) await fn(next++); }));
+  };
+  let started = performance.now();
+  await pool(async (i) => {
+    const body = source.subarray(i << 20, (i + 1) << 20);
+    const r = await aws.fetch(`${peer.url}${bucket}/plain/${i.toString(16).padStart(8, "0")}`, {
+      method: "PUT", body, headers: { "content-md5": createHash("md5").update(body).digest("base64") },
+    });
+    if (r.status !== 200) throw new Error(`PUT ${r.status}`);
+    await r.arrayBuffer();
+  });
+  const write = (MIB * 2 ** 20) / ((performance.now() - started) / 1000) / 1e6;
+  started = performance.now();
+  await pool(async (i) => {
+    const r = await aws.fetch(`${peer.url}${bucket}/plain/${i.toString(16).padStart(8, "0")}`);
+    const body = new Uint8Array(await r.arrayBuffer());
+    createHash("md5").update(body).digest(); // the same check the mount does
+  });
+  const read = (MIB * 2 ** 20) / ((performance.now() - started) / 1000) / 1e6;
+  return { peer: peer.name, client: `plain client, ${CONCURRENCY} in flight`, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
+}
+
+async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian", source: string): Promise<Row> {
+  const mnt = join(work, `mnt-${which}`);
+  mkdirSync(mnt, { recursive: true });
+  const creds = [`--baseURL=${peer.url}`, `--accessId=${peer.access}`, `--accessKey=${peer.secret}`];
+  const mount = async (fresh: boolean) => {
+    if (which === "ours") await run([OURS, ...creds, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}`, mnt]);
+    else await run(["s3backer", ...creds, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
+  };
+  const stats = () => readFileSync(join(mnt, "stats"), "utf8");
+  const unmount = async () => {
+    await run(["umount", mnt]);
+    await waitGone(mnt);
+  };
+  await mount(true);
+  let pid = await pidOf(mnt);
+  const before = peer.counters ? { ...peer.counters.requests } : undefined;
+  const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]));
+  const s1 = stats();
+  let rss = peakRssMiB(pid);
+  const puts = peer.counters ? peer.counters.requests.PUT - before!.PUT : which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
+  await unmount(); // a fresh process for the cold read: nothing cached
+  await mount(false);
+  pid = await pidOf(mnt);
+  writeFileSync("/proc/sys/vm/drop_caches", "3");
+  const beforeRead = peer.counters ? { ...peer.counters.requests } : undefined;
+  const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]));
+  const gets = peer.counters ? peer.counters.requests.GET - beforeRead!.GET : which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
+  const iops = await fio(join(mnt, "file"));
+  rss = Math.max(rss, peakRssMiB(pid));
+  await unmount();
+  const perGiB = (n: number) => Math.round((n * 1024) / MIB);
+  return {
+    peer: peer.name, client: which === "ours" ? "s3backer (this)" : "Debian s3backer 1.5.4",
+    write, read, iops, putsPerGiB: Number.isNaN(puts) ? "?" : perGiB(puts), getsPerGiB: Number.isNaN(gets) ? "?" : perGiB(gets), rssMiB: rss,
+  };
+}
+
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+const sourceFile = join(work, "source.bin");
+await run(["dd", "if=/dev/urandom", `of=${sourceFile}`, "bs=1M", `count=${MIB}`]);
+const source = new Uint8Array(readFileSync(sourceFile));
+
+const bundled = new S3Server({ credentials: { BENCH: { secretAccessKey: "bench-secret" } } });
+bundled.start();
+const peers: Peer[] = [{ name: "bundled server", url: bundled.url, access: "BENCH", secret: "bench-secret", counters: bundled.counters }];
+if (process.env.S3_RGW_URL) peers.push({ name: "Ceph RGW", url: process.env.S3_RGW_URL, access: process.env.S3_RGW_ACCESS_KEY!, secret: process.env.S3_RGW_SECRET_KEY! });
+
+const rows: Row[] = [];
+try {
+  for (const peer of peers) {
+    const bucket = `bench-${Date.now()}`;
+    const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
+    await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
+    rows.push(await plainClient(peer, bucket, source));
+    rows.push(await throughMount(peer, bucket, "ours", sourceFile));
+    if (!process.argv.includes("--no-debian")) rows.push(await throughMount(peer, bucket, "debian", sourceFile));
+  }
+} finally {
+  await bundled.stop();
+  rmSync(work, { recursive: true, force: true });
+}
+
+const cell = (v: number | string, w: number) => (typeof v === "number" ? v.toFixed(0) : v).padStart(w);
+console.log(`\n${MIB} MiB through 1 MiB blocks; MB/s; fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s\n`);
+console.log(`${"server".padEnd(16)}${"client".padEnd(30)}${"write".padStart(8)}${"cold read".padStart(11)}${"fio IOPS".padStart(10)}${"PUT/GiB".padStart(9)}${"GET/GiB".padStart(9)}${"peak RSS MiB".padStart(14)}`);
+for (const r of rows) {
+  console.log(`${r.peer.padEnd(16)}${r.client.padEnd(30)}${cell(r.write, 8)}${cell(r.read, 11)}${cell(r.iops, 10)}${cell(r.putsPerGiB, 9)}${cell(r.getsPerGiB, 9)}${cell(r.rssMiB, 14)}`);
+}

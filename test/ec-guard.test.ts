@@ -1,0 +1,159 @@
+/**
+ * The consistency guard against a server that lies on purpose: after each PUT or DELETE it keeps
+ * serving the previous version (or 404) for 300 ms.
+ */
+import { afterAll, afterEach, beforeEach, expect, test } from "bun:test";
+import { readFile, writeFile } from "node:fs/promises";
+import { mkdirSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { Logger } from "../src/log.ts";
+import { isAllZero, type BlockStore } from "../src/store/block-store.ts";
+import { EcGuard, type EcGuardOptions } from "../src/store/ec-guard/ec-guard.ts";
+import { S3Client } from "../src/store/s3/s3-client.ts";
+import { S3Store } from "../src/store/s3/s3-store.ts";
+import { cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
+import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
+
+const server = startEmbedded(["ec"]);
+const STALE_MS = 300;
+beforeEach(() => {
+  server.reset();
+  server.setFaults({ staleMs: STALE_MS });
+});
+afterEach(() => server.reset());
+afterAll(() => server.stop());
+
+const BS = 4096;
+
+function s3store(): S3Store {
+  const client = new S3Client({
+    baseURL: server.url, bucket: "ec", vhost: false, region: "us-east-1",
+    credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
+    timeoutMs: 5000, initialRetryPauseMs: 10, maxRetryPauseMs: 1000, insecure: false, caFile: undefined,
+    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+  });
+  return new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: 64, putHeaders: {}, listThreads: 4, keepSizes: false });
+}
+
+function guarded(options: Partial<EcGuardOptions> = {}): EcGuard {
+  return new EcGuard(s3store(), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
+}
+
+const stat = (s: BlockStore, name: string) => Number(s.stats()[0]!.values.find(([n]) => n === name)![1]);
+
+/** Overwrites and deletes a few hot blocks, reading each back right away; returns the wrong reads. */
+async function hammer(store: BlockStore, rounds: number): Promise<number> {
+  let wrong = 0;
+  await Promise.all(
+    [0, 1, 2, 3].map(async (block) => {
+      for (let round = 0; round < rounds; round++) {
+        const data = round % 3 === 2 ? null : pattern(BS, block * 100 + round + 1);
+        await store.writeBlock(block, data);
+        const back = await store.readBlock(block);
+        if (data ? !Buffer.from(back).equals(Buffer.from(data)) : !isAllZero(back)) wrong++;
+      }
+    }),
+  );
+  return wrong;
+}
+
+test("guard on: every read right after a write or delete returns exactly what was written", async () => {
+  const guard = guarded();
+  expect(await hammer(guard, 6)).toBe(0);
+  expect(server.counters.staleAnswers).toBeGreaterThan(0); // the server did lie...
+  expect(stat(guard, "stale answers")).toBeGreaterThan(0); // ...and the guard saw it and asked again
+  expect(stat(guard, "stale retries")).toBeGreaterThan(0);
+});
+
+test("guard off: the same test reads wrong data (so the test above can fail)", async () => {
+  expect(await hammer(s3store(), 6)).toBeGreaterThan(0);
+});
+
+test("a server that stays stale longer than --maxRetryPause gives EIO, not old data", async () => {
+  const guard = guarded({ maxRetryPauseMs: 100 });
+  await guard.writeBlock(5, pattern(BS, 1));
+  await new Promise((r) => setTimeout(r, STALE_MS + 50));
+  server.setFaults({ staleMs: 5000 });
+  await guard.writeBlock(5, pattern(BS, 2));
+  const err = await guard.readBlock(5).catch((e) => e);
+  expect((err as { errno?: number }).errno).toBe(5);
+  expect((err as Error).message).toMatch(/older version/);
+});
+
+test("writes to one block stay in order and coalesce while they wait; the last one wins", async () => {
+  server.setFaults({ staleMs: 0, latencyMs: [0, 60] }); // requests overtake each other
+  const guard = guarded({ minWriteDelayMs: 100 });
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 10; i++) {
+    writes.push(guard.writeBlock(9, pattern(BS, 1000 + i)));
+    await new Promise((r) => setTimeout(r, 15)); // some writes find a PUT under way, some a write waiting
+  }
+  await Promise.all(writes);
+  server.setFaults({ latencyMs: 0 });
+  expect(await guard.readBlock(9)).toEqual(pattern(BS, 1009));
+  expect(stat(guard, "writes coalesced")).toBeGreaterThan(0);
+  expect(server.counters.requests.PUT).toBeGreaterThanOrEqual(2);
+  expect(server.counters.requests.PUT).toBeLessThan(10);
+});
+
+test("--minWriteDelay spaces two PUTs of one block", async () => {
+  server.setFaults({ staleMs: 0 });
+  const guard = guarded({ minWriteDelayMs: 250 });
+  await guard.writeBlock(3, pattern(BS, 1));
+  const started = performance.now();
+  await guard.writeBlock(3, pattern(BS, 2));
+  expect(performance.now() - started).toBeGreaterThanOrEqual(200);
+  expect(stat(guard, "writes delayed")).toBe(1);
+  await guard.writeBlock(4, pattern(BS, 3)); // another block does not wait
+  expect(stat(guard, "writes delayed")).toBe(1);
+});
+
+test("a full MD5 cache makes a write wait until the oldest entry expires", async () => {
+  server.setFaults({ staleMs: 0 });
+  const guard = guarded({ cacheSize: 2, cacheTimeMs: 300, minWriteDelayMs: 0 });
+  await guard.writeBlock(1, pattern(BS, 1));
+  await guard.writeBlock(2, pattern(BS, 2));
+  const started = performance.now();
+  await guard.writeBlock(3, pattern(BS, 3));
+  expect(performance.now() - started).toBeGreaterThanOrEqual(200);
+  expect(stat(guard, "cache full waits")).toBe(1);
+});
+
+test("through FUSE: ext4 written and read back while the server lies: checksums equal, e2fsck clean", async () => {
+  const peer = embeddedPeer(server);
+  const bucket = await freshBucket(peer, "ec-ext4");
+  const dir = tempDir("ec-ext4");
+  const fs = join(dir, "fs");
+  mkdirSync(fs);
+  let loop = "";
+  try {
+    // A tiny block cache, so that most reads go to the lying server.
+    const disk = await mountWith([...peerArgs(peer), "--size=32M", "--blockSize=64k", "--blockCacheSize=4", "--minWriteDelay=50", "--md5CacheTime=5000", "--initialRetryPause=20", bucket], dir, true);
+    loop = (await runAsync(["losetup", "-f", "--show", disk.file])).stdout.trim();
+    expect((await runAsync(["mkfs.ext4", "-q", "-F", loop])).code).toBe(0);
+    expect((await runAsync(["mount", loop, fs])).code).toBe(0);
+    const files = Array.from({ length: 6 }, (_, i) => pattern(700_000 + i * 10_000, 500 + i));
+    for (const [i, data] of files.entries()) await writeFile(join(fs, `f${i}`), data);
+    await runAsync(["umount", fs]);
+    await runAsync(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"]);
+    const fsck = await runAsync(["e2fsck", "-fn", loop]);
+    expect(fsck.code).toBe(0);
+    expect((await runAsync(["mount", "-o", "ro", loop, fs])).code).toBe(0);
+    for (const [i, data] of files.entries()) {
+      const back = await readFile(join(fs, `f${i}`));
+      expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    }
+    await runAsync(["umount", fs]);
+    await runAsync(["losetup", "-d", loop]);
+    loop = "";
+    expect(server.counters.staleAnswers).toBeGreaterThan(0);
+    expect(await readFile(disk.stats, "utf8")).toMatch(/stale answers\s+[1-9]/);
+    await disk.unmount();
+  } finally {
+    if (isMounted(fs)) await runAsync(["umount", fs]);
+    if (loop) await runAsync(["losetup", "-d", loop]);
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
