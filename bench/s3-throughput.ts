@@ -16,7 +16,10 @@ import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 
 const MIB = Number(process.argv[2] ?? 1024);
-const CONCURRENCY = 20; // = --blockCacheThreads default, and the original's
+// The plain client runs at the mount's concurrency: --blockCacheThreads (20) writes in flight, and
+// for a sequential reader the block being read plus --readAhead (4) blocks ahead.
+const WRITE_CONCURRENCY = 20;
+const READ_CONCURRENCY = 5;
 const OURS = join(import.meta.dir, "../dist/s3backer");
 const work = "/dev/shm/s3b-s3bench";
 
@@ -39,7 +42,7 @@ async function fio(file: string): Promise<number> {
   return Math.round(job.read.iops + job.write.iops);
 }
 
-const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim());
+const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
 const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
 
 async function waitGone(mnt: string): Promise<void> {
@@ -58,12 +61,12 @@ function statCount(text: string, name: string): number {
 async function plainClient(peer: Peer, bucket: string, source: Uint8Array): Promise<Row> {
   const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
   const blocks = MIB;
-  const pool = async (fn: (i: number) => Promise<void>) => {
+  const pool = async (concurrency: number, fn: (i: number) => Promise<void>) => {
     let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (next < blocks) await fn(next++); }));
+    await Promise.all(Array.from({ length: concurrency }, async () => { while (next < blocks) await fn(next++); }));
   };
   let started = performance.now();
-  await pool(async (i) => {
+  await pool(WRITE_CONCURRENCY, async (i) => {
     const body = source.subarray(i << 20, (i + 1) << 20);
     const r = await aws.fetch(`${peer.url}${bucket}/plain/${i.toString(16).padStart(8, "0")}`, {
       method: "PUT", body, headers: { "content-md5": createHash("md5").update(body).digest("base64") },
@@ -73,21 +76,21 @@ async function plainClient(peer: Peer, bucket: string, source: Uint8Array): Prom
   });
   const write = (MIB * 2 ** 20) / ((performance.now() - started) / 1000) / 1e6;
   started = performance.now();
-  await pool(async (i) => {
+  await pool(READ_CONCURRENCY, async (i) => {
     const r = await aws.fetch(`${peer.url}${bucket}/plain/${i.toString(16).padStart(8, "0")}`);
     const body = new Uint8Array(await r.arrayBuffer());
     createHash("md5").update(body).digest(); // the same check the mount does
   });
   const read = (MIB * 2 ** 20) / ((performance.now() - started) / 1000) / 1e6;
-  return { peer: peer.name, client: `plain client, ${CONCURRENCY} in flight`, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
+  return { peer: peer.name, client: `plain client, ${WRITE_CONCURRENCY}/${READ_CONCURRENCY} in flight`, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
 }
 
-async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian", source: string): Promise<Row> {
-  const mnt = join(work, `mnt-${which}`);
+async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian", source: string, extra: string[] = []): Promise<Row> {
+  const mnt = join(work, `mnt-${which}${extra.length}`);
   mkdirSync(mnt, { recursive: true });
   const creds = [`--baseURL=${peer.url}`, `--accessId=${peer.access}`, `--accessKey=${peer.secret}`];
   const mount = async (fresh: boolean) => {
-    if (which === "ours") await run([OURS, ...creds, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}`, mnt]);
+    if (which === "ours") await run([OURS, ...creds, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt]);
     else await run(["s3backer", ...creds, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
   };
   const stats = () => readFileSync(join(mnt, "stats"), "utf8");
@@ -114,7 +117,7 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   await unmount();
   const perGiB = (n: number) => Math.round((n * 1024) / MIB);
   return {
-    peer: peer.name, client: which === "ours" ? "s3backer (this)" : "Debian s3backer 1.5.4",
+    peer: peer.name, client: which === "ours" ? `s3backer (this)${extra.length ? ", no guard" : ""}` : "Debian s3backer 1.5.4",
     write, read, iops, putsPerGiB: Number.isNaN(puts) ? "?" : perGiB(puts), getsPerGiB: Number.isNaN(gets) ? "?" : perGiB(gets), rssMiB: rss,
   };
 }
@@ -138,6 +141,7 @@ try {
     await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
     rows.push(await plainClient(peer, bucket, source));
     rows.push(await throughMount(peer, bucket, "ours", sourceFile));
+    rows.push(await throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]));
     if (!process.argv.includes("--no-debian")) rows.push(await throughMount(peer, bucket, "debian", sourceFile));
   }
 } finally {

@@ -5,7 +5,9 @@
  * Conventions every layer keeps:
  * - A block that does not exist reads as zeros, and writing the zero block (`null`) deletes it.
  * - Bytes handed to `writeBlock`/`writeBlockPart` are borrowed until the promise settles: a layer
- *   that keeps them must copy. Bytes returned by a read must not be modified by the caller.
+ *   that keeps them must copy. Bytes returned by a read must not be modified by the caller, and
+ *   stay valid only until the caller's next turn of the event loop (the FUSE reply is written in
+ *   the same turn, with no copy): a caller that keeps them longer must copy.
  * - The caller (the FUSE file layer) serialises writes to one block; reads may run alongside.
  * - Failures are thrown as `FsError` with the errno the kernel should see.
  */

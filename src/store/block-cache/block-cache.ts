@@ -7,8 +7,9 @@
  * is stored; a failed write-back fails the flush with EIO and the block stays dirty. Sequential
  * readers get --readAhead blocks fetched ahead of them.
  *
- * Buffers: a cached block's bytes may be shared (returned to a reader, or being uploaded), so a
- * write copies before it modifies a buffer it does not own.
+ * Buffers: a block being uploaded, or just read from below, is not ours to change, so a write
+ * copies it first; otherwise writes change the cached bytes in place. A reader gets the cached
+ * bytes themselves, valid for its turn of the event loop (see block-store.ts).
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
@@ -120,11 +121,9 @@ export class BlockCache implements BlockStore {
     return (await this.readBlock(block)).subarray(offset, offset + length);
   }
 
-  /** The entry's bytes for a reader: from now on they are shared. */
+  /** The entry's bytes for a reader. */
   private share(entry: Entry): Uint8Array {
-    if (!entry.data) return this.zero;
-    entry.owned = false;
-    return entry.data;
+    return entry.data ?? this.zero;
   }
 
   /** A new entry, most recently used; its bytes are zeros until loaded or written. */
@@ -309,6 +308,8 @@ export class BlockCache implements BlockStore {
       this.settleWaiters(entry, err);
     } finally {
       entry.uploading = false;
+      // The upload is done with the bytes: if they are still the entry's, they are ours again.
+      if (entry.data === data && data !== null) entry.owned = true;
     }
   }
 
