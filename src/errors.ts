@@ -32,8 +32,6 @@ export const Errno = {
   ETIMEDOUT: 110,
 } as const;
 
-export type ErrnoValue = (typeof Errno)[keyof typeof Errno];
-
 /** A filesystem-level failure with the errno the kernel should see. */
 export class FsError extends Error {
   constructor(

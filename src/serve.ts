@@ -105,17 +105,7 @@ async function serveMounted(
   log.info(`unmounted ${config.mountpoint}: flushing`);
 
   let code = reason === "ENODEV" ? 0 : 1;
-  let progress: ReturnType<typeof setInterval> | undefined;
-  if (cache && cache.dirtyCount > 0) {
-    const total = cache.dirtyCount;
-    log.info(`writing ${total} dirty blocks`);
-    const shown = new Progress("writing dirty blocks", total, config.quiet || !config.foreground);
-    let left = total;
-    progress = setInterval(() => {
-      shown.add(left - cache.dirtyCount);
-      left = cache.dirtyCount;
-    }, 200);
-  }
+  const stopProgress = showFlushProgress(cache, config.quiet || !config.foreground);
   try {
     await store.close();
     log.info("all data stored; exiting");
@@ -123,8 +113,26 @@ async function serveMounted(
     log.error(`flushing at unmount failed, data may be lost: ${messageOf(err)}`);
     code = 1;
   } finally {
-    if (progress) clearInterval(progress);
+    stopProgress();
   }
   for (const s of signals) process.off(s, onSignal);
   return code;
+}
+
+/** While the cache writes its dirty blocks at unmount: progress on a terminal. Returns the stop. */
+function showFlushProgress(cache: BlockCache | undefined, quiet: boolean): () => void {
+  if (!cache || cache.dirtyCount === 0) return () => {};
+  const total = cache.dirtyCount;
+  log.info(`writing ${total} dirty blocks`);
+  const progress = new Progress("writing dirty blocks", total, quiet);
+  let left = total;
+  const timer = setInterval(() => {
+    progress.add(left - cache.dirtyCount);
+    left = cache.dirtyCount;
+  }, 200);
+  return () => {
+    clearInterval(timer);
+    progress.add(left - cache.dirtyCount);
+    progress.finish();
+  };
 }

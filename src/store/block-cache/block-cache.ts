@@ -16,6 +16,7 @@ import type { Logger } from "../../log.ts";
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
+import { Layer } from "../layer.ts";
 
 export interface BlockCacheOptions {
   /** Most blocks held (clean and dirty). */
@@ -60,9 +61,7 @@ interface Entry {
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 
-export class BlockCache implements BlockStore {
-  readonly blockSize: number;
-  readonly numBlocks: number;
+export class BlockCache extends Layer {
   /** In LRU order: the first entry is the least recently used. */
   private readonly entries = new Map<number, Entry>();
   private readonly dirty = new Set<Entry>();
@@ -83,11 +82,10 @@ export class BlockCache implements BlockStore {
   private sequentialRun = 0;
 
   constructor(
-    private readonly inner: BlockStore,
+    inner: BlockStore,
     private readonly o: BlockCacheOptions,
   ) {
-    this.blockSize = inner.blockSize;
-    this.numBlocks = inner.numBlocks;
+    super(inner);
     this.zero = new Uint8Array(inner.blockSize);
     this.workers = Array.from({ length: o.threads }, () => this.worker());
     if (o.timeoutMs > 0) {
@@ -115,10 +113,6 @@ export class BlockCache implements BlockStore {
     this.touch(entry);
     this.noteRead(block);
     return this.share(entry);
-  }
-
-  async readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
-    return (await this.readBlock(block)).subarray(offset, offset + length);
   }
 
   /** The entry's bytes for a reader. */
@@ -179,7 +173,7 @@ export class BlockCache implements BlockStore {
     await this.dirtied(entry);
   }
 
-  async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+  override async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
     const entry = await this.entryForWrite(block, true);
     if (!entry.owned || !entry.data) {
       const copy = new Uint8Array(this.blockSize);
@@ -336,7 +330,7 @@ export class BlockCache implements BlockStore {
   }
 
   /** Every block dirty now is stored when this resolves; a failure rejects with EIO. */
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     const targets = [...this.dirty].map((entry) => ({ entry, version: entry.version }));
     for (const { entry } of targets) {
       entry.urgent = true;
@@ -353,7 +347,7 @@ export class BlockCache implements BlockStore {
     return this.dirty.size;
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     await this.flush();
     this.closed = true;
     this.wake();
@@ -391,19 +385,11 @@ export class BlockCache implements BlockStore {
     }
   }
 
-  listBlocks(found: (block: number) => void): Promise<void> {
-    return this.inner.listBlocks(found);
+  protected ownStats(): StatGroup {
+    return { layer: "block cache", values: [...this.counters.entries(), ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size]] };
   }
 
-  stats(): StatGroup[] {
-    return [
-      { layer: "block cache", values: [...this.counters.entries(), ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size]] },
-      ...this.inner.stats(),
-    ];
-  }
-
-  resetStats(): void {
+  protected resetOwnStats(): void {
     this.counters.reset();
-    this.inner.resetStats();
   }
 }

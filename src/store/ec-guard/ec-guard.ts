@@ -10,10 +10,10 @@
  * the wrong order; writes that arrive while one waits are coalesced (only the newest goes out).
  */
 import { Errno, FsError } from "../../errors.ts";
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
-import { readPartOf, writePartOf } from "../partial.ts";
+import { Layer } from "../layer.ts";
 import type { S3Store } from "../s3/s3-store.ts";
 
 export interface EcGuardOptions {
@@ -41,9 +41,7 @@ interface Job {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export class EcGuard implements BlockStore {
-  readonly blockSize: number;
-  readonly numBlocks: number;
+export class EcGuard extends Layer<S3Store> {
   /** In completion order: the first entry expires first. */
   private readonly known = new Map<number, Remembered>();
   /** Per block with writes in progress: the write waiting to go (it takes newer data until it does). */
@@ -52,11 +50,10 @@ export class EcGuard implements BlockStore {
   private readonly counters = new Counters(["stale answers", "stale retries", "writes delayed", "writes coalesced", "cache full waits"] as const);
 
   constructor(
-    private readonly inner: S3Store,
+    inner: S3Store,
     private readonly o: EcGuardOptions,
   ) {
-    this.blockSize = inner.blockSize;
-    this.numBlocks = inner.numBlocks;
+    super(inner);
     this.zero = new Uint8Array(inner.blockSize);
   }
 
@@ -87,10 +84,6 @@ export class EcGuard implements BlockStore {
       paused += pause;
       pause *= 2;
     }
-  }
-
-  readBlockPart(block: number, offset: number, length: number) {
-    return readPartOf(this, block, offset, length);
   }
 
   writeBlock(block: number, data: Uint8Array | null): Promise<void> {
@@ -153,28 +146,11 @@ export class EcGuard implements BlockStore {
     }
   }
 
-  writeBlockPart(block: number, offset: number, data: Uint8Array) {
-    return writePartOf(this, block, offset, data);
+  protected ownStats(): StatGroup {
+    return { layer: "consistency guard", values: [...this.counters.entries(), ["blocks remembered", this.known.size]] };
   }
 
-  listBlocks(found: (block: number) => void): Promise<void> {
-    return this.inner.listBlocks(found);
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  stats(): StatGroup[] {
-    return [{ layer: "consistency guard", values: [...this.counters.entries(), ["blocks remembered", this.known.size]] }, ...this.inner.stats()];
-  }
-
-  resetStats(): void {
+  protected resetOwnStats(): void {
     this.counters.reset();
-    this.inner.resetStats();
   }
 }

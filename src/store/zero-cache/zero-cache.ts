@@ -6,18 +6,16 @@
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
+import { Layer } from "../layer.ts";
 
-export class ZeroCache implements BlockStore {
-  readonly blockSize: number;
-  readonly numBlocks: number;
+export class ZeroCache extends Layer {
   /** One bit per block: set = known to be zero. */
   private readonly zeroBits: Uint8Array;
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["zero reads avoided", "zero writes avoided"] as const);
 
-  constructor(private readonly inner: BlockStore) {
-    this.blockSize = inner.blockSize;
-    this.numBlocks = inner.numBlocks;
+  constructor(inner: BlockStore) {
+    super(inner);
     this.zeroBits = new Uint8Array(Math.ceil(inner.numBlocks / 8));
     this.zero = new Uint8Array(inner.blockSize);
   }
@@ -56,11 +54,6 @@ export class ZeroCache implements BlockStore {
     return data;
   }
 
-  /** Reads the whole block (as the layers below would anyway), so that a zero block is learnt. */
-  async readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
-    return (await this.readBlock(block)).subarray(offset, offset + length);
-  }
-
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
     if (!data && this.isZero(block)) {
       this.counters.add("zero writes avoided");
@@ -72,7 +65,7 @@ export class ZeroCache implements BlockStore {
     this.mark(block, data === null);
   }
 
-  async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+  override async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
     if (this.isZero(block)) {
       if (isAllZero(data)) {
         this.counters.add("zero writes avoided");
@@ -87,29 +80,16 @@ export class ZeroCache implements BlockStore {
     return this.inner.writeBlockPart(block, offset, data);
   }
 
-  listBlocks(found: (block: number) => void): Promise<void> {
-    return this.inner.listBlocks(found);
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  stats(): StatGroup[] {
+  protected ownStats(): StatGroup {
     let known = 0;
     for (const byte of this.zeroBits) {
       let b = byte;
       for (; b; known++) b &= b - 1;
     }
-    return [{ layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known]] }, ...this.inner.stats()];
+    return { layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known]] };
   }
 
-  resetStats(): void {
+  protected resetOwnStats(): void {
     this.counters.reset();
-    this.inner.resetStats();
   }
 }

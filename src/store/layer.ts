@@ -1,0 +1,52 @@
+/**
+ * What every wrapping layer of the stack shares: its geometry is the inner store's, partial reads
+ * and writes go through its own whole-block operations unless it does better, listing, flushing
+ * and closing pass down, and its counters come before those of the layers below.
+ */
+import type { BlockStore, StatGroup } from "./block-store.ts";
+import { readPartOf, writePartOf } from "./partial.ts";
+
+export abstract class Layer<Inner extends BlockStore = BlockStore> implements BlockStore {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+
+  constructor(protected readonly inner: Inner) {
+    this.blockSize = inner.blockSize;
+    this.numBlocks = inner.numBlocks;
+  }
+
+  abstract readBlock(block: number): Promise<Uint8Array>;
+  abstract writeBlock(block: number, data: Uint8Array | null): Promise<void>;
+  /** This layer's own counters. */
+  protected abstract ownStats(): StatGroup;
+  protected abstract resetOwnStats(): void;
+
+  readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
+    return readPartOf(this, block, offset, length);
+  }
+
+  writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+    return writePartOf(this, block, offset, data);
+  }
+
+  listBlocks(found: (block: number) => void): Promise<void> {
+    return this.inner.listBlocks(found);
+  }
+
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  stats(): StatGroup[] {
+    return [this.ownStats(), ...this.inner.stats()];
+  }
+
+  resetStats(): void {
+    this.resetOwnStats();
+    this.inner.resetStats();
+  }
+}
