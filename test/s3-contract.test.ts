@@ -93,6 +93,8 @@ for (const peer of peers) {
       expect(seen.filter((k) => k !== "(p/sub/)")).toEqual(keys);
       expect(seen).toContain("(p/sub/)");
       expect(pages).toBe(3);
+      const after = new TextDecoder().decode((await s3("GET", `${bucket}?${new URLSearchParams({ "list-type": "2", prefix: "p/", "start-after": keys[22]!, delimiter: "/" })}`)).body);
+      expect([...after.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1])).toEqual(keys.slice(23));
       const v1 = new TextDecoder().decode((await s3("GET", `${bucket}?${new URLSearchParams({ prefix: "p/", marker: keys[20]!, delimiter: "/" })}`)).body);
       expect([...v1.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1])).toEqual(keys.slice(21));
     });

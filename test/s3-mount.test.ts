@@ -260,3 +260,66 @@ for (const peer of peers) {
     }
   });
 }
+
+describe("embedded server only, more", () => {
+  test("--noAutoDetect ignores the disk's sizes; --md5CacheTime=0 needs every block in the MD5 cache", async () => {
+    const bucket = await freshBucket(embedded, "noauto");
+    const dir = workDir("noauto");
+    let disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=4k", bucket], dir, true);
+    await disk.unmount();
+    const noSize = await runAsync([BINARY, ...peerArgs(embedded), "--noAutoDetect", bucket, disk.mnt]);
+    expect(noSize.code).toBe(1);
+    expect(noSize.stderr).toMatch(/--size is required/);
+    disk = await mountWith([...peerArgs(embedded), "--noAutoDetect", "--size=2M", "--blockSize=4k", bucket], dir, true);
+    expect((await readFile(disk.file)).length).toBe(2 << 20); // no mismatch error: the metadata was not read
+    await disk.unmount();
+    const forever = await runAsync([BINARY, ...peerArgs(embedded), "--md5CacheTime=0", "--md5CacheSize=10", bucket, disk.mnt]);
+    expect(forever.code).toBe(1);
+    expect(forever.stderr).toMatch(/--md5CacheTime=0 \(forever\) needs --md5CacheSize of at least the 256 blocks/);
+    disk = await mountWith([...peerArgs(embedded), "--md5CacheTime=0", "--md5CacheSize=256", bucket], dir, true);
+    await disk.unmount();
+  });
+
+  test("an fsync interrupted while the server is slow returns at once (FUSE INTERRUPT)", async () => {
+    const bucket = await freshBucket(embedded, "intr");
+    const dir = workDir("intr");
+    const disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=64k", "--md5CacheSize=0", bucket], dir, true);
+    server.setFaults({ latencyMs: 4000, keyPattern: /^[0-9a-f]{8}$/ });
+    // The write lands in the cache; the fsync then waits for a PUT that takes 4 s, until a signal
+    // (whose handler raises) interrupts it: the kernel sends INTERRUPT and we answer EINTR.
+    const script = [
+      "import os, signal, sys",
+      "def stop(s, f): raise KeyboardInterrupt",
+      "signal.signal(signal.SIGUSR1, stop)",
+      `fd = os.open(${JSON.stringify(disk.file)}, os.O_WRONLY)`,
+      "os.pwrite(fd, os.urandom(65536), 3 * 65536)",
+      "print('syncing', flush=True)",
+      "try:\n  os.fsync(fd)\nexcept KeyboardInterrupt:\n  print('interrupted', flush=True)\n  sys.exit(42)",
+    ].join("\n");
+    const writer = Bun.spawn(["python3", "-c", script], { stdout: "pipe", stderr: "pipe" });
+    const reader = writer.stdout.getReader();
+    await reader.read(); // "syncing"
+    await Bun.sleep(300);
+    const started = performance.now();
+    writer.kill("SIGUSR1");
+    const next = new TextDecoder().decode((await reader.read()).value);
+    // (Its exit then waits for the FLUSH of close(), which does wait for the PUT.)
+    expect(next).toContain("interrupted");
+    expect(performance.now() - started).toBeLessThan(2000); // not the 4 s the server takes
+    expect(await writer.exited).toBe(42);
+    server.reset();
+    await disk.unmount(); // the block is stored all the same
+  });
+
+  test("in the background without --logFile the log goes to the system log", async () => {
+    const bucket = await freshBucket(embedded, "syslog");
+    const dir = workDir("syslog");
+    const mnt = join(dir, "mnt");
+    mkdirSync(mnt);
+    const r = await runAsync([BINARY, ...peerArgs(embedded), "--size=1M", `--pidFile=${join(dir, "pid")}`, bucket, mnt]);
+    expect(r.code).toBe(0);
+    expect((await readFile(join(mnt, "file"))).length).toBe(1 << 20);
+    await runAsync(["umount", mnt]);
+    await waitFor("exit", () => !existsSync(join(dir, "pid")));
+  });
+});

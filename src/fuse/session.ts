@@ -189,6 +189,7 @@ export class FuseSession {
   private interrupt(req: Request): void {
     const target = codec.decodeInterrupt(req).unique;
     const answered = this.pending.get(target);
+    this.log.debug(`INTERRUPT of request ${target}: ${answered === undefined ? "not seen yet" : answered ? "already answered" : "answering EINTR"}`);
     if (answered === undefined) {
       this.write([codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
     } else if (!answered) {
