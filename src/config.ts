@@ -72,6 +72,10 @@ export interface CacheSettings {
   sync: boolean;
   readAhead: number;
   readAheadTrigger: number;
+  /** Keep the cache in this file (survives restarts). */
+  file: string | undefined;
+  noVerify: boolean;
+  recoverDirty: boolean;
 }
 
 export interface S3Settings {
@@ -249,8 +253,12 @@ function cacheSettings(text: (name: string) => string | undefined, on: (name: st
   if (sync && writeDelayMs !== 0) throw new ConfigError("--blockCacheSync needs --blockCacheWriteDelay=0");
   const maxDirty = count("blockCacheMaxDirty", 0);
   if (maxDirty > size) throw new ConfigError(`--blockCacheMaxDirty=${maxDirty} is larger than --blockCacheSize=${size}`);
-  if (size === 0 && (sync || text("readAhead") !== undefined)) {
-    throw new ConfigError("--blockCacheSync and --readAhead need the block cache (--blockCacheSize > 0)");
+  const file = text("blockCacheFile");
+  if (size === 0 && (sync || file !== undefined || text("readAhead") !== undefined)) {
+    throw new ConfigError("--blockCacheSync, --blockCacheFile and --readAhead need the block cache (--blockCacheSize > 0)");
+  }
+  if (file === undefined && (on("blockCacheNoVerify") || on("blockCacheRecoverDirtyBlocks"))) {
+    throw new ConfigError("--blockCacheNoVerify and --blockCacheRecoverDirtyBlocks need --blockCacheFile");
   }
   return {
     size,
@@ -261,6 +269,9 @@ function cacheSettings(text: (name: string) => string | undefined, on: (name: st
     sync,
     readAhead: count("readAhead", 4),
     readAheadTrigger: count("readAheadTrigger", 2, 1),
+    file,
+    noVerify: on("blockCacheNoVerify"),
+    recoverDirty: on("blockCacheRecoverDirtyBlocks"),
   };
 }
 

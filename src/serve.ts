@@ -6,14 +6,15 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { BackedFile } from "./backed-file.ts";
 import type { Config, Geometry } from "./config.ts";
-import { messageOf } from "./errors.ts";
+import { ConfigError, messageOf } from "./errors.ts";
 import { SingleFileFs } from "./fuse/filesystem.ts";
 import { checkMountpoint, mount, unmount, type Mounted } from "./fuse/mount.ts";
 import { FuseSession } from "./fuse/session.ts";
 import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
 import type { BlockStore } from "./store/block-store.ts";
-import { openDisk } from "./store/build-stack.ts";
+import { openDisk, type Disk } from "./store/build-stack.ts";
+import type { MountFlagStore } from "./store/mount-flag.ts";
 import type { BlockCache } from "./store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 
@@ -31,7 +32,13 @@ export async function serve(config: Config, onReady: () => void): Promise<number
     log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
   const flag = config.readOnly ? undefined : disk.flag;
-  await flag?.acquire(config.force);
+  if (flag) {
+    const token = await flag.acquire(config.force || (await recoveringOwnCrash(config, disk.cacheFile, flag)));
+    disk.blockCache?.setFileToken(token);
+  } else if (disk.cacheFile?.dirty) {
+    throw new ConfigError(`${disk.cacheFile.path} holds unsaved blocks: mount without --readOnly to save them`);
+  }
+  disk.blockCache?.resume();
 
   let mounted: Mounted;
   try {
@@ -135,4 +142,30 @@ function showFlushProgress(cache: BlockCache | undefined, quiet: boolean): () =>
     progress.add(left - cache.dirtyCount);
     progress.finish();
   };
+}
+
+/**
+ * Whether the mounted flag was left by the crashed mount that last used the cache file (then the
+ * disk is ours to take over). Unsaved blocks in the file are written back only with
+ * --blockCacheRecoverDirtyBlocks, and only if nobody mounted the disk since: else they could
+ * overwrite newer data.
+ */
+async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], flag: MountFlagStore): Promise<boolean> {
+  if (!cacheFile) return false;
+  const held = await flag.token();
+  const ours = held !== undefined && held !== 0 && held === cacheFile.token;
+  if (cacheFile.dirty > 0) {
+    if (!config.cache.recoverDirty) {
+      throw new ConfigError(
+        `${cacheFile.path} holds ${cacheFile.dirty} blocks written before a crash and not yet stored: add --blockCacheRecoverDirtyBlocks to store them, or delete the file to drop them`,
+      );
+    }
+    if (!ours) {
+      throw new ConfigError(
+        `${cacheFile.path} holds ${cacheFile.dirty} unsaved blocks, but the disk was mounted elsewhere since: they could overwrite newer data, so they are not recovered (delete the file to drop them)`,
+      );
+    }
+    log.warn(`recovering ${cacheFile.dirty} blocks left unsaved by a crash`);
+  }
+  return ours;
 }

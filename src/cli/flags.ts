@@ -29,7 +29,6 @@ export interface Flag {
   readonly planned?: string;
 }
 
-const CACHE_FILE = "the block cache file is not built yet";
 const CODEC = "compression and encryption are not built yet";
 
 export const FLAGS: readonly Flag[] = [
@@ -85,9 +84,9 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)" },
   { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
   { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },
-  { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart", planned: CACHE_FILE },
-  { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3", planned: CACHE_FILE },
-  { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up", planned: CACHE_FILE },
+  { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart" },
+  { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3" },
+  { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up" },
   { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Blocks read ahead of a sequential reader" },
   { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 

@@ -109,6 +109,9 @@ export const bunRuntime: Runtime = {
     });
     return { port: server.port!, stop: () => server.stop(true) };
   },
+  crc32(data) {
+    return Bun.hash.crc32(data);
+  },
   selfCommand() {
     // In a compiled binary argv[1] is the embedded script path, which the binary supplies by itself.
     return compiled() ? [process.execPath] : [process.execPath, process.argv[1]!];

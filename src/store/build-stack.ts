@@ -20,6 +20,9 @@ import { ZeroCache } from "./zero-cache/zero-cache.ts";
 import { EcGuard } from "./ec-guard/ec-guard.ts";
 import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
+import { CacheFile } from "./block-cache/cache-file.ts";
+import { isAllZero } from "./block-store.ts";
+import { createHash } from "node:crypto";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -28,6 +31,8 @@ export interface Disk {
   backend: BlockStore;
   zeroCache: ZeroCache | undefined;
   blockCache?: BlockCache;
+  /** The cache file, if any: the token of the mount that last used it, and its unsaved blocks. */
+  cacheFile?: { path: string; token: number; dirty: number };
   geometry: Geometry;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
@@ -36,8 +41,47 @@ export interface Disk {
 export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const disk = await openBackend(config, log);
   if (config.mode !== "mount" || config.cache.size === 0) return disk;
-  const cache = new BlockCache(disk.store, { ...config.cache, size: Math.min(config.cache.size, disk.geometry.numBlocks), maxDirty: Math.min(config.cache.maxDirty, disk.geometry.numBlocks), log });
-  return { ...disk, store: cache, blockCache: cache };
+  const size = Math.min(config.cache.size, disk.geometry.numBlocks);
+  const path = config.cache.file;
+  // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
+  const file = path ? CacheFile.open(path, disk.geometry.blockSize, disk.geometry.numBlocks, size + 16) : undefined;
+  const c = config.cache;
+  const cache = new BlockCache(disk.store, {
+    size, threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, disk.geometry.numBlocks),
+    timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, log,
+    ...(file ? { file: { file: file.file, blocks: file.blocks } } : {}),
+  });
+  if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log);
+  const fromFile = file && path ? { path, token: file.token, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
+  return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile };
+}
+
+/** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */
+async function verifyCacheFile(cache: BlockCache, backend: BlockStore, log: Logger): Promise<void> {
+  const blocks = cache.cleanBlocksFromFile();
+  if (blocks.length === 0) return;
+  const zeroMd5 = createHash("md5").update(new Uint8Array(backend.blockSize)).digest("hex");
+  let next = 0;
+  let dropped = 0;
+  const check = async () => {
+    while (next < blocks.length) {
+      const { block, md5 } = blocks[next++]!;
+      const stored = await storedMd5(backend, block);
+      const same = md5 === null ? stored === null || stored === zeroMd5 : stored === md5;
+      if (!same) {
+        cache.discard(block);
+        dropped++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, check));
+  log.info(`cache file: ${blocks.length - dropped} clean blocks verified${dropped ? `, ${dropped} out of date and dropped` : ""}`);
+}
+
+async function storedMd5(backend: BlockStore, block: number): Promise<string | null> {
+  if (backend instanceof S3Store || backend instanceof EcGuard) return (backend instanceof EcGuard ? backend.s3 : backend).storedMd5(block);
+  const data = await backend.readBlock(block);
+  return isAllZero(data) ? null : createHash("md5").update(data).digest("hex");
 }
 
 async function openBackend(config: Config, log: Logger): Promise<Disk> {

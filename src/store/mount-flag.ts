@@ -2,7 +2,11 @@
 export interface MountFlagStore {
   /** Who holds the flag, or undefined when it is clear. */
   holder(): Promise<string | undefined>;
-  /** Sets the flag; refuses (ConfigError) if it is already set, unless `force`. */
-  acquire(force: boolean): Promise<void>;
+  /** The mount token of the flag's holder, or undefined when it is clear. */
+  token(): Promise<number | undefined>;
+  /** Sets the flag with a new token, which it returns; refuses (ConfigError) if it is already set, unless `force`. */
+  acquire(force: boolean): Promise<number>;
   clear(): Promise<void>;
 }
+
+export const newToken = () => (Math.random() * 2 ** 32) >>> 0 || 1;

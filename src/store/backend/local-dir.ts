@@ -10,7 +10,7 @@ import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Counters } from "../counters.ts";
-import type { MountFlagStore } from "../mount-flag.ts";
+import { newToken, type MountFlagStore } from "../mount-flag.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
 import { flagText, mountedError, MOUNTED_FLAG } from "../s3/mount-flag.ts";
 
@@ -151,17 +151,28 @@ export class LocalMountFlag implements MountFlagStore {
     this.path = join(dir, prefix + MOUNTED_FLAG);
   }
 
-  async holder(): Promise<string | undefined> {
+  private async lines(): Promise<string[] | undefined> {
     try {
-      return (await readFile(this.path, "utf8")).trim().replace(/\n/g, " since ") || "unknown";
+      return (await readFile(this.path, "utf8")).trim().split("\n");
     } catch {
       return undefined;
     }
   }
 
-  async acquire(force: boolean): Promise<void> {
+  async holder(): Promise<string | undefined> {
+    return (await this.lines())?.slice(0, 2).join(" since ") || undefined;
+  }
+
+  async token(): Promise<number | undefined> {
+    const lines = await this.lines();
+    return lines ? parseInt(lines[2] ?? "0", 16) || 0 : undefined;
+  }
+
+  async acquire(force: boolean): Promise<number> {
+    const token = newToken();
     try {
-      await writeFile(this.path, flagText(), { flag: force ? "w" : "wx" });
+      await writeFile(this.path, flagText(token), { flag: force ? "w" : "wx" });
+      return token;
     } catch (err) {
       if ((err as { code?: string }).code === "EEXIST") throw mountedError(this.path, (await this.holder()) ?? "unknown");
       throw err;

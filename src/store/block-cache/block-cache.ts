@@ -17,6 +17,7 @@ import type { BlockStore, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
+import type { CacheFile, LoadedBlock } from "./cache-file.ts";
 
 export interface BlockCacheOptions {
   /** Most blocks held (clean and dirty). */
@@ -33,6 +34,8 @@ export interface BlockCacheOptions {
   readAhead: number;
   readAheadTrigger: number;
   log: Logger;
+  /** Keep the cache in this file too (see cache-file.ts), with the blocks it held at start. */
+  file?: { file: CacheFile; blocks: LoadedBlock[] };
 }
 
 interface Entry {
@@ -56,6 +59,8 @@ interface Entry {
   /** Fetched by read-ahead and not read yet. */
   aheadUnread: boolean;
   lastUsed: number;
+  /** Where the bytes are in the cache file, if anywhere. */
+  slot: number | undefined;
 }
 
 const RETRY_BASE_MS = 1000;
@@ -79,6 +84,9 @@ export class BlockCache extends Layer {
   private readonly workers: Promise<void>[];
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
   private lastRead = -2;
+  /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
+  private paused: boolean;
+  private readonly file: CacheFile | undefined;
   private sequentialRun = 0;
 
   constructor(
@@ -87,6 +95,18 @@ export class BlockCache extends Layer {
   ) {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);
+    this.file = o.file?.file;
+    this.paused = this.file !== undefined;
+    for (const b of o.file?.blocks ?? []) {
+      const entry = this.create(b.block, false);
+      entry.data = b.data;
+      entry.slot = b.slot;
+      if (b.dirty) {
+        entry.version = 1;
+        this.dirty.add(entry);
+        entry.dirtySince = performance.now();
+      }
+    }
     this.workers = Array.from({ length: o.threads }, () => this.worker());
     if (o.timeoutMs > 0) {
       this.sweeper = setInterval(() => this.dropIdle(), Math.max(50, o.timeoutMs / 2));
@@ -124,7 +144,7 @@ export class BlockCache extends Layer {
   private create(block: number, ahead: boolean): Entry {
     const entry: Entry = {
       block, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0,
-      uploading: false, urgent: false, retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(),
+      uploading: false, urgent: false, retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
     };
     this.entries.set(block, entry);
     return entry;
@@ -137,7 +157,10 @@ export class BlockCache extends Layer {
       (data) => {
         entry.loading = undefined;
         // A write that arrived meanwhile is newer than what was read.
-        if (entry.version === 0) entry.data = isAllZero(data) ? null : data;
+        if (entry.version === 0) {
+          entry.data = isAllZero(data) ? null : data;
+          this.save(entry, false);
+        }
       },
       (err) => {
         entry.loading = undefined;
@@ -217,6 +240,7 @@ export class BlockCache extends Layer {
   }
 
   private async dirtied(entry: Entry): Promise<void> {
+    this.save(entry, true);
     this.counters.add("writes");
     entry.version++;
     entry.aheadUnread = false;
@@ -247,6 +271,7 @@ export class BlockCache extends Layer {
   private nextDue(): { entry?: Entry; waitMs: number } {
     const now = performance.now();
     let waitMs = Infinity;
+    if (this.paused) return { waitMs };
     for (const entry of this.dirty) {
       if (entry.uploading) continue;
       const due = Math.max(entry.urgent || this.closed ? 0 : entry.dirtySince + this.o.writeDelayMs, entry.retryAt);
@@ -286,6 +311,7 @@ export class BlockCache extends Layer {
       this.counters.add("write-backs");
       this.counters.add("write-back bytes", data ? data.length : 0);
       if (entry.version === version) {
+        if (entry.slot !== undefined) this.file!.markClean(entry.slot, entry.block, data);
         this.dirty.delete(entry);
         entry.urgent = false;
         this.roomWaiters.splice(0).forEach((resolve) => resolve());
@@ -348,11 +374,13 @@ export class BlockCache extends Layer {
   }
 
   override async close(): Promise<void> {
+    this.resume();
     await this.flush();
     this.closed = true;
     this.wake();
     await Promise.all(this.workers);
     if (this.sweeper) clearInterval(this.sweeper);
+    this.file?.close();
     await this.inner.close();
   }
 
@@ -370,8 +398,7 @@ export class BlockCache extends Layer {
     for (const entry of this.entries.values()) {
       if (this.entries.size <= this.o.size) return;
       if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
-      this.entries.delete(entry.block);
-      this.counters.add("evictions");
+      this.forget(entry);
     }
   }
 
@@ -380,9 +407,45 @@ export class BlockCache extends Layer {
     for (const entry of this.entries.values()) {
       if (entry.lastUsed >= limit) break; // LRU order: the rest are newer
       if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
-      this.entries.delete(entry.block);
-      this.counters.add("evictions");
+      this.forget(entry);
     }
+  }
+
+  private forget(entry: Entry): void {
+    this.entries.delete(entry.block);
+    if (entry.slot !== undefined) this.file!.release(entry.slot);
+    entry.slot = undefined;
+    this.counters.add("evictions");
+  }
+
+  /** Mirrors an entry's bytes into the cache file: a new slot first, then the old one is freed. */
+  private save(entry: Entry, dirty: boolean): void {
+    if (!this.file) return;
+    const old = entry.slot;
+    entry.slot = this.file.store(entry.block, entry.data, dirty);
+    if (old !== undefined) this.file.release(old);
+  }
+
+  /** Blocks loaded from the cache file, clean, with the MD5 they had: for checking against S3. */
+  cleanBlocksFromFile(): { block: number; md5: string | null }[] {
+    return (this.o.file?.blocks ?? []).filter((b) => !b.dirty).map((b) => ({ block: b.block, md5: b.data ? (b.md5 ?? null) : null }));
+  }
+
+  /** Drops a block that failed its check against S3. */
+  discard(block: number): void {
+    const entry = this.entries.get(block);
+    if (entry && !this.dirty.has(entry)) this.forget(entry);
+  }
+
+  /** Records in the cache file which mount uses it now. */
+  setFileToken(token: number): void {
+    this.file?.setToken(token);
+  }
+
+  /** Lets write-back start (after the mounted flag says the disk is ours). */
+  resume(): void {
+    this.paused = false;
+    this.wake();
   }
 
   protected ownStats(): StatGroup {

@@ -6,10 +6,11 @@
 import { hostname } from "node:os";
 import { ConfigError } from "../../errors.ts";
 import { hex8 } from "../block-names.ts";
-import type { MountFlagStore } from "../mount-flag.ts";
+import { newToken, type MountFlagStore } from "../mount-flag.ts";
 import type { S3Client } from "./s3-client.ts";
 
 export const MOUNTED_FLAG = "s3backer-mounted";
+const TOKEN_HEADER = "x-amz-meta-s3backer-mount-token";
 
 export class S3MountFlag implements MountFlagStore {
   readonly key: string;
@@ -26,12 +27,16 @@ export class S3MountFlag implements MountFlagStore {
     return r.status === 404 ? undefined : new TextDecoder().decode(r.body).trim().replace(/\n/g, " since ") || "unknown";
   }
 
-  async acquire(force: boolean): Promise<void> {
+  async token(): Promise<number | undefined> {
+    const r = await this.client.send({ method: "HEAD", kind: "HEAD", key: this.key, expect: [200, 404] });
+    if (r.status === 404) return undefined;
+    return parseInt(r.headers.get(TOKEN_HEADER) ?? "0", 16) || 0;
+  }
+
+  async acquire(force: boolean): Promise<number> {
     const body = new TextEncoder().encode(flagText());
-    const headers: Record<string, string> = {
-      "content-type": "text/plain",
-      "x-amz-meta-s3backer-mount-token": hex8((Math.random() * 2 ** 32) >>> 0),
-    };
+    const token = newToken();
+    const headers: Record<string, string> = { "content-type": "text/plain", [TOKEN_HEADER]: hex8(token) };
     if (!force) {
       const holder = await this.holder();
       if (holder) throw mountedError(this.key, holder);
@@ -39,6 +44,7 @@ export class S3MountFlag implements MountFlagStore {
     }
     const r = await this.client.send({ method: "PUT", kind: "PUT", key: this.key, headers, body, expect: [200, 412] });
     if (r.status === 412) throw mountedError(this.key, (await this.holder()) ?? "another mount that just won the race");
+    return token;
   }
 
   async clear(): Promise<void> {
@@ -46,10 +52,10 @@ export class S3MountFlag implements MountFlagStore {
   }
 }
 
-/** The flag's content, as the original writes it: host name and UTC time. */
-export function flagText(): string {
+/** The flag's content, as the original writes it: host name and UTC time (then, in --test mode, the token). */
+export function flagText(token?: number): string {
   const now = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  return `${hostname()}\n${now}\n`;
+  return `${hostname()}\n${now}\n${token === undefined ? "" : `${hex8(token)}\n`}`;
 }
 
 export function mountedError(key: string, holder: string): ConfigError {

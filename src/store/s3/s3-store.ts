@@ -77,6 +77,12 @@ export class S3Store implements BlockStore {
     return { data: r.body, md5: digest };
   }
 
+  /** The MD5 hex of the stored block from its ETag (a HEAD), or null when there is no object. */
+  async storedMd5(block: number): Promise<string | null> {
+    const r = await this.client.send({ method: "HEAD", kind: "HEAD", key: this.key(block), expect: [200, 404] });
+    return r.status === 404 ? null : unquote(r.headers.get("etag"));
+  }
+
   readBlockPart(block: number, offset: number, length: number) {
     return readPartOf(this, block, offset, length);
   }

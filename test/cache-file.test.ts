@@ -1,0 +1,193 @@
+/** The block cache file: reload, crash safety at any instant, and recovery of unsaved blocks. */
+import { afterEach, expect, test } from "bun:test";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CacheFile } from "../src/store/block-cache/cache-file.ts";
+import { BINARY, cleanupDisks, isMounted, mountDisk, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await cleanupDisks();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function workDir(tag: string) {
+  const d = tempDir(tag);
+  dirs.push(d);
+  return d;
+}
+
+const BS = 4096;
+
+test("blocks come back after reopening, clean and dirty, with the MD5 of clean ones", () => {
+  const path = join(workDir("cf"), "cache");
+  const { file } = CacheFile.open(path, BS, 100, 8);
+  file.store(1, pattern(BS, 1), false);
+  file.store(2, pattern(BS, 2), true);
+  file.store(3, null, true);
+  file.close();
+  const again = CacheFile.open(path, BS, 100, 8);
+  const byBlock = new Map(again.blocks.map((b) => [b.block, b]));
+  expect(byBlock.get(1)!.data).toEqual(pattern(BS, 1));
+  expect(byBlock.get(1)!.dirty).toBe(false);
+  expect(byBlock.get(1)!.md5).toMatch(/^[0-9a-f]{32}$/);
+  expect(byBlock.get(2)!.data).toEqual(pattern(BS, 2));
+  expect(byBlock.get(2)!.dirty).toBe(true);
+  expect(byBlock.get(3)!.data).toBeNull();
+  again.file.close();
+});
+
+test("a crash between writing a new version and freeing the old one: the newer wins; a torn slot is ignored", () => {
+  const path = join(workDir("cf"), "cache");
+  const { file } = CacheFile.open(path, BS, 100, 8);
+  const old = file.store(5, pattern(BS, 10), true)!;
+  const fresh = file.store(5, pattern(BS, 11), true)!; // (crash here: `old` is never released)
+  expect(fresh).not.toBe(old);
+  file.store(6, pattern(BS, 12), true);
+  file.close();
+  // Tear block 6's slot, as a kill in the middle of its write would.
+  const dataStart = Math.ceil((4096 + 8 * 32) / 4096) * 4096;
+  const fd = openSync(path, "r+");
+  const slot6 = CacheFile.open(path, BS, 100, 8);
+  const six = slot6.blocks.find((b) => b.block === 6)!.slot;
+  slot6.file.close();
+  writeSync(fd, new Uint8Array(100).fill(0xee), 0, 100, dataStart + six * BS + 50);
+  closeSync(fd);
+  const loaded = CacheFile.open(path, BS, 100, 8);
+  expect(loaded.blocks.find((b) => b.block === 5)!.data).toEqual(pattern(BS, 11));
+  expect(loaded.blocks.find((b) => b.block === 6)).toBeUndefined();
+  loaded.file.close();
+});
+
+test("another slot count is a resize that keeps the blocks (unsaved first); another disk size with unsaved blocks is refused", () => {
+  const path = join(workDir("cf"), "cache");
+  const { file } = CacheFile.open(path, BS, 100, 8);
+  for (let b = 0; b < 6; b++) file.store(b, pattern(BS, b + 1), b >= 4);
+  file.close();
+  const smaller = CacheFile.open(path, BS, 100, 3);
+  expect(smaller.blocks.length).toBe(3);
+  expect(smaller.blocks.filter((b) => b.dirty).map((b) => b.block).sort()).toEqual([4, 5]); // unsaved ones are kept first
+  for (const b of smaller.blocks) expect(b.data).toEqual(pattern(BS, b.block + 1));
+  smaller.file.close();
+  expect(() => CacheFile.open(path, BS * 2, 50, 3)).toThrow(/unsaved blocks of a disk with other sizes/);
+});
+
+test("kill -9 before write-back: with --blockCacheRecoverDirtyBlocks every written block comes back", async () => {
+  const dir = workDir("crash");
+  const cache = join(dir, "cache");
+  const args = ["--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
+  const synced = pattern(1 << 20, 21);
+  const unsynced = pattern(1 << 20, 22);
+  let disk = await mountDisk(args, { dir });
+  sh(["dd", `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "a", synced)}`]);
+  // Written but neither fsync'ed nor closed (a close would flush it): it is only in the cache.
+  await writeAndHold(disk.file, 2 << 20, writeTemp(dir, "b", unsynced), () => process.kill(disk.pid, "SIGKILL"));
+  await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+  run(["umount", "-l", disk.mnt]);
+  await cleanupDisks();
+
+  const refused = run([BINARY, "--test", ...args, disk.blocks, disk.mnt]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/16 blocks written before a crash.*--blockCacheRecoverDirtyBlocks/);
+
+  disk = await mountDisk([...args, "--blockCacheRecoverDirtyBlocks"], { dir });
+  const content = new Uint8Array(await readFile(disk.file));
+  expect(content.subarray(0, 1 << 20)).toEqual(synced);
+  expect(content.subarray(2 << 20, 3 << 20)).toEqual(unsynced);
+  await disk.unmount();
+  // And now they are in storage: a mount without the cache file sees them.
+  disk = await mountDisk(["--blockSize=64k", "--size=4M", "--blockCacheSize=0"], { dir });
+  expect(new Uint8Array(await readFile(disk.file)).subarray(2 << 20, 3 << 20)).toEqual(unsynced);
+  await disk.unmount();
+});
+
+test("unsaved blocks are not recovered over a disk that was mounted elsewhere since", async () => {
+  const dir = workDir("elsewhere");
+  const cache = join(dir, "cache");
+  const args = ["--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
+  let disk = await mountDisk(args, { dir });
+  await writeAndHold(disk.file, 0, writeTemp(dir, "x", pattern(65536, 5)), () => process.kill(disk.pid, "SIGKILL"));
+  await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+  run(["umount", "-l", disk.mnt]);
+  await cleanupDisks();
+  expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
+  disk = await mountDisk(["--blockSize=64k", "--size=4M"], { dir }); // someone else's mount
+  await disk.unmount();
+  const refused = run([BINARY, "--test", ...args, "--blockCacheRecoverDirtyBlocks", disk.blocks, disk.mnt]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/mounted elsewhere since/);
+});
+
+test("the cache file loads after kills at random moments, and every fsync'ed write reads back", async () => {
+  const dir = workDir("random-kill");
+  const cache = join(dir, "cache");
+  const args = ["--blockSize=64k", "--size=8M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=50", "--blockCacheRecoverDirtyBlocks"];
+  const CHUNK = 96 * 1024; // not block-aligned: writes are partial, read-modify-write
+  const PER_ROUND = 12;
+  const durableChunks: { offset: number; data: Uint8Array<ArrayBuffer> }[] = [];
+  for (let round = 0; round < 6; round++) {
+    const disk = await mountDisk(args, { dir });
+    // A writer that fsyncs after every chunk and prints which chunk is durable.
+    const script = [
+      "import os, sys",
+      `fd = os.open(${JSON.stringify(disk.file)}, os.O_WRONLY)`,
+      "n = 0",
+      "while True:",
+      `  data = sys.stdin.buffer.read(${CHUNK + 8})`,
+      `  if len(data) < ${CHUNK + 8}: break`,
+      "  off = int.from_bytes(data[:8], 'little')",
+      "  try:",
+      "    os.pwrite(fd, data[8:], off); os.fsync(fd)",
+      "  except OSError: break",
+      "  print(n, flush=True); n += 1",
+    ].join("\n");
+    const chunks: { offset: number; data: Uint8Array<ArrayBuffer> }[] = [];
+    const input: Uint8Array[] = [];
+    for (let i = 0; i < PER_ROUND; i++) {
+      const offset = (round * PER_ROUND + i) * CHUNK; // chunks never overlap
+      const data = pattern(CHUNK, round * 100 + i + 1);
+      chunks.push({ offset, data });
+      const header = new Uint8Array(8);
+      new DataView(header.buffer).setUint32(0, offset, true);
+      input.push(header, data);
+    }
+    const writer = Bun.spawn(["python3", "-c", script], { stdin: new Blob(input), stdout: "pipe", stderr: "ignore" });
+    const kill = setTimeout(() => process.kill(disk.pid, "SIGKILL"), 20 + Math.random() * 300);
+    const out = await new Response(writer.stdout).text();
+    await writer.exited;
+    clearTimeout(kill);
+    try {
+      process.kill(disk.pid, "SIGKILL");
+    } catch {}
+    await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+    run(["umount", "-l", disk.mnt]);
+    await cleanupDisks();
+    const durable = out.trim() === "" ? -1 : Number(out.trim().split("\n").pop());
+    durableChunks.push(...chunks.slice(0, durable + 1));
+    // The next mount must load the cache file and show every durable chunk of every round so far.
+    const check = await mountDisk(args, { dir });
+    const content = new Uint8Array(await readFile(check.file));
+    for (const { offset, data } of durableChunks) expect(content.subarray(offset, offset + CHUNK)).toEqual(data);
+    await check.unmount();
+    expect(isMounted(check.mnt)).toBe(false);
+  }
+});
+
+/** Writes a file's bytes at `offset` from a process that keeps the file open (a close would flush); calls `then` meanwhile. */
+async function writeAndHold(file: string, offset: number, from: string, then: () => void): Promise<void> {
+  const script = `import os, sys, time\nfd = os.open(${JSON.stringify(file)}, os.O_WRONLY)\nos.pwrite(fd, open(${JSON.stringify(from)}, 'rb').read(), ${offset})\nprint('written', flush=True)\ntime.sleep(30)`;
+  const p = Bun.spawn(["python3", "-c", script], { stdout: "pipe", stderr: "ignore" });
+  // FUSE without writeback caching sends each write(2) through: once it returns, the block is ours.
+  await p.stdout.getReader().read();
+  then();
+  p.kill("SIGKILL");
+  await p.exited;
+}
+
+function writeTemp(dir: string, name: string, data: Uint8Array): string {
+  const path = join(dir, name);
+  const fd = openSync(path, "w");
+  writeSync(fd, data);
+  closeSync(fd);
+  return path;
+}
