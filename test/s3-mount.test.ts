@@ -333,3 +333,40 @@ describe("embedded server only, more", () => {
     await waitFor("exit", () => !existsSync(join(dir, "pid")));
   });
 });
+
+test("ext4 with a few hundred MiB through the block cache; a fresh mount with an empty cache reads it all back", async () => {
+  const bucket = await freshBucket(embedded, "big");
+  const dir = workDir("big");
+  const fs = join(dir, "fs");
+  mkdirSync(fs);
+  const src = join(dir, "src");
+  mkdirSync(src);
+  for (let i = 0; i < 12; i++) await writeFile(join(src, `f${i}.bin`), pattern(16 << 20, 900 + i)); // 192 MiB
+  for (let i = 0; i < 200; i++) await writeFile(join(src, `small${i}.txt`), `file ${i}\n`.repeat(i + 1));
+  const args = [...peerArgs(embedded), "--blockSize=1M", "--blockCacheSize=64", "--md5CacheSize=0"];
+  let disk = await mountWith([...args, "--size=512M", bucket], dir, true);
+  let loop = (await runAsync(["losetup", "-f", "--show", disk.file])).stdout.trim();
+  try {
+    expect((await runAsync(["mkfs.ext4", "-q", "-F", loop])).code).toBe(0);
+    expect((await runAsync(["mount", loop, fs])).code).toBe(0);
+    expect((await runAsync(["cp", "-a", `${src}/.`, fs])).code).toBe(0);
+    expect((await runAsync(["umount", fs])).code).toBe(0);
+    await runAsync(["losetup", "-d", loop]);
+    loop = "";
+    await disk.unmount();
+
+    disk = await mountWith([...args, bucket], dir, true); // a new process: nothing cached
+    loop = (await runAsync(["losetup", "-f", "--show", disk.file])).stdout.trim();
+    const fsck = await runAsync(["e2fsck", "-fn", loop]);
+    expect(fsck.code).toBe(0);
+    expect((await runAsync(["mount", "-o", "ro", loop, fs])).code).toBe(0);
+    const diff = await runAsync(["diff", "-r", "--exclude=lost+found", src, fs]);
+    expect(diff.stdout).toBe("");
+    expect(diff.code).toBe(0);
+    await runAsync(["umount", fs]);
+  } finally {
+    if (isMounted(fs)) await runAsync(["umount", fs]);
+    if (loop) await runAsync(["losetup", "-d", loop]);
+  }
+  await disk.unmount();
+});
