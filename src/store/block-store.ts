@@ -40,6 +40,12 @@ export interface BlockStore {
   resetStats(): void;
 }
 
+/** The bottom of a stack: where blocks are stored. */
+export interface Backend extends BlockStore {
+  /** The MD5 hex of the stored block, or null when there is none (to check a reloaded cache). */
+  storedMd5(block: number): Promise<string | null>;
+}
+
 /** True when every byte is zero; reads four bytes at a time where the alignment allows. */
 export function isAllZero(data: Uint8Array): boolean {
   let i = 0;

@@ -6,7 +6,7 @@
 import type { Config, Geometry } from "../config.ts";
 import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { BlockStore } from "./block-store.ts";
+import type { Backend, BlockStore } from "./block-store.ts";
 import { blockName } from "./block-names.ts";
 import { LocalDirStore, LocalMountFlag } from "./backend/local-dir.ts";
 import { MemoryStore } from "./backend/memory.ts";
@@ -21,14 +21,13 @@ import { EcGuard } from "./ec-guard/ec-guard.ts";
 import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
 import { CacheFile } from "./block-cache/cache-file.ts";
-import { isAllZero } from "./block-store.ts";
 import { createHash } from "node:crypto";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
   store: BlockStore;
-  /** Bottom of the stack: for listing and erasing. */
-  backend: BlockStore;
+  /** Bottom of the stack: for listing, erasing, and checking a reloaded cache. */
+  backend: Backend;
   zeroCache: ZeroCache | undefined;
   blockCache?: BlockCache;
   /** The cache file, if any: the token of the mount that last used it, and its unsaved blocks. */
@@ -57,7 +56,7 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
 }
 
 /** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */
-async function verifyCacheFile(cache: BlockCache, backend: BlockStore, log: Logger): Promise<void> {
+async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger): Promise<void> {
   const blocks = cache.cleanBlocksFromFile();
   if (blocks.length === 0) return;
   const zeroMd5 = createHash("md5").update(new Uint8Array(backend.blockSize)).digest("hex");
@@ -66,7 +65,7 @@ async function verifyCacheFile(cache: BlockCache, backend: BlockStore, log: Logg
   const check = async () => {
     while (next < blocks.length) {
       const { block, md5 } = blocks[next++]!;
-      const stored = await storedMd5(backend, block);
+      const stored = await backend.storedMd5(block);
       const same = md5 === null ? stored === null || stored === zeroMd5 : stored === md5;
       if (!same) {
         cache.discard(block);
@@ -78,11 +77,7 @@ async function verifyCacheFile(cache: BlockCache, backend: BlockStore, log: Logg
   log.info(`cache file: ${blocks.length - dropped} clean blocks verified${dropped ? `, ${dropped} out of date and dropped` : ""}`);
 }
 
-async function storedMd5(backend: BlockStore, block: number): Promise<string | null> {
-  if (backend instanceof S3Store || backend instanceof EcGuard) return (backend instanceof EcGuard ? backend.s3 : backend).storedMd5(block);
-  const data = await backend.readBlock(block);
-  return isAllZero(data) ? null : createHash("md5").update(data).digest("hex");
-}
+
 
 async function openBackend(config: Config, log: Logger): Promise<Disk> {
   const maintenance = config.mode !== "mount";
@@ -93,7 +88,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
       return { store, backend: store, zeroCache: undefined, geometry, flag: undefined };
     }
     const backend = await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks, hashPrefix: config.blockHashPrefix });
-    return stack(backend, geometry, new LocalMountFlag(config.bucket, config.prefix), maintenance);
+    return stack(backend, backend, geometry, new LocalMountFlag(config.bucket, config.prefix), maintenance);
   }
 
   const s3 = config.s3;
@@ -121,7 +116,8 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
   if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
   const ec = config.consistency;
-  if (maintenance || ec.md5CacheSize === 0) return stack(backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+  const flag = new S3MountFlag(client, config.prefix);
+  if (maintenance || ec.md5CacheSize === 0) return stack(backend, backend, geometry, flag, maintenance);
   // As the original: never remember more blocks than the disk has; "forever" only if all fit.
   if (ec.md5CacheTimeMs === 0 && ec.md5CacheSize < geometry.numBlocks) {
     throw new ConfigError(`--md5CacheTime=0 (forever) needs --md5CacheSize of at least the ${geometry.numBlocks} blocks of the disk`);
@@ -130,13 +126,14 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     cacheSize: Math.min(ec.md5CacheSize, geometry.numBlocks), cacheTimeMs: ec.md5CacheTimeMs, minWriteDelayMs: ec.minWriteDelayMs,
     initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
   });
-  return stack(guard, geometry, new S3MountFlag(client, config.prefix), maintenance);
+  return stack(backend, guard, geometry, flag, maintenance);
 }
 
-function stack(bottom: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
-  if (maintenance) return { store: bottom, backend: bottom, zeroCache: undefined, geometry, flag };
-  const zeroCache = new ZeroCache(bottom);
-  return { store: zeroCache, backend: bottom, zeroCache, geometry, flag };
+/** The zero-block cache over `below` (the backend, or the consistency guard over it). */
+function stack(backend: Backend, below: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
+  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag };
+  const zeroCache = new ZeroCache(below);
+  return { store: zeroCache, backend, zeroCache, geometry, flag };
 }
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */

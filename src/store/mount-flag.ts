@@ -1,4 +1,13 @@
-/** The 'already mounted' flag of a disk, kept by the bottom store (an S3 object, or a file in --test mode). */
+/**
+ * The 'already mounted' flag of a disk, kept by the bottom store: an S3 object, or a file in
+ * --test mode, named and filled as the original s3backer does.
+ */
+import { hostname } from "node:os";
+import { ConfigError } from "../errors.ts";
+import { hex8 } from "./block-names.ts";
+
+export const MOUNTED_FLAG = "s3backer-mounted";
+
 export interface MountFlagStore {
   /** Who holds the flag, or undefined when it is clear. */
   holder(): Promise<string | undefined>;
@@ -10,3 +19,13 @@ export interface MountFlagStore {
 }
 
 export const newToken = () => (Math.random() * 2 ** 32) >>> 0 || 1;
+
+/** The flag's content, as the original writes it: host name and UTC time (then, in --test mode, the token). */
+export function flagText(token?: number): string {
+  const now = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `${hostname()}\n${now}\n${token === undefined ? "" : `${hex8(token)}\n`}`;
+}
+
+export function mountedError(key: string, holder: string): ConfigError {
+  return new ConfigError(`the disk looks mounted elsewhere (${key}: ${holder}); use --force if it is not, or --reset-mounted-flag`);
+}

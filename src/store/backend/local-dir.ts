@@ -7,12 +7,12 @@
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Errno, FsError, messageOf } from "../../errors.ts";
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { Backend, StatGroup } from "../block-store.ts";
+import { createHash } from "node:crypto";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Counters } from "../counters.ts";
-import { newToken, type MountFlagStore } from "../mount-flag.ts";
+import { flagText, MOUNTED_FLAG, mountedError, newToken, type MountFlagStore } from "../mount-flag.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
-import { flagText, mountedError, MOUNTED_FLAG } from "../s3/mount-flag.ts";
 
 export interface LocalDirOptions {
   dir: string;
@@ -22,7 +22,7 @@ export interface LocalDirOptions {
   hashPrefix: boolean;
 }
 
-export class LocalDirStore implements BlockStore {
+export class LocalDirStore implements Backend {
   readonly blockSize: number;
   readonly numBlocks: number;
   private readonly zero: Uint8Array;
@@ -70,6 +70,11 @@ export class LocalDirStore implements BlockStore {
     this.counters.add("reads");
     this.counters.add("bytes read", data.length);
     return data;
+  }
+
+  async storedMd5(block: number): Promise<string | null> {
+    const data = await this.readBlock(block);
+    return data === this.zero ? null : createHash("md5").update(data).digest("hex");
   }
 
   readBlockPart(block: number, offset: number, length: number) {

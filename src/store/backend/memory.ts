@@ -1,10 +1,11 @@
 /** Blocks in RAM: for benchmarks of the FUSE path and for tests. Gone at unmount. */
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { Backend, StatGroup } from "../block-store.ts";
+import { createHash } from "node:crypto";
 import { Counters } from "../counters.ts";
 import { readPartOf } from "../partial.ts";
 import { isAllZero } from "../block-store.ts";
 
-export class MemoryStore implements BlockStore {
+export class MemoryStore implements Backend {
   private readonly blocks = new Map<number, Uint8Array>();
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["reads", "zero reads", "writes", "deletes"] as const);
@@ -20,6 +21,11 @@ export class MemoryStore implements BlockStore {
     const data = this.blocks.get(block);
     this.counters.add(data ? "reads" : "zero reads");
     return data ?? this.zero;
+  }
+
+  async storedMd5(block: number): Promise<string | null> {
+    const data = this.blocks.get(block);
+    return data ? createHash("md5").update(data).digest("hex") : null;
   }
 
   readBlockPart(block: number, offset: number, length: number) {

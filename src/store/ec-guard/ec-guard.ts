@@ -42,8 +42,6 @@ interface Job {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class EcGuard extends Layer<S3Store> {
-  /** The S3 layer below. */
-  readonly s3: S3Store;
   /** In completion order: the first entry expires first. */
   private readonly known = new Map<number, Remembered>();
   /** Per block with writes in progress: the write waiting to go (it takes newer data until it does). */
@@ -56,7 +54,6 @@ export class EcGuard extends Layer<S3Store> {
     private readonly o: EcGuardOptions,
   ) {
     super(inner);
-    this.s3 = inner;
     this.zero = new Uint8Array(inner.blockSize);
   }
 

@@ -3,13 +3,10 @@
  * holding the host name and time. It is created with `If-None-Match: *`, so of two mounts that race
  * only one can win where the server honours conditional writes.
  */
-import { hostname } from "node:os";
-import { ConfigError } from "../../errors.ts";
 import { hex8 } from "../block-names.ts";
-import { newToken, type MountFlagStore } from "../mount-flag.ts";
+import { flagText, MOUNTED_FLAG, mountedError, newToken, type MountFlagStore } from "../mount-flag.ts";
 import type { S3Client } from "./s3-client.ts";
 
-export const MOUNTED_FLAG = "s3backer-mounted";
 const TOKEN_HEADER = "x-amz-meta-s3backer-mount-token";
 
 export class S3MountFlag implements MountFlagStore {
@@ -50,14 +47,4 @@ export class S3MountFlag implements MountFlagStore {
   async clear(): Promise<void> {
     await this.client.send({ method: "DELETE", kind: "DELETE", key: this.key, expect: [200, 204, 404] });
   }
-}
-
-/** The flag's content, as the original writes it: host name and UTC time (then, in --test mode, the token). */
-export function flagText(token?: number): string {
-  const now = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  return `${hostname()}\n${now}\n${token === undefined ? "" : `${hex8(token)}\n`}`;
-}
-
-export function mountedError(key: string, holder: string): ConfigError {
-  return new ConfigError(`the disk looks mounted elsewhere (${key}: ${holder}); use --force if it is not, or --reset-mounted-flag`);
 }

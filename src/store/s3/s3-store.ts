@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { Errno, FsError } from "../../errors.ts";
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { Backend, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
@@ -29,7 +29,7 @@ export interface S3StoreOptions {
 export const md5 = (data: Uint8Array) => createHash("md5").update(data).digest();
 const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
 
-export class S3Store implements BlockStore {
+export class S3Store implements Backend {
   readonly blockSize: number;
   readonly numBlocks: number;
   private readonly zero: Uint8Array;
