@@ -6,7 +6,7 @@
  * owns some slots of a shared buffer pool; a slot holds one request until the main thread has
  * replied and marks it free again. No request is copied or reallocated on the way.
  */
-import { readSync } from "node:fs";
+import { runtime } from "../runtime/index.ts";
 import type { ReaderSetup } from "./device-readers.ts";
 
 declare const self: Worker;
@@ -37,7 +37,7 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
     const buffer = new Uint8Array(pool, slot * slotSize, slotSize);
     let length: number;
     try {
-      length = readSync(fd, buffer, 0, slotSize, null);
+      length = runtime.readSync(fd, buffer);
     } catch (err) {
       Atomics.store(state, slot, 0);
       const code = (err as { code?: string }).code;

@@ -1,6 +1,6 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { readFileSync } from "node:fs";
+import { readFileSync, readSync } from "node:fs";
 import type { Libc, Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 
@@ -108,6 +108,9 @@ export const bunRuntime: Runtime = {
       idleTimeout: 60,
     });
     return { port: server.port!, stop: () => server.stop(true) };
+  },
+  readSync(fd, buffer) {
+    return readSync(fd, buffer, 0, buffer.length, null);
   },
   crc32(data) {
     return Bun.hash.crc32(data);

@@ -3,7 +3,8 @@ import type { Runtime } from "./runtime.ts";
 
 async function load(): Promise<Runtime> {
   if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") return (await import("./bun.ts")).bunRuntime;
-  throw new Error("this runtime is not supported yet: run with Bun (Deno support is planned)");
+  if (typeof (globalThis as { Deno?: unknown }).Deno !== "undefined") return (await import("./deno.ts")).denoRuntime;
+  throw new Error("this runtime is not supported: run with Bun or Deno");
 }
 
 export const runtime: Runtime = await load();

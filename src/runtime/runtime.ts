@@ -28,6 +28,8 @@ export interface Runtime {
   tlsOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
   /** Serves HTTP with a fetch-style handler. */
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
+  /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
+  readSync(fd: number, buffer: Uint8Array): number;
   /** CRC-32 (IEEE) of bytes, natively where the runtime has it. */
   crc32(data: Uint8Array): number;
   /** argv to start this same program again (for the background daemon). */

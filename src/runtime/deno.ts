@@ -1,0 +1,115 @@
+/**
+ * The runtime adapter for Deno: libc through `Deno.dlopen`, `Deno.serve`, module workers. Reads of
+ * the FUSE device go through FFI here: Deno's node:fs does not know a descriptor opened by another
+ * thread.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { crc32 } from "../util/crc32.ts";
+import { errnoError } from "./errno-names.ts";
+import type { Libc, Runtime } from "./runtime.ts";
+
+type Pointer = object | null;
+/** The part of Deno's API used here (declared, so that the code type-checks without Deno's types). */
+declare const Deno: {
+  version: { deno: string };
+  mainModule: string;
+  execPath(): string;
+  dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): { symbols: Record<string, (...args: unknown[]) => unknown> };
+  UnsafePointer: { of(buffer: Uint8Array | Int32Array): Pointer; value(p: Pointer): bigint };
+  UnsafePointerView: new (p: Pointer) => { getInt32(offset?: number): number };
+  serve(
+    options: { port: number; hostname: string; cert?: string; key?: string; onListen?: () => void },
+    handler: (req: Request) => Promise<Response>,
+  ): { addr: { port: number }; shutdown(): Promise<void> };
+  createHttpClient(options: { caCerts?: string[] }): unknown;
+};
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+
+const c = Deno.dlopen("libc.so.6", {
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i64" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  __errno_location: { parameters: [], result: "pointer" },
+  openlog: { parameters: ["buffer", "i32", "i32"], result: "void" },
+  syslog: { parameters: ["i32", "buffer", "buffer"], result: "void" },
+}).symbols;
+
+const cstr = (s: string) => new TextEncoder().encode(`${s}\0`);
+
+/** Throws with errno when a libc call failed; reads errno before any other JavaScript runs. */
+function check(call: string, result: unknown): number {
+  const n = Number(result);
+  if (n >= 0) return n;
+  throw errnoError(call, new Deno.UnsafePointerView(c.__errno_location!() as Pointer).getInt32());
+}
+
+const ident = cstr("s3backer"); // openlog keeps the pointer: it must live as long as the process
+let syslogOpen = false;
+
+const libc: Libc = {
+  mount(source, target, fstype, flags, data) {
+    check("mount", c.mount!(cstr(source), cstr(target), cstr(fstype), flags, cstr(data)));
+  },
+  umount2(target, flags) {
+    check("umount2", c.umount2!(cstr(target), flags));
+  },
+  socketpair() {
+    const fds = new Int32Array(2);
+    check("socketpair", c.socketpair!(AF_UNIX, SOCK_STREAM, 0, fds));
+    return [fds[0]!, fds[1]!];
+  },
+  receiveFd(socket) {
+    const byte = new Uint8Array(1);
+    const iov = new BigUint64Array([Deno.UnsafePointer.value(Deno.UnsafePointer.of(byte)), 1n]);
+    const control = new Uint8Array(64);
+    const msg = new Uint8Array(56);
+    const m = new DataView(msg.buffer);
+    m.setBigUint64(16, Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(iov.buffer))), true);
+    m.setBigUint64(24, 1n, true);
+    m.setBigUint64(32, Deno.UnsafePointer.value(Deno.UnsafePointer.of(control)), true);
+    m.setBigUint64(40, BigInt(control.length), true);
+    if (check("recvmsg", c.recvmsg!(socket, msg, 0)) === 0) throw errnoError("recvmsg (fusermount closed the socket)", 5);
+    const cmsg = new DataView(control.buffer);
+    if (cmsg.getInt32(8, true) !== SOL_SOCKET || cmsg.getInt32(12, true) !== SCM_RIGHTS) {
+      throw errnoError("recvmsg (no file descriptor received)", 5);
+    }
+    return cmsg.getInt32(16, true);
+  },
+  syslog(priority, message) {
+    if (!syslogOpen) {
+      c.openlog!(ident, 0x01 /* LOG_PID */, 3 << 3 /* LOG_DAEMON */);
+      syslogOpen = true;
+    }
+    c.syslog!(priority, cstr("%s"), cstr(message));
+  },
+};
+
+export const denoRuntime: Runtime = {
+  name: `deno ${Deno.version.deno}`,
+  libc,
+  startWorker(modulePath) {
+    return new Worker(new URL(`../${modulePath}`, import.meta.url).href, { type: "module" });
+  },
+  readSync(fd, buffer) {
+    return check("read", c.read!(fd, buffer, BigInt(buffer.length)));
+  },
+  crc32,
+  tlsOptions(insecure, caFile) {
+    if (insecure) throw new Error("--insecure is not available under Deno (its fetch always verifies certificates): use --cacert");
+    return caFile ? { client: Deno.createHttpClient({ caCerts: [readFileSync(caFile, "utf8")] }) } : {};
+  },
+  serve({ port, hostname, tls }, handler) {
+    const server = Deno.serve({ port, hostname, ...(tls ?? {}), onListen: () => {} }, handler);
+    return { port: server.addr.port, stop: () => server.shutdown() };
+  },
+  selfCommand() {
+    return [Deno.execPath(), "run", "-A", fileURLToPath(Deno.mainModule)];
+  },
+};

@@ -1,0 +1,69 @@
+/** The same source under Deno (the `deno` package from npm): the runtime adapter is the only difference. */
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { blockFiles, isMounted, pattern, run, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
+import { embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
+
+const DENO = join(import.meta.dir, "../node_modules/.bin/deno");
+const MAIN = join(import.meta.dir, "../src/main.ts");
+const server = startEmbedded();
+afterAll(() => server.stop());
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) {
+    const mnt = join(d, "mnt");
+    if (isMounted(mnt)) run(["umount", "-l", mnt]);
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+async function denoMount(args: string[], dir: string): Promise<{ mnt: string; pid: number }> {
+  const mnt = join(dir, "mnt");
+  mkdirSync(mnt, { recursive: true });
+  const r = await runAsync([DENO, "run", "-A", MAIN, `--pidFile=${join(dir, "pid")}`, ...args, mnt]);
+  if (r.code !== 0) throw new Error(`deno mount failed: ${r.stderr}`);
+  return { mnt, pid: Number(readFileSync(join(dir, "pid"), "utf8")) };
+}
+
+async function unmount(mnt: string, dir: string) {
+  await runAsync(["umount", mnt]);
+  await waitFor("the Deno process to exit", () => run(["test", "-e", join(dir, "pid")]).code !== 0);
+}
+
+test("under Deno: --version names the runtime", () => {
+  const r = run([DENO, "run", "-A", MAIN, "--version"]);
+  expect(r.stdout).toMatch(/^s3backer \d+\.\d+\.\d+ \(deno \d/);
+});
+
+test("under Deno: a --test mount in the background, written, read back after a remount", async () => {
+  const dir = tempDir("deno");
+  dirs.push(dir);
+  const blocks = join(dir, "blocks");
+  mkdirSync(blocks);
+  const data = pattern(3 << 20, 8);
+  let disk = await denoMount(["--test", "--size=8M", "--blockSize=64k", blocks], dir);
+  await Bun.write(join(dir, "data"), data);
+  expect((await runAsync(["dd", `if=${join(dir, "data")}`, `of=${join(disk.mnt, "file")}`, "bs=1M", "seek=1", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+  await unmount(disk.mnt, dir);
+  expect(blockFiles(blocks).length).toBe(48);
+  disk = await denoMount(["--test", "--size=8M", "--blockSize=64k", blocks], dir);
+  expect(new Uint8Array(await readFile(join(disk.mnt, "file"))).subarray(1 << 20, 4 << 20)).toEqual(data);
+  await unmount(disk.mnt, dir);
+});
+
+test("under Deno: a disk in S3 (the embedded server), with auto-detection on remount", async () => {
+  const peer = embeddedPeer(server);
+  const bucket = await freshBucket(peer, "deno");
+  const dir = tempDir("deno-s3");
+  dirs.push(dir);
+  const data = pattern(1 << 20, 9);
+  await Bun.write(join(dir, "data"), data);
+  let disk = await denoMount([...peerArgs(peer), "--size=4M", "--blockSize=64k", bucket], dir);
+  expect((await runAsync(["dd", `if=${join(dir, "data")}`, `of=${join(disk.mnt, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+  await unmount(disk.mnt, dir);
+  disk = await denoMount([...peerArgs(peer), bucket], dir);
+  expect(new Uint8Array(await readFile(join(disk.mnt, "file"))).subarray(0, 1 << 20)).toEqual(data);
+  await unmount(disk.mnt, dir);
+});
