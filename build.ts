@@ -1,8 +1,9 @@
 /**
  * Builds dist/s3backer: one executable holding the Bun runtime and our code (bytecode-compiled,
- * minified), needing nothing at run time but libc and /dev/fuse.
+ * minified), needing nothing at run time but libc and /dev/fuse; and its man page, dist/s3backer.1.
  */
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { manPage } from "./src/cli/man-page.ts";
 
 const outfile = "dist/s3backer";
 rmSync(outfile, { force: true });
@@ -18,4 +19,5 @@ if (!result.success) {
   for (const message of result.logs) console.error(message);
   process.exit(1);
 }
-console.log(`built ${outfile}`);
+writeFileSync("dist/s3backer.1", manPage());
+console.log(`built ${outfile} and dist/s3backer.1`);

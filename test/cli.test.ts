@@ -1,6 +1,6 @@
 /** The command line, through the built binary: bad input gets one line and the right exit code. */
 import { afterAll, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "../src/cli/parse.ts";
 import { FLAGS } from "../src/cli/flags.ts";
@@ -133,5 +133,17 @@ test("the binary runs alone: --version and --help in an empty directory with no 
     }
   } finally {
     rmSync(empty, { recursive: true, force: true });
+  }
+});
+
+test("the man page is built from the same flag table: every flag, its default, the exit codes", () => {
+  const man = readFileSync(join(import.meta.dir, "../dist/s3backer.1"), "utf8");
+  expect(man).toStartWith(".TH S3BACKER 1");
+  for (const flag of FLAGS) expect(man).toContain(`\\-\\-${flag.name.replace(/-/g, "\\-")}\\fR`);
+  expect(man).toContain("(default: 4k)");
+  expect(man).toContain(".SH EXIT STATUS");
+  if (run(["sh", "-c", "command -v groff"]).code === 0) {
+    const rendered = run(["sh", "-c", `groff -man -Tutf8 -ww -z ${join(import.meta.dir, "../dist/s3backer.1")}`]);
+    expect(rendered.stderr).toBe("");
   }
 });

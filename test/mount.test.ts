@@ -264,3 +264,23 @@ test("the page cache serves repeated reads; --directIO sends every read to the s
     await disk.unmount();
   }
 });
+
+test("from /etc/fstab: mount -t fuse with 'program#source' hands -o options to s3backer", async () => {
+  const dir = tempDir("fstab");
+  try {
+    const [blocks, mnt, pid] = [join(dir, "b"), join(dir, "m"), join(dir, "pid")];
+    sh(["mkdir", "-p", blocks, mnt]);
+    // The line docs/fstab.md shows, minus the file: mount.fuse runs the program with `source mountpoint -o options`.
+    const r = run(["mount", "-t", "fuse", "-o", `test,size=1M,blockSize=64k,pidFile=${pid},_netdev,nofail`, `${join(import.meta.dir, "../dist/s3backer")}#${blocks}`, mnt]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(statSync(join(mnt, "file")).size).toBe(1 << 20);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).toContain(` ${mnt} `);
+    const daemon = Number(readFileSync(pid, "utf8"));
+    sh(["umount", mnt]);
+    await waitFor("exit", () => !existsSync(pid));
+    expect(existsSync(`/proc/${daemon}/cmdline`) && readFileSync(`/proc/${daemon}/cmdline`, "utf8").includes("s3backer")).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
