@@ -47,6 +47,8 @@ export interface Config {
   debug: boolean;
   quiet: boolean;
   logFile: string | undefined;
+  logFormat: "text" | "json";
+  statsFormat: "text" | "json";
   pidFile: string | undefined;
   fuse: FuseOptions;
   s3: S3Settings;
@@ -187,6 +189,11 @@ export function buildConfig(
   }
 
   const debug = on("debug");
+  const format = (name: string): "text" | "json" => {
+    const v = text(name) ?? "text";
+    if (v !== "text" && v !== "json") throw new ConfigError(`--${name}=${v}: expected text or json`);
+    return v;
+  };
   const s3 = s3Settings(text, on, env);
   // As the original: the mount table shows where the blocks are.
   const fsname = test ? `test:${bucket}${prefix ? `/${prefix}` : ""}` : `${s3.baseURL}${bucket}/${prefix}`;
@@ -213,6 +220,8 @@ export function buildConfig(
     debug,
     quiet: on("quiet"),
     logFile: text("logFile"),
+    logFormat: format("logFormat"),
+    statsFormat: format("statsFormat"),
     pidFile: text("pidFile"),
     fuse,
     s3,

@@ -1,6 +1,6 @@
 /**
- * Logging: to stderr in the foreground, to a file or the system log in the background.
- * One line per message; `--logFormat` and friends come later.
+ * Logging: to stderr in the foreground, to a file or the system log in the background. One line
+ * per message, as text or (--logFormat=json) as one JSON object.
  */
 import { appendFileSync } from "node:fs";
 import { runtime } from "./runtime/index.ts";
@@ -11,14 +11,17 @@ const SYSLOG_PRIORITY: Record<Level, number> = { error: 3, warn: 4, info: 6, deb
 export type Sink = { kind: "stderr" } | { kind: "file"; path: string } | { kind: "syslog" };
 
 export class Logger {
+  private json = false;
+
   constructor(
     private sink: Sink = { kind: "stderr" },
     private debugEnabled = false,
   ) {}
 
-  configure(sink: Sink, debug: boolean): void {
+  configure(sink: Sink, debug: boolean, format: "text" | "json" = this.json ? "json" : "text"): void {
     this.sink = sink;
     this.debugEnabled = debug;
+    this.json = format === "json";
   }
 
   error(message: string): void {
@@ -36,7 +39,10 @@ export class Logger {
 
   private write(level: Level, message: string): void {
     if (this.sink.kind === "syslog") return runtime.libc.syslog(SYSLOG_PRIORITY[level], message);
-    const line = `${new Date().toISOString()} s3backer[${process.pid}] ${level.toUpperCase()}: ${message}\n`;
+    const time = new Date().toISOString();
+    const line = this.json
+      ? `${JSON.stringify({ time, level, pid: process.pid, msg: message })}\n`
+      : `${time} s3backer[${process.pid}] ${level.toUpperCase()}: ${message}\n`;
     if (this.sink.kind === "file") appendFileSync(this.sink.path, line);
     else process.stderr.write(line);
   }

@@ -25,13 +25,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = buildConfig(args);
   if (config.mode !== "mount") {
-    log.configure({ kind: "stderr" }, config.debug);
+    log.configure({ kind: "stderr" }, config.debug, config.logFormat);
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
   }
   const child = isDaemonChild();
   if (!config.foreground && !child) return startDaemon(argv);
 
-  log.configure({ kind: "stderr" }, config.debug);
+  log.configure({ kind: "stderr" }, config.debug, config.logFormat);
   return serve(config, () => {
     if (!child) return;
     // Until now the parent relayed our stderr to the user; from here on we log on our own.

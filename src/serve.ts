@@ -73,7 +73,7 @@ async function serveMounted(
     readOnly: config.readOnly,
     directIO: config.directIO,
     blockSize: geometry.blockSize,
-    statsText: () => statsText(store.stats()),
+    statsText: () => statsText(store.stats(), config.statsFormat),
     resetStats: () => store.resetStats(),
     flush: () => store.flush(),
   });

@@ -284,3 +284,14 @@ test("from /etc/fstab: mount -t fuse with 'program#source' hands -o options to s
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("--statsFormat=json and --logFormat=json: one JSON document, one JSON object a line", async () => {
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "--statsFormat=json", "--logFormat=json"]);
+  pwrite(disk.file, 0, pattern(BS, 3));
+  const stats = JSON.parse(readFileSync(disk.stats, "utf8"));
+  expect(stats["local directory"].writes).toBe(1);
+  expect(stats["block cache"]["blocks dirty"]).toBe(0);
+  await disk.unmount();
+  const lines = readFileSync(join(disk.dir, "log"), "utf8").trim().split("\n");
+  for (const line of lines) expect(JSON.parse(line)).toMatchObject({ level: expect.any(String), msg: expect.any(String), pid: disk.pid });
+});

@@ -107,6 +107,8 @@ export const FLAGS: readonly Flag[] = [
   { name: "directIO", group: "Mount and process", help: "Bypass the kernel page cache for the backed file" },
   { name: "options", short: "o", value: "OPT[,OPT...]", group: "Mount and process", help: "Mount options: FUSE ones (allow_other, uid=, gid=, ro, ...) or any flag above as name=value" },
   { name: "logFile", value: "FILE", group: "Mount and process", help: "Log here when running in the background (else the system log)" },
+  { name: "logFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "Log lines as text or json (one object a line, for log collectors)" },
+  { name: "statsFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "The stats file as text or json" },
   { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
   { name: "quiet", group: "Mount and process", help: "No progress output" },
   { name: "version", group: "Mount and process", help: "Print the version and exit" },
