@@ -147,3 +147,12 @@ test("the man page is built from the same flag table: every flag, its default, t
     expect(rendered.stderr).toBe("");
   }
 });
+
+test("other targets build: a musl x86-64 binary and an arm64 one (build only: nothing here runs them)", () => {
+  const r = run(["node_modules/.bin/bun", "build.ts", "--all"]);
+  expect(r.code).toBe(0);
+  const musl = run(["file", "dist/s3backer-linux-x64-musl"]).stdout;
+  expect(musl).toMatch(/ELF 64-bit.*x86-64.*ld-musl-x86_64/);
+  expect(run(["file", "dist/s3backer-linux-arm64"]).stdout).toMatch(/ELF 64-bit.*ARM aarch64/);
+  expect(run([BINARY, "--version"]).code).toBe(0); // the native one, rebuilt alongside, still works
+});

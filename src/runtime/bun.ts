@@ -9,8 +9,19 @@ const SOCK_STREAM = 1;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
 
+/** glibc's name first, then musl's (the musl build of the binary). */
+const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
+
 function openLibc() {
-  const { symbols } = dlopen("libc.so.6", {
+  const name = LIBC_NAMES.find((n) => {
+    try {
+      dlopen(n, {}).close();
+      return true;
+    } catch {
+      return false;
+    }
+  }) ?? LIBC_NAMES[0]!;
+  const { symbols } = dlopen(name, {
     mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
