@@ -5,7 +5,7 @@
 export class Progress {
   private readonly tty = process.stderr.isTTY === true;
   private readonly started = performance.now();
-  private lastLine = 0;
+  private lastLine = -Infinity; // the first step shows at once
   private done = 0;
 
   constructor(

@@ -28,7 +28,9 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   const { store, geometry } = disk;
   if (config.listBlocks && disk.zeroCache) {
     const started = performance.now();
-    const found = await disk.zeroCache.loadListing();
+    const progress = new Progress("listing blocks", undefined, config.quiet || !config.foreground);
+    const found = await disk.zeroCache.loadListing(() => progress.add());
+    progress.finish();
     log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }
   const flag = config.readOnly ? undefined : disk.flag;

@@ -1,6 +1,6 @@
 /** The command line, through the built binary: bad input gets one line and the right exit code. */
 import { afterAll, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "../src/cli/parse.ts";
 import { FLAGS } from "../src/cli/flags.ts";
@@ -155,4 +155,21 @@ test("other targets build: a musl x86-64 binary and an arm64 one (build only: no
   expect(musl).toMatch(/ELF 64-bit.*x86-64.*ld-musl-x86_64/);
   expect(run(["file", "dist/s3backer-linux-arm64"]).stdout).toMatch(/ELF 64-bit.*ARM aarch64/);
   expect(run([BINARY, "--version"]).code).toBe(0); // the native one, rebuilt alongside, still works
+});
+
+test("on a terminal, --erase shows progress with rate and time left; --quiet shows none", () => {
+  const dir = tempDir("progress");
+  try {
+    for (let b = 0; b < 3000; b++) writeFileSync(join(dir, b.toString(16).padStart(8, "0")), "x");
+    // `script` gives the command a pseudo-terminal, as a person at a terminal would have.
+    const shown = run(["script", "-qec", `${BINARY} --test --erase --force ${dir}`, "/dev/null"]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/\r\x1b\[Kerasing blocks: \d+\/3000 \(\d+\/s, \d+ s left\)/); // redrawn in place
+    expect(shown.stdout).toMatch(/erased 3000 blocks/);
+    for (let b = 0; b < 10; b++) writeFileSync(join(dir, b.toString(16).padStart(8, "0")), "x");
+    const quiet = run(["script", "-qec", `${BINARY} --test --erase --force --quiet ${dir}`, "/dev/null"]);
+    expect(quiet.stdout.trim()).toBe("");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

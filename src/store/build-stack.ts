@@ -22,6 +22,7 @@ import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
 import { CacheFile } from "./block-cache/cache-file.ts";
 import { createHash } from "node:crypto";
+import { Progress } from "../progress.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -50,15 +51,16 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, log,
     ...(file ? { file: { file: file.file, blocks: file.blocks } } : {}),
   });
-  if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log);
+  if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
   const fromFile = file && path ? { path, token: file.token, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
   return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile };
 }
 
 /** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */
-async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger): Promise<void> {
+async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger, quiet: boolean): Promise<void> {
   const blocks = cache.cleanBlocksFromFile();
   if (blocks.length === 0) return;
+  const progress = new Progress("checking cached blocks", blocks.length, quiet);
   const zeroMd5 = createHash("md5").update(new Uint8Array(backend.blockSize)).digest("hex");
   let next = 0;
   let dropped = 0;
@@ -71,9 +73,11 @@ async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger)
         cache.discard(block);
         dropped++;
       }
+      progress.add();
     }
   };
   await Promise.all(Array.from({ length: 16 }, check));
+  progress.finish();
   log.info(`cache file: ${blocks.length - dropped} clean blocks verified${dropped ? `, ${dropped} out of date and dropped` : ""}`);
 }
 

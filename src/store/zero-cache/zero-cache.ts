@@ -21,12 +21,13 @@ export class ZeroCache extends Layer {
   }
 
   /** Lists the blocks that exist; every other block is then known to be zero. Returns how many exist. */
-  async loadListing(): Promise<number> {
+  async loadListing(onBlock: () => void = () => {}): Promise<number> {
     const existing = new Uint8Array(this.zeroBits.length);
     let count = 0;
     await this.inner.listBlocks((b) => {
       existing[b >>> 3]! |= 1 << (b & 7);
       count++;
+      onBlock();
     });
     for (let i = 0; i < this.zeroBits.length; i++) this.zeroBits[i] = ~existing[i]! & 0xff;
     // Bits past the last block stay clear.
