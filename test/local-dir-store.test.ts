@@ -6,7 +6,7 @@ import { LocalDirStore } from "../src/store/backend/local-dir.ts";
 import { MemoryStore } from "../src/store/backend/memory.ts";
 import type { BlockStore } from "../src/store/block-store.ts";
 import { isAllZero } from "../src/store/block-store.ts";
-import { pattern, tempDir } from "./helpers/disk.ts";
+import { pattern, tempDir } from "./helpers/data.ts";
 
 const BS = 4096;
 const dirs: string[] = [];

@@ -121,13 +121,13 @@ describe("embedded server faults", () => {
     server.setFaults({ errorRate: 0, staleMs: 300 });
     expect((await s3("PUT", `${bucket}/k`, { body: "v1" })).status).toBe(200);
     expect((await s3("GET", `${bucket}/k`)).status).toBe(404); // not visible yet
-    await Bun.sleep(350);
+    await new Promise((r) => setTimeout(r, 350));
     expect(new TextDecoder().decode((await s3("GET", `${bucket}/k`)).body)).toBe("v1");
     await s3("PUT", `${bucket}/k`, { body: "v2" });
     expect(new TextDecoder().decode((await s3("GET", `${bucket}/k`)).body)).toBe("v1"); // the old version
     await s3("DELETE", `${bucket}/k`);
     expect(new TextDecoder().decode((await s3("GET", `${bucket}/k`)).body)).toBe("v1"); // still the old one
-    await Bun.sleep(350);
+    await new Promise((r) => setTimeout(r, 350));
     expect((await s3("GET", `${bucket}/k`)).status).toBe(404);
     expect(server.counters.injectedErrors).toBe(1);
     expect(server.counters.staleAnswers).toBe(3);

@@ -7,7 +7,7 @@ import { S3Client } from "../src/store/s3/s3-client.ts";
 import { S3Store } from "../src/store/s3/s3-store.ts";
 import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
 import { detectGeometry } from "../src/store/s3/auto-detect.ts";
-import { pattern } from "./helpers/disk.ts";
+import { pattern } from "./helpers/data.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
 
 const server = startEmbedded(["bkt"]);

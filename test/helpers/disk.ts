@@ -3,15 +3,14 @@
  * also works when a test fails or the process was killed (a dead FUSE mount is lazily unmounted).
  */
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+
+export { pattern, tempDir, waitFor } from "./data.ts";
+import { tempDir, waitFor } from "./data.ts";
 
 export const BINARY = join(import.meta.dir, "../../dist/s3backer");
 
-export function tempDir(tag: string): string {
-  return mkdtempSync(join(tmpdir(), `s3b-${tag}-`));
-}
 
 export function isMounted(path: string): boolean {
   return readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
@@ -40,14 +39,6 @@ export function sh(cmd: string[]): string {
 }
 
 const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
-
-export async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 export interface Disk {
   dir: string;
@@ -123,15 +114,3 @@ export function blockFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => /^([0-9a-f]{8}-)?[0-9a-f]{8}$/.test(n)).sort();
 }
 
-/** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */
-export function pattern(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}

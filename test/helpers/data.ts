@@ -1,0 +1,29 @@
+/** Test helpers that need no particular runtime (the unit tests also run under Deno). */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `s3b-${tag}-`));
+}
+
+export async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */
+export function pattern(length: number, seed: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
