@@ -1,8 +1,9 @@
 /**
  * The raw FUSE path, no network: dd 1 GiB write and read with bs=1M (buffered+fsync and O_DIRECT),
  * fio 4 KiB random read/write IOPS with 4 jobs, and the server's CPU seconds per GiB moved.
- * Runs ours on the in-memory store and on a tmpfs directory, and Debian's s3backer --test on the
- * same tmpfs, with the same block size. Run by hand as root:  bun bench/fuse-throughput.ts [sizeMiB]
+ * Runs ours on the in-memory store and on a tmpfs directory (block cache off: this is the FUSE path
+ * itself), and Debian's s3backer --test on the same tmpfs, with the same block size.
+ * Run by hand as root:  bun bench/fuse-throughput.ts [sizeMiB]
  */
 import { spawnSync } from "bun";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -67,9 +68,9 @@ sh(["dd", "if=/dev/urandom", `of=${source}`, "bs=1M", `count=${MIB}`]);
 const size = `${MIB}M`;
 const rows: Row[] = [];
 try {
-  rows.push(await measure("ours, memory store", (m) => sh([OURS, "--test", `--blockSize=${BLOCK}`, `--size=${size}`, ":memory:", m]), join(work, "m1")));
+  rows.push(await measure("ours, memory store", (m) => sh([OURS, "--test", "--blockCacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, ":memory:", m]), join(work, "m1")));
   mkdirSync(join(work, "b2"));
-  rows.push(await measure("ours, tmpfs dir", (m) => sh([OURS, "--test", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b2"), m]), join(work, "m2")));
+  rows.push(await measure("ours, tmpfs dir", (m) => sh([OURS, "--test", "--blockCacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b2"), m]), join(work, "m2")));
   mkdirSync(join(work, "b3"));
   rows.push(await measure("Debian s3backer 1.5.4, tmpfs dir", (m) => sh(["s3backer", "--test", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b3"), m]), join(work, "m3")));
 } finally {
