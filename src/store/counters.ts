@@ -10,10 +10,6 @@ export class Counters<Name extends string> {
     this.values.set(name, this.values.get(name)! + amount);
   }
 
-  get(name: Name): number {
-    return this.values.get(name)!;
-  }
-
   entries(): [Name, number][] {
     return [...this.values];
   }
