@@ -1,10 +1,10 @@
 /** The block cache file: reload, crash safety at any instant, and recovery of unsaved blocks. */
 import { afterEach, expect, test } from "bun:test";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CacheFile } from "../src/store/block-cache/cache-file.ts";
-import { BINARY, cleanupDisks, isMounted, mountDisk, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
+import { BINARY, cleanupDisks, isMounted, killHard, mountDisk, pattern, run, sh, tempDir } from "./helpers/disk.ts";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -82,7 +82,7 @@ test("kill -9 before write-back: with --blockCacheRecoverDirtyBlocks every writt
   sh(["dd", `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "a", synced)}`]);
   // Written but neither fsync'ed nor closed (a close would flush it): it is only in the cache.
   await writeAndHold(disk.file, 2 << 20, writeTemp(dir, "b", unsynced), () => process.kill(disk.pid, "SIGKILL"));
-  await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+  await killHard(disk.pid);
   run(["umount", "-l", disk.mnt]);
   await cleanupDisks();
 
@@ -107,7 +107,7 @@ test("unsaved blocks are not recovered over a disk that was mounted elsewhere si
   const args = ["--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
   let disk = await mountDisk(args, { dir });
   await writeAndHold(disk.file, 0, writeTemp(dir, "x", pattern(65536, 5)), () => process.kill(disk.pid, "SIGKILL"));
-  await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+  await killHard(disk.pid);
   run(["umount", "-l", disk.mnt]);
   await cleanupDisks();
   expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
@@ -159,7 +159,7 @@ test("the cache file loads after kills at random moments, and every fsync'ed wri
     try {
       process.kill(disk.pid, "SIGKILL");
     } catch {}
-    await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+    await killHard(disk.pid);
     run(["umount", "-l", disk.mnt]);
     await cleanupDisks();
     const durable = out.trim() === "" ? -1 : Number(out.trim().split("\n").pop());

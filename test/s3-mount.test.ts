@@ -6,7 +6,7 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
+import { BINARY, cleanupDisks, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, rawClient, rgwPeer, startEmbedded, type Peer } from "./helpers/s3.ts";
 
 const server = startEmbedded();
@@ -74,8 +74,7 @@ for (const peer of peers) {
       expect(second.code).toBe(1);
       expect(second.stderr).toMatch(/looks mounted elsewhere.*--force.*--reset-mounted-flag/);
 
-      process.kill(disk.pid, "SIGKILL");
-      await waitFor("the kill", () => !existsSync(`/proc/${disk.pid}`) || readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z "));
+      await killHard(disk.pid);
       dirs.push(dir);
       await runAsync(["umount", "-l", disk.mnt]);
       expect((await runAsync([BINARY, ...peerArgs(peer), bucket, other])).code).toBe(1);

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { runtime } from "../runtime/index.ts";
+import { delay } from "../util/delay.ts";
 import type { HttpServer } from "../runtime/runtime.ts";
 import { delayFor, NO_FAULTS, ServerCounters, type FaultSettings, type RequestKind } from "./faults.ts";
 import { MemoryObjects, type ObjectStore, type StoredObject } from "./objects.ts";
@@ -91,8 +92,8 @@ export class S3Server {
     const resource = url.pathname;
     if (key !== "") this.options.onRequest?.(req.method, key, req.headers);
 
-    const delay = delayFor(this.faults.latencyMs);
-    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    const latency = delayFor(this.faults.latencyMs);
+    if (latency > 0) await delay(latency);
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
     const verdict = await verifySigV4(req, body, this.credentials, readOnly && this.options.anonymousRead === true);

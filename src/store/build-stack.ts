@@ -49,8 +49,7 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const cache = new BlockCache(disk.store, {
     size, threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, disk.geometry.numBlocks),
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, log,
-    ...(file ? { file: { file: file.file, blocks: file.blocks } } : {}),
-  });
+  }, file);
   if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
   const fromFile = file && path ? { path, token: file.token, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
   return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile };

@@ -38,6 +38,14 @@ export function sh(cmd: string[]): string {
   return r.stdout;
 }
 
+/** kill -9, and wait until the process is gone (a zombie counts as gone: nothing reaps it here). */
+export async function killHard(pid: number): Promise<void> {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {}
+  await waitFor("the kill", () => !pidAlive(pid));
+}
+
 const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 
 export interface Disk {

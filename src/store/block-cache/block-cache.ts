@@ -34,8 +34,6 @@ export interface BlockCacheOptions {
   readAhead: number;
   readAheadTrigger: number;
   log: Logger;
-  /** Keep the cache in this file too (see cache-file.ts), with the blocks it held at start. */
-  file?: { file: CacheFile; blocks: LoadedBlock[] };
 }
 
 interface Entry {
@@ -87,17 +85,23 @@ export class BlockCache extends Layer {
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
+  /** Clean blocks reloaded from the cache file and their MD5, until checked against storage. */
+  private readonly cleanFromFile: { block: number; md5: string | null }[];
   private sequentialRun = 0;
 
+  /** With `fromFile`, the cache is kept in that file too (see cache-file.ts), starting with its blocks. */
   constructor(
     inner: BlockStore,
     private readonly o: BlockCacheOptions,
+    fromFile?: { file: CacheFile; blocks: LoadedBlock[] },
   ) {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);
-    this.file = o.file?.file;
+    this.file = fromFile?.file;
     this.paused = this.file !== undefined;
-    for (const b of o.file?.blocks ?? []) {
+    // Only the summary is kept: the loaded bytes belong to the entries, which may drop them.
+    this.cleanFromFile = (fromFile?.blocks ?? []).filter((b) => !b.dirty).map((b) => ({ block: b.block, md5: b.data ? (b.md5 ?? null) : null }));
+    for (const b of fromFile?.blocks ?? []) {
       const entry = this.create(b.block, false);
       entry.data = b.data;
       entry.slot = b.slot;
@@ -428,7 +432,7 @@ export class BlockCache extends Layer {
 
   /** Blocks loaded from the cache file, clean, with the MD5 they had: for checking against S3. */
   cleanBlocksFromFile(): { block: number; md5: string | null }[] {
-    return (this.o.file?.blocks ?? []).filter((b) => !b.dirty).map((b) => ({ block: b.block, md5: b.data ? (b.md5 ?? null) : null }));
+    return this.cleanFromFile;
   }
 
   /** Drops a block that failed its check against S3. */

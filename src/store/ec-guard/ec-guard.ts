@@ -14,6 +14,7 @@ import type { StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
+import { delay } from "../../util/delay.ts";
 import type { S3Store } from "../s3/s3-store.ts";
 
 export interface EcGuardOptions {
@@ -38,8 +39,6 @@ interface Job {
   resolve: () => void;
   reject: (err: unknown) => void;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class EcGuard extends Layer<S3Store> {
   /** In completion order: the first entry expires first. */
@@ -80,7 +79,7 @@ export class EcGuard extends Layer<S3Store> {
         throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${paused} ms of retries`);
       }
       this.counters.add("stale retries");
-      await sleep(pause);
+      await delay(pause);
       paused += pause;
       pause *= 2;
     }
@@ -114,7 +113,7 @@ export class EcGuard extends Layer<S3Store> {
       const wait = last === undefined ? 0 : last + this.o.minWriteDelayMs - performance.now();
       if (wait > 0) {
         this.counters.add("writes delayed");
-        await sleep(wait);
+        await delay(wait);
       }
       await this.room(block);
       queue.waiting = undefined; // from here on a new write queues behind this one
@@ -141,7 +140,7 @@ export class EcGuard extends Layer<S3Store> {
       else {
         if (!waited) this.counters.add("cache full waits");
         waited = true;
-        await sleep(left);
+        await delay(left);
       }
     }
   }

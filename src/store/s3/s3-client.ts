@@ -8,6 +8,7 @@ import { AwsClient } from "aws4fetch";
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { runtime } from "../../runtime/index.ts";
+import { delay } from "../../util/delay.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
 
@@ -90,7 +91,7 @@ export class S3Client {
         }
         this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${pause} ms`);
         stats.retries++;
-        await new Promise((r) => setTimeout(r, pause));
+        await delay(pause);
         paused += pause;
         pause *= 2;
       }
@@ -142,6 +143,6 @@ export class S3Client {
   private async throttle(bytes: number, bps: number, started: number): Promise<void> {
     if (bps <= 0 || bytes === 0) return;
     const wait = (bytes * 8 * 1000) / bps - (performance.now() - started);
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await delay(wait);
   }
 }
