@@ -77,23 +77,25 @@ test("the zero-block cache after a listing: absent blocks and zero writes cost n
 });
 
 test("retries: 503/500 and dropped connections are retried until they succeed", async () => {
-  const { s3 } = store();
-  server.setFaults({ errorRate: 0.5, errorStatuses: [500, 503] });
+  // A budget large enough that 0.3^n never runs out in practice (the test must not be a coin toss).
+  const { s3 } = store({ maxRetryPauseMs: 30_000 });
+  server.setFaults({ errorRate: 0.3, errorStatuses: [500, 503] });
   for (let b = 0; b < 20; b++) await s3.writeBlock(b, pattern(BS, b + 10));
-  server.setFaults({ errorRate: 0, dropRate: 0.5 });
+  server.setFaults({ errorRate: 0, dropRate: 0.3 });
   for (let b = 0; b < 20; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, b + 10));
   expect(server.counters.injectedErrors + server.counters.droppedConnections).toBeGreaterThan(5);
   expect(count(s3, "PUT retries") + count(s3, "GET retries")).toBeGreaterThan(5);
 });
 
 test("a body damaged in transit is never returned: it is fetched again", async () => {
-  const { s3 } = store();
+  const prefix = `damaged${Date.now()}/`;
+  const { s3 } = store({ prefix, maxRetryPauseMs: 30_000 }); // room for many retries: 0.5^n must not run out
   for (let b = 0; b < 10; b++) await s3.writeBlock(b, pattern(BS, b + 100));
   server.setFaults({ corruptRate: 0.5 });
   for (let b = 0; b < 10; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, b + 100));
   expect(server.counters.corruptedBodies).toBeGreaterThan(0);
   server.setFaults({ corruptRate: 1 });
-  const err = await s3.readBlock(0).catch((e) => e);
+  const err = await store({ prefix, maxRetryPauseMs: 100 }).s3.readBlock(0).catch((e) => e);
   expect(err).toBeInstanceOf(FsError);
   expect((err as FsError).errno).toBe(5);
 });
