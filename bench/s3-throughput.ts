@@ -8,12 +8,12 @@
  *                                                 too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set
  * Run as root, by hand. Prints a table.
  */
-import { spawn } from "bun";
 import { AwsClient } from "aws4fetch";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
+import { ddRate, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv[2] ?? 1024);
 // The plain client runs at the mount's concurrency: --blockCacheThreads (20) writes in flight, and
@@ -26,15 +26,6 @@ const work = "/dev/shm/s3b-s3bench";
 interface Peer { name: string; url: string; access: string; secret: string; counters?: S3Server["counters"] }
 interface Row { peer: string; client: string; write: number; read: number; iops: number | string; putsPerGiB: number | string; getsPerGiB: number | string; rssMiB: number | string }
 
-async function run(cmd: string[], env?: Record<string, string>): Promise<string> {
-  const p = spawn(cmd, { stdout: "pipe", stderr: "pipe", env: env ?? (process.env as Record<string, string>) });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`${cmd.join(" ")}: exit ${code}: ${err}`);
-  return out + err;
-}
-
-const ddRate = (out: string) => (MIB * 2 ** 20) / Number(/copied, ([\d.]+) s/.exec(out)![1]) / 1e6;
-
 async function fio(file: string): Promise<number> {
   const out = await run(["fio", "--name=r", `--filename=${file}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M", "--offset_increment=64M",
     "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);
@@ -44,15 +35,6 @@ async function fio(file: string): Promise<number> {
 
 const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
 const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
-
-async function waitGone(mnt: string): Promise<void> {
-  for (;;) {
-    const r = spawn(["pgrep", "-f", `s3backer.* ${mnt}$`], { stdout: "pipe" });
-    const pids = (await new Response(r.stdout).text()).trim().split("\n").filter(Boolean);
-    if (pids.every((p) => { try { return readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "); } catch { return true; } })) return;
-    await Bun.sleep(100);
-  }
-}
 
 function statCount(text: string, name: string): number {
   return Number(new RegExp(`^${name}\\s+(\\d+)`, "m").exec(text)?.[1] ?? NaN);
@@ -101,7 +83,7 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   await mount(true);
   let pid = await pidOf(mnt);
   const before = peer.counters ? { ...peer.counters.requests } : undefined;
-  const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]));
+  const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]), MIB);
   const s1 = stats();
   let rss = peakRssMiB(pid);
   const puts = peer.counters ? peer.counters.requests.PUT - before!.PUT : which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
@@ -110,7 +92,7 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   pid = await pidOf(mnt);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
   const beforeRead = peer.counters ? { ...peer.counters.requests } : undefined;
-  const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]));
+  const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
   const gets = peer.counters ? peer.counters.requests.GET - beforeRead!.GET : which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
   const iops = await fio(join(mnt, "file"));
   rss = Math.max(rss, peakRssMiB(pid));

@@ -3,10 +3,13 @@
  * Every refusal is one `UsageError` (exit 2) or `ConfigError` (exit 1) with a line a user can act on.
  */
 import { ConfigError, UsageError } from "./errors.ts";
-import { FLAG_BY_NAME } from "./cli/flags.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
 import { formatSize, parseSize } from "./util/size.ts";
 import { envRegion } from "./store/s3/credentials.ts";
+import { CIPHERS, cipherByName, MAX_KEY_LENGTH, type CipherSpec } from "./store/codec/ciphers.ts";
+import { DEFAULT_LEVEL } from "./store/codec/compression.ts";
+import { cipherOfLayer, parseEncoding } from "./store/codec/content-encoding.ts";
+import { isCompression } from "./store/codec/compression.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 
@@ -54,6 +57,23 @@ export interface Config {
   s3: S3Settings;
   cache: CacheSettings;
   consistency: ConsistencySettings;
+  codec: CodecSettings;
+}
+
+export interface CodecSettings {
+  /** Deflate level for new blocks; undefined: no compression (reading still inflates). */
+  compressLevel: number | undefined;
+  encryption: EncryptionSettings | undefined;
+  /** Content-Encoding assumed when a server drops the header. */
+  defaultEncoding: string | undefined;
+}
+
+export interface EncryptionSettings {
+  cipher: CipherSpec;
+  keyLength: number;
+  /** From --password; else --passwordFile, else a prompt (see cli/password.ts). */
+  password: string | undefined;
+  passwordFile: string | undefined;
 }
 
 export interface ConsistencySettings {
@@ -157,11 +177,11 @@ export function buildConfig(
         : `too many arguments: ${args.positionals.slice(wanted).join(" ")} (expected ${usage})`,
     );
   }
-  for (const name of values.keys()) {
-    const planned = FLAG_BY_NAME.get(name)?.planned;
-    if (planned) throw new ConfigError(`--${name} is not available yet: ${planned}`);
-  }
+  const codec = codecSettings(flag, text);
   const test = on("test");
+  if (test && (codec.compressLevel !== undefined || codec.encryption)) {
+    throw new ConfigError("--compress and --encrypt work on S3 disks, not in --test mode");
+  }
   const [bucketArg, mountpoint = ""] = args.positionals as [string, string?];
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
 
@@ -227,7 +247,52 @@ export function buildConfig(
     s3,
     cache: cacheSettings(text, on),
     consistency: consistencySettings(text, readOnly || fuse.mountFlags.includes("ro")),
+    codec,
   };
+}
+
+/** Compression and encryption as the original takes them: --encrypt implies --compress. */
+function codecSettings(flag: (name: string) => string | true | undefined, text: (name: string) => string | undefined): CodecSettings {
+  const compress = flag("compress");
+  const encrypt = flag("encrypt");
+  let compressLevel: number | undefined;
+  if (compress === true || compress === "deflate") compressLevel = DEFAULT_LEVEL;
+  else if (compress !== undefined) {
+    if (!/^[1-9]$/.test(compress)) throw new ConfigError(`--compress=${compress}: expected a level from 1 (fast) to 9 (small)`);
+    compressLevel = Number(compress);
+  }
+  const password = text("password");
+  const passwordFile = text("passwordFile");
+  const keyLengthText = text("keyLength");
+  let encryption: EncryptionSettings | undefined;
+  if (encrypt === undefined) {
+    for (const [name, v] of [["password", password], ["passwordFile", passwordFile], ["keyLength", keyLengthText]] as const) {
+      if (v !== undefined) throw new ConfigError(`--${name} needs --encrypt`);
+    }
+  } else {
+    const cipher = encrypt === true ? CIPHERS[0]! : cipherByName(encrypt);
+    if (!cipher) throw new ConfigError(`--encrypt=${encrypt}: supported ciphers are ${CIPHERS.map((c) => c.name).join(", ")}`);
+    if (password !== undefined && passwordFile !== undefined) throw new UsageError("give --password or --passwordFile, not both");
+    if (password === "") throw new ConfigError("--password is empty");
+    let keyLength = cipher.keyLength;
+    if (keyLengthText !== undefined) {
+      keyLength = Number(keyLengthText);
+      if (!/^\d+$/.test(keyLengthText) || keyLength < cipher.keyLength || keyLength > MAX_KEY_LENGTH) {
+        throw new ConfigError(`--keyLength=${keyLengthText}: must be from ${cipher.keyLength} (the key of ${cipher.name}) to ${MAX_KEY_LENGTH}`);
+      }
+    }
+    encryption = { cipher, keyLength, password, passwordFile };
+    compressLevel ??= DEFAULT_LEVEL;
+  }
+  const defaultEncoding = text("defaultContentEncoding");
+  if (defaultEncoding !== undefined) {
+    const layers = parseEncoding(defaultEncoding);
+    const bad = layers.find((l) => !isCompression(l) && cipherOfLayer(l) === undefined);
+    if (layers.length === 0 || bad !== undefined) {
+      throw new ConfigError(`--defaultContentEncoding=${defaultEncoding}: expected deflate, zstd and/or encrypt-CIPHER, e.g. 'deflate, encrypt-AES-128-CBC'`);
+    }
+  }
+  return { compressLevel, encryption, defaultEncoding };
 }
 
 /** Defaults and rules of the original (Debian's 1.5.4): a 10 s memory of 10000 blocks, 500 ms apart. */

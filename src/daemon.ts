@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { runtime } from "./runtime/index.ts";
+import { PASSWORD_ON_STDIN } from "./cli/password.ts";
 
 const CHILD_ENV = "S3BACKER_DAEMON_CHILD";
 const READY = "ready\n";
@@ -16,14 +17,18 @@ export function announceReady(): void {
   process.stdout.write(READY);
 }
 
-/** In the parent: start the daemon and wait for its word. Resolves with the exit code for the parent. */
-export function startDaemon(args: readonly string[]): Promise<number> {
+/**
+ * In the parent: start the daemon and wait for its word. Resolves with the exit code for the parent.
+ * A password typed at the prompt goes to the child on its stdin.
+ */
+export function startDaemon(args: readonly string[], password?: string): Promise<number> {
   const [command, ...prefix] = runtime.selfCommand();
   const child = spawn(command!, [...prefix, ...args], {
     detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, [CHILD_ENV]: "1" },
+    stdio: [password === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    env: { ...process.env, [CHILD_ENV]: "1", ...(password === undefined ? {} : { [PASSWORD_ON_STDIN]: "1" }) },
   });
+  if (password !== undefined) child.stdin!.end(`${password}\n`);
   return new Promise((resolve) => {
     let out = "";
     child.stderr!.on("data", (chunk: Buffer) => process.stderr.write(chunk));

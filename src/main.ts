@@ -7,6 +7,7 @@ import { announceReady, isDaemonChild, startDaemon } from "./daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
 import { erase, resetMountedFlag } from "./maintenance.ts";
+import { obtainPassword, passwordWarning } from "./cli/password.ts";
 import { serve } from "./serve.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
 import { runtime } from "./runtime/index.ts";
@@ -29,7 +30,16 @@ async function main(argv: string[]): Promise<number> {
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
   }
   const child = isDaemonChild();
-  if (!config.foreground && !child) return startDaemon(argv);
+  let prompted: string | undefined;
+  const encryption = config.codec.encryption;
+  if (encryption) {
+    const warning = passwordWarning(encryption);
+    if (warning && !child) process.stderr.write(`s3backer: ${warning}\n`);
+    const got = obtainPassword(encryption);
+    encryption.password = got.password;
+    if (got.prompted) prompted = got.password;
+  }
+  if (!config.foreground && !child) return startDaemon(argv, prompted);
 
   log.configure({ kind: "stderr" }, config.debug, config.logFormat);
   return serve(config, () => {

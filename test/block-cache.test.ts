@@ -28,7 +28,7 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
     timeoutMs: 5000, initialRetryPauseMs: 5, maxRetryPauseMs: 50, insecure: false, caFile: undefined,
     maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
   });
-  const s3 = new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4, keepSizes: false });
+  const s3 = new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4 });
   const zero = new ZeroCache(s3);
   const cache = new BlockCache(zero, {
     size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,

@@ -15,6 +15,8 @@ mkdirSync(mnt);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const ok = ["--test", "--size=1M", blocks, mnt];
+// An S3 disk whose server is never reached: each of these fails before any request.
+const s3 = ["--size=1M", "--baseURL=http://127.0.0.1:1/", "bucket", mnt];
 
 // [arguments, exit code, what the one line must say]
 const BAD: [string[], number, RegExp][] = [
@@ -60,7 +62,16 @@ const BAD: [string[], number, RegExp][] = [
   [["--blockCacheSize=10", "--blockCacheMaxDirty=20", ...ok], 1, /larger than --blockCacheSize/],
   [["--blockCacheNoVerify", ...ok], 1, /need --blockCacheFile/],
   [["--blockCacheSize=0", "--blockCacheFile=/nonexistent/x", ...ok], 1, /need the block cache/],
-  [["--encrypt", ...ok], 1, /--encrypt is not available yet/],
+  [["--encrypt", "--password=x", ...ok], 1, /--compress and --encrypt work on S3 disks, not in --test mode/],
+  [["--compress=10", ...s3], 1, /--compress=10: expected a level from 1 \(fast\) to 9/],
+  [["--encrypt=DES-CBC", ...s3], 1, /--encrypt=DES-CBC: supported ciphers are AES-128-CBC, AES-192-CBC, AES-256-CBC/],
+  [["--password=x", ...s3], 1, /--password needs --encrypt/],
+  [["--encrypt", "--keyLength=8", "--password=x", ...s3], 1, /--keyLength=8: must be from 16/],
+  [["--encrypt=aes-256-cbc", "--keyLength=65", "--password=x", ...s3], 1, /--keyLength=65: must be from 32 \(the key of AES-256-CBC\) to 64/],
+  [["--encrypt", "--password=x", "--passwordFile=/etc/hostname", ...s3], 2, /give --password or --passwordFile, not both/],
+  [["--encrypt", "--passwordFile=/nonexistent/pw", ...s3], 1, /--passwordFile=\/nonexistent\/pw: no such file/],
+  [["--encrypt", ...s3], 1, /--encrypt needs a password: give --passwordFile=FILE, or run on a terminal/],
+  [["--defaultContentEncoding=gzip", ...s3], 1, /--defaultContentEncoding=gzip: expected deflate, zstd and\/or encrypt-CIPHER/],
   [["--test", "--size=1M", blocks, join(dir, "nope")], 1, /mount point .*nope/],
   [["--test", "--size=1M", blocks, join(blocks, "..", "blocks", "..", "mnt", "x")], 1, /mount point/],
   [["--test", "--size=1M", "-f", "/nonexistent-dir", mnt], 1, /test directory \/nonexistent-dir/],

@@ -3,7 +3,7 @@ import { afterAll, afterEach, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { blockFiles, isMounted, pattern, run, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
+import { BINARY, blockFiles, isMounted, pattern, run, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
 
 const DENO = join(import.meta.dir, "../node_modules/.bin/deno");
@@ -64,6 +64,25 @@ test("under Deno: a disk in S3 (the embedded server), with auto-detection on rem
   expect((await runAsync(["dd", `if=${join(dir, "data")}`, `of=${join(disk.mnt, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
   await unmount(disk.mnt, dir);
   disk = await denoMount([...peerArgs(peer), bucket], dir);
+  expect(new Uint8Array(await readFile(join(disk.mnt, "file"))).subarray(0, 1 << 20)).toEqual(data);
+  await unmount(disk.mnt, dir);
+});
+
+test("under Deno: an encrypted, compressed disk written by Deno reads back under the Bun build", async () => {
+  const peer = embeddedPeer(server);
+  const bucket = await freshBucket(peer, "deno-enc");
+  const dir = tempDir("deno-enc");
+  dirs.push(dir);
+  await Bun.write(join(dir, "pw"), "deno password\n");
+  const data = pattern(1 << 20, 10);
+  data.fill(0x41, 0, 1 << 19); // half compressible
+  await Bun.write(join(dir, "data"), data);
+  const enc = ["--encrypt", `--passwordFile=${join(dir, "pw")}`];
+  const disk = await denoMount([...peerArgs(peer), ...enc, "--size=4M", "--blockSize=64k", bucket], dir);
+  expect((await runAsync(["dd", `if=${join(dir, "data")}`, `of=${join(disk.mnt, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+  await unmount(disk.mnt, dir);
+  const r = await runAsync([BINARY, ...peerArgs(peer), ...enc, "--readOnly", `--pidFile=${join(dir, "pid")}`, bucket, disk.mnt]);
+  expect(r.code).toBe(0);
   expect(new Uint8Array(await readFile(join(disk.mnt, "file"))).subarray(0, 1 << 20)).toEqual(data);
   await unmount(disk.mnt, dir);
 });

@@ -12,6 +12,7 @@ import { isAllZero, type BlockStore } from "../src/store/block-store.ts";
 import { EcGuard, type EcGuardOptions } from "../src/store/ec-guard/ec-guard.ts";
 import { S3Client } from "../src/store/s3/s3-client.ts";
 import { S3Store } from "../src/store/s3/s3-store.ts";
+import { Codec } from "../src/store/codec/codec.ts";
 import { cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
 
@@ -33,11 +34,11 @@ function s3store(): S3Store {
     timeoutMs: 5000, initialRetryPauseMs: 10, maxRetryPauseMs: 1000, insecure: false, caFile: undefined,
     maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
   });
-  return new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: 64, putHeaders: {}, listThreads: 4, keepSizes: false });
+  return new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: 64, putHeaders: {}, listThreads: 4 });
 }
 
 function guarded(options: Partial<EcGuardOptions> = {}): EcGuard {
-  return new EcGuard(s3store(), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
+  return new EcGuard(new Codec(s3store(), { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false }), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
 }
 
 const stat = (s: BlockStore, name: string) => Number(s.stats()[0]!.values.find(([n]) => n === name)![1]);

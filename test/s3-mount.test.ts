@@ -4,8 +4,8 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { BINARY, cleanupDisks, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, rawClient, rgwPeer, startEmbedded, type Peer } from "./helpers/s3.ts";
 
@@ -18,7 +18,13 @@ afterEach(async () => {
   await cleanupDisks();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-afterAll(() => server.stop());
+afterAll(() => {
+  server.stop();
+  rmSync(dirname(PASSWORD_FILE), { recursive: true, force: true });
+});
+
+const PASSWORD_FILE = join(tempDir("password"), "pw");
+writeFileSync(PASSWORD_FILE, "correct horse battery staple\n");
 
 function workDir(tag: string): string {
   const d = tempDir(tag);
@@ -115,45 +121,127 @@ for (const peer of peers) {
       expect(list).not.toContain("<Key>");
     });
 
-    test("format compatibility with Debian's s3backer 1.5.4, both ways", async () => {
-      const bucket = await freshBucket(peer, "compat");
-      const dir = workDir("compat");
-      const image = pattern(2 << 20, 77);
-      const imageFile = await tmpFile(image);
-      const original = (mnt: string, ...args: string[]) =>
-        runAsync(["s3backer", `--baseURL=${peer.url}`, `--accessId=${peer.accessKey}`, `--accessKey=${peer.secretKey}`, ...args, bucket, mnt]);
-      const stopOriginal = async (mnt: string) => {
-        await runAsync(["umount", mnt]);
-        await waitFor("the original to exit", () => !isMounted(mnt));
-        // Its unmount returns before its write-back finished: wait for the process to go.
-        await waitFor("the original's process", () => {
-          const r = Bun.spawnSync(["pgrep", "-f", `s3backer .* ${mnt}$`]);
-          return r.stdout.toString().trim().split("\n").filter(Boolean).every((pid) => readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "));
-        });
-      };
-      // The original writes, we read.
-      const om = join(dir, "om");
-      mkdirSync(om);
-      const o = await original(om, "--prefix=orig/", "--blockSize=64k", "--size=4M");
-      expect(o.code).toBe(0);
-      expect((await runAsync(["dd", `if=${imageFile}`, `of=${join(om, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
-      await stopOriginal(om);
-      let disk = await mountWith([...peerArgs(peer), "--readOnly", `${bucket}/orig`], join(dir, "a"), true);
-      expect(new Uint8Array((await readFile(disk.file)).subarray(0, image.length))).toEqual(image);
-      await disk.unmount();
-      // We write, the original reads.
-      disk = await mountWith([...peerArgs(peer), "--blockSize=64k", "--size=4M", `${bucket}/ours`], join(dir, "b"), true);
-      expect((await runAsync(["dd", `if=${imageFile}`, `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
-      await disk.unmount();
-      const o2 = await original(om, "--prefix=ours/", "--readOnly");
-      expect(o2.stderr).toMatch(/auto-detected block size=64k and total size=4m/);
-      expect(new Uint8Array((await readFile(join(om, "file"))).subarray(0, image.length))).toEqual(image);
-      await stopOriginal(om);
-    });
+    // The same image written by each program and read back by the other, for each format.
+    for (const [mode, codecArgs] of [["plain", []], ["--compress", ["--compress=9"]], ["--encrypt", ["--encrypt", `--passwordFile=${PASSWORD_FILE}`]]] as const) {
+      test(`format compatibility with Debian's s3backer 1.5.4, both ways: ${mode}`, async () => {
+        const bucket = await freshBucket(peer, "compat");
+        const dir = workDir("compat");
+        // Half compressible text, half noise: both the deflated and the stored-raw paths.
+        const image = pattern(2 << 20, 77);
+        image.fill(0x61, 0, 1 << 20);
+        const imageFile = await tmpFile(image);
+        const original = (mnt: string, ...args: string[]) =>
+          runAsync(["s3backer", `--baseURL=${peer.url}`, `--accessId=${peer.accessKey}`, `--accessKey=${peer.secretKey}`, ...codecArgs, ...args, bucket, mnt]);
+        const stopOriginal = async (mnt: string) => {
+          await runAsync(["umount", mnt]);
+          await waitFor("the original to exit", () => !isMounted(mnt));
+          // Its unmount returns before its write-back finished: wait for the process to go.
+          await waitFor("the original's process", () => {
+            const r = Bun.spawnSync(["pgrep", "-f", `s3backer .* ${mnt}$`]);
+            return r.stdout.toString().trim().split("\n").filter(Boolean).every((pid) => readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "));
+          });
+        };
+        // The original writes, we read.
+        const om = join(dir, "om");
+        mkdirSync(om);
+        const o = await original(om, "--prefix=orig/", "--blockSize=64k", "--size=4M");
+        expect(o.code).toBe(0);
+        expect((await runAsync(["dd", `if=${imageFile}`, `of=${join(om, "file")}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+        await stopOriginal(om);
+        const stored = new TextDecoder().decode((await rawClient(peer)("GET", `${bucket}?list-type=2&prefix=orig/`)).body);
+        expect(stored).toContain("<Key>orig/0000001f</Key>");
+        let disk = await mountWith([...peerArgs(peer), ...codecArgs, "--readOnly", "--blockSize=64k", "--size=4M", `${bucket}/orig`], join(dir, "a"), true);
+        expect(new Uint8Array((await readFile(disk.file)).subarray(0, image.length))).toEqual(image);
+        await disk.unmount();
+        // We write, the original reads.
+        disk = await mountWith([...peerArgs(peer), ...codecArgs, "--blockSize=64k", "--size=4M", `${bucket}/ours`], join(dir, "b"), true);
+        expect((await runAsync(["dd", `if=${imageFile}`, `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+        await disk.unmount();
+        const head = await rawClient(peer)("HEAD", `${bucket}/ours/00000000`);
+        expect(head.headers.get("content-encoding") ?? "").toBe({ plain: "", "--compress": "deflate", "--encrypt": "deflate, encrypt-AES-128-CBC" }[mode]);
+        const o2 = await original(om, "--prefix=ours/", "--readOnly");
+        expect(o2.stderr).toMatch(/auto-detected block size=64k and total size=4m/);
+        expect(new Uint8Array((await readFile(join(om, "file"))).subarray(0, image.length))).toEqual(image);
+        await stopOriginal(om);
+      });
+    }
   });
 }
 
 describe("embedded server only", () => {
+  test("--encrypt with a cache file: cached blocks are checked against the decrypted objects on reload and kept", async () => {
+    const bucket = await freshBucket(embedded, "enccache");
+    const dir = workDir("enccache");
+    const args = [...peerArgs(embedded), "--encrypt", `--passwordFile=${PASSWORD_FILE}`, `--blockCacheFile=${join(dir, "cache")}`];
+    let disk = await mountWith([...args, "--size=1M", "--blockSize=64k", bucket], dir, true);
+    await pwrite(disk.file, 0, pattern(3 * 65536, 6));
+    await disk.unmount();
+    // Start-up messages go to the starting command's stderr.
+    const again = await runAsync([BINARY, ...args, `--pidFile=${join(dir, "pid")}`, bucket, disk.mnt]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/cache file: [34] clean blocks verified\n/);
+    await runAsync(["umount", disk.mnt]);
+    await waitFor("exit", () => !existsSync(join(dir, "pid")));
+  });
+
+  test("--encrypt through the mount: a block changed in the bucket reads as EIO (logged with its number), the rest as written", async () => {
+    const bucket = await freshBucket(embedded, "tamper");
+    const dir = workDir("tamper");
+    const enc = ["--encrypt", `--passwordFile=${PASSWORD_FILE}`];
+    let disk = await mountWith([...peerArgs(embedded), ...enc, "--size=1M", "--blockSize=64k", bucket], dir, true);
+    await pwrite(disk.file, 0, pattern(4 * 65536, 4));
+    await disk.unmount();
+    const key = `${bucket}/00000002`;
+    const object = await rawClient(embedded)("GET", key);
+    object.body[object.body.length - 20]! ^= 1;
+    const headers = { "content-encoding": object.headers.get("content-encoding")!, "x-amz-meta-s3backer-hmac": object.headers.get("x-amz-meta-s3backer-hmac")! };
+    expect((await rawClient(embedded)("PUT", key, { body: object.body, headers })).status).toBe(200);
+    disk = await mountWith([...peerArgs(embedded), ...enc, "--blockCacheSize=0", bucket], dir, true);
+    const bad = await runAsync(["dd", `if=${disk.file}`, "of=/dev/null", "bs=64k", "skip=2", "count=1", "iflag=direct", "status=none"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/Input\/output error/);
+    const good = await runAsync(["dd", `if=${disk.file}`, `of=${join(dir, "out")}`, "bs=64k", "skip=3", "count=1", "iflag=direct", "status=none"]);
+    expect(good.code).toBe(0);
+    expect(new Uint8Array(await readFile(join(dir, "out")))).toEqual(pattern(4 * 65536, 4).subarray(3 * 65536));
+    await disk.unmount();
+    expect(await readFile(join(dir, "log"), "utf8")).toMatch(/block 2 refused: its signature does not verify/);
+  });
+
+  test("--encrypt: a wrong password or a missing --encrypt is refused at start-up, before anything is written", async () => {
+    const bucket = await freshBucket(embedded, "enc");
+    const dir = workDir("enc");
+    let disk = await mountWith([...peerArgs(embedded), "--size=1M", "--blockSize=64k", "--encrypt", `--passwordFile=${PASSWORD_FILE}`, "--debug", "--debug-http", bucket], dir, true);
+    await pwrite(disk.file, 65536, pattern(65536, 3));
+    const stats = await readFile(disk.stats, "utf8");
+    await disk.unmount();
+    // The password is in no log line and no counter, even with every debug flag on.
+    const log = await readFile(join(dir, "log"), "utf8");
+    expect(log).toMatch(/PUT/);
+    for (const text of [log, stats]) expect(text).not.toMatch(/horse|battery/);
+    server.counters.reset();
+    const wrong = await runAsync([BINARY, ...peerArgs(embedded), "--encrypt", "--password=guess", bucket, disk.mnt]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/warning: --password is visible to other users/);
+    expect(wrong.stderr).toMatch(/s3backer: cannot mount: block 0 refused: its signature does not verify \(wrong password/);
+    expect(wrong.stderr).not.toMatch(/guess/);
+    const clear = await runAsync([BINARY, ...peerArgs(embedded), bucket, disk.mnt]);
+    expect(clear.code).toBe(1);
+    expect(clear.stderr).toBe("s3backer: the disk is encrypted (block 0 is 'deflate, encrypt-AES-128-CBC'): mount it with --encrypt and its password\n");
+    expect(server.counters.requests.PUT).toBe(0);
+    expect(server.counters.requests.DELETE).toBe(0);
+    expect(isMounted(disk.mnt)).toBe(false);
+
+    // Asked on a terminal (echo off), then handed to the background process.
+    const prompt = await runAsync(["sh", "-c", `(sleep 1; echo 'correct horse battery staple') | script -qec '${[BINARY, ...peerArgs(embedded), "--encrypt", `--pidFile=${join(dir, "pid")}`, bucket, disk.mnt].join(" ")}' /dev/null`]);
+    expect(prompt.stdout).toMatch(/Password:/);
+    expect(prompt.stdout).not.toMatch(/battery/);
+    await waitFor("the mount", () => isMounted(disk.mnt));
+    expect(new Uint8Array((await readFile(disk.file)).subarray(65536, 131072))).toEqual(pattern(65536, 3));
+    expect(await readFile(disk.stats, "utf8")).toMatch(/cipher\s+AES-128-CBC \(webcrypto\)/);
+    await runAsync(["umount", disk.mnt]);
+    await waitFor("exit", () => !existsSync(join(dir, "pid")));
+  });
+
   test("--listBlocks: reading absent blocks and writing zeros to them costs no request", async () => {
     const bucket = await freshBucket(embedded, "list");
     const dir = workDir("list");

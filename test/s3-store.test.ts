@@ -23,7 +23,7 @@ function store(opts: { blocks?: number; maxRetryPauseMs?: number; secret?: strin
     timeoutMs: opts.timeoutMs ?? 5000, initialRetryPauseMs: 5, maxRetryPauseMs: opts.maxRetryPauseMs ?? 2000,
     insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
   });
-  const s3 = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16, keepSizes: true });
+  const s3 = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16 });
   return { s3, client };
 }
 

@@ -5,7 +5,7 @@ export function flagTableMarkdown(): string {
   const rows = FLAGS.map((f) => {
     const name = `${f.short ? `\`-${f.short}\`, ` : ""}\`--${f.name}${f.value ? (f.optionalValue ? `[=${f.value}]` : `=${f.value}`) : ""}\``;
     const def = f.default === undefined ? "" : f.default === "" ? '`""`' : `\`${f.default}\``;
-    return `| ${name} | ${f.group} | ${def} | ${f.help.replace(/\|/g, "\\|")}${f.planned ? " *(not yet)*" : ""} |`;
+    return `| ${name} | ${f.group} | ${def} | ${f.help.replace(/\|/g, "\\|")} |`;
   });
   return ["| flag | topic | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
 }

@@ -25,11 +25,7 @@ export interface Flag {
   readonly default?: string;
   readonly group: FlagGroup;
   readonly help: string;
-  /** Set while the layer behind the flag is not built yet: giving the flag is refused. */
-  readonly planned?: string;
 }
-
-const CODEC = "compression and encryption are not built yet";
 
 export const FLAGS: readonly Flag[] = [
   // Disk layout
@@ -69,7 +65,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request" },
   { name: "maxUploadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Upload bandwidth limit" },
   { name: "maxDownloadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Download bandwidth limit" },
-  { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header", planned: CODEC },
+  { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header" },
   { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
 
   // Consistency
@@ -91,11 +87,11 @@ export const FLAGS: readonly Flag[] = [
   { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 
   // Compression and encryption
-  { name: "compress", value: "LEVEL", optionalValue: true, group: "Compression and encryption", help: "Deflate blocks, level 1 (fast) to 9 (small)", planned: CODEC },
-  { name: "encrypt", value: "CIPHER", optionalValue: true, group: "Compression and encryption", help: "Encrypt and authenticate blocks (default AES-128-CBC; implies --compress)", planned: CODEC },
-  { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)", planned: CODEC },
-  { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password", planned: CODEC },
-  { name: "keyLength", value: "NUM", group: "Compression and encryption", help: "Override the cipher key length", planned: CODEC },
+  { name: "compress", value: "LEVEL", optionalValue: true, group: "Compression and encryption", help: "Deflate blocks, level 1 (fast) to 9 (small)" },
+  { name: "encrypt", value: "CIPHER", optionalValue: true, group: "Compression and encryption", help: "Encrypt and authenticate blocks (default AES-128-CBC; implies --compress)" },
+  { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)" },
+  { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password" },
+  { name: "keyLength", value: "NUM", group: "Compression and encryption", help: "Override the cipher key length" },
 
   // Maintenance
   { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit (asks first unless --force)" },

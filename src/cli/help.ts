@@ -24,7 +24,6 @@ export function helpText(): string {
     for (const flag of flags) {
       let text = flag.help;
       if (flag.default !== undefined) text += ` [default: ${flag.default === "" ? '""' : flag.default}]`;
-      if (flag.planned) text += " (not available yet)";
       lines.push(`  ${left(flag).padEnd(width)}${text}`);
     }
     lines.push("");

@@ -38,7 +38,6 @@ export function manPage(): string {
       lines.push(".TP", synopsis(flag));
       let text = esc(flag.help);
       if (flag.default !== undefined) text += ` (default: ${flag.default === "" ? "empty" : esc(flag.default)})`;
-      if (flag.planned) text += " Not available yet.";
       lines.push(text);
     }
   }

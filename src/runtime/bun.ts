@@ -1,7 +1,7 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
-import type { Libc, Runtime } from "./runtime.ts";
+import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 
 const AF_UNIX = 1;
@@ -29,6 +29,8 @@ function openLibc() {
     __errno_location: { args: [], returns: FFIType.ptr },
     openlog: { args: [FFIType.ptr, FFIType.i32, FFIType.i32], returns: FFIType.void },
     syslog: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.void },
+    tcgetattr: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    tcsetattr: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   });
   return symbols;
 }
@@ -93,6 +95,13 @@ class BunLibc implements Libc {
     // A "%s" format keeps any % in the message from being read as a directive.
     this.c.syslog(priority, cstr("%s"), cstr(message));
   }
+
+  setEcho(fd: number, on: boolean): void {
+    const termios = new Uint8Array(TERMIOS_SIZE);
+    this.check("tcgetattr", this.c.tcgetattr(fd, termios));
+    setEchoBit(termios, on);
+    this.check("tcsetattr", this.c.tcsetattr(fd, TCSANOW, termios));
+  }
 }
 
 const compiled = () => import.meta.url.startsWith("file:///$bunfs/");
@@ -105,9 +114,10 @@ export const bunRuntime: Runtime = {
     const url = compiled() ? `file:///$bunfs/root/${modulePath}` : new URL(`../${modulePath}`, import.meta.url).href;
     return new Worker(url);
   },
-  tlsOptions(insecure, caFile) {
-    if (!insecure && !caFile) return {};
-    return { tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
+  fetchOptions(insecure, caFile) {
+    const raw = { decompress: false };
+    if (!insecure && !caFile) return raw;
+    return { ...raw, tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
   },
   serve({ port, hostname, tls }, handler) {
     const server = Bun.serve({

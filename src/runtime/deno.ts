@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
-import type { Libc, Runtime } from "./runtime.ts";
+import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
 type Pointer = object | null;
 /** The part of Deno's API used here (declared, so that the code type-checks without Deno's types). */
@@ -39,6 +39,8 @@ const c = Deno.dlopen("libc.so.6", {
   __errno_location: { parameters: [], result: "pointer" },
   openlog: { parameters: ["buffer", "i32", "i32"], result: "void" },
   syslog: { parameters: ["i32", "buffer", "buffer"], result: "void" },
+  tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
+  tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
 }).symbols;
 
 const cstr = (s: string) => new TextEncoder().encode(`${s}\0`);
@@ -89,6 +91,12 @@ const libc: Libc = {
     }
     c.syslog!(priority, cstr("%s"), cstr(message));
   },
+  setEcho(fd, on) {
+    const termios = new Uint8Array(TERMIOS_SIZE);
+    check("tcgetattr", c.tcgetattr!(fd, termios));
+    setEchoBit(termios, on);
+    check("tcsetattr", c.tcsetattr!(fd, TCSANOW, termios));
+  },
 };
 
 export const denoRuntime: Runtime = {
@@ -101,7 +109,8 @@ export const denoRuntime: Runtime = {
     return check("read", c.read!(fd, buffer, BigInt(buffer.length)));
   },
   crc32,
-  tlsOptions(insecure, caFile) {
+  // Deno's fetch leaves a deflate body as it is.
+  fetchOptions(insecure, caFile) {
     if (insecure) throw new Error("--insecure is not available under Deno (its fetch always verifies certificates): use --cacert");
     return caFile ? { client: Deno.createHttpClient({ caCerts: [readFileSync(caFile, "utf8")] }) } : {};
   },

@@ -12,6 +12,20 @@ export interface Libc {
   /** Receives one file descriptor sent with SCM_RIGHTS on a Unix socket (blocks). */
   receiveFd(socket: number): number;
   syslog(priority: number, message: string): void;
+  /** Turns a terminal's echo off or on (for a password prompt). */
+  setEcho(fd: number, on: boolean): void;
+}
+
+/** Room for a Linux struct termios, and tcsetattr's "apply now". */
+export const TERMIOS_SIZE = 64;
+export const TCSANOW = 0;
+
+/** Sets or clears ECHO in the c_lflag field (offset 12) of a struct termios. */
+export function setEchoBit(termios: Uint8Array, on: boolean): void {
+  const ECHO = 0o10;
+  const view = new DataView(termios.buffer, termios.byteOffset);
+  const lflag = view.getUint32(12, true);
+  view.setUint32(12, on ? lflag | ECHO : lflag & ~ECHO, true);
 }
 
 export interface HttpServer {
@@ -24,8 +38,11 @@ export interface Runtime {
   readonly libc: Libc;
   /** Starts a worker from a module given by its path under src/ (e.g. "fuse/device-reader.worker.ts"). */
   startWorker(modulePath: string): Worker;
-  /** Extra fetch() options for TLS: skip verification, or trust a CA file. */
-  tlsOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
+  /**
+   * Extra fetch() options for S3 requests: bodies exactly as stored (never decompressed because of
+   * their Content-Encoding: that is the codec's job), and TLS (skip verification, or a CA file).
+   */
+  fetchOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
   /** Serves HTTP with a fetch-style handler. */
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */

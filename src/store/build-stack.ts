@@ -1,7 +1,7 @@
 /**
  * Opens a disk: its store stack, its geometry (from the flags or auto-detected) and its mounted
- * flag. The stack, from the bottom: S3 (or a local directory) -> consistency guard (S3 only) ->
- * zero-block cache -> block cache. The codec will sit between the guard and the zero-block cache.
+ * flag. The stack, from the bottom: S3 -> codec -> consistency guard (or a local directory
+ * alone) -> zero-block cache -> block cache.
  */
 import type { Config, Geometry } from "../config.ts";
 import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
@@ -17,6 +17,9 @@ import { S3Client } from "./s3/s3-client.ts";
 import { S3MountFlag } from "./s3/mount-flag.ts";
 import { S3Store } from "./s3/s3-store.ts";
 import { ZeroCache } from "./zero-cache/zero-cache.ts";
+import { Codec } from "./codec/codec.ts";
+import { BlockEncryption } from "./codec/block-encryption.ts";
+import { checkDiskEncoding } from "./codec/disk-check.ts";
 import { EcGuard } from "./ec-guard/ec-guard.ts";
 import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
@@ -112,10 +115,17 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
     if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
   }
-  const backend = new S3Store(client, {
+  const objects = new S3Store(client, {
     prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
-    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, keepSizes: !maintenance,
+    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads,
   });
+  const enc = maintenance ? undefined : config.codec.encryption;
+  // The salt binds the key to the bucket and prefix, as in the original.
+  const encryption = enc && (await BlockEncryption.create(enc.cipher, enc.password!, `${config.bucket}/${config.prefix}`, enc.keyLength));
+  const backend = new Codec(objects, {
+    compressLevel: config.codec.compressLevel, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: !maintenance,
+  });
+  if (!maintenance) await checkDiskEncoding(objects, backend, encryption !== undefined, config.codec.defaultEncoding);
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
   if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
   const ec = config.consistency;

@@ -48,7 +48,9 @@ export function peerArgs(peer: Peer): string[] {
 export function rawClient(peer: Peer) {
   const aws = new AwsClient({ accessKeyId: peer.accessKey, secretAccessKey: peer.secretKey, service: "s3", region: "us-east-1", retries: 0 });
   return async (method: string, path: string, init: { headers?: Record<string, string>; body?: Uint8Array | string } = {}) => {
-    const r = await aws.fetch(`${peer.url}${path}`, { method, headers: init.headers, body: init.body });
+    const signed = await aws.sign(`${peer.url}${path}`, { method, headers: init.headers, body: init.body });
+    // Bodies exactly as stored: Bun's fetch would otherwise inflate a "deflate" one.
+    const r = await fetch(signed, { decompress: false } as RequestInit);
     return { status: r.status, headers: r.headers, body: new Uint8Array(await r.arrayBuffer()) };
   };
 }

@@ -1,5 +1,5 @@
 /**
- * The eventual-consistency guard, directly above the S3 layer.
+ * The eventual-consistency guard, directly above the codec (which is directly above S3).
  *
  * After a block is written (or deleted) its MD5 (or "no object") is remembered for --md5CacheTime.
  * A read of a remembered block must come back with exactly that: an older version, data where a
@@ -15,7 +15,7 @@ import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
 import { delay } from "../../util/delay.ts";
-import type { S3Store } from "../s3/s3-store.ts";
+import type { Codec } from "../codec/codec.ts";
 
 export interface EcGuardOptions {
   /** Most blocks remembered; a write waits for room beyond it. */
@@ -40,7 +40,7 @@ interface Job {
   reject: (err: unknown) => void;
 }
 
-export class EcGuard extends Layer<S3Store> {
+export class EcGuard extends Layer<Codec> {
   /** In completion order: the first entry expires first. */
   private readonly known = new Map<number, Remembered>();
   /** Per block with writes in progress: the write waiting to go (it takes newer data until it does). */
@@ -49,7 +49,7 @@ export class EcGuard extends Layer<S3Store> {
   private readonly counters = new Counters(["stale answers", "stale retries", "writes delayed", "writes coalesced", "cache full waits"] as const);
 
   constructor(
-    inner: S3Store,
+    inner: Codec,
     private readonly o: EcGuardOptions,
   ) {
     super(inner);

@@ -56,10 +56,10 @@ export class RetryableError extends Error {}
 export class S3Client {
   readonly stats = new RequestStats();
   private signer: { key: string; client: AwsClient } | undefined;
-  private readonly tls: Record<string, unknown>;
+  private readonly fetchOptions: Record<string, unknown>;
 
   constructor(private readonly o: S3ClientOptions) {
-    this.tls = runtime.tlsOptions(o.insecure, o.caFile);
+    this.fetchOptions = runtime.fetchOptions(o.insecure, o.caFile);
   }
 
   url(key: string, query?: Record<string, string>): string {
@@ -119,7 +119,7 @@ export class S3Client {
         headers: req.headers,
         ...(req.body ? { body: req.body } : {}),
       });
-      response = await fetch(request, { signal: AbortSignal.timeout(this.o.timeoutMs), ...this.tls } as RequestInit);
+      response = await fetch(request, { signal: AbortSignal.timeout(this.o.timeoutMs), ...this.fetchOptions } as RequestInit);
       body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       const name = (err as Error).name;

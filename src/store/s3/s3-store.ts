@@ -1,7 +1,8 @@
 /**
  * The bottom of the stack for S3: one object per block, named and tagged as the original s3backer
  * does. A zero block is a DELETE and a 404 reads as zeros. Every body read is checked against its
- * ETag (the MD5 of a single-part object) and every write carries Content-MD5.
+ * ETag (the MD5 of a single-part object) and every write carries Content-MD5. The codec above
+ * works with whole objects (body plus Content-Encoding and authentication header).
  */
 import { createHash } from "node:crypto";
 import { Errno, FsError } from "../../errors.ts";
@@ -12,7 +13,25 @@ import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
+export const META_HMAC = "x-amz-meta-s3backer-hmac";
 export const BLOCK_CONTENT_TYPE = "application/x-s3backer-block";
+
+/** An object as the codec hands it down: the body and the headers that say how to read it. */
+export interface ObjectToStore {
+  body: Uint8Array;
+  /** Content-Encoding, e.g. "deflate, encrypt-AES-128-CBC". */
+  encoding?: string;
+  /** The authentication header's value, quotes included as the original writes it. */
+  hmac?: string;
+}
+
+export interface StoredObject {
+  body: Uint8Array;
+  /** MD5 hex of the body (checked against the ETag). */
+  md5: string;
+  encoding: string | null;
+  hmac: string | null;
+}
 
 export interface S3StoreOptions {
   prefix: string;
@@ -22,8 +41,6 @@ export interface S3StoreOptions {
   /** Headers every block PUT carries: ACL, storage class, server-side encryption. */
   putHeaders: Record<string, string>;
   listThreads: number;
-  /** Store block 0 even when zero, to keep the disk's sizes (off for --erase). */
-  keepSizes: boolean;
 }
 
 export const md5 = (data: Uint8Array) => createHash("md5").update(data).digest();
@@ -47,16 +64,26 @@ export class S3Store implements Backend {
     return this.o.prefix + blockName(block, this.o.hashPrefix);
   }
 
+  /**
+   * Plain bytes of a block, for a disk without the codec above: an object that says it is encoded
+   * is refused rather than returned as data.
+   */
   async readBlock(block: number): Promise<Uint8Array> {
-    return (await this.readVerified(block)).data ?? this.zero;
+    const object = await this.readObject(block);
+    if (!object) return this.zero;
+    if (object.encoding) throw new FsError(Errno.EIO, `block ${block}: stored with Content-Encoding '${object.encoding}'`);
+    if (object.body.length !== this.blockSize) {
+      throw new FsError(Errno.EIO, `block ${block}: object holds ${object.body.length} bytes, expected ${this.blockSize}`);
+    }
+    return object.body;
   }
 
   /**
-   * A block's stored bytes (null: no object) and their MD5 in hex. The body is checked against its
-   * ETag, so the MD5 comes without hashing twice where the ETag is a plain MD5.
+   * A block's object as stored (null: none), with its MD5 in hex and the headers the codec needs.
+   * The body is checked against its ETag, so the MD5 comes without hashing twice.
    */
-  async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
-    let digest: string | null = null;
+  async readObject(block: number): Promise<StoredObject | null> {
+    let digest = "";
     const r = await this.client.send({
       method: "GET",
       kind: "GET",
@@ -70,14 +97,11 @@ export class S3Store implements Backend {
         if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
       },
     });
-    if (r.status === 404) return { data: null, md5: null };
-    if (r.body.length !== this.blockSize) {
-      throw new FsError(Errno.EIO, `block ${block}: object holds ${r.body.length} bytes, expected ${this.blockSize}`);
-    }
-    return { data: r.body, md5: digest };
+    if (r.status === 404) return null;
+    return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
   }
 
-  /** The MD5 hex of the stored block from its ETag (a HEAD), or null when there is no object. */
+  /** The MD5 hex of the stored object from its ETag (a HEAD), or null when there is none. */
   async storedMd5(block: number): Promise<string | null> {
     const r = await this.client.send({ method: "HEAD", kind: "HEAD", key: this.key(block), expect: [200, 404] });
     return r.status === 404 ? null : unquote(r.headers.get("etag"));
@@ -88,30 +112,29 @@ export class S3Store implements Backend {
   }
 
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
-    await this.writeVerified(block, data);
+    await this.writeObject(block, data && { body: data });
   }
 
-  /** Stores a block (null: deletes it) and returns the MD5 in hex of what is now stored (null: nothing). */
-  async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
+  /** Stores a block's object (null: deletes it) and returns the MD5 in hex of what is now stored (null: nothing). */
+  async writeObject(block: number, object: ObjectToStore | null): Promise<string | null> {
     const key = this.key(block);
-    // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
-    // and with it the only record of the sizes).
-    if (!data && block === 0 && this.o.keepSizes) data = this.zero;
-    if (!data) {
+    if (!object) {
       await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
       return null;
     }
-    const digest = md5(data);
+    const digest = md5(object.body);
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
       "content-md5": digest.toString("base64"),
       ...this.o.putHeaders,
     };
+    if (object.encoding) headers["content-encoding"] = object.encoding;
+    if (object.hmac) headers[META_HMAC] = object.hmac;
     if (block === 0) {
       headers[META_BLOCKSIZE] = String(this.blockSize);
       headers[META_FILESIZE] = String(this.blockSize * this.numBlocks);
     }
-    const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: data, expect: [200] });
+    const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: object.body, expect: [200] });
     const hex = digest.toString("hex");
     const etag = unquote(r.headers.get("etag"));
     if (/^[0-9a-f]{32}$/.test(etag) && etag !== hex) {
@@ -135,6 +158,17 @@ export class S3Store implements Backend {
       while (next < slices.length) await this.listSlice(this.o.prefix + slices[next++]!, found);
     };
     await Promise.all(Array.from({ length: Math.min(this.o.listThreads, slices.length) }, worker));
+  }
+
+  /** The first block a listing finds (one request), or undefined when there is none. */
+  async firstStoredBlock(): Promise<number | undefined> {
+    const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query: { "list-type": "2", prefix: this.o.prefix, "max-keys": "20" }, expect: [200] });
+    // Block names start with a hex digit, which sorts before the mounted flag's "s3backer-mounted".
+    for (const m of new TextDecoder().decode(r.body).matchAll(/<Key>([^<]*)<\/Key>/g)) {
+      const block = parseBlockName(decodeXml(m[1]!).slice(this.o.prefix.length), this.o.hashPrefix);
+      if (block !== undefined && block < this.numBlocks) return block;
+    }
+    return undefined;
   }
 
   private async listSlice(prefix: string, found: (block: number) => void): Promise<void> {

@@ -1,0 +1,23 @@
+/** What the benchmarks share: running a command, reading dd's rate, waiting for a daemon to go. */
+import { spawn } from "bun";
+import { readFileSync } from "node:fs";
+
+export async function run(cmd: string[], env?: Record<string, string>): Promise<string> {
+  const p = spawn(cmd, { stdout: "pipe", stderr: "pipe", env: env ?? (process.env as Record<string, string>) });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")}: exit ${code}: ${err}`);
+  return out + err;
+}
+
+/** MB/s of a dd run that copied `mib` MiB. */
+export const ddRate = (out: string, mib: number) => (mib * 2 ** 20) / Number(/copied, ([\d.]+) s/.exec(out)![1]) / 1e6;
+
+/** Waits until no live s3backer serves `mnt` (a zombie counts as gone: nothing reaps it here). */
+export async function waitGone(mnt: string): Promise<void> {
+  for (;;) {
+    const r = spawn(["pgrep", "-f", `s3backer.* ${mnt}$`], { stdout: "pipe" });
+    const pids = (await new Response(r.stdout).text()).trim().split("\n").filter(Boolean);
+    if (pids.every((p) => { try { return readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "); } catch { return true; } })) return;
+    await Bun.sleep(100);
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The codec, directly above S3 (where the original does the same work, inside its HTTP layer):
+ * turns a block into the object body and headers the original writes, and back.
+ *
+ * Writing: all-zero blocks are deleted before anything else (so zero-block elision survives
+ * encryption); with --compress the block is deflated, and kept raw if that does not shrink it;
+ * with --encrypt it is then encrypted and signed. Reading: every layer the object's
+ * Content-Encoding names is undone, last first, whatever the flags (so --compress can change
+ * between mounts); with --encrypt an object that is not encrypted and signed is refused, and
+ * without it an encrypted one is. A refused or undecodable block is EIO, never data.
+ *
+ * Above it the consistency guard compares the MD5 of what is stored, so the verified read and
+ * write report that MD5 alongside the plain bytes.
+ */
+import { createHash } from "node:crypto";
+import { Errno, FsError } from "../../errors.ts";
+import type { Backend, StatGroup } from "../block-store.ts";
+import { isAllZero } from "../block-store.ts";
+import { Counters } from "../counters.ts";
+import { Layer } from "../layer.ts";
+import type { ObjectToStore, S3Store, StoredObject } from "../s3/s3-store.ts";
+import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
+import { compress, decompress, isCompression } from "./compression.ts";
+import { cipherOfLayer, DEFLATE, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
+
+export interface CodecOptions {
+  /** Deflate level for new blocks; undefined: store them uncompressed. */
+  compressLevel: number | undefined;
+  encryption: BlockEncryption | undefined;
+  /** --defaultContentEncoding: assumed when a server drops the header. */
+  defaultEncoding: string | undefined;
+  /** Store block 0 even when zero, to keep the disk's sizes (off for --erase). */
+  keepSizes: boolean;
+}
+
+export class Codec extends Layer<S3Store> implements Backend {
+  private readonly zero: Uint8Array;
+  private readonly counters = new Counters(["blocks compressed", "blocks stored raw", "bytes before encoding", "bytes after encoding", "blocks decoded", "blocks refused"] as const);
+
+  constructor(
+    inner: S3Store,
+    private readonly o: CodecOptions,
+  ) {
+    super(inner);
+    this.zero = new Uint8Array(inner.blockSize);
+  }
+
+  /** True when blocks are transformed on the way out (so a stored ETag is not the MD5 of the data). */
+  get transforms(): boolean {
+    return this.o.compressLevel !== undefined || this.o.encryption !== undefined;
+  }
+
+  async readBlock(block: number): Promise<Uint8Array> {
+    return (await this.readVerified(block)).data ?? this.zero;
+  }
+
+  /** A block's plain bytes (null: no object) and the MD5 hex of the object as stored. */
+  async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
+    const object = await this.inner.readObject(block);
+    if (!object) return { data: null, md5: null };
+    return { data: await this.decode(block, object), md5: object.md5 };
+  }
+
+  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+    await this.writeVerified(block, data);
+  }
+
+  /** Stores a block (null: deletes it) and returns the MD5 hex of the object now stored (null: none). */
+  async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
+    if (data && isAllZero(data)) data = null;
+    // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
+    // and with it the only record of the sizes).
+    if (!data && block === 0 && this.o.keepSizes) data = this.zero;
+    return this.inner.writeObject(block, data && (await this.encode(block, data)));
+  }
+
+  /** MD5 hex of the block's plain bytes as stored (null: none), to check a reloaded cache. */
+  async storedMd5(block: number): Promise<string | null> {
+    // A stored ETag is the MD5 of the plain bytes only when nothing transformed them.
+    if (!this.transforms) return this.inner.storedMd5(block);
+    const { data } = await this.readVerified(block);
+    return data && createHash("md5").update(data).digest("hex");
+  }
+
+  async encode(block: number, data: Uint8Array): Promise<ObjectToStore> {
+    const layers: string[] = [];
+    let body = data;
+    if (this.o.compressLevel !== undefined) {
+      const packed = await compress(data, this.o.compressLevel);
+      if (packed.length < data.length) {
+        body = packed;
+        layers.push(DEFLATE);
+        this.counters.add("blocks compressed");
+      } else this.counters.add("blocks stored raw");
+    }
+    let hmac: string | undefined;
+    const encryption = this.o.encryption;
+    if (encryption) {
+      ({ body, hmac } = await encryption.encrypt(block, body));
+      layers.push(encryptionLayer(encryption.cipher.name));
+    }
+    this.counters.add("bytes before encoding", data.length);
+    this.counters.add("bytes after encoding", body.length);
+    return { body, encoding: layers.length ? formatEncoding(layers) : undefined, hmac };
+  }
+
+  /** The plain block from a stored object; EIO with the reason when it cannot be trusted or read. */
+  async decode(block: number, object: StoredObject): Promise<Uint8Array> {
+    try {
+      const data = await this.undo(block, object);
+      if (data.length !== this.blockSize) throw new AuthenticationError(`it decodes to ${data.length} bytes, not ${this.blockSize}`);
+      if (object.encoding || this.o.encryption) this.counters.add("blocks decoded");
+      return data;
+    } catch (err) {
+      this.counters.add("blocks refused");
+      throw new FsError(Errno.EIO, `block ${block} refused: ${(err as Error).message}`);
+    }
+  }
+
+  private async undo(block: number, object: StoredObject): Promise<Uint8Array> {
+    const layers = parseEncoding(object.encoding ?? this.o.defaultEncoding);
+    const encryption = this.o.encryption;
+    let body = object.body;
+    let encrypted = false;
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const layer = layers[i]!;
+      const cipher = cipherOfLayer(layer);
+      if (cipher !== undefined) {
+        if (!encryption) throw new AuthenticationError(`it is encrypted (${cipher}) but --encrypt was not given`);
+        if (cipher.toLowerCase() !== encryption.cipher.name.toLowerCase()) {
+          throw new AuthenticationError(`it is encrypted with ${cipher}, not ${encryption.cipher.name}`);
+        }
+        if (i !== layers.length - 1) throw new AuthenticationError(`encryption is not its last encoding ('${object.encoding}')`);
+        body = await encryption.decrypt(block, body, object.hmac);
+        encrypted = true;
+      } else if (isCompression(layer)) {
+        body = await decompress(layer, body, this.blockSize);
+      } else throw new AuthenticationError(`unknown Content-Encoding '${layer}'`);
+    }
+    // Unauthenticated bytes on an encrypted disk could be anyone's: never returned.
+    if (encryption && !encrypted) throw new AuthenticationError("it is not encrypted, but this disk is (--encrypt)");
+    return body;
+  }
+
+  protected ownStats(): StatGroup {
+    const engine = this.o.encryption ? [["cipher", `${this.o.encryption.cipher.name} (${this.o.encryption.crypto.engine})`] as const] : [];
+    return { layer: "codec", values: [...this.counters.entries(), ...engine] };
+  }
+
+  protected resetOwnStats(): void {
+    this.counters.reset();
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Checks at start-up what would otherwise fail on every read: an encrypted disk mounted without
+ * --encrypt (or a plain one with it), another cipher, or a wrong password. One stored block is
+ * enough to tell: block 0, or the first block a listing finds (the original deletes a zero block 0).
+ */
+import { ConfigError } from "../../errors.ts";
+import type { S3Store } from "../s3/s3-store.ts";
+import type { Codec } from "./codec.ts";
+import { cipherOfLayer, parseEncoding } from "./content-encoding.ts";
+
+export async function checkDiskEncoding(s3: S3Store, codec: Codec, encrypting: boolean, defaultEncoding: string | undefined): Promise<void> {
+  let block = 0;
+  let object = await s3.readObject(0);
+  if (!object) {
+    const first = await s3.firstStoredBlock();
+    if (first === undefined) return; // an empty disk: anything goes
+    block = first;
+    object = await s3.readObject(first);
+    if (!object) return;
+  }
+  const encoding = object.encoding ?? defaultEncoding;
+  const cipher = parseEncoding(encoding).map(cipherOfLayer).find((c) => c !== undefined);
+  if (cipher && !encrypting) {
+    throw new ConfigError(`the disk is encrypted (block ${block} is '${encoding}'): mount it with --encrypt and its password`);
+  }
+  if (!cipher && encrypting) {
+    throw new ConfigError(`--encrypt was given but the disk is not encrypted (block ${block} is stored in the clear); refusing to mix encrypted and plain blocks`);
+  }
+  if (cipher) {
+    try {
+      await codec.decode(block, object);
+    } catch (err) {
+      throw new ConfigError(`cannot mount: ${(err as Error).message}`);
+    }
+  }
+}
