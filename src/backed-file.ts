@@ -45,11 +45,13 @@ export class BackedFile {
   async read(offset: number, length: number): Promise<Uint8Array[]> {
     const end = Math.min(this.size, offset + length);
     if (offset >= end) return [];
-    return Promise.all(
-      this.pieces(offset, end - offset).map((p) =>
-        p.length === this.blockSize ? this.store.readBlock(p.block) : this.store.readBlockPart(p.block, p.offset, p.length),
-      ),
-    );
+    const pieces = this.pieces(offset, end - offset);
+    if (pieces.length === 1) return [await this.readPiece(pieces[0]!)];
+    return Promise.all(pieces.map((p) => this.readPiece(p)));
+  }
+
+  private readPiece(p: Piece): Promise<Uint8Array> {
+    return p.length === this.blockSize ? this.store.readBlock(p.block) : this.store.readBlockPart(p.block, p.offset, p.length);
   }
 
   /** Writes `data` at `offset`; returns how many bytes fit before the end of the file. */
@@ -57,17 +59,17 @@ export class BackedFile {
     if (data.length === 0) return 0;
     if (offset >= this.size) throw new FsError(Errno.ENOSPC, `write at ${offset} is past the end of the file`);
     const length = Math.min(data.length, this.size - offset);
-    await Promise.all(
-      this.pieces(offset, length).map((p) => {
-        const bytes = data.subarray(p.at, p.at + p.length);
-        return this.inOrder(p.block, () =>
-          p.length === this.blockSize
-            ? this.store.writeBlock(p.block, zeroToNull(bytes))
-            : this.store.writeBlockPart(p.block, p.offset, bytes),
-        );
-      }),
-    );
+    const pieces = this.pieces(offset, length);
+    if (pieces.length === 1) await this.writePiece(pieces[0]!, data);
+    else await Promise.all(pieces.map((p) => this.writePiece(p, data)));
     return length;
+  }
+
+  private writePiece(p: Piece, data: Uint8Array): Promise<void> {
+    const bytes = p.at === 0 && p.length === data.length ? data : data.subarray(p.at, p.at + p.length);
+    return this.inOrder(p.block, () =>
+      p.length === this.blockSize ? this.store.writeBlock(p.block, zeroToNull(bytes)) : this.store.writeBlockPart(p.block, p.offset, bytes),
+    );
   }
 
   /** Zeroes [offset, offset+length): whole blocks are deleted, the edges are overwritten with zeros. */
@@ -89,11 +91,16 @@ export class BackedFile {
   private inOrder(block: number, write: () => Promise<void>): Promise<void> {
     const previous = this.writeChains.get(block);
     const mine = previous ? previous.then(write, write) : write();
-    const tail = mine.catch(() => {});
+    // The chain's tail settles (never rejects) when this write is done, then forgets itself if last.
+    const tail: Promise<void> = mine.then(
+      () => this.untail(block, tail),
+      () => this.untail(block, tail),
+    );
     this.writeChains.set(block, tail);
-    void tail.then(() => {
-      if (this.writeChains.get(block) === tail) this.writeChains.delete(block);
-    });
     return mine;
+  }
+
+  private untail(block: number, tail: Promise<void>): void {
+    if (this.writeChains.get(block) === tail) this.writeChains.delete(block);
   }
 }

@@ -12,6 +12,7 @@ import { checkMountpoint, mount, unmount, type Mounted } from "./fuse/mount.ts";
 import { FuseSession } from "./fuse/session.ts";
 import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
+import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
 import type { BlockStore } from "./store/block-store.ts";
 import { openDisk, type Disk } from "./store/build-stack.ts";
 import type { MountFlagStore } from "./store/mount-flag.ts";
@@ -20,7 +21,7 @@ import { Progress } from "./progress.ts";
 
 /** Reader threads and the request slots each owns: up to 32 requests of 1 MiB in flight. */
 const READERS = 2;
-const SLOTS_PER_READER = 16;
+const SLOTS_PER_READER = 4;
 
 export async function serve(config: Config, onReady: () => void): Promise<number> {
   checkMountpoint(config.mountpoint);
@@ -66,6 +67,9 @@ async function serveMounted(
   onReady: () => void,
   cache: BlockCache | undefined,
 ): Promise<number> {
+  const cachedBytes = cache ? cache.capacity * geometry.blockSize : 0;
+  const memory = new MemoryBudget(cachedBytes + BUDGET_HEADROOM);
+  memory.start();
   const fs = new SingleFileFs(new BackedFile(store), {
     filename: config.filename,
     statsFilename: config.statsFilename,
@@ -75,7 +79,7 @@ async function serveMounted(
     readOnly: config.readOnly,
     directIO: config.directIO,
     blockSize: geometry.blockSize,
-    statsText: () => statsText(store.stats(), config.statsFormat),
+    statsText: () => statsText([...store.stats(), memory.stats()], config.statsFormat),
     resetStats: () => store.resetStats(),
     flush: () => store.flush(),
   });
@@ -125,6 +129,7 @@ async function serveMounted(
     stopProgress();
   }
   for (const s of signals) process.off(s, onSignal);
+  memory.stop();
   return code;
 }
 

@@ -66,6 +66,30 @@ test("write-back: writes return at once, repeated writes to a block coalesce int
   expect(await cache.readBlock(7)).toEqual(pattern(BS, 109));
 });
 
+test("a block kept busy is uploaded once it rests for the delay, and at the latest 120 delays after it became dirty", async () => {
+  const busy = async (cache: BlockCache, block: number, ms: number) => {
+    const started = performance.now();
+    for (let i = 0; performance.now() - started < ms; i++) {
+      await cache.writeBlockPart(block, (i % 8) * 16, pattern(16, i));
+      await Bun.sleep(10);
+    }
+  };
+  // Written every 10 ms for 1 s: never 200 ms at rest, and 120 delays (24 s) are not up.
+  const slow = stack({ writeDelayMs: 200 }).cache;
+  await busy(slow, 4, 1000);
+  expect(server.counters.requests.PUT).toBe(0);
+  await waitFor("the upload after the rest", () => slow.dirtyCount === 0, 2000);
+  expect(server.counters.requests.PUT).toBe(1);
+  // With a 20 ms delay, written every 10 ms for 5.5 s: uploaded every 2.4 s meanwhile, not every
+  // 20 ms (a stall of the test itself may add one).
+  server.counters.reset();
+  const fast = stack({ writeDelayMs: 20 }).cache;
+  await busy(fast, 5, 5500);
+  expect(server.counters.requests.PUT).toBeGreaterThanOrEqual(2);
+  expect(server.counters.requests.PUT).toBeLessThanOrEqual(6);
+  await fast.flush(); // nothing left to upload during the next test
+}, 20_000);
+
 test("flush returns only when every block dirtied before it is stored, writing several at once", async () => {
   const { cache, s3 } = stack({ writeDelayMs: 60_000, threads: 8 });
   server.setFaults({ latencyMs: 100 });
@@ -128,10 +152,18 @@ test("read-ahead starts after the trigger and serves the next reads from the cac
   server.counters.reset();
   await cache.readBlock(0);
   expect(server.counters.requests.GET).toBe(1); // one read is not yet a sequence
+  server.faults.latencyMs = 30;
   await cache.readBlock(1);
-  await waitFor("read-ahead", () => server.counters.requests.GET === 6, 2000); // 2..5 fetched ahead
-  for (let b = 2; b < 10; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
-  expect(stat(cache, "read-ahead hits")).toBeGreaterThanOrEqual(6);
+  // Four in flight at a time, and as they land more follow, up to eight blocks ahead (2..9).
+  await Bun.sleep(15);
+  expect(server.counters.requests.GET).toBe(6);
+  await waitFor("read-ahead", () => server.counters.requests.GET === 10, 2000);
+  await Bun.sleep(80);
+  expect(server.counters.requests.GET).toBe(10);
+  server.faults.latencyMs = 0;
+  for (let b = 2; b < 12; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+  expect(stat(cache, "read-ahead hits")).toBeGreaterThanOrEqual(8);
+  await Bun.sleep(50); // the last fetches ahead land
   await cache.readBlock(15); // a jump ends the sequence
   const before = server.counters.requests.GET;
   await Bun.sleep(50);

@@ -76,14 +76,14 @@ export const FLAGS: readonly Flag[] = [
   // Block cache
   { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },
   { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers" },
-  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "Delay before a dirty block is written back" },
+  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "A dirty block is written back once it has rested this long (and at least every 20 delays)" },
   { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)" },
   { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
   { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },
   { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart" },
   { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3" },
   { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up" },
-  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Blocks read ahead of a sequential reader" },
+  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Fetches kept in flight ahead of a sequential reader" },
   { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 
   // Compression and encryption

@@ -91,10 +91,20 @@ export const decodeFallocate = (r: Request): FallocateIn => ({ fh: r.u64(0), off
 // ---- replies ----
 
 export function outHeader(length: number, errno: number, unique: Uint8Array): Uint8Array {
-  const header = new Uint8Array(Size.OUT_HEADER);
-  const view = new DataView(header.buffer);
-  view.setUint32(0, length, true);
-  view.setInt32(4, -errno, true);
+  return fillOutHeader(new Uint8Array(Size.OUT_HEADER), length, errno, unique);
+}
+
+/** Writes a reply header into `header` (16 bytes, little-endian as the kernel reads it). */
+export function fillOutHeader(header: Uint8Array, length: number, errno: number, unique: Uint8Array): Uint8Array {
+  const e = -errno >>> 0;
+  header[0] = length & 0xff;
+  header[1] = (length >>> 8) & 0xff;
+  header[2] = (length >>> 16) & 0xff;
+  header[3] = length >>> 24;
+  header[4] = e & 0xff;
+  header[5] = (e >>> 8) & 0xff;
+  header[6] = (e >>> 16) & 0xff;
+  header[7] = e >>> 24;
   header.set(unique, 8);
   return header;
 }

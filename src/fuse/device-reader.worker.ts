@@ -4,48 +4,59 @@
  * Why a thread: async reads of the device park the runtime's I/O threads in the kernel and starve
  * every other file operation of the process (measured: docs/fuse-notes in shared notes). Each reader
  * owns some slots of a shared buffer pool; a slot holds one request until the main thread has
- * replied and marks it free again. No request is copied or reallocated on the way.
+ * replied and marks it free again. No request is copied or reallocated on the way: the slot number
+ * goes into this reader's ring (see device-readers.ts).
  */
 import { runtime } from "../runtime/index.ts";
-import type { ReaderSetup } from "./device-readers.ts";
+import { SLOT_BUSY, SLOT_FREE, type ReaderSetup } from "./device-readers.ts";
 
 declare const self: Worker;
 
 self.onmessage = (event: MessageEvent<ReaderSetup>) => {
-  const { fd, pool, slotState, generation, slotSize, firstSlot, slotCount, index } = event.data;
-  const state = new Int32Array(slotState);
-  const gen = new Int32Array(generation);
+  const { fd, pool, slotSize, firstSlot, slotCount, index } = event.data;
+  const state = new Int32Array(event.data.slotState);
+  const lengths = new Int32Array(event.data.lengths);
+  const rings = new Int32Array(event.data.rings);
+  const producedCount = new Int32Array(event.data.produced);
+  const signals = new Int32Array(event.data.signals);
+  const wakeWord = 1 + index;
   let next = 0;
+  let produced = 0;
 
   const takeSlot = (): number => {
     for (;;) {
-      const seen = Atomics.load(gen, index);
+      const seen = Atomics.load(signals, wakeWord);
       for (let i = 0; i < slotCount; i++) {
         const slot = firstSlot + ((next + i) % slotCount);
-        if (Atomics.compareExchange(state, slot, 0, 1) === 0) {
+        if (Atomics.compareExchange(state, slot, SLOT_FREE, SLOT_BUSY) === SLOT_FREE) {
           next = (next + i + 1) % slotCount;
           return slot;
         }
       }
-      // Every slot is busy: sleep until the main thread frees one (it bumps our generation).
-      Atomics.wait(gen, index, seen);
+      // Every slot is busy: sleep until the main thread frees one (it bumps our wake-up word).
+      Atomics.wait(signals, wakeWord, seen);
     }
   };
 
   for (;;) {
     const slot = takeSlot();
-    const buffer = new Uint8Array(pool, slot * slotSize, slotSize);
     let length: number;
     try {
-      length = runtime.readSync(fd, buffer);
+      length = runtime.readSync(fd, new Uint8Array(pool, slot * slotSize, slotSize));
     } catch (err) {
-      Atomics.store(state, slot, 0);
+      Atomics.store(state, slot, SLOT_FREE);
       const code = (err as { code?: string }).code;
       // ENOENT: the request was interrupted before we got it; EINTR/EAGAIN: try again.
       if (code === "ENOENT" || code === "EINTR" || code === "EAGAIN") continue;
       self.postMessage({ end: code ?? String(err) });
       return;
     }
-    self.postMessage({ slot, length });
+    // A slot in the ring is busy until released, so the ring (one entry per slot) never overflows.
+    lengths[slot] = length;
+    rings[index * slotCount + (produced % slotCount)] = slot;
+    produced++;
+    Atomics.store(producedCount, index, produced);
+    Atomics.add(signals, 0, 1);
+    Atomics.notify(signals, 0);
   }
 };

@@ -10,7 +10,7 @@ import * as codec from "./codec.ts";
 import { Request } from "./codec.ts";
 import { DeviceReaders } from "./device-readers.ts";
 import { STATS_INODE, type SingleFileFs } from "./filesystem.ts";
-import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR } from "./kernel-abi.ts";
+import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR, Size } from "./kernel-abi.ts";
 
 export const MAX_WRITE = 1 << 20;
 const MAX_PAGES = MAX_WRITE / 4096;
@@ -33,6 +33,7 @@ export interface Negotiated {
 type Body = Uint8Array[] | null;
 
 export class FuseSession {
+  private readonly header = new Uint8Array(Size.OUT_HEADER);
   private readers: DeviceReaders | undefined;
   /** Requests being handled, by unique id: true once answered (an INTERRUPT may answer first). */
   private readonly pending = new Map<number, boolean>();
@@ -80,17 +81,20 @@ export class FuseSession {
       result = Promise.reject(err);
     }
     result.then(
-      (body) => this.reply(req, 0, body ?? []),
+      (body) => {
+        this.reply(req, 0, body ?? []);
+        this.pending.delete(unique);
+        release();
+      },
       (err) => {
         const errno = errnoOf(err);
         if (errno === Errno.EIO || !(err instanceof FsError)) this.log.error(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
         else this.log.debug(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
         this.reply(req, errno, []);
+        this.pending.delete(unique);
+        release();
       },
-    ).finally(() => {
-      this.pending.delete(unique);
-      release();
-    });
+    );
   }
 
   private dispatch(req: Request): Body | Promise<Body> {
@@ -206,7 +210,9 @@ export class FuseSession {
     this.pending.set(req.unique, true);
     let length = 16;
     for (const part of body) length += part.length;
-    this.write([codec.outHeader(errno ? 16 : length, errno, req.uniqueBytes), ...(errno ? [] : body)]);
+    // The header buffer is reused: the write below is synchronous.
+    codec.fillOutHeader(this.header, errno ? 16 : length, errno, req.uniqueBytes);
+    this.write(errno ? [this.header] : [this.header, ...body]);
   }
 
   /** One writev per reply: block data goes to the kernel straight from the store's buffers. */

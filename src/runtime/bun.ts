@@ -136,6 +136,10 @@ export const bunRuntime: Runtime = {
   crc32(data) {
     return Bun.hash.crc32(data);
   },
+  collectGarbage() {
+    Bun.gc(true);
+    return true;
+  },
   selfCommand() {
     // In a compiled binary argv[1] is the embedded script path, which the binary supplies by itself.
     return compiled() ? [process.execPath] : [process.execPath, process.argv[1]!];

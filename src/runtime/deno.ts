@@ -109,6 +109,7 @@ export const denoRuntime: Runtime = {
     return check("read", c.read!(fd, buffer, BigInt(buffer.length)));
   },
   crc32,
+  collectGarbage: () => false,
   // Deno's fetch leaves a deflate body as it is.
   fetchOptions(insecure, caFile) {
     if (insecure) throw new Error("--insecure is not available under Deno (its fetch always verifies certificates): use --cacert");

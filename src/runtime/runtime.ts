@@ -49,6 +49,8 @@ export interface Runtime {
   readSync(fd: number, buffer: Uint8Array): number;
   /** CRC-32 (IEEE) of bytes, natively where the runtime has it. */
   crc32(data: Uint8Array): number;
+  /** Runs a full garbage collection now; false where the runtime offers no way to (Deno). */
+  collectGarbage(): boolean;
   /** argv to start this same program again (for the background daemon). */
   selfCommand(): string[];
 }

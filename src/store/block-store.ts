@@ -21,6 +21,11 @@ export interface StatGroup {
 export interface BlockStore {
   readonly blockSize: number;
   readonly numBlocks: number;
+  /**
+   * True when the non-zero bytes a read returns are new and kept by nobody else, so the caller
+   * may keep and change them (the block cache then needs no copy before a write).
+   */
+  readonly freshReads: boolean;
 
   readBlock(block: number): Promise<Uint8Array>;
   readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array>;

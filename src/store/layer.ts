@@ -21,6 +21,10 @@ export abstract class Layer<Inner extends BlockStore = BlockStore> implements Bl
   protected abstract ownStats(): StatGroup;
   protected abstract resetOwnStats(): void;
 
+  get freshReads(): boolean {
+    return this.inner.freshReads;
+  }
+
   readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
     return readPartOf(this, block, offset, length);
   }

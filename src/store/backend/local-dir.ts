@@ -25,6 +25,7 @@ export interface LocalDirOptions {
 export class LocalDirStore implements Backend {
   readonly blockSize: number;
   readonly numBlocks: number;
+  readonly freshReads = true; // every read is a new buffer
   private readonly zero: Uint8Array;
   private readonly unsynced = new Set<string>();
   private readonly counters = new Counters(["reads", "zero reads", "writes", "deletes", "bytes read", "bytes written", "errors"] as const);

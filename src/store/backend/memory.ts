@@ -9,6 +9,7 @@ export class MemoryStore implements Backend {
   private readonly blocks = new Map<number, Uint8Array>();
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["reads", "zero reads", "writes", "deletes"] as const);
+  readonly freshReads = false; // reads return the stored buffers themselves
 
   constructor(
     readonly blockSize: number,

@@ -1,15 +1,19 @@
 /**
  * The block cache: an LRU of blocks in memory with write-back and read-ahead.
  *
- * Writes land in the cache and return; worker tasks write dirty blocks to the store below after
- * --blockCacheWriteDelay, several at once, and a block written again meanwhile goes out once with
- * its newest bytes. `flush` (fsync, close, unmount) returns only when every block dirtied before it
- * is stored; a failed write-back fails the flush with EIO and the block stays dirty. Sequential
- * readers get --readAhead blocks fetched ahead of them.
+ * Writes land in the cache and return; write-backs to the store below run several at once. A
+ * dirty block goes out --blockCacheWriteDelay after its last write, as the original's cache does
+ * in practice, so a block written over and over (a filesystem's metadata, random small writes) is
+ * uploaded once, not every delay; but never later than MAX_AGE_DELAYS delays after it became
+ * dirty, and at once when writers wait for room (--blockCacheMaxDirty). `flush` (fsync, close,
+ * unmount) returns only when every block dirtied before it is stored; a failed write-back fails
+ * the flush with EIO and the block stays dirty. Sequential readers get --readAhead fetches kept
+ * in flight ahead of them.
  *
- * Buffers: a block being uploaded, or just read from below, is not ours to change, so a write
- * copies it first; otherwise writes change the cached bytes in place. A reader gets the cached
- * bytes themselves, valid for its turn of the event loop (see block-store.ts).
+ * Buffers: a block being uploaded, or read from a store below that keeps its bytes, is not ours
+ * to change, so a write copies it first; otherwise writes change the cached bytes in place. A
+ * reader gets the cached bytes themselves, valid for its turn of the event loop (see
+ * block-store.ts).
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
@@ -47,10 +51,10 @@ interface Entry {
   /** Bumped by every write; `stored` is the version the store below has. */
   version: number;
   stored: number;
+  /** When it became dirty, and when it was last written. */
   dirtySince: number;
+  lastWrite: number;
   uploading: boolean;
-  /** Wanted by a flush: written out without waiting for the delay. */
-  urgent: boolean;
   /** After a failed write-back, not before this time. */
   retryAt: number;
   failures: number;
@@ -61,6 +65,8 @@ interface Entry {
   slot: number | undefined;
 }
 
+/** A block kept dirty by constant writes is uploaded at least this many write delays apart (30 s by default, the kernel's dirty_expire). */
+const MAX_AGE_DELAYS = 120;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 
@@ -76,12 +82,25 @@ export class BlockCache extends Layer {
   /** Waiting for a block's write-back: resolve when stored >= version, reject on failure. */
   private readonly storeWaiters = new Map<Entry, { version: number; resolve: () => void; reject: (e: unknown) => void }[]>();
   private roomWaiters: (() => void)[] = [];
-  /** Workers waiting for work; `wake` calls them all. */
-  private readonly sleepers = new Set<() => void>();
+  /**
+   * Dirty blocks waiting for their write-back, not uploading: `waiting` in the order of their last
+   * write and `byAge` in the order they became dirty (the heads fall due first), `urgent` wanted by
+   * a flush now, `failed` after an error, each with its own retry time.
+   */
+  private readonly waiting = new Set<Entry>();
+  private readonly byAge = new Set<Entry>();
+  private readonly urgent = new Set<Entry>();
+  private readonly failed = new Set<Entry>();
+  /** Write-backs in flight (at most --blockCacheThreads). */
+  private uploads = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt = Infinity;
   private closed = false;
-  private readonly workers: Promise<void>[];
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
   private lastRead = -2;
+  /** The next block read-ahead would fetch, and how many of its fetches are in flight. */
+  private aheadNext = 0;
+  private aheadInFlight = 0;
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
@@ -108,14 +127,18 @@ export class BlockCache extends Layer {
       if (b.dirty) {
         entry.version = 1;
         this.dirty.add(entry);
-        entry.dirtySince = performance.now();
+        this.queue(entry);
       }
     }
-    this.workers = Array.from({ length: o.threads }, () => this.worker());
     if (o.timeoutMs > 0) {
       this.sweeper = setInterval(() => this.dropIdle(), Math.max(50, o.timeoutMs / 2));
       this.sweeper.unref?.();
     }
+  }
+
+  /** Readers get the cached bytes themselves. */
+  override get freshReads(): boolean {
+    return false;
   }
 
   // ---- reads ----
@@ -147,8 +170,8 @@ export class BlockCache extends Layer {
   /** A new entry, most recently used; its bytes are zeros until loaded or written. */
   private create(block: number, ahead: boolean): Entry {
     const entry: Entry = {
-      block, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0,
-      uploading: false, urgent: false, retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
+      block, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
+      uploading: false, retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
     };
     this.entries.set(block, entry);
     return entry;
@@ -163,6 +186,8 @@ export class BlockCache extends Layer {
         // A write that arrived meanwhile is newer than what was read.
         if (entry.version === 0) {
           entry.data = isAllZero(data) ? null : data;
+          // Bytes nobody else holds can take writes in place: no copy of a whole block for a small write.
+          entry.owned = entry.data !== null && this.inner.freshReads;
           this.save(entry, false);
         }
       },
@@ -172,7 +197,6 @@ export class BlockCache extends Layer {
         throw err;
       },
     );
-    if (ahead) entry.loading.catch(() => {}); // nobody awaits a read-ahead; a reader will retry
     this.evict();
     return entry;
   }
@@ -181,11 +205,28 @@ export class BlockCache extends Layer {
     if (block === this.lastRead) return; // another piece of the same block
     this.sequentialRun = block === this.lastRead + 1 ? this.sequentialRun + 1 : 1;
     this.lastRead = block;
+    if (this.sequentialRun === 1) this.aheadNext = block + 1;
+    this.readAhead();
+  }
+
+  /**
+   * While the reader is sequential, keeps --readAhead fetches in flight ahead of it (each one that
+   * completes starts the next), but never more than twice that many blocks ahead, and never so
+   * many that the cache could not hold them.
+   */
+  private readAhead(): void {
     if (this.o.readAhead <= 0 || this.sequentialRun < this.o.readAheadTrigger) return;
-    for (let b = block + 1; b <= block + this.o.readAhead && b < this.numBlocks; b++) {
-      if (this.entries.has(b) || this.entries.size >= this.o.size) continue;
+    this.aheadNext = Math.max(this.aheadNext, this.lastRead + 1);
+    const limit = Math.min(this.numBlocks, this.lastRead + 1 + 2 * this.o.readAhead);
+    while (this.aheadInFlight < this.o.readAhead && this.aheadNext < limit && this.dirty.size + this.aheadInFlight < this.o.size) {
+      const block = this.aheadNext++;
+      if (this.entries.has(block)) continue;
       this.counters.add("read-ahead fetches");
-      this.load(b, true);
+      this.aheadInFlight++;
+      void this.load(block, true).loading!.finally(() => {
+        this.aheadInFlight--;
+        this.readAhead();
+      }).catch(() => {}); // nobody awaits a read-ahead; a reader will retry
     }
   }
 
@@ -223,7 +264,10 @@ export class BlockCache extends Layer {
       if (!entry || !this.dirty.has(entry)) {
         if (this.dirty.size >= this.o.maxDirty) {
           this.counters.add("writer waits");
-          await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+          await new Promise<void>((resolve) => {
+            this.roomWaiters.push(resolve);
+            this.pump(); // room is made by writing back at once
+          });
           continue;
         }
       }
@@ -248,58 +292,99 @@ export class BlockCache extends Layer {
     this.counters.add("writes");
     entry.version++;
     entry.aheadUnread = false;
-    if (this.dirty.has(entry)) this.counters.add("coalesced writes");
-    else {
+    if (this.dirty.has(entry)) {
+      this.counters.add("coalesced writes");
+      entry.lastWrite = performance.now();
+      if (this.waiting.delete(entry)) this.waiting.add(entry); // to the back: its delay starts again
+    } else {
       this.dirty.add(entry);
-      entry.dirtySince = performance.now();
+      this.queue(entry);
     }
     if (this.o.sync) {
-      entry.urgent = true;
-      this.wake();
+      this.hurry(entry);
       await this.storedAt(entry, entry.version);
-    } else this.wake();
+    }
   }
 
   // ---- write-back ----
 
-  private async worker(): Promise<void> {
-    while (!this.closed || this.dirty.size > 0) {
-      const next = this.nextDue();
-      if (next.entry) await this.writeBack(next.entry);
-      else if (this.closed) return;
-      else await this.sleep(next.waitMs);
+  /** A block just dirtied (again): its write-back falls due after the delay. */
+  private queue(entry: Entry): void {
+    entry.dirtySince = entry.lastWrite = performance.now();
+    if (entry.uploading) return; // queued again when the upload ends
+    this.waiting.add(entry);
+    this.byAge.add(entry);
+    this.pump();
+  }
+
+  /** A dirty block wanted now (flush, --blockCacheSync). */
+  private hurry(entry: Entry): void {
+    if (entry.uploading) return;
+    this.unqueue(entry);
+    this.failed.delete(entry);
+    entry.retryAt = 0;
+    this.urgent.add(entry);
+    this.pump();
+  }
+
+  /** Starts write-backs that are due, up to --blockCacheThreads at once; else sets a timer for the next. */
+  private pump(): void {
+    while (this.uploads < this.o.threads && !this.paused) {
+      const entry = this.takeDue();
+      if (!entry) return;
+      this.uploads++;
+      void this.writeBack(entry).finally(() => {
+        this.uploads--;
+        this.pump();
+      });
     }
   }
 
-  /** The oldest dirty block that may go now, or how long until one may. */
-  private nextDue(): { entry?: Entry; waitMs: number } {
+  /** Takes the next block that may go now; if none may, arms the timer for the first that will. */
+  private takeDue(): Entry | undefined {
     const now = performance.now();
-    let waitMs = Infinity;
-    if (this.paused) return { waitMs };
-    for (const entry of this.dirty) {
-      if (entry.uploading) continue;
-      const due = Math.max(entry.urgent || this.closed ? 0 : entry.dirtySince + this.o.writeDelayMs, entry.retryAt);
-      if (due <= now) return { entry, waitMs: 0 };
-      waitMs = Math.min(waitMs, due - now);
+    let entry: Entry | undefined = this.urgent.values().next().value;
+    if (entry) {
+      this.urgent.delete(entry);
+      return entry;
     }
-    return { waitMs };
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = ms === Infinity ? undefined : setTimeout(done, ms);
-      const sleepers = this.sleepers;
-      function done() {
-        if (timer) clearTimeout(timer);
-        sleepers.delete(done);
-        resolve();
+    // Writers waiting for room, or unmounting: everything is due now.
+    const pressed = this.closed || this.roomWaiters.length > 0;
+    const rested: Entry | undefined = this.waiting.values().next().value;
+    const oldest: Entry | undefined = this.byAge.values().next().value;
+    const restedAt = rested ? rested.lastWrite + this.o.writeDelayMs : Infinity;
+    const oldestAt = oldest ? oldest.dirtySince + MAX_AGE_DELAYS * this.o.writeDelayMs : Infinity;
+    entry = restedAt <= oldestAt ? rested : oldest;
+    let dueAt = Math.min(restedAt, oldestAt);
+    if (entry && (pressed || dueAt <= now)) {
+      this.unqueue(entry);
+      return entry;
+    }
+    for (const failed of this.failed) {
+      if (failed.retryAt <= now) {
+        this.failed.delete(failed);
+        return failed;
       }
-      sleepers.add(done);
-    });
+      dueAt = Math.min(dueAt, failed.retryAt);
+    }
+    this.arm(dueAt);
+    return undefined;
   }
 
-  private wake(): void {
-    for (const done of [...this.sleepers]) done();
+  private unqueue(entry: Entry): void {
+    this.waiting.delete(entry);
+    this.byAge.delete(entry);
+  }
+
+  private arm(at: number): void {
+    if (at === Infinity || at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.pump();
+    }, Math.max(0, at - performance.now()));
   }
 
   private async writeBack(entry: Entry): Promise<void> {
@@ -314,24 +399,27 @@ export class BlockCache extends Layer {
       entry.retryAt = 0;
       this.counters.add("write-backs");
       this.counters.add("write-back bytes", data ? data.length : 0);
+      entry.uploading = false;
       if (entry.version === version) {
         if (entry.slot !== undefined) this.file!.markClean(entry.slot, entry.block, data);
         this.dirty.delete(entry);
-        entry.urgent = false;
         this.roomWaiters.splice(0).forEach((resolve) => resolve());
         this.evict();
+      } else if (this.storeWaiters.has(entry)) {
+        this.hurry(entry); // written again meanwhile, and a flush waits for it
       } else {
-        entry.dirtySince = performance.now(); // written again meanwhile: the newer bytes wait their turn
+        this.queue(entry); // written again meanwhile: the newer bytes wait their turn
       }
       this.settleWaiters(entry, undefined);
     } catch (err) {
+      entry.uploading = false;
       entry.failures++;
       entry.retryAt = performance.now() + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (entry.failures - 1));
+      this.failed.add(entry);
       this.counters.add("write-back errors");
       this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}`);
       this.settleWaiters(entry, err);
     } finally {
-      entry.uploading = false;
       // The upload is done with the bytes: if they are still the entry's, they are ours again.
       if (entry.data === data && data !== null) entry.owned = true;
     }
@@ -362,15 +450,17 @@ export class BlockCache extends Layer {
   /** Every block dirty now is stored when this resolves; a failure rejects with EIO. */
   override async flush(): Promise<void> {
     const targets = [...this.dirty].map((entry) => ({ entry, version: entry.version }));
-    for (const { entry } of targets) {
-      entry.urgent = true;
-      entry.retryAt = 0; // a flush tries failed blocks again at once
-    }
-    this.wake();
+    // A flush tries failed blocks again at once.
+    for (const { entry } of targets) this.hurry(entry);
     const results = await Promise.allSettled(targets.map(({ entry, version }) => this.storedAt(entry, version)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     await this.inner.flush();
+  }
+
+  /** Most blocks held. */
+  get capacity(): number {
+    return this.o.size;
   }
 
   get dirtyCount(): number {
@@ -379,10 +469,9 @@ export class BlockCache extends Layer {
 
   override async close(): Promise<void> {
     this.resume();
-    await this.flush();
-    this.closed = true;
-    this.wake();
-    await Promise.all(this.workers);
+    this.closed = true; // every write-back is due now
+    while (this.dirty.size > 0) await this.flush();
+    clearTimeout(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
     this.file?.close();
     await this.inner.close();
@@ -449,7 +538,7 @@ export class BlockCache extends Layer {
   /** Lets write-back start (after the mounted flag says the disk is ours). */
   resume(): void {
     this.paused = false;
-    this.wake();
+    this.pump();
   }
 
   protected ownStats(): StatGroup {

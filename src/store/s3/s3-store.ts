@@ -49,6 +49,7 @@ const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replac
 export class S3Store implements Backend {
   readonly blockSize: number;
   readonly numBlocks: number;
+  readonly freshReads = true; // every body is a new buffer
   private readonly zero: Uint8Array;
 
   constructor(
