@@ -21,3 +21,20 @@ export async function waitGone(mnt: string): Promise<void> {
     await Bun.sleep(100);
   }
 }
+
+/** Deletes every object of a bucket and the bucket (so repeated runs do not fill a real server). */
+export async function removeBucket(aws: { fetch(url: string, init?: RequestInit): Promise<Response> }, baseURL: string, bucket: string): Promise<void> {
+  for (;;) {
+    const list = await (await aws.fetch(`${baseURL}${bucket}?list-type=2&max-keys=1000`)).text();
+    const keys = [...list.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
+    if (keys.length === 0) break;
+    let next = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < keys.length) {
+        const key = keys[next++]!.split("/").map(encodeURIComponent).join("/");
+        await (await aws.fetch(`${baseURL}${bucket}/${key}`, { method: "DELETE" })).arrayBuffer();
+      }
+    }));
+  }
+  await (await aws.fetch(`${baseURL}${bucket}`, { method: "DELETE" })).arrayBuffer();
+}

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { ddRate, run, waitGone } from "./helpers.ts";
+import { ddRate, removeBucket, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv[2] ?? 1024);
 // The plain client runs at the mount's concurrency: --blockCacheThreads (20) writes in flight, and
@@ -121,10 +121,14 @@ try {
     const bucket = `bench-${Date.now()}`;
     const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
     await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
-    rows.push(await plainClient(peer, bucket, source));
-    rows.push(await throughMount(peer, bucket, "ours", sourceFile));
-    rows.push(await throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]));
-    if (!process.argv.includes("--no-debian")) rows.push(await throughMount(peer, bucket, "debian", sourceFile));
+    try {
+      rows.push(await plainClient(peer, bucket, source));
+      rows.push(await throughMount(peer, bucket, "ours", sourceFile));
+      rows.push(await throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]));
+      if (!process.argv.includes("--no-debian")) rows.push(await throughMount(peer, bucket, "debian", sourceFile));
+    } finally {
+      await removeBucket(aws, peer.url, bucket);
+    }
   }
 } finally {
   await bundled.stop();

@@ -55,6 +55,8 @@ export interface Disk {
   file: string;
   stats: string;
   pid: number;
+  /** What the starting command printed on stderr (start-up messages). */
+  startup: string;
   /** Unmounts and waits for the process to exit. */
   unmount(): Promise<void>;
 }
@@ -83,7 +85,7 @@ export async function mountWith(argsAndSource: string[], dir: string, keepDir: b
   const entry = { mnt, pid, dir, keepDir };
   live.add(entry);
   return {
-    dir, blocks, mnt, pid,
+    dir, blocks, mnt, pid, startup: r.stderr,
     file: join(mnt, "file"),
     stats: join(mnt, "stats"),
     async unmount() {

@@ -447,14 +447,17 @@ export class BlockCache extends Layer {
     else this.storeWaiters.delete(entry);
   }
 
-  /** Every block dirty now is stored when this resolves; a failure rejects with EIO. */
+  /**
+   * Every block dirty now is stored when this resolves. The first block that fails rejects it
+   * with EIO at once (the others keep going out, and the failed one stays dirty and is retried):
+   * an fsync against a server that refuses everything answers after one block's retries, not
+   * after all of them.
+   */
   override async flush(): Promise<void> {
     const targets = [...this.dirty].map((entry) => ({ entry, version: entry.version }));
     // A flush tries failed blocks again at once.
     for (const { entry } of targets) this.hurry(entry);
-    const results = await Promise.allSettled(targets.map(({ entry, version }) => this.storedAt(entry, version)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
+    await Promise.all(targets.map(({ entry, version }) => this.storedAt(entry, version)));
     await this.inner.flush();
   }
 
