@@ -5,7 +5,7 @@
  */
 import { Errno, FsError } from "./errors.ts";
 import type { BlockStore } from "./store/block-store.ts";
-import { zeroToNull } from "./store/block-store.ts";
+import { DONE, zeroToNull } from "./store/block-store.ts";
 
 interface Piece {
   block: number;
@@ -42,11 +42,11 @@ export class BackedFile {
   }
 
   /** The bytes of [offset, offset+length) clipped to the file, as one slice per block (no copying). */
-  async read(offset: number, length: number): Promise<Uint8Array[]> {
+  read(offset: number, length: number): Promise<Uint8Array[]> {
     const end = Math.min(this.size, offset + length);
-    if (offset >= end) return [];
+    if (offset >= end) return Promise.resolve([]);
     const pieces = this.pieces(offset, end - offset);
-    if (pieces.length === 1) return [await this.readPiece(pieces[0]!)];
+    if (pieces.length === 1) return this.readPiece(pieces[0]!).then((bytes) => [bytes]);
     return Promise.all(pieces.map((p) => this.readPiece(p)));
   }
 
@@ -55,14 +55,13 @@ export class BackedFile {
   }
 
   /** Writes `data` at `offset`; returns how many bytes fit before the end of the file. */
-  async write(offset: number, data: Uint8Array): Promise<number> {
-    if (data.length === 0) return 0;
-    if (offset >= this.size) throw new FsError(Errno.ENOSPC, `write at ${offset} is past the end of the file`);
+  write(offset: number, data: Uint8Array): Promise<number> {
+    if (data.length === 0) return Promise.resolve(0);
+    if (offset >= this.size) return Promise.reject(new FsError(Errno.ENOSPC, `write at ${offset} is past the end of the file`));
     const length = Math.min(data.length, this.size - offset);
     const pieces = this.pieces(offset, length);
-    if (pieces.length === 1) await this.writePiece(pieces[0]!, data);
-    else await Promise.all(pieces.map((p) => this.writePiece(p, data)));
-    return length;
+    const done = pieces.length === 1 ? this.writePiece(pieces[0]!, data) : Promise.all(pieces.map((p) => this.writePiece(p, data)));
+    return done.then(() => length);
   }
 
   private writePiece(p: Piece, data: Uint8Array): Promise<void> {
@@ -91,6 +90,7 @@ export class BackedFile {
   private inOrder(block: number, write: () => Promise<void>): Promise<void> {
     const previous = this.writeChains.get(block);
     const mine = previous ? previous.then(write, write) : write();
+    if (mine === DONE) return mine; // finished at once: nothing for a later write to wait for
     // The chain's tail settles (never rejects) when this write is done, then forgets itself if last.
     const tail: Promise<void> = mine.then(
       () => this.untail(block, tail),

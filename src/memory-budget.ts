@@ -13,7 +13,7 @@ import { runtime } from "./runtime/index.ts";
 
 const CHECK_MS = 250;
 /** Collections start this far below the budget, so that the garbage made between checks fits. */
-const MARGIN = 32 * 2 ** 20;
+const MARGIN = 64 * 2 ** 20;
 /** Growth since the last collection that counts as new garbage. */
 const GROWTH = 2 * 2 ** 20;
 export const BUDGET_HEADROOM = 100 * 2 ** 20;

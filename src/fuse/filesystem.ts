@@ -121,23 +121,21 @@ export class SingleFileFs {
     throw new FsError(Errno.EISDIR, "not a file");
   }
 
-  async read(ino: number, fh: number, offset: number, size: number): Promise<Uint8Array[]> {
+  read(ino: number, fh: number, offset: number, size: number): Promise<Uint8Array[]> {
     if (ino === STATS_INODE) {
       const text = this.statsHandles.get(fh);
-      if (!text) throw new FsError(Errno.EBADF, "stats file not open");
-      return [text.subarray(offset, offset + size)];
+      if (!text) return Promise.reject(new FsError(Errno.EBADF, "stats file not open"));
+      return Promise.resolve([text.subarray(offset, offset + size)]);
     }
-    const parts = await this.file.read(offset, size);
     this.fileAtime = now();
-    return parts;
+    return this.file.read(offset, size);
   }
 
-  async write(ino: number, offset: number, data: Uint8Array): Promise<number> {
-    if (ino !== FILE_INODE) throw new FsError(Errno.EBADF, "not writable");
-    if (this.o.readOnly) throw new FsError(Errno.EROFS, "read-only");
-    const written = await this.file.write(offset, data);
+  write(ino: number, offset: number, data: Uint8Array): Promise<number> {
+    if (ino !== FILE_INODE) return Promise.reject(new FsError(Errno.EBADF, "not writable"));
+    if (this.o.readOnly) return Promise.reject(new FsError(Errno.EROFS, "read-only"));
     this.fileMtime = now();
-    return written;
+    return this.file.write(offset, data);
   }
 
   release(ino: number, fh: number): void {

@@ -51,6 +51,9 @@ export interface Backend extends BlockStore {
   storedMd5(block: number): Promise<string | null>;
 }
 
+/** A settled promise for operations that finished at once (callers may test for it). */
+export const DONE: Promise<void> = Promise.resolve();
+
 /** True when every byte is zero; reads four bytes at a time where the alignment allows. */
 export function isAllZero(data: Uint8Array): boolean {
   let i = 0;
