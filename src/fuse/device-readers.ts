@@ -58,7 +58,6 @@ export class DeviceReaders {
   private readonly signals: Int32Array;
   private readonly views: Uint8Array[] = [];
   private readonly releases: (() => void)[] = [];
-  private posted = 0;
   private lastRequest = 0;
   private ended = false;
 
@@ -134,13 +133,13 @@ export class DeviceReaders {
       return;
     }
     // Idle: sleep until a reader posts again.
-    this.posted = Atomics.load(this.signals, 0);
+    const posted = Atomics.load(this.signals, 0);
     if (this.drain()) {
       this.lastRequest = performance.now();
       setImmediate(this.poll);
       return;
     }
-    const wait = Atomics.waitAsync(this.signals, 0, this.posted);
+    const wait = Atomics.waitAsync(this.signals, 0, posted);
     if (!wait.async) setImmediate(this.poll);
     else
       void wait.value.then(() => {
