@@ -19,7 +19,10 @@ import type { MountFlagStore } from "./store/mount-flag.ts";
 import type { BlockCache } from "./store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 
-/** Reader threads and the request slots each owns: up to 32 requests of 1 MiB in flight. */
+/**
+ * Reader threads and the request slots each owns: up to 8 requests of 1 MiB in flight (the cache
+ * answers most at once; each slot a 1 MiB write has used stays resident).
+ */
 const READERS = 2;
 const SLOTS_PER_READER = 4;
 
