@@ -153,10 +153,12 @@ test("read-ahead starts after the trigger and serves the next reads from the cac
   await cache.readBlock(0);
   expect(server.counters.requests.GET).toBe(1); // one read is not yet a sequence
   server.faults.latencyMs = 30;
-  await cache.readBlock(1);
-  // Four in flight at a time, and as they land more follow, up to eight blocks ahead (2..9).
+  const one = cache.readBlock(1);
+  // While block 1 comes, four fetches go past it; as they land more follow, up to eight blocks
+  // ahead of the reader (2..9).
   await Bun.sleep(15);
   expect(server.counters.requests.GET).toBe(6);
+  await one;
   await waitFor("read-ahead", () => server.counters.requests.GET === 10, 2000);
   await Bun.sleep(80);
   expect(server.counters.requests.GET).toBe(10);

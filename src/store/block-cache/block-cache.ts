@@ -98,9 +98,9 @@ export class BlockCache extends Layer {
   private closed = false;
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
   private lastRead = -2;
-  /** The next block read-ahead would fetch, and how many of its fetches are in flight. */
+  /** The next block read-ahead would fetch, and the blocks it is fetching. */
   private aheadNext = 0;
-  private aheadInFlight = 0;
+  private readonly aheadLoading = new Set<number>();
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
@@ -168,25 +168,25 @@ export class BlockCache extends Layer {
 
   private async readMiss(block: number): Promise<Entry> {
     let entry = this.entries.get(block);
-    if (entry) {
-      this.counters.add("read hits");
-      await entry.loading;
-    } else {
+    if (entry) this.counters.add("read hits");
+    else {
       this.counters.add("read misses");
       entry = this.load(block, false);
-      await entry.loading;
     }
-    this.read(entry);
+    // The reader is at this block from now on: read-ahead looks past it while it waits.
+    this.noteRead(block);
+    await entry.loading;
+    this.read(entry, false);
     return entry;
   }
 
-  private read(entry: Entry): void {
+  private read(entry: Entry, note = true): void {
     if (entry.aheadUnread) {
       this.counters.add("read-ahead hits");
       entry.aheadUnread = false;
     }
     this.touch(entry);
-    this.noteRead(entry.block);
+    if (note) this.noteRead(entry.block);
   }
 
   /** The entry's bytes for a reader. */
@@ -245,13 +245,17 @@ export class BlockCache extends Layer {
     if (this.o.readAhead <= 0 || this.sequentialRun < this.o.readAheadTrigger) return;
     this.aheadNext = Math.max(this.aheadNext, this.lastRead + 1);
     const limit = Math.min(this.numBlocks, this.lastRead + 1 + 2 * this.o.readAhead);
-    while (this.aheadInFlight < this.o.readAhead && this.aheadNext < limit && this.dirty.size + this.aheadInFlight < this.o.size) {
+    // Only fetches past the reader count: the one it waits for is its own read now.
+    let ahead = 0;
+    for (const block of this.aheadLoading) if (block > this.lastRead) ahead++;
+    while (ahead < this.o.readAhead && this.aheadNext < limit && this.dirty.size + this.aheadLoading.size < this.o.size) {
       const block = this.aheadNext++;
       if (this.entries.has(block)) continue;
       this.counters.add("read-ahead fetches");
-      this.aheadInFlight++;
+      this.aheadLoading.add(block);
+      ahead++;
       void this.load(block, true).loading!.finally(() => {
-        this.aheadInFlight--;
+        this.aheadLoading.delete(block);
         this.readAhead();
       }).catch(() => {}); // nobody awaits a read-ahead; a reader will retry
     }
