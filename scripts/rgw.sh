@@ -95,7 +95,7 @@ CONF
   local id
   id=$(ceph -c "$conf" osd new "$osd_uuid")
   [ "$id" = 0 ] || { echo "rgw.sh: unexpected OSD id $id" >&2; return 1; }
-  ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
+  ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$dir/log/osd-mkfs.log" 2>&1
   ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd-start.log"
   wait_for "the OSD" 60 sh -c "ceph -c '$conf' osd stat | grep -q '1 up'"
 
@@ -107,8 +107,29 @@ CONF
   echo "export S3_RGW_URL=http://127.0.0.1:$port/ S3_RGW_ACCESS_KEY=$access_key S3_RGW_SECRET_KEY=$secret_key"
 }
 
+# A step that fails says which, with the daemons' logs (CI deletes DIR afterwards).
+explain() {
+  echo "rgw.sh: '$1' failed (exit $2)" >&2
+  tail -n 20 "$dir"/log/*.log >&2 2>/dev/null || true
+}
+
 case "$cmd" in
-  start) start ;;
+  start)
+    # Once seen here: a start right after another cluster's stop failed at one step; a second
+    # attempt, on a clean directory, is the one that counts.
+    for attempt in 1 2; do
+      if bash "$0" start-once "$dir"; then exit 0; fi
+      echo "rgw.sh: start attempt $attempt failed" >&2
+      stop
+      sleep 2
+    done
+    exit 1
+    ;;
+  start-once)
+    set -E
+    trap 'explain "$BASH_COMMAND" $?' ERR
+    start
+    ;;
   stop) stop ;;
   *) echo "usage: rgw.sh start|stop DIR" >&2; exit 2 ;;
 esac
