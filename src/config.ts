@@ -7,9 +7,8 @@ import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
 import { formatSize, parseSize } from "./util/size.ts";
 import { envRegion } from "./store/s3/credentials.ts";
 import { CIPHERS, cipherByName, MAX_KEY_LENGTH, type CipherSpec } from "./store/codec/ciphers.ts";
-import { DEFAULT_LEVEL } from "./store/codec/compression.ts";
+import { DEFAULT_LEVEL, isCompression } from "./store/codec/compression.ts";
 import { cipherOfLayer, parseEncoding } from "./store/codec/content-encoding.ts";
-import { isCompression } from "./store/codec/compression.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 

@@ -12,13 +12,12 @@
  * Above it the consistency guard compares the MD5 of what is stored, so the verified read and
  * write report that MD5 alongside the plain bytes.
  */
-import { createHash } from "node:crypto";
 import { Errno, FsError } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
-import type { ObjectToStore, S3Store, StoredObject } from "../s3/s3-store.ts";
+import { md5, type ObjectToStore, type S3Store, type StoredObject } from "../s3/s3-store.ts";
 import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
 import { compress, decompress, isCompression } from "./compression.ts";
 import { cipherOfLayer, DEFLATE, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
@@ -79,7 +78,7 @@ export class Codec extends Layer<S3Store> implements Backend {
     // A stored ETag is the MD5 of the plain bytes only when nothing transformed them.
     if (!this.transforms) return this.inner.storedMd5(block);
     const { data } = await this.readVerified(block);
-    return data && createHash("md5").update(data).digest("hex");
+    return data && md5(data).toString("hex");
   }
 
   async encode(block: number, data: Uint8Array): Promise<ObjectToStore> {

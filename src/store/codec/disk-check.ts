@@ -4,18 +4,20 @@
  * enough to tell: block 0, or the first block a listing finds (the original deletes a zero block 0).
  */
 import { ConfigError } from "../../errors.ts";
-import type { S3Store } from "../s3/s3-store.ts";
+import type { S3Store, StoredObject } from "../s3/s3-store.ts";
 import type { Codec } from "./codec.ts";
 import { cipherOfLayer, parseEncoding } from "./content-encoding.ts";
 
 export async function checkDiskEncoding(s3: S3Store, codec: Codec, encrypting: boolean, defaultEncoding: string | undefined): Promise<void> {
+  // Only an encrypted disk's signature needs a body; otherwise the headers tell (a HEAD).
+  const look = (block: number) => (encrypting ? s3.readObject(block) : s3.headObject(block));
   let block = 0;
-  let object = await s3.readObject(0);
+  let object = await look(0);
   if (!object) {
     const first = await s3.firstStoredBlock();
     if (first === undefined) return; // an empty disk: anything goes
     block = first;
-    object = await s3.readObject(first);
+    object = await look(first);
     if (!object) return;
   }
   const encoding = object.encoding ?? defaultEncoding;
@@ -28,7 +30,7 @@ export async function checkDiskEncoding(s3: S3Store, codec: Codec, encrypting: b
   }
   if (cipher) {
     try {
-      await codec.decode(block, object);
+      await codec.decode(block, object as StoredObject); // encrypting: look() fetched the body
     } catch (err) {
       throw new ConfigError(`cannot mount: ${(err as Error).message}`);
     }

@@ -102,10 +102,15 @@ export class S3Store implements Backend {
     return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
   }
 
-  /** The MD5 hex of the stored object from its ETag (a HEAD), or null when there is none. */
-  async storedMd5(block: number): Promise<string | null> {
+  /** A block's object without its body (a HEAD): its MD5 from the ETag and its Content-Encoding; null when there is none. */
+  async headObject(block: number): Promise<{ md5: string; encoding: string | null } | null> {
     const r = await this.client.send({ method: "HEAD", kind: "HEAD", key: this.key(block), expect: [200, 404] });
-    return r.status === 404 ? null : unquote(r.headers.get("etag"));
+    return r.status === 404 ? null : { md5: unquote(r.headers.get("etag")), encoding: r.headers.get("content-encoding") };
+  }
+
+  /** The MD5 hex of the stored object from its ETag, or null when there is none. */
+  async storedMd5(block: number): Promise<string | null> {
+    return (await this.headObject(block))?.md5 ?? null;
   }
 
   readBlockPart(block: number, offset: number, length: number) {
