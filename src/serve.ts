@@ -25,6 +25,8 @@ import { Progress } from "./progress.ts";
  */
 const READERS = 2;
 const SLOTS_PER_READER = 4;
+/** Requests the main thread reads itself while busy (see fuse/device-readers.ts). */
+const DIRECT_SLOTS = 8;
 
 export async function serve(config: Config, onReady: () => void): Promise<number> {
   checkMountpoint(config.mountpoint);
@@ -90,6 +92,7 @@ async function serveMounted(
     maxReadahead: config.fuse.maxReadahead,
     readers: READERS,
     slotsPerReader: SLOTS_PER_READER,
+    directSlots: DIRECT_SLOTS,
   });
   session.start();
 

@@ -8,7 +8,7 @@
  * goes into this reader's ring (see device-readers.ts).
  */
 import { runtime } from "../runtime/index.ts";
-import { SLOT_BUSY, SLOT_FREE, type ReaderSetup } from "./device-readers.ts";
+import { PARK, POSTED, readerWakeWord, SLOT_BUSY, SLOT_FREE, type ReaderSetup } from "./device-readers.ts";
 
 declare const self: Worker;
 
@@ -19,7 +19,7 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
   const rings = new Int32Array(event.data.rings);
   const producedCount = new Int32Array(event.data.produced);
   const signals = new Int32Array(event.data.signals);
-  const wakeWord = 1 + index;
+  const wakeWord = readerWakeWord(index);
   let next = 0;
   let produced = 0;
 
@@ -39,6 +39,8 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
   };
 
   for (;;) {
+    // While the main thread reads the device itself, stay out of its way (see device-readers.ts).
+    while (Atomics.load(signals, PARK) === 1) Atomics.wait(signals, PARK, 1);
     const slot = takeSlot();
     let length: number;
     try {
@@ -56,7 +58,7 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
     rings[index * slotCount + (produced % slotCount)] = slot;
     produced++;
     Atomics.store(producedCount, index, produced);
-    Atomics.add(signals, 0, 1);
-    Atomics.notify(signals, 0);
+    Atomics.add(signals, POSTED, 1);
+    Atomics.notify(signals, POSTED);
   }
 };

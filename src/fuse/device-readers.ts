@@ -1,17 +1,25 @@
 /**
- * The reading side of the FUSE session: reader threads fill slots of one shared buffer pool with
- * requests, the main thread handles them and frees the slots. At most `slots` requests are in
- * flight; the kernel queues the rest.
+ * The reading side of the FUSE session: requests come in through two doors, and the main thread
+ * handles them and frees their slots.
  *
- * Hand-off: each reader appends the slots it filled to its own ring in shared memory (so its
- * requests keep their order) and bumps a shared counter. Waking an idle event loop costs about
- * 40 us (postMessage and Atomics.waitAsync alike), which would cap 4 KiB I/O near 22k requests/s;
- * so while requests keep coming the main thread polls the rings on every turn of its event loop
- * (setImmediate), and only after POLL_IDLE_MS without one does it sleep in Atomics.waitAsync.
+ * - Reader threads block in read(2) on the device, each into its own slots of a shared buffer
+ *   pool, and append the slots they filled to their own ring in shared memory (so their requests
+ *   keep their order), then bump a shared counter. They serve an idle process: waking an idle event
+ *   loop costs about 40 us (postMessage and Atomics.waitAsync alike).
+ * - While requests keep coming, the main thread reads them itself from a non-blocking clone of the
+ *   device (FUSE_DEV_IOC_CLONE) into slots of its own, and the reader threads park after the request
+ *   they hold: no thread wakes up per request, which on a small machine is most of what a 4 KiB
+ *   request costs. After POLL_IDLE_MS without a request the readers go back to the device and the
+ *   main thread sleeps in Atomics.waitAsync until one of them posts.
+ *
+ * A reply goes to the descriptor its request was read from (each has its own queue of requests
+ * being answered). At most `slots` requests are in flight per door; the kernel queues the rest.
  */
+import { closeSync, constants, openSync } from "node:fs";
 import { setImmediate } from "node:timers";
+import { messageOf } from "../errors.ts";
 import { runtime } from "../runtime/index.ts";
-import { MIN_READ_BUFFER, Size } from "./kernel-abi.ts";
+import { FUSE_DEV_IOC_CLONE, MIN_READ_BUFFER, Size } from "./kernel-abi.ts";
 
 /** How long the main thread keeps polling after the last request before it sleeps. */
 const POLL_IDLE_MS = 0.2;
@@ -21,6 +29,11 @@ const SPIN_MS = 0.02;
 /** Slot states in `slotState`: free, or owned by its reader (being read into, or holding a request not yet answered). */
 export const SLOT_FREE = 0;
 export const SLOT_BUSY = 1;
+
+/** Words of `signals`: requests posted by all readers (the main thread waits on it), 1 while readers must park, then one wake-up word per reader. */
+export const POSTED = 0;
+export const PARK = 1;
+export const readerWakeWord = (index: number) => 2 + index;
 
 export interface ReaderSetup {
   fd: number;
@@ -32,7 +45,7 @@ export interface ReaderSetup {
   rings: SharedArrayBuffer;
   /** Per reader: how many requests it has put in its ring so far. */
   produced: SharedArrayBuffer;
-  /** [0]: requests posted by all readers (the main thread waits on it); [1 + i]: reader i's wake-up word. */
+  /** See POSTED, PARK and readerWakeWord. */
   signals: SharedArrayBuffer;
   slotSize: number;
   firstSlot: number;
@@ -41,10 +54,21 @@ export interface ReaderSetup {
 }
 
 export interface DeviceReaderEvents {
-  /** A request is in `bytes`; call `release()` once it has been answered and its bytes are no longer used. */
-  request(bytes: Uint8Array, release: () => void): void;
+  /**
+   * A request is in `bytes`; its reply goes to `replyFd`. Call `release()` once it has been
+   * answered and its bytes are no longer used.
+   */
+  request(bytes: Uint8Array, release: () => void, replyFd: number): void;
   /** The device stopped delivering: "ENODEV" after unmount, else the error. Called once. */
   end(reason: string): void;
+}
+
+/** The main thread's own door: a non-blocking clone of the device and slots to read into. */
+interface DirectDoor {
+  fd: number;
+  views: Uint8Array[];
+  free: number[];
+  releases: (() => void)[];
 }
 
 export class DeviceReaders {
@@ -58,14 +82,18 @@ export class DeviceReaders {
   private readonly signals: Int32Array;
   private readonly views: Uint8Array[] = [];
   private readonly releases: (() => void)[] = [];
+  private readonly direct: DirectDoor | undefined;
+  /** Why the main thread has no door of its own (it then relies on the reader threads alone). */
+  readonly noDirectDoor: string | undefined;
   private lastRequest = 0;
   private ended = false;
 
   constructor(
-    fd: number,
+    private readonly fd: number,
     maxWrite: number,
     private readonly readers: number,
     private readonly slotsPerReader: number,
+    directSlots: number,
     private readonly events: DeviceReaderEvents,
   ) {
     const slotSize = Math.max(MIN_READ_BUFFER, maxWrite + Size.IN_HEADER + Size.WRITE_IN + 4096);
@@ -73,7 +101,7 @@ export class DeviceReaders {
     const shared = (words: number) => new SharedArrayBuffer(4 * words);
     const setup = {
       fd, pool: new SharedArrayBuffer(slotSize * slots), slotState: shared(slots), lengths: shared(slots),
-      rings: shared(slots), produced: shared(readers), signals: shared(1 + readers), slotSize,
+      rings: shared(slots), produced: shared(readers), signals: shared(readerWakeWord(readers)), slotSize,
     };
     this.state = new Int32Array(setup.slotState);
     this.lengths = new Int32Array(setup.lengths);
@@ -85,6 +113,13 @@ export class DeviceReaders {
       this.views.push(new Uint8Array(setup.pool, slot * slotSize, slotSize));
       const reader = Math.floor(slot / slotsPerReader);
       this.releases.push(() => this.release(slot, reader));
+    }
+    if (directSlots > 0) {
+      const door = openDirectDoor(fd, directSlots, slotSize);
+      if (typeof door === "string") this.noDirectDoor = door;
+      else this.direct = door;
+    } else {
+      this.noDirectDoor = "not asked for";
     }
 
     for (let index = 0; index < readers; index++) {
@@ -110,48 +145,87 @@ export class DeviceReaders {
         const slot = this.rings[r * this.slotsPerReader + (this.consumed[r]! % this.slotsPerReader)]!;
         this.consumed[r]!++;
         any = true;
-        this.events.request(this.views[slot]!.subarray(0, this.lengths[slot]!), this.releases[slot]!);
+        this.events.request(this.views[slot]!.subarray(0, this.lengths[slot]!), this.releases[slot]!, this.fd);
       }
     }
     return any;
   }
 
+  /** Reads and hands on what the kernel has queued, through the main thread's door; true if there was any. */
+  private readDirect(): boolean {
+    const door = this.direct;
+    if (!door) return false;
+    let any = false;
+    while (door.free.length > 0 && !this.ended) {
+      const slot = door.free.pop()!;
+      let length: number;
+      try {
+        length = runtime.libc.tryRead(door.fd, door.views[slot]!);
+      } catch (err) {
+        door.free.push(slot);
+        const code = (err as { code?: string }).code;
+        if (code === "ENOENT" || code === "EINTR") continue; // interrupted before we got it: next
+        this.drain();
+        this.finish(code ?? String(err));
+        return any;
+      }
+      if (length < 0) {
+        door.free.push(slot);
+        break;
+      }
+      any = true;
+      this.events.request(door.views[slot]!.subarray(0, length), door.releases[slot]!, door.fd);
+    }
+    return any;
+  }
+
+  private take(): boolean {
+    const fromReaders = this.drain();
+    return this.readDirect() || fromReaders;
+  }
+
   private readonly poll = (): void => {
     if (this.ended) return;
-    let handled = this.drain();
+    let handled = this.take();
     if (!handled) {
       // Wait a little in this turn (a spin: a sleep would cost the wake-up this avoids), so that
       // polling makes one turn of the event loop per SPIN_MS at most when nothing comes.
-      const seen = Atomics.load(this.signals, 0);
       const until = performance.now() + SPIN_MS;
-      while (Atomics.load(this.signals, 0) === seen && performance.now() < until);
-      handled = this.drain();
+      while (!handled && performance.now() < until) handled = this.take();
     }
     if (handled) this.lastRequest = performance.now();
     if (performance.now() - this.lastRequest < POLL_IDLE_MS) {
       setImmediate(this.poll);
       return;
     }
-    // Idle: sleep until a reader posts again.
-    const posted = Atomics.load(this.signals, 0);
-    if (this.drain()) {
-      this.lastRequest = performance.now();
-      setImmediate(this.poll);
+    // Idle: the readers go back to the device, and this thread sleeps until one of them posts.
+    this.setParked(false);
+    const posted = Atomics.load(this.signals, POSTED);
+    if (this.take()) {
+      this.wake();
       return;
     }
-    const wait = Atomics.waitAsync(this.signals, 0, posted);
-    if (!wait.async) setImmediate(this.poll);
-    else
-      void wait.value.then(() => {
-        this.lastRequest = performance.now();
-        this.poll();
-      });
+    const wait = Atomics.waitAsync(this.signals, POSTED, posted);
+    if (!wait.async) this.wake();
+    else void wait.value.then(this.wake);
   };
+
+  private readonly wake = (): void => {
+    this.lastRequest = performance.now();
+    if (this.direct) this.setParked(true);
+    setImmediate(this.poll);
+  };
+
+  private setParked(parked: boolean): void {
+    Atomics.store(this.signals, PARK, parked ? 1 : 0);
+    if (!parked) Atomics.notify(this.signals, PARK);
+  }
 
   private release(slot: number, reader: number): void {
     Atomics.store(this.state, slot, SLOT_FREE);
-    Atomics.add(this.signals, 1 + reader, 1);
-    Atomics.notify(this.signals, 1 + reader);
+    const word = readerWakeWord(reader);
+    Atomics.add(this.signals, word, 1);
+    Atomics.notify(this.signals, word);
   }
 
   private finish(reason: string): void {
@@ -163,8 +237,33 @@ export class DeviceReaders {
   /** Stops the threads (they may be blocked in read; terminating them is safe once the device is gone). */
   stop(): void {
     this.ended = true;
-    Atomics.add(this.signals, 0, 1);
-    Atomics.notify(this.signals, 0); // ends a pending waitAsync
+    Atomics.add(this.signals, POSTED, 1);
+    Atomics.notify(this.signals, POSTED); // ends a pending waitAsync
     for (const w of this.workers) w.terminate();
+    if (this.direct) closeSync(this.direct.fd);
   }
+}
+
+/** The main thread's door, or why there is none (the kernel or the device node does not allow a clone). */
+function openDirectDoor(fd: number, slots: number, slotSize: number): DirectDoor | string {
+  let clone: number;
+  try {
+    clone = openSync("/dev/fuse", constants.O_RDWR | constants.O_NONBLOCK);
+  } catch (err) {
+    return `cannot open /dev/fuse: ${messageOf(err)}`;
+  }
+  try {
+    runtime.libc.ioctl(clone, FUSE_DEV_IOC_CLONE, new Uint8Array(new Uint32Array([fd]).buffer));
+  } catch (err) {
+    closeSync(clone);
+    return `cannot clone the FUSE descriptor: ${messageOf(err)}`;
+  }
+  const pool = new ArrayBuffer(slotSize * slots);
+  const door: DirectDoor = { fd: clone, views: [], free: [], releases: [] };
+  for (let slot = 0; slot < slots; slot++) {
+    door.views.push(new Uint8Array(pool, slot * slotSize, slotSize));
+    door.free.push(slot);
+    door.releases.push(() => door.free.push(slot));
+  }
+  return door;
 }

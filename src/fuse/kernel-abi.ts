@@ -98,3 +98,6 @@ export const Size = {
 export const MIN_READ_BUFFER = 8192;
 
 export const ROOT_INODE = 1;
+
+/** ioctl on a new /dev/fuse descriptor that attaches it to an existing connection: _IOR(229, 0, uint32_t). */
+export const FUSE_DEV_IOC_CLONE = 0x8004e500;

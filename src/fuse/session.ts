@@ -21,6 +21,8 @@ export interface SessionOptions {
   maxReadahead: number;
   readers: number;
   slotsPerReader: number;
+  /** Slots of the main thread's own door to the device (0: reader threads only). */
+  directSlots: number;
 }
 
 /** What the kernel granted at INIT. */
@@ -32,11 +34,16 @@ export interface Negotiated {
 
 type Body = Uint8Array[] | null;
 
+const ANSWERED = -1;
+
 export class FuseSession {
   private readonly header = new Uint8Array(Size.OUT_HEADER);
   private readers: DeviceReaders | undefined;
-  /** Requests being handled, by unique id: true once answered (an INTERRUPT may answer first). */
-  private readonly pending = new Map<number, boolean>();
+  /**
+   * Requests being handled, by unique id: the descriptor their reply goes to, or ANSWERED once
+   * answered (an INTERRUPT may answer first).
+   */
+  private readonly pending = new Map<number, number>();
   negotiated: Negotiated | undefined;
   private resolveEnd!: (reason: string) => void;
   /** Resolves with "ENODEV" when the filesystem was unmounted, or with the error that stopped it. */
@@ -53,18 +60,20 @@ export class FuseSession {
   ) {}
 
   start(): void {
-    this.readers = new DeviceReaders(this.fd, MAX_WRITE, this.options.readers, this.options.slotsPerReader, {
-      request: (bytes, release) => this.handle(new Request(bytes), release),
+    const o = this.options;
+    this.readers = new DeviceReaders(this.fd, MAX_WRITE, o.readers, o.slotsPerReader, o.directSlots, {
+      request: (bytes, release, replyFd) => this.handle(new Request(bytes), release, replyFd),
       end: (reason) => this.resolveEnd(reason),
     });
+    const why = this.readers.noDirectDoor;
+    this.log.debug(why ? `requests come through the reader threads only (${why})` : "the main thread reads requests itself while busy");
   }
 
   stop(): void {
     this.readers?.stop();
   }
 
-  private handle(req: Request, release: () => void): void {
-    const unique = req.unique;
+  private handle(req: Request, release: () => void, fd: number): void {
     switch (req.opcode) {
       case Op.FORGET:
       case Op.BATCH_FORGET:
@@ -73,28 +82,37 @@ export class FuseSession {
         this.interrupt(req);
         return release();
     }
-    this.pending.set(unique, false);
-    let result: Promise<Body>;
+    this.pending.set(req.unique, fd);
+    let result: Body | Promise<Body>;
     try {
-      result = Promise.resolve(this.dispatch(req));
+      result = this.dispatch(req);
     } catch (err) {
-      result = Promise.reject(err);
+      return this.failed(req, err, release, fd);
     }
-    result.then(
-      (body) => {
-        this.reply(req, 0, body ?? []);
-        this.pending.delete(unique);
-        release();
-      },
-      (err) => {
-        const errno = errnoOf(err);
-        if (errno === Errno.EIO || !(err instanceof FsError)) this.log.error(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
-        else this.log.debug(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
-        this.reply(req, errno, []);
-        this.pending.delete(unique);
-        release();
-      },
-    );
+    // Most requests (cache hits, writes that land at once) are answered in this same turn.
+    if (result instanceof Promise) {
+      result.then(
+        (body) => this.answered(req, body, release, fd),
+        (err) => this.failed(req, err, release, fd),
+      );
+    } else {
+      this.answered(req, result, release, fd);
+    }
+  }
+
+  private answered(req: Request, body: Body, release: () => void, fd: number): void {
+    this.reply(req, fd, 0, body ?? []);
+    this.pending.delete(req.unique);
+    release();
+  }
+
+  private failed(req: Request, err: unknown, release: () => void, fd: number): void {
+    const errno = errnoOf(err);
+    if (errno === Errno.EIO || !(err instanceof FsError)) this.log.error(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
+    else this.log.debug(`op ${req.opcode} on inode ${req.nodeid}: ${messageOf(err)}`);
+    this.reply(req, fd, errno, []);
+    this.pending.delete(req.unique);
+    release();
   }
 
   private dispatch(req: Request): Body | Promise<Body> {
@@ -189,36 +207,39 @@ export class FuseSession {
     );
   }
 
-  /** INTERRUPT: answer a request still being handled with EINTR now; one not seen yet, EAGAIN (the kernel retries). */
+  /**
+   * INTERRUPT: answer a request still being handled with EINTR now; one not seen yet (still in a
+   * reader's ring, so read from the session's descriptor), EAGAIN: the kernel sends it again.
+   */
   private interrupt(req: Request): void {
     const target = codec.decodeInterrupt(req).unique;
-    const answered = this.pending.get(target);
-    this.log.debug(`INTERRUPT of request ${target}: ${answered === undefined ? "not seen yet" : answered ? "already answered" : "answering EINTR"}`);
-    if (answered === undefined) {
-      this.write([codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
-    } else if (!answered) {
-      this.pending.set(target, true);
+    const fd = this.pending.get(target);
+    this.log.debug(`INTERRUPT of request ${target}: ${fd === undefined ? "not seen yet" : fd === ANSWERED ? "already answered" : "answering EINTR"}`);
+    if (fd === undefined) {
+      this.write(this.fd, [codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
+    } else if (fd !== ANSWERED) {
+      this.pending.set(target, ANSWERED);
       const header = codec.outHeader(16, Errno.EINTR, new Uint8Array(8));
       new DataView(header.buffer).setUint32(8, target % 2 ** 32, true);
       new DataView(header.buffer).setUint32(12, Math.floor(target / 2 ** 32), true);
-      this.write([header]);
+      this.write(fd, [header]);
     }
   }
 
-  private reply(req: Request, errno: number, body: Uint8Array[]): void {
-    if (this.pending.get(req.unique)) return; // already answered by an INTERRUPT
-    this.pending.set(req.unique, true);
+  private reply(req: Request, fd: number, errno: number, body: Uint8Array[]): void {
+    if (this.pending.get(req.unique) === ANSWERED) return; // already answered by an INTERRUPT
+    this.pending.set(req.unique, ANSWERED);
     let length = 16;
     for (const part of body) length += part.length;
     // The header buffer is reused: the write below is synchronous.
     codec.fillOutHeader(this.header, errno ? 16 : length, errno, req.uniqueBytes);
-    this.write(errno ? [this.header] : [this.header, ...body]);
+    this.write(fd, errno ? [this.header] : [this.header, ...body]);
   }
 
   /** One writev per reply: block data goes to the kernel straight from the store's buffers. */
-  private write(parts: Uint8Array[]): void {
+  private write(fd: number, parts: Uint8Array[]): void {
     try {
-      writevSync(this.fd, parts);
+      writevSync(fd, parts);
     } catch (err) {
       const code = (err as { code?: string }).code;
       // ENOENT: the kernel gave up on that request (interrupted); ENODEV: unmounted meanwhile.

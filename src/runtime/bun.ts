@@ -8,6 +8,7 @@ const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
+const EAGAIN = 11;
 
 /** glibc's name first, then musl's (the musl build of the binary). */
 const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
@@ -31,6 +32,8 @@ function openLibc() {
     syslog: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.void },
     tcgetattr: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     tcsetattr: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
   });
   return symbols;
 }
@@ -101,6 +104,18 @@ class BunLibc implements Libc {
     this.check("tcgetattr", this.c.tcgetattr(fd, termios));
     setEchoBit(termios, on);
     this.check("tcsetattr", this.c.tcsetattr(fd, TCSANOW, termios));
+  }
+
+  ioctl(fd: number, request: number, arg: Uint8Array): void {
+    this.check("ioctl", this.c.ioctl(fd, request, arg));
+  }
+
+  tryRead(fd: number, buffer: Uint8Array): number {
+    const got = Number(this.c.read(fd, buffer, buffer.length));
+    if (got >= 0) return got;
+    const errno = read.i32(this.c.__errno_location()!, 0);
+    if (errno === EAGAIN) return -1;
+    throw errnoError("read", errno);
   }
 }
 

@@ -41,7 +41,10 @@ const c = Deno.dlopen("libc.so.6", {
   syslog: { parameters: ["i32", "buffer", "buffer"], result: "void" },
   tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
 }).symbols;
+
+const EAGAIN = 11;
 
 const cstr = (s: string) => new TextEncoder().encode(`${s}\0`);
 
@@ -96,6 +99,16 @@ const libc: Libc = {
     check("tcgetattr", c.tcgetattr!(fd, termios));
     setEchoBit(termios, on);
     check("tcsetattr", c.tcsetattr!(fd, TCSANOW, termios));
+  },
+  ioctl(fd, request, arg) {
+    check("ioctl", c.ioctl!(fd, BigInt(request), arg));
+  },
+  tryRead(fd, buffer) {
+    const got = Number(c.read!(fd, buffer, BigInt(buffer.length)));
+    if (got >= 0) return got;
+    const errno = new Deno.UnsafePointerView(c.__errno_location!() as Pointer).getInt32();
+    if (errno === EAGAIN) return -1;
+    throw errnoError("read", errno);
   },
 };
 

@@ -14,6 +14,10 @@ export interface Libc {
   syslog(priority: number, message: string): void;
   /** Turns a terminal's echo off or on (for a password prompt). */
   setEcho(fd: number, on: boolean): void;
+  /** ioctl(2) whose argument points to `arg`. */
+  ioctl(fd: number, request: number, arg: Uint8Array): void;
+  /** read(2) on a non-blocking descriptor: the length read, or -1 when nothing is waiting (EAGAIN). */
+  tryRead(fd: number, buffer: Uint8Array): number;
 }
 
 /** Room for a Linux struct termios, and tcsetattr's "apply now". */
