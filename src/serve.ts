@@ -20,13 +20,13 @@ import type { BlockCache } from "./store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 
 /**
- * Reader threads and the request slots each owns: up to 8 requests of 1 MiB in flight (the cache
- * answers most at once; each slot a 1 MiB write has used stays resident).
+ * Reader threads and the request slots each owns, and the slots the main thread reads requests into
+ * itself while busy (see fuse/device-readers.ts): up to 8 requests in flight. The cache answers
+ * most at once, and each slot a 1 MiB write has used stays resident, so they are few.
  */
 const READERS = 2;
-const SLOTS_PER_READER = 4;
-/** Requests the main thread reads itself while busy (see fuse/device-readers.ts). */
-const DIRECT_SLOTS = 8;
+const SLOTS_PER_READER = 2;
+const DIRECT_SLOTS = 4;
 
 export async function serve(config: Config, onReady: () => void): Promise<number> {
   checkMountpoint(config.mountpoint);

@@ -20,18 +20,14 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
   const producedCount = new Int32Array(event.data.produced);
   const signals = new Int32Array(event.data.signals);
   const wakeWord = readerWakeWord(index);
-  let next = 0;
   let produced = 0;
 
   const takeSlot = (): number => {
     for (;;) {
       const seen = Atomics.load(signals, wakeWord);
-      for (let i = 0; i < slotCount; i++) {
-        const slot = firstSlot + ((next + i) % slotCount);
-        if (Atomics.compareExchange(state, slot, SLOT_FREE, SLOT_BUSY) === SLOT_FREE) {
-          next = (next + i + 1) % slotCount;
-          return slot;
-        }
+      // The lowest free slot: slots a burst of large writes never needed stay untouched (not resident).
+      for (let slot = firstSlot; slot < firstSlot + slotCount; slot++) {
+        if (Atomics.compareExchange(state, slot, SLOT_FREE, SLOT_BUSY) === SLOT_FREE) return slot;
       }
       // Every slot is busy: sleep until the main thread frees one (it bumps our wake-up word).
       Atomics.wait(signals, wakeWord, seen);
