@@ -8,7 +8,7 @@ import { BackedFile } from "./backed-file.ts";
 import type { Config, Geometry } from "./config.ts";
 import { ConfigError, messageOf } from "./errors.ts";
 import { SingleFileFs } from "./fuse/filesystem.ts";
-import { checkMountpoint, mount, unmount, type Mounted } from "./fuse/mount.ts";
+import { checkMountpoint, mount, raiseReadahead, unmount, type Mounted } from "./fuse/mount.ts";
 import { FuseSession } from "./fuse/session.ts";
 import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
@@ -114,6 +114,10 @@ async function serveMounted(
 
   const first = await Promise.race([session.ready.then(() => "ready"), session.ended]);
   if (first === "ready") {
+    if (process.getuid?.() === 0) {
+      const why = raiseReadahead(mounted.path, config.fuse.maxReadahead);
+      if (why) log.debug(`kernel read-ahead left at its default: ${why}`);
+    }
     if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`);
     onReady();
     log.info(`mounted ${config.mountpoint}: ${geometry.numBlocks} blocks of ${geometry.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);

@@ -2,7 +2,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, truncateSync } from "node:fs";
 import { join } from "node:path";
-import { blockFiles, cleanupDisks, isMounted, mountDisk, mountForeground, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
+import { blockFiles, cleanupDisks, isMounted, mountDisk, mountForeground, pattern, run, runAsync, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
 afterEach(cleanupDisks);
 
@@ -263,6 +263,22 @@ test("the page cache serves repeated reads; --directIO sends every read to the s
     writeFileSync("/proc/sys/vm/drop_caches", "1");
     for (let i = 0; i < 3; i++) expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 5));
     expect(reads(disk.stats)).toBe(expected);
+    await disk.unmount();
+  }
+});
+
+test("a sequential read comes as one request per MiB: the mount's kernel read-ahead is raised to max_readahead", async () => {
+  const readAheadKb = (mnt: string) => Number(readFileSync(`/sys/class/bdi/${sh(["mountpoint", "-d", mnt]).trim()}/read_ahead_kb`, "utf8"));
+  const reads = (stats: string) => Number(/^reads\s+(\d+)/m.exec(readFileSync(stats, "utf8"))![1]);
+  // [extra flags, read_ahead_kb, store reads for 4 MiB]: the default is 1 MiB; the kernel's own default is 128 KiB.
+  for (const [args, kb, expected] of [[[], 1024, 4], [["-o", "max_readahead=131072"], 128, 32]] as const) {
+    const disk = await mountDisk(["--blockSize=1M", "--size=4M", "--blockCacheSize=0", ...args]);
+    expect(readAheadKb(disk.mnt)).toBe(kb);
+    for (let i = 0; i < 4; i++) pwrite(disk.file, i << 20, pattern(1 << 20, i));
+    writeFileSync("/proc/sys/vm/drop_caches", "1");
+    const before = reads(disk.stats);
+    expect((await runAsync(["dd", `if=${disk.file}`, "of=/dev/null", "bs=1M"])).code).toBe(0);
+    expect(reads(disk.stats) - before).toBe(expected);
     await disk.unmount();
   }
 });
