@@ -50,6 +50,37 @@ export class BackedFile {
     return Promise.all(pieces.map((p) => this.readPiece(p)));
   }
 
+  /**
+   * The read answered at once when the store can (within one block, and cached), else undefined:
+   * then `read` does it.
+   */
+  readNow(offset: number, length: number): Uint8Array[] | undefined {
+    const inBlock = this.oneBlock(offset, length);
+    if (inBlock === undefined || !this.store.readBlockPartNow) return undefined;
+    const bytes = this.store.readBlockPartNow(Math.floor(offset / this.blockSize), inBlock, length);
+    return bytes && [bytes];
+  }
+
+  /**
+   * The write done at once when the store can (within one block, not all of it, with no earlier
+   * write to that block still in flight): its length, else undefined: then `write` does it.
+   */
+  writeNow(offset: number, data: Uint8Array): number | undefined {
+    const inBlock = this.oneBlock(offset, data.length);
+    // A whole block goes through write(), which recognises the zero block.
+    if (inBlock === undefined || data.length === this.blockSize || !this.store.writeBlockPartNow) return undefined;
+    const block = Math.floor(offset / this.blockSize);
+    if (this.writeChains.has(block)) return undefined;
+    return this.store.writeBlockPartNow(block, inBlock, data) ? data.length : undefined;
+  }
+
+  /** The offset inside its block of a non-empty range that lies within one block of the file, else undefined. */
+  private oneBlock(offset: number, length: number): number | undefined {
+    if (length === 0 || offset + length > this.size) return undefined;
+    const inBlock = offset % this.blockSize;
+    return inBlock + length <= this.blockSize ? inBlock : undefined;
+  }
+
   private readPiece(p: Piece): Promise<Uint8Array> {
     return p.length === this.blockSize ? this.store.readBlock(p.block) : this.store.readBlockPart(p.block, p.offset, p.length);
   }

@@ -75,6 +75,7 @@ async function serveMounted(
   const cachedBytes = cache ? cache.capacity * geometry.blockSize : 0;
   const memory = new MemoryBudget(cachedBytes + BUDGET_HEADROOM);
   memory.start();
+  if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
   const fs = new SingleFileFs(new BackedFile(store), {
     filename: config.filename,
     statsFilename: config.statsFilename,

@@ -146,6 +146,29 @@ test("partial writes: no read for a block in the cache or known zero; one read o
   expect(one.subarray(10)).toEqual(pattern(BS, 9).subarray(10));
 });
 
+test("answers at once: a cached block is read and a partial write lands without a promise; else the caller must wait", async () => {
+  const { cache, s3 } = stack({ maxDirty: 1, writeDelayMs: 10_000 });
+  await s3.writeBlock(1, pattern(BS, 1));
+  // Not cached: nothing at once (no fetch started either); a partial write needs the old bytes first.
+  expect(cache.readBlockPartNow(1, 0, 16)).toBeUndefined();
+  expect(cache.writeBlockPartNow(1, 0, new Uint8Array([9]))).toBe(false);
+  expect(server.counters.requests.GET).toBe(0);
+  await cache.readBlock(1);
+  expect(cache.readBlockPartNow(1, 100, 16)).toEqual(pattern(BS, 1).subarray(100, 116));
+  expect(cache.writeBlockPartNow(1, 100, new Uint8Array([1, 2, 3]))).toBe(true);
+  expect(cache.readBlockPartNow(1, 99, 5)).toEqual(new Uint8Array([pattern(BS, 1)[99]!, 1, 2, 3, pattern(BS, 1)[103]!]));
+  expect(stat(cache, "writes")).toBe(1);
+  // Block 1 is the one dirty block allowed: a second block's writer must wait for room.
+  await cache.readBlock(2);
+  expect(cache.writeBlockPartNow(2, 0, new Uint8Array([5]))).toBe(false);
+  await cache.flush();
+  expect(new Uint8Array(await s3.readBlock(1)).subarray(99, 104)).toEqual(cache.readBlockPartNow(1, 99, 5)!);
+  // --blockCacheSync: every write waits for the store.
+  const sync = stack({ sync: true }).cache;
+  await sync.readBlock(3);
+  expect(sync.writeBlockPartNow(3, 0, new Uint8Array([5]))).toBe(false);
+});
+
 test("read-ahead starts after the trigger and serves the next reads from the cache", async () => {
   const { cache, s3 } = stack({ readAhead: 4, readAheadTrigger: 2, size: 32 });
   for (let b = 0; b < 20; b++) await s3.writeBlock(b, pattern(BS, b + 1));

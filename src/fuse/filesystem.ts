@@ -121,21 +121,23 @@ export class SingleFileFs {
     throw new FsError(Errno.EISDIR, "not a file");
   }
 
-  read(ino: number, fh: number, offset: number, size: number): Promise<Uint8Array[]> {
+  /** The bytes at once when the store has them (a cache hit), else a promise of them. */
+  read(ino: number, fh: number, offset: number, size: number): Uint8Array[] | Promise<Uint8Array[]> {
     if (ino === STATS_INODE) {
       const text = this.statsHandles.get(fh);
-      if (!text) return Promise.reject(new FsError(Errno.EBADF, "stats file not open"));
-      return Promise.resolve([text.subarray(offset, offset + size)]);
+      if (!text) throw new FsError(Errno.EBADF, "stats file not open");
+      return [text.subarray(offset, offset + size)];
     }
     this.fileAtime = now();
-    return this.file.read(offset, size);
+    return this.file.readNow(offset, size) ?? this.file.read(offset, size);
   }
 
-  write(ino: number, offset: number, data: Uint8Array): Promise<number> {
-    if (ino !== FILE_INODE) return Promise.reject(new FsError(Errno.EBADF, "not writable"));
-    if (this.o.readOnly) return Promise.reject(new FsError(Errno.EROFS, "read-only"));
+  /** How many bytes were written: at once when the write landed without a wait, else a promise. */
+  write(ino: number, offset: number, data: Uint8Array): number | Promise<number> {
+    if (ino !== FILE_INODE) throw new FsError(Errno.EBADF, "not writable");
+    if (this.o.readOnly) throw new FsError(Errno.EROFS, "read-only");
     this.fileMtime = now();
-    return this.file.write(offset, data);
+    return this.file.writeNow(offset, data) ?? this.file.write(offset, data);
   }
 
   release(ino: number, fh: number): void {

@@ -141,7 +141,8 @@ export class FuseSession {
       }
       case Op.WRITE: {
         const w = codec.decodeWrite(req);
-        return fs.write(ino, w.offset, w.data).then((n) => [codec.writeOut(n)]);
+        const written = fs.write(ino, w.offset, w.data);
+        return typeof written === "number" ? [codec.writeOut(written)] : written.then((n) => [codec.writeOut(n)]);
       }
       case Op.FLUSH:
       case Op.FSYNC:

@@ -101,6 +101,11 @@ export class BlockCache extends Layer {
   /** The next block read-ahead would fetch, and the blocks it is fetching. */
   private aheadNext = 0;
   private readonly aheadLoading = new Set<number>();
+  /**
+   * Told the size of each block buffer the cache lets go (evicted, or replaced by a copy): the
+   * process's memory budget collects such garbage in step with it (see memory-budget.ts).
+   */
+  onBlockDropped: ((bytes: number) => void) | undefined;
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
@@ -155,6 +160,11 @@ export class BlockCache extends Layer {
     const entry = this.hit(block);
     if (entry) return Promise.resolve(this.share(entry).subarray(offset, offset + length));
     return this.readMiss(block).then((e) => this.share(e).subarray(offset, offset + length));
+  }
+
+  readBlockPartNow(block: number, offset: number, length: number): Uint8Array | undefined {
+    const entry = this.hit(block);
+    return entry && this.share(entry).subarray(offset, offset + length);
   }
 
   /** The entry of a cached block that is there to read now (counted and touched), or undefined. */
@@ -277,7 +287,15 @@ export class BlockCache extends Layer {
     return this.entryForWrite(block, true).then((e) => this.putPart(e, offset, data));
   }
 
+  writeBlockPartNow(block: number, offset: number, data: Uint8Array): boolean {
+    if (this.o.sync) return false; // a synchronous write waits for the store below
+    const entry = this.writableNow(block, true);
+    if (entry) void this.putPart(entry, offset, data); // DONE: the write landed
+    return entry !== undefined;
+  }
+
   private putWhole(entry: Entry, data: Uint8Array | null): Promise<void> {
+    if (entry.data && !(data && entry.owned)) this.onBlockDropped?.(entry.data.byteLength);
     if (!data) entry.data = null;
     else if (entry.owned && entry.data) entry.data.set(data);
     else entry.data = data.slice();
@@ -288,7 +306,10 @@ export class BlockCache extends Layer {
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
     if (!entry.owned || !entry.data) {
       const copy = new Uint8Array(this.blockSize);
-      if (entry.data) copy.set(entry.data);
+      if (entry.data) {
+        copy.set(entry.data);
+        this.onBlockDropped?.(entry.data.byteLength);
+      }
       entry.data = copy;
       entry.owned = true;
     }
@@ -565,6 +586,7 @@ export class BlockCache extends Layer {
 
   private forget(entry: Entry): void {
     this.entries.delete(entry.block);
+    if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
     if (entry.slot !== undefined) this.file!.release(entry.slot);
     entry.slot = undefined;
     this.counters.add("evictions");
