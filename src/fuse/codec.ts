@@ -28,8 +28,12 @@ export class Request {
   readonly gid: number;
   readonly pid: number;
 
-  constructor(readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  /** `view`, when given, is a DataView over the same bytes (from byte 0) to reuse. */
+  constructor(
+    readonly bytes: Uint8Array,
+    view?: DataView,
+  ) {
+    this.view = view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.opcode = this.view.getUint32(4, true);
     this.unique = getU64(this.view, 8);
     this.nodeid = getU64(this.view, 16);
@@ -95,7 +99,7 @@ export function outHeader(length: number, errno: number, unique: Uint8Array): Ui
 }
 
 /** Writes a reply header into `header` (16 bytes, little-endian as the kernel reads it). */
-export function fillOutHeader(header: Uint8Array, length: number, errno: number, unique: Uint8Array): Uint8Array {
+export function fillOutHeader(header: Uint8Array, length: number, errno: number, unique: Uint8Array, at = 0): Uint8Array {
   const e = -errno >>> 0;
   header[0] = length & 0xff;
   header[1] = (length >>> 8) & 0xff;
@@ -105,7 +109,7 @@ export function fillOutHeader(header: Uint8Array, length: number, errno: number,
   header[5] = (e >>> 8) & 0xff;
   header[6] = (e >>> 16) & 0xff;
   header[7] = e >>> 24;
-  header.set(unique, 8);
+  for (let i = 0; i < 8; i++) header[8 + i] = unique[at + i]!;
   return header;
 }
 

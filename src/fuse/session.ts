@@ -62,7 +62,7 @@ export class FuseSession {
   start(): void {
     const o = this.options;
     this.readers = new DeviceReaders(this.fd, MAX_WRITE, o.readers, o.slotsPerReader, o.directSlots, {
-      request: (bytes, release, replyFd) => this.handle(new Request(bytes), release, replyFd),
+      request: (bytes, view, release, replyFd) => this.handle(new Request(bytes, view), release, replyFd),
       end: (reason) => this.resolveEnd(reason),
     });
     const why = this.readers.noDirectDoor;
@@ -82,15 +82,16 @@ export class FuseSession {
         this.interrupt(req);
         return release();
     }
-    this.pending.set(req.unique, fd);
     let result: Body | Promise<Body>;
     try {
       result = this.dispatch(req);
     } catch (err) {
       return this.failed(req, err, release, fd);
     }
-    // Most requests (cache hits, writes that land at once) are answered in this same turn.
+    // Most requests (cache hits, writes that land at once) are answered in this same turn, before
+    // any INTERRUPT could be read: only the others are noted as pending.
     if (result instanceof Promise) {
+      this.pending.set(req.unique, fd);
       result.then(
         (body) => this.answered(req, body, release, fd),
         (err) => this.failed(req, err, release, fd),
@@ -229,11 +230,10 @@ export class FuseSession {
 
   private reply(req: Request, fd: number, errno: number, body: Uint8Array[]): void {
     if (this.pending.get(req.unique) === ANSWERED) return; // already answered by an INTERRUPT
-    this.pending.set(req.unique, ANSWERED);
     let length = 16;
     for (const part of body) length += part.length;
     // The header buffer is reused: the write below is synchronous.
-    codec.fillOutHeader(this.header, errno ? 16 : length, errno, req.uniqueBytes);
+    codec.fillOutHeader(this.header, errno ? 16 : length, errno, req.bytes, 8);
     this.write(fd, errno ? [this.header] : [this.header, ...body]);
   }
 

@@ -4,7 +4,7 @@
  * SlowDown) with exponential backoff until --maxRetryPause is used up. Never retries a 4xx that
  * cannot succeed. Every request is counted.
  */
-import { AwsClient } from "aws4fetch";
+import { AwsV4Signer } from "aws4fetch";
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { runtime } from "../../runtime/index.ts";
@@ -55,7 +55,8 @@ export class RetryableError extends Error {}
 
 export class S3Client {
   readonly stats = new RequestStats();
-  private signer: { key: string; client: AwsClient } | undefined;
+  /** aws4fetch's cache of derived signing keys, for the current credentials. */
+  private signingKeys: { credentials: string; cache: Map<string, ArrayBuffer> } | undefined;
   private readonly fetchOptions: Record<string, unknown>;
 
   constructor(private readonly o: S3ClientOptions) {
@@ -98,14 +99,17 @@ export class S3Client {
     }
   }
 
-  private async signed(url: string, init: RequestInit): Promise<Request> {
+  /**
+   * The request's headers signed with SigV4 (payload unsigned, as aws4fetch does for S3). Only the
+   * headers: a signed Request would hold its own copy of the body, and fetch makes another.
+   */
+  private async signedHeaders(url: string, method: string, headers: Record<string, string> | undefined): Promise<Headers | Record<string, string> | undefined> {
     const credentials = await this.o.credentials.get();
-    if (!credentials) return new Request(url, init);
-    const cacheKey = `${credentials.accessKeyId}\0${credentials.sessionToken ?? ""}`;
-    if (this.signer?.key !== cacheKey) {
-      this.signer = { key: cacheKey, client: new AwsClient({ ...credentials, service: "s3", region: this.o.region, retries: 0 }) };
-    }
-    return this.signer.client.sign(url, init);
+    if (!credentials) return headers;
+    const key = `${credentials.accessKeyId}\0${credentials.sessionToken ?? ""}`;
+    if (this.signingKeys?.credentials !== key) this.signingKeys = { credentials: key, cache: new Map() };
+    const signer = new AwsV4Signer({ url, method, headers, ...credentials, service: "s3", region: this.o.region, cache: this.signingKeys.cache });
+    return (await signer.sign()).headers;
   }
 
   private async attempt(req: S3Request): Promise<S3Response> {
@@ -114,12 +118,14 @@ export class S3Client {
     let response: Response;
     let body: Uint8Array;
     try {
-      const request = await this.signed(url, {
+      const headers = await this.signedHeaders(url, req.method, req.headers);
+      response = await fetch(url, {
         method: req.method,
-        headers: req.headers,
+        headers,
         ...(req.body ? { body: req.body } : {}),
-      });
-      response = await fetch(request, { signal: AbortSignal.timeout(this.o.timeoutMs), ...this.fetchOptions } as RequestInit);
+        signal: AbortSignal.timeout(this.o.timeoutMs),
+        ...this.fetchOptions,
+      } as RequestInit);
       body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       const name = (err as Error).name;
