@@ -20,11 +20,12 @@ import type { BlockCache } from "./store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 
 /**
- * Reader threads and the request slots each owns, and the slots the main thread reads requests into
- * itself while busy (see fuse/device-readers.ts): up to 8 requests in flight. The cache answers
- * most at once, and each slot a 1 MiB write has used stays resident, so they are few.
+ * The reader thread and the request slots it owns, and the slots the main thread reads requests
+ * into itself while busy (see fuse/device-readers.ts): up to 6 requests in flight. The cache
+ * answers most at once, and each slot a 1 MiB write has used stays resident (as does each thread,
+ * about 4 MiB), so they are few.
  */
-const READERS = 2;
+const READERS = 1;
 const SLOTS_PER_READER = 2;
 const DIRECT_SLOTS = 4;
 

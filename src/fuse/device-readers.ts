@@ -85,6 +85,7 @@ export class DeviceReaders {
   private readonly dataViews: DataView[] = [];
   private readonly releases: (() => void)[] = [];
   private readonly direct: DirectDoor | undefined;
+  private readonly slotsPerReader: number;
   /** Why the main thread has no door of its own (it then relies on the reader threads alone). */
   readonly noDirectDoor: string | undefined;
   private lastRequest = 0;
@@ -94,11 +95,22 @@ export class DeviceReaders {
     private readonly fd: number,
     maxWrite: number,
     private readonly readers: number,
-    private readonly slotsPerReader: number,
+    slotsPerReader: number,
     directSlots: number,
     private readonly events: DeviceReaderEvents,
   ) {
     const slotSize = Math.max(MIN_READ_BUFFER, maxWrite + Size.IN_HEADER + Size.WRITE_IN + 4096);
+    if (directSlots > 0) {
+      const door = openDirectDoor(fd, directSlots, slotSize);
+      if (typeof door === "string") this.noDirectDoor = door;
+      else this.direct = door;
+    } else {
+      this.noDirectDoor = "not asked for";
+    }
+    // Without a door of its own, the main thread gets every request through the readers: they
+    // take its slots too, so that as many requests can be in flight.
+    if (!this.direct) slotsPerReader += Math.ceil(directSlots / readers);
+    this.slotsPerReader = slotsPerReader;
     const slots = readers * slotsPerReader;
     const shared = (words: number) => new SharedArrayBuffer(4 * words);
     const setup = {
@@ -116,13 +128,6 @@ export class DeviceReaders {
       this.dataViews.push(new DataView(setup.pool, slot * slotSize, slotSize));
       const reader = Math.floor(slot / slotsPerReader);
       this.releases.push(() => this.release(slot, reader));
-    }
-    if (directSlots > 0) {
-      const door = openDirectDoor(fd, directSlots, slotSize);
-      if (typeof door === "string") this.noDirectDoor = door;
-      else this.direct = door;
-    } else {
-      this.noDirectDoor = "not asked for";
     }
 
     for (let index = 0; index < readers; index++) {
