@@ -25,6 +25,11 @@ import { FUSE_DEV_IOC_CLONE, MIN_READ_BUFFER, Size } from "./kernel-abi.ts";
 const POLL_IDLE_MS = 0.2;
 /** How long one turn of polling waits for a request when none is there. */
 const SPIN_MS = 0.02;
+/**
+ * Most requests the main thread reads in one turn of the event loop: answered at once, they could
+ * keep coming for ever, and the event loop must turn for S3 transfers, write-back and timers.
+ */
+const MAX_PER_TURN = 32;
 
 /** Slot states in `slotState`: free, or owned by its reader (being read into, or holding a request not yet answered). */
 export const SLOT_FREE = 0;
@@ -164,7 +169,7 @@ export class DeviceReaders {
     const door = this.direct;
     if (!door) return false;
     let any = false;
-    while (door.free.length > 0 && !this.ended) {
+    for (let taken = 0; taken < MAX_PER_TURN && door.free.length > 0 && !this.ended; taken++) {
       const slot = door.free.pop()!;
       let length: number;
       try {
