@@ -4,7 +4,7 @@ import { MemoryBudget } from "../src/memory-budget.ts";
 
 const value = (b: MemoryBudget, name: string) => Number(b.stats().values.find(([n]) => n === name)![1]);
 
-test("over the budget a full collection runs, at most every 100 ms, while memory grows; under it none does", async () => {
+test("over the budget a full collection runs, at most once per check, while memory grows; under it none does", async () => {
   const over = new MemoryBudget(1); // any process is over one byte
   const under = new MemoryBudget(2 ** 50);
   over.start();
@@ -27,7 +27,27 @@ test("over the budget a full collection runs, at most every 100 ms, while memory
 test("an idle process over its budget is collected once, not every check", async () => {
   const idle = new MemoryBudget(1);
   idle.start();
-  await Bun.sleep(1100); // eleven checks
+  await Bun.sleep(1100); // over forty checks
   idle.stop();
   expect(value(idle, "forced collections")).toBeLessThanOrEqual(2);
+});
+
+test("near the budget, every 16 MiB of block buffers the cache lets go are collected at once; far from it, none", () => {
+  const near = new MemoryBudget(1);
+  const far = new MemoryBudget(2 ** 50);
+  near.start();
+  far.start();
+  const MIB = 2 ** 20;
+  for (let i = 0; i < 15; i++) near.droppedBlock(MIB);
+  expect(value(near, "forced collections")).toBe(0);
+  near.droppedBlock(MIB); // the 16th MiB
+  expect(value(near, "forced collections")).toBe(1);
+  for (let i = 0; i < 48; i++) near.droppedBlock(MIB);
+  expect(value(near, "forced collections")).toBe(4);
+  for (let i = 0; i < 64; i++) far.droppedBlock(MIB);
+  expect(value(far, "forced collections")).toBe(0);
+  near.stop();
+  far.stop();
+  near.droppedBlock(64 * MIB); // stopped: left alone
+  expect(value(near, "forced collections")).toBe(4);
 });
