@@ -4,7 +4,7 @@
  * s3backer process's peak RSS. Compared with a plain parallel S3 client doing the same transfers
  * (the limit) and with Debian's s3backer on the same server (the peer).
  *
- *   bun bench/s3-throughput.ts [SIZE_MiB]        bundled server (in this process), and Ceph RGW
+ *   bun bench/s3-throughput.ts [SIZE_MiB]        bundled server (its own process), and Ceph RGW
  *                                                 too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set
  * Run as root, by hand. Prints a table.
  */
@@ -12,7 +12,7 @@ import { AwsClient } from "aws4fetch";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { S3Server } from "../src/s3server/s3-server.ts";
+import { spawn } from "bun";
 import { ddRate, removeBucket, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv[2] ?? 1024);
@@ -23,7 +23,7 @@ const READ_CONCURRENCY = 5;
 const OURS = join(import.meta.dir, "../dist/s3backer");
 const work = "/dev/shm/s3b-s3bench";
 
-interface Peer { name: string; url: string; access: string; secret: string; counters?: S3Server["counters"] }
+interface Peer { name: string; url: string; access: string; secret: string }
 interface Row { peer: string; client: string; write: number; read: number; iops: number | string; putsPerGiB: number | string; getsPerGiB: number | string; rssMiB: number | string }
 
 async function fio(file: string): Promise<number> {
@@ -82,18 +82,16 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   };
   await mount(true);
   let pid = await pidOf(mnt);
-  const before = peer.counters ? { ...peer.counters.requests } : undefined;
   const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]), MIB);
   const s1 = stats();
   let rss = peakRssMiB(pid);
-  const puts = peer.counters ? peer.counters.requests.PUT - before!.PUT : which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
+  const puts = which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
   await unmount(); // a fresh process for the cold read: nothing cached
   await mount(false);
   pid = await pidOf(mnt);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
-  const beforeRead = peer.counters ? { ...peer.counters.requests } : undefined;
   const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
-  const gets = peer.counters ? peer.counters.requests.GET - beforeRead!.GET : which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
+  const gets = which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
   const iops = await fio(join(mnt, "file"));
   rss = Math.max(rss, peakRssMiB(pid));
   await unmount();
@@ -110,9 +108,17 @@ const sourceFile = join(work, "source.bin");
 await run(["dd", "if=/dev/urandom", `of=${sourceFile}`, "bs=1M", `count=${MIB}`]);
 const source = new Uint8Array(readFileSync(sourceFile));
 
-const bundled = new S3Server({ credentials: { BENCH: { secretAccessKey: "bench-secret" } } });
-bundled.start();
-const peers: Peer[] = [{ name: "bundled server", url: bundled.url, access: "BENCH", secret: "bench-secret", counters: bundled.counters }];
+// The bundled server in a process of its own (objects in memory), as a user would run it: this
+// process's own garbage (the plain client's) must not slow the rows after it.
+const bundled = spawn([OURS, "s3-server", "--port=0", "--access-key=BENCH", "--secret-key=bench-secret"], { stdout: "pipe", stderr: "inherit" });
+const bundledUrl = await (async () => {
+  const reader = bundled.stdout.getReader();
+  let text = "";
+  while (!/listening on (\S+)/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+  reader.releaseLock();
+  return /listening on (\S+)/.exec(text)![1]!.replace(/\/?$/, "/");
+})();
+const peers: Peer[] = [{ name: "bundled server", url: bundledUrl, access: "BENCH", secret: "bench-secret" }];
 if (process.env.S3_RGW_URL) peers.push({ name: "Ceph RGW", url: process.env.S3_RGW_URL, access: process.env.S3_RGW_ACCESS_KEY!, secret: process.env.S3_RGW_SECRET_KEY! });
 
 const rows: Row[] = [];
@@ -121,8 +127,7 @@ try {
     const bucket = `bench-${Date.now()}`;
     const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
     await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
-    // The bundled server lives in this process: collect the previous row's garbage before each row,
-    // so that no row pays for another's.
+    // The plain client's garbage (a gigabyte of bodies) is collected before the rows after it.
     const measure = async (row: () => Promise<Row>) => {
       Bun.gc(true);
       rows.push(await row());
@@ -137,7 +142,13 @@ try {
     }
   }
 } finally {
-  await bundled.stop();
+  bundled.kill();
+  await bundled.exited;
+  // A row that failed midway leaves its mount behind.
+  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const mnt = line.split(" ")[1];
+    if (mnt?.startsWith(work)) await run(["umount", "-l", mnt]).catch(() => {});
+  }
   rmSync(work, { recursive: true, force: true });
 }
 
