@@ -108,42 +108,54 @@ const sourceFile = join(work, "source.bin");
 await run(["dd", "if=/dev/urandom", `of=${sourceFile}`, "bs=1M", `count=${MIB}`]);
 const source = new Uint8Array(readFileSync(sourceFile));
 
-// The bundled server in a process of its own (objects in memory), as a user would run it: this
-// process's own garbage (the plain client's) must not slow the rows after it.
-const bundled = spawn([OURS, "s3-server", "--port=0", "--access-key=BENCH", "--secret-key=bench-secret"], { stdout: "pipe", stderr: "inherit" });
-const bundledUrl = await (async () => {
-  const reader = bundled.stdout.getReader();
+/** A server to measure against: its URL, and how to let it go after a row. */
+interface Server { url: string; stop(): Promise<void> }
+
+// The bundled server runs as a user runs it: a process of its own, objects in memory, and a fresh
+// one for each row (a server already holding the rows before it would slow the rows after).
+async function startBundled(): Promise<Server> {
+  const child = spawn([OURS, "s3-server", "--port=0", "--access-key=BENCH", "--secret-key=bench-secret"], { stdout: "pipe", stderr: "inherit" });
+  const reader = child.stdout.getReader();
   let text = "";
   while (!/listening on (\S+)/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
   reader.releaseLock();
-  return /listening on (\S+)/.exec(text)![1]!.replace(/\/?$/, "/");
-})();
-const peers: Peer[] = [{ name: "bundled server", url: bundledUrl, access: "BENCH", secret: "bench-secret" }];
-if (process.env.S3_RGW_URL) peers.push({ name: "Ceph RGW", url: process.env.S3_RGW_URL, access: process.env.S3_RGW_ACCESS_KEY!, secret: process.env.S3_RGW_SECRET_KEY! });
+  const url = /listening on (\S+)/.exec(text)![1]!.replace(/\/?$/, "/");
+  return { url, stop: async () => { child.kill(); await child.exited; } };
+}
+
+const targets: { name: string; access: string; secret: string; open(): Promise<Server> }[] = [
+  { name: "bundled server", access: "BENCH", secret: "bench-secret", open: startBundled },
+];
+if (process.env.S3_RGW_URL) {
+  const url = process.env.S3_RGW_URL;
+  targets.push({ name: "Ceph RGW", access: process.env.S3_RGW_ACCESS_KEY!, secret: process.env.S3_RGW_SECRET_KEY!, open: async () => ({ url, stop: async () => {} }) });
+}
+const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
+  (peer, bucket) => plainClient(peer, bucket, source),
+  (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile),
+  (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]),
+  ...(process.argv.includes("--no-debian") ? [] : [(peer: Peer, bucket: string) => throughMount(peer, bucket, "debian", sourceFile)]),
+];
 
 const rows: Row[] = [];
 try {
-  for (const peer of peers) {
-    const bucket = `bench-${Date.now()}`;
-    const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
-    await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
-    // The plain client's garbage (a gigabyte of bodies) is collected before the rows after it.
-    const measure = async (row: () => Promise<Row>) => {
-      Bun.gc(true);
-      rows.push(await row());
-    };
-    try {
-      await measure(() => plainClient(peer, bucket, source));
-      await measure(() => throughMount(peer, bucket, "ours", sourceFile));
-      await measure(() => throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]));
-      if (!process.argv.includes("--no-debian")) await measure(() => throughMount(peer, bucket, "debian", sourceFile));
-    } finally {
-      await removeBucket(aws, peer.url, bucket);
+  for (const target of targets) {
+    for (const kind of kinds) {
+      const server = await target.open();
+      const peer: Peer = { name: target.name, url: server.url, access: target.access, secret: target.secret };
+      const bucket = `bench-${Date.now()}`;
+      const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
+      await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
+      try {
+        Bun.gc(true); // the plain client's gigabyte of bodies is this process's garbage
+        rows.push(await kind(peer, bucket));
+      } finally {
+        await removeBucket(aws, peer.url, bucket);
+        await server.stop();
+      }
     }
   }
 } finally {
-  bundled.kill();
-  await bundled.exited;
   // A row that failed midway leaves its mount behind.
   for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
     const mnt = line.split(" ")[1];
