@@ -28,12 +28,8 @@ export class Request {
   readonly gid: number;
   readonly pid: number;
 
-  /** `view`, when given, is a DataView over the same bytes (from byte 0) to reuse. */
-  constructor(
-    readonly bytes: Uint8Array,
-    view?: DataView,
-  ) {
-    this.view = view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  constructor(readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.opcode = this.view.getUint32(4, true);
     this.unique = getU64(this.view, 8);
     this.nodeid = getU64(this.view, 16);
@@ -94,11 +90,14 @@ export const decodeFallocate = (r: Request): FallocateIn => ({ fh: r.u64(0), off
 
 // ---- replies ----
 
-export function outHeader(length: number, errno: number, unique: Uint8Array): Uint8Array {
-  return fillOutHeader(new Uint8Array(Size.OUT_HEADER), length, errno, unique);
+export function outHeader(length: number, errno: number, unique: Uint8Array, at = 0): Uint8Array {
+  return fillOutHeader(new Uint8Array(Size.OUT_HEADER), length, errno, unique, at);
 }
 
-/** Writes a reply header into `header` (16 bytes, little-endian as the kernel reads it). */
+/**
+ * Writes a reply header into `header` (16 bytes, little-endian as the kernel reads it); the
+ * request's unique id is the 8 bytes of `unique` from `at`.
+ */
 export function fillOutHeader(header: Uint8Array, length: number, errno: number, unique: Uint8Array, at = 0): Uint8Array {
   const e = -errno >>> 0;
   header[0] = length & 0xff;

@@ -60,10 +60,10 @@ export interface ReaderSetup {
 
 export interface DeviceReaderEvents {
   /**
-   * A request is in `bytes` (`view`: a DataView of its slot, from the same byte 0); its reply goes
-   * to `replyFd`. Call `release()` once it has been answered and its bytes are no longer used.
+   * A request is in `bytes`; its reply goes to `replyFd`. Call `release()` once it has been
+   * answered and its bytes are no longer used.
    */
-  request(bytes: Uint8Array, view: DataView, release: () => void, replyFd: number): void;
+  request(bytes: Uint8Array, release: () => void, replyFd: number): void;
   /** The device stopped delivering: "ENODEV" after unmount, else the error. Called once. */
   end(reason: string): void;
 }
@@ -72,7 +72,6 @@ export interface DeviceReaderEvents {
 interface DirectDoor {
   fd: number;
   views: Uint8Array[];
-  dataViews: DataView[];
   free: number[];
   releases: (() => void)[];
 }
@@ -87,7 +86,6 @@ export class DeviceReaders {
   private readonly consumed: number[];
   private readonly signals: Int32Array;
   private readonly views: Uint8Array[] = [];
-  private readonly dataViews: DataView[] = [];
   private readonly releases: (() => void)[] = [];
   private readonly direct: DirectDoor | undefined;
   private readonly slotsPerReader: number;
@@ -130,7 +128,6 @@ export class DeviceReaders {
     this.signals = new Int32Array(setup.signals);
     for (let slot = 0; slot < slots; slot++) {
       this.views.push(new Uint8Array(setup.pool, slot * slotSize, slotSize));
-      this.dataViews.push(new DataView(setup.pool, slot * slotSize, slotSize));
       const reader = Math.floor(slot / slotsPerReader);
       this.releases.push(() => this.release(slot, reader));
     }
@@ -158,7 +155,7 @@ export class DeviceReaders {
         const slot = this.rings[r * this.slotsPerReader + (this.consumed[r]! % this.slotsPerReader)]!;
         this.consumed[r]!++;
         any = true;
-        this.events.request(this.views[slot]!.subarray(0, this.lengths[slot]!), this.dataViews[slot]!, this.releases[slot]!, this.fd);
+        this.events.request(this.views[slot]!.subarray(0, this.lengths[slot]!), this.releases[slot]!, this.fd);
       }
     }
     return any;
@@ -187,7 +184,7 @@ export class DeviceReaders {
         break;
       }
       any = true;
-      this.events.request(door.views[slot]!.subarray(0, length), door.dataViews[slot]!, door.releases[slot]!, door.fd);
+      this.events.request(door.views[slot]!.subarray(0, length), door.releases[slot]!, door.fd);
     }
     return any;
   }
@@ -272,10 +269,9 @@ function openDirectDoor(fd: number, slots: number, slotSize: number): DirectDoor
     return `cannot clone the FUSE descriptor: ${messageOf(err)}`;
   }
   const pool = new ArrayBuffer(slotSize * slots);
-  const door: DirectDoor = { fd: clone, views: [], dataViews: [], free: [], releases: [] };
+  const door: DirectDoor = { fd: clone, views: [], free: [], releases: [] };
   for (let slot = 0; slot < slots; slot++) {
     door.views.push(new Uint8Array(pool, slot * slotSize, slotSize));
-    door.dataViews.push(new DataView(pool, slot * slotSize, slotSize));
     door.free.push(slot);
     door.releases.push(() => door.free.push(slot));
   }

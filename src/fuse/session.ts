@@ -62,7 +62,7 @@ export class FuseSession {
   start(): void {
     const o = this.options;
     this.readers = new DeviceReaders(this.fd, MAX_WRITE, o.readers, o.slotsPerReader, o.directSlots, {
-      request: (bytes, view, release, replyFd) => this.handle(new Request(bytes, view), release, replyFd),
+      request: (bytes, release, replyFd) => this.handle(new Request(bytes), release, replyFd),
       end: (reason) => this.resolveEnd(reason),
     });
     const why = this.readers.noDirectDoor;
@@ -221,10 +221,8 @@ export class FuseSession {
       this.write(this.fd, [codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
     } else if (fd !== ANSWERED) {
       this.pending.set(target, ANSWERED);
-      const header = codec.outHeader(16, Errno.EINTR, new Uint8Array(8));
-      new DataView(header.buffer).setUint32(8, target % 2 ** 32, true);
-      new DataView(header.buffer).setUint32(12, Math.floor(target / 2 ** 32), true);
-      this.write(fd, [header]);
+      // The interrupted request's id is the INTERRUPT's argument.
+      this.write(fd, [codec.outHeader(16, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
     }
   }
 

@@ -157,9 +157,8 @@ export class BlockCache extends Layer {
   }
 
   override readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
-    const entry = this.hit(block);
-    if (entry) return Promise.resolve(this.share(entry).subarray(offset, offset + length));
-    return this.readMiss(block).then((e) => this.share(e).subarray(offset, offset + length));
+    const now = this.readBlockPartNow(block, offset, length);
+    return now ? Promise.resolve(now) : this.readMiss(block).then((e) => this.share(e).subarray(offset, offset + length));
   }
 
   readBlockPartNow(block: number, offset: number, length: number): Uint8Array | undefined {
