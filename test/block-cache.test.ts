@@ -55,6 +55,23 @@ test("reads: a miss fetches once, hits cost nothing; LRU evicts clean blocks bey
   expect([stat(cache, "read hits"), stat(cache, "read misses")]).toEqual([5, 6]);
 });
 
+test("blocks being uploaded count against the size: the upload's copy of the bytes is memory too", async () => {
+  const { cache, s3 } = stack({ size: 4, threads: 2 });
+  for (let b = 0; b < 2; b++) await s3.writeBlock(b, pattern(BS, b + 1));
+  for (let b = 0; b < 2; b++) await cache.readBlock(b); // two clean blocks
+  server.setFaults({ latencyMs: 300 });
+  await cache.writeBlock(2, pattern(BS, 3));
+  await cache.writeBlock(3, pattern(BS, 4));
+  await waitFor("two uploads in flight", () => server.counters.requests.PUT === 2, 2000);
+  // 4 blocks held and 2 in flight: the least recently used clean blocks make room.
+  expect(stat(cache, "blocks cached")).toBe(2);
+  expect(stat(cache, "evictions")).toBe(2);
+  await cache.flush();
+  server.setFaults({});
+  for (let b = 0; b < 2; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+  expect(stat(cache, "blocks cached")).toBe(4); // the whole size again once the uploads are done
+});
+
 test("write-back: writes return at once, repeated writes to a block coalesce into one PUT after the delay", async () => {
   const { cache } = stack({ writeDelayMs: 300 });
   for (let i = 0; i < 10; i++) await cache.writeBlock(7, pattern(BS, 100 + i));

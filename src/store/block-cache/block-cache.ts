@@ -409,6 +409,7 @@ export class BlockCache extends Layer {
       const entry = this.takeDue();
       if (!entry) return;
       this.uploads++;
+      this.evict();
       void this.writeBack(entry).finally(() => {
         this.uploads--;
         this.pump();
@@ -564,11 +565,15 @@ export class BlockCache extends Layer {
     this.entries.set(entry.block, entry);
   }
 
-  /** Drops least recently used clean blocks until the cache fits. Dirty blocks are never dropped. */
+  /**
+   * Drops least recently used clean blocks until the cache fits. Dirty blocks are never dropped.
+   * Each upload in flight takes a block's room: the HTTP client holds its own copy of the bytes.
+   */
   private evict(): void {
-    if (this.entries.size <= this.o.size) return;
+    const room = this.o.size - this.uploads;
+    if (this.entries.size <= room) return;
     for (const entry of this.entries.values()) {
-      if (this.entries.size <= this.o.size) return;
+      if (this.entries.size <= room) return;
       if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
       this.forget(entry);
     }
