@@ -71,6 +71,15 @@ class Matchers {
   toBeLessThan(n: number) { this.check((this.actual as number) < n, "to be less than", n); }
   toContain(e: unknown) { this.check((this.actual as string | unknown[]).includes(e as never), "to contain", e); }
   toMatch(re: RegExp | string) { this.check(typeof re === "string" ? String(this.actual).includes(re) : re.test(String(this.actual)), "to match", String(re)); }
+  toThrow() {
+    let threw = false;
+    try {
+      (this.actual as () => unknown)();
+    } catch {
+      threw = true;
+    }
+    this.check(threw, "to throw");
+  }
   toMatchObject(e: Record<string, unknown>) {
     const a = this.actual as Record<string, unknown>;
     this.check(Object.entries(e).every(([k, v]) => isDeepStrictEqual(a?.[k], v)), "to match", e);

@@ -9,6 +9,7 @@ import { Errno, FsError } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
+import { Md5Batch } from "../../util/md5-batch.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
@@ -51,6 +52,7 @@ export class S3Store implements Backend {
   readonly numBlocks: number;
   readonly freshReads = true; // every body is a new buffer
   private readonly zero: Uint8Array;
+  private readonly uploadMd5 = new Md5Batch();
 
   constructor(
     private readonly client: S3Client,
@@ -128,7 +130,7 @@ export class S3Store implements Backend {
       await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
       return null;
     }
-    const digest = md5(object.body);
+    const digest = Buffer.from(await this.uploadMd5.digest(object.body));
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
       "content-md5": digest.toString("base64"),
