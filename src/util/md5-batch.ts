@@ -1,10 +1,9 @@
 /**
- * MD5 four blocks at a time. Write-back sends many blocks of one size at once, and read-ahead
- * brings several in, so a request for a digest waits a moment (WAIT_MS, little next to a round
- * trip to S3) for others of the same length, and they are hashed together in SIMD lanes
- * (md5x4.ts): half the CPU per block of the runtime's MD5, the largest cost of moving blocks on a
- * busy machine. A caller that expects no others says so and is not held back. Fewer than three
- * together are hashed one by one, natively (two lanes cost what two native hashes do).
+ * MD5 for uploads, four at a time. Write-back sends many blocks of one size at once, so a request
+ * for a digest waits a moment (WAIT_MS, nothing next to an upload's round trip) for others of the
+ * same length and they are hashed together in SIMD lanes (md5x4.ts): half the CPU per block of the
+ * runtime's MD5, which on a busy machine is the upload path's largest cost. Fewer than three
+ * waiting are hashed one by one, natively (two lanes cost what two native hashes do).
  */
 import { createHash } from "node:crypto";
 import { md5x4, md5x4Available } from "./md5x4.ts";
@@ -26,16 +25,13 @@ export class Md5Batch {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly lanes = md5x4Available();
 
-  /**
-   * The MD5 of `data`, which must not change until the promise settles. `coming`: how many more
-   * digests the caller expects soon (0: none, so nothing is gained by waiting).
-   */
-  digest(data: Uint8Array, coming = Infinity): Promise<Uint8Array> {
+  /** The MD5 of `data`, which must not change until the promise settles. */
+  digest(data: Uint8Array): Promise<Uint8Array> {
     if (!this.lanes) return Promise.resolve(md5Native(data));
     return new Promise((resolve) => {
       const group = this.waiting.get(data.length) ?? [];
       group.push({ data, resolve });
-      if (group.length === LANES || coming === 0) {
+      if (group.length === LANES) {
         this.waiting.delete(data.length);
         this.hash(group);
         return;

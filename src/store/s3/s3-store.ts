@@ -10,7 +10,7 @@ import type { Backend, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
 import { Md5Batch } from "../../util/md5-batch.ts";
-import { RetryableError, type S3Client, type S3Response } from "./s3-client.ts";
+import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
@@ -52,9 +52,7 @@ export class S3Store implements Backend {
   readonly numBlocks: number;
   readonly freshReads = true; // every body is a new buffer
   private readonly zero: Uint8Array;
-  private readonly md5 = new Md5Batch();
-  /** GETs sent whose bodies have not arrived: digests that may come to share a batch. */
-  private bodiesComing = 0;
+  private readonly uploadMd5 = new Md5Batch();
 
   constructor(
     private readonly client: S3Client,
@@ -89,31 +87,19 @@ export class S3Store implements Backend {
    */
   async readObject(block: number): Promise<StoredObject | null> {
     let digest = "";
-    let coming = true;
-    const arrived = () => {
-      if (coming) this.bodiesComing--;
-      coming = false;
-    };
-    this.bodiesComing++;
-    let r: S3Response;
-    try {
-      r = await this.client.send({
-        method: "GET",
-        kind: "GET",
-        key: this.key(block),
-        expect: [200, 404],
-        validate: async (answer) => {
-          arrived();
-          if (answer.status !== 200) return;
-          const etag = unquote(answer.headers.get("etag"));
-          digest = Buffer.from(await this.md5.digest(answer.body, this.bodiesComing)).toString("hex");
-          // A body that does not match its ETag was damaged on the way: ask again.
-          if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
-        },
-      });
-    } finally {
-      arrived();
-    }
+    const r = await this.client.send({
+      method: "GET",
+      kind: "GET",
+      key: this.key(block),
+      expect: [200, 404],
+      validate: (answer) => {
+        if (answer.status !== 200) return;
+        const etag = unquote(answer.headers.get("etag"));
+        digest = md5(answer.body).toString("hex");
+        // A body that does not match its ETag was damaged on the way: ask again.
+        if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
+      },
+    });
     if (r.status === 404) return null;
     return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
   }
@@ -144,7 +130,7 @@ export class S3Store implements Backend {
       await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
       return null;
     }
-    const digest = Buffer.from(await this.md5.digest(object.body));
+    const digest = Buffer.from(await this.uploadMd5.digest(object.body));
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
       "content-md5": digest.toString("base64"),
