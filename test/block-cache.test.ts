@@ -72,6 +72,23 @@ test("blocks being uploaded count against the size: the upload's copy of the byt
   expect(stat(cache, "blocks cached")).toBe(4); // the whole size again once the uploads are done
 });
 
+test("an evicted block's buffer takes a later write, from the next turn of the event loop on", async () => {
+  const { cache, s3 } = stack({ size: 2, writeDelayMs: 60_000 });
+  for (let b = 0; b < 2; b++) await s3.writeBlock(b, pattern(BS, b + 1));
+  const views = [await cache.readBlock(0), await cache.readBlock(1)]; // the cached bytes themselves
+  // In this turn two writes evict blocks 0 and 1; neither may take their bytes yet.
+  void cache.writeBlock(2, pattern(BS, 3));
+  void cache.writeBlock(3, pattern(BS, 4));
+  expect(stat(cache, "evictions")).toBe(2);
+  expect(views).toEqual([pattern(BS, 1), pattern(BS, 2)]);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await cache.flush();
+  await cache.writeBlock(4, pattern(BS, 5)); // a later turn: a spare buffer, the old block 0 or 1
+  expect(views.filter((v) => Buffer.compare(v, pattern(BS, 5)) === 0).length).toBe(1);
+  for (const [b, p] of [[2, 3], [3, 4], [4, 5]] as const) expect(await cache.readBlock(b)).toEqual(pattern(BS, p));
+  await cache.flush();
+});
+
 test("write-back: writes return at once, repeated writes to a block coalesce into one PUT after the delay", async () => {
   const { cache } = stack({ writeDelayMs: 300 });
   for (let i = 0; i < 10; i++) await cache.writeBlock(7, pattern(BS, 100 + i));

@@ -68,6 +68,8 @@ interface Entry {
 /** A block kept dirty by constant writes is uploaded at least this many write delays apart (30 s by default, the kernel's dirty_expire). */
 const MAX_AGE_DELAYS = 120;
 const RETRY_BASE_MS = 1000;
+/** Most evicted block buffers kept for reuse. */
+const SPARE_BLOCKS = 8;
 const RETRY_MAX_MS = 30_000;
 
 export class BlockCache extends Layer {
@@ -106,6 +108,14 @@ export class BlockCache extends Layer {
    * process's memory budget collects such garbage in step with it (see memory-budget.ts).
    */
   onBlockDropped: ((bytes: number) => void) | undefined;
+  /**
+   * Buffers of blocks evicted by writes that nothing else holds, for the next writes: a write past
+   * a full cache then costs no fresh memory to fault in and leaves no garbage (a sustained write:
+   * a quarter less CPU, a tenth of the forced collections). Released ones become spare on the next
+   * turn of the event loop (a reader's view of a block is good for its turn).
+   */
+  private readonly spare: Uint8Array[] = [];
+  private released: Uint8Array[] = [];
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
@@ -297,14 +307,14 @@ export class BlockCache extends Layer {
     if (entry.data && !(data && entry.owned)) this.onBlockDropped?.(entry.data.byteLength);
     if (!data) entry.data = null;
     else if (entry.owned && entry.data) entry.data.set(data);
-    else entry.data = data.slice();
+    else entry.data = this.blockBuffer(data);
     entry.owned = data !== null;
     return this.dirtied(entry);
   }
 
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
     if (!entry.owned || !entry.data) {
-      const copy = new Uint8Array(this.blockSize);
+      const copy = this.blockBuffer();
       if (entry.data) {
         copy.set(entry.data);
         this.onBlockDropped?.(entry.data.byteLength);
@@ -327,7 +337,7 @@ export class BlockCache extends Layer {
       return entry;
     }
     const fresh = this.create(block, false);
-    this.evict();
+    this.evict(true);
     return fresh;
   }
 
@@ -357,7 +367,7 @@ export class BlockCache extends Layer {
       }
       if (!needOld) {
         const fresh = this.create(block, false);
-        this.evict();
+        this.evict(true);
         return fresh;
       }
       await this.load(block, false).loading;
@@ -568,14 +578,15 @@ export class BlockCache extends Layer {
   /**
    * Drops least recently used clean blocks until the cache fits. Dirty blocks are never dropped.
    * Each upload in flight takes a block's room: the HTTP client holds its own copy of the bytes.
+   * `forWrite`: a write makes the room, and the next writes may take the evicted buffers.
    */
-  private evict(): void {
+  private evict(forWrite = false): void {
     const room = this.o.size - this.uploads;
     if (this.entries.size <= room) return;
     for (const entry of this.entries.values()) {
       if (this.entries.size <= room) return;
       if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
-      this.forget(entry);
+      this.forget(entry, forWrite);
     }
   }
 
@@ -588,12 +599,37 @@ export class BlockCache extends Layer {
     }
   }
 
-  private forget(entry: Entry): void {
+  private forget(entry: Entry, reuse = false): void {
     this.entries.delete(entry.block);
-    if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
+    if (entry.data && entry.owned && reuse) this.release(entry.data);
+    else if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
     if (entry.slot !== undefined) this.file!.release(entry.slot);
     entry.slot = undefined;
     this.counters.add("evictions");
+  }
+
+  /** A buffer for a block's bytes (a copy of `from`, else zeros), spare if there is one. */
+  private blockBuffer(from?: Uint8Array): Uint8Array {
+    const spare = this.spare.pop();
+    if (!spare) return from ? from.slice() : new Uint8Array(this.blockSize);
+    if (from) spare.set(from);
+    else spare.fill(0);
+    return spare;
+  }
+
+  private release(data: Uint8Array): void {
+    const whole = data.byteOffset === 0 && data.byteLength === this.blockSize && data.buffer.byteLength === this.blockSize;
+    if (!whole || this.spare.length + this.released.length >= SPARE_BLOCKS) {
+      this.onBlockDropped?.(data.byteLength);
+      return;
+    }
+    if (this.released.length === 0) {
+      setTimeout(() => {
+        this.spare.push(...this.released);
+        this.released = [];
+      }, 0);
+    }
+    this.released.push(data);
   }
 
   /** Mirrors an entry's bytes into the cache file: a new slot first, then the old one is freed. */
