@@ -18,7 +18,7 @@ interface Waiting {
   resolve(digest: Uint8Array): void;
 }
 
-export const md5Native = (data: Uint8Array): Uint8Array => createHash("md5").update(data).digest();
+const md5Native = (data: Uint8Array): Uint8Array => createHash("md5").update(data).digest();
 
 export class Md5Batch {
   private readonly waiting = new Map<number, Waiting[]>();

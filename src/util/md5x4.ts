@@ -157,14 +157,14 @@ function module(): Module | null {
 export const md5x4Available = () => module() !== null;
 
 /**
- * The 16-byte MD5 digests of two to four inputs of the same length, computed side by side. Throws
- * where md5x4Available() is false.
+ * The 16-byte MD5 digests of one to four inputs of the same length, computed side by side (one
+ * costs what four do). Throws where md5x4Available() is false.
  */
 export function md5x4(inputs: readonly Uint8Array[]): Uint8Array[] {
   const m = module();
   if (!m) throw new Error("WebAssembly SIMD is not available");
   const n = inputs.length;
-  const length = inputs[0]!.length;
+  const length = inputs[0]?.length ?? 0;
   if (n < 1 || n > 4 || inputs.some((input) => input.length !== length)) throw new Error("md5x4 takes 1-4 inputs of one length");
   const mem = m.memory;
   const view = new DataView(mem.buffer);

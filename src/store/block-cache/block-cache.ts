@@ -68,9 +68,9 @@ interface Entry {
 /** A block kept dirty by constant writes is uploaded at least this many write delays apart (30 s by default, the kernel's dirty_expire). */
 const MAX_AGE_DELAYS = 120;
 const RETRY_BASE_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 /** Most evicted block buffers kept for reuse. */
 const SPARE_BLOCKS = 8;
-const RETRY_MAX_MS = 30_000;
 
 export class BlockCache extends Layer {
   /** In LRU order: the first entry is the least recently used. */
@@ -314,12 +314,9 @@ export class BlockCache extends Layer {
 
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
     if (!entry.owned || !entry.data) {
-      const copy = this.blockBuffer();
-      if (entry.data) {
-        copy.set(entry.data);
-        this.onBlockDropped?.(entry.data.byteLength);
-      }
-      entry.data = copy;
+      const old = entry.data;
+      entry.data = this.blockBuffer(old ?? undefined);
+      if (old) this.onBlockDropped?.(old.byteLength);
       entry.owned = true;
     }
     entry.data.set(data, offset);
