@@ -157,43 +157,75 @@ function module(): Module | null {
 export const md5x4Available = () => module() !== null;
 
 /**
- * The 16-byte MD5 digests of one to four inputs of the same length, computed side by side (one
- * costs what four do). Throws where md5x4Available() is false.
+ * MD5 of one to four inputs of the same length side by side (one costs what four do), a window of
+ * each input per step, so that a caller can let other work run between steps. Steps of several
+ * runs may interleave: each run keeps its own state. Throws where md5x4Available() is false.
  */
+export class Md5x4 {
+  private readonly m: Module;
+  private readonly length: number;
+  private readonly state = new Uint8Array(64);
+  private at = 0;
+  private finished = false;
+
+  constructor(private readonly inputs: readonly Uint8Array[]) {
+    const m = module();
+    if (!m) throw new Error("WebAssembly SIMD is not available");
+    this.m = m;
+    this.length = inputs[0]?.length ?? 0;
+    if (inputs.length < 1 || inputs.length > 4 || inputs.some((input) => input.length !== this.length)) {
+      throw new Error("md5x4 takes 1-4 inputs of one length");
+    }
+    const view = new DataView(this.state.buffer);
+    for (let k = 0; k < 4; k++) for (let lane = 0; lane < 4; lane++) view.setUint32(16 * k + 4 * lane, INITIAL[k]!, true);
+  }
+
+  /** Hashes the next window of each input (the last step pads them); true once all is hashed. */
+  step(): boolean {
+    if (this.finished) return true;
+    const { m, inputs, length } = this;
+    const mem = m.memory;
+    const window = (lane: number) => LANES_AT + (lane % inputs.length) * (WINDOW + 128);
+    mem.set(this.state, STATE);
+    const whole = length - (length % 64);
+    if (this.at < whole) {
+      const size = Math.min(WINDOW, whole - this.at);
+      for (let lane = 0; lane < inputs.length; lane++) mem.set(inputs[lane]!.subarray(this.at, this.at + size), window(lane));
+      m.chunks(window(0), window(1), window(2), window(3), size / 64);
+      this.at += size;
+    } else {
+      // The last partial chunk, the 0x80 marker, zeros, and the length in bits: one or two chunks.
+      const view = new DataView(mem.buffer);
+      const tail = length - whole;
+      const padded = tail + 9 <= 64 ? 64 : 128;
+      for (let lane = 0; lane < inputs.length; lane++) {
+        const at = window(lane);
+        mem.set(inputs[lane]!.subarray(whole), at);
+        mem.fill(0, at + tail, at + padded);
+        mem[at + tail] = 0x80;
+        view.setUint32(at + padded - 8, (length * 8) >>> 0, true);
+        view.setUint32(at + padded - 4, Math.floor(length / 2 ** 29), true);
+      }
+      m.chunks(window(0), window(1), window(2), window(3), padded / 64);
+      this.finished = true;
+    }
+    this.state.set(mem.subarray(STATE, STATE + 64));
+    return this.finished;
+  }
+
+  /** The 16-byte digests, in the order of the inputs (once step() has returned true). */
+  digests(): Uint8Array[] {
+    return this.inputs.map((_, lane) => {
+      const digest = new Uint8Array(16);
+      for (let k = 0; k < 4; k++) digest.set(this.state.subarray(16 * k + 4 * lane, 16 * k + 4 * lane + 4), 4 * k);
+      return digest;
+    });
+  }
+}
+
+/** The digests of one to four inputs of the same length, in one go. */
 export function md5x4(inputs: readonly Uint8Array[]): Uint8Array[] {
-  const m = module();
-  if (!m) throw new Error("WebAssembly SIMD is not available");
-  const n = inputs.length;
-  const length = inputs[0]?.length ?? 0;
-  if (n < 1 || n > 4 || inputs.some((input) => input.length !== length)) throw new Error("md5x4 takes 1-4 inputs of one length");
-  const mem = m.memory;
-  const view = new DataView(mem.buffer);
-  for (let k = 0; k < 4; k++) for (let lane = 0; lane < 4; lane++) view.setUint32(STATE + 16 * k + 4 * lane, INITIAL[k]!, true);
-  const window = (lane: number) => LANES_AT + (lane % n) * (WINDOW + 128);
-  const run = (chunks: number) => m.chunks(window(0), window(1), window(2), window(3), chunks);
-
-  const whole = length - (length % 64);
-  for (let at = 0; at < whole; at += WINDOW) {
-    const size = Math.min(WINDOW, whole - at);
-    for (let lane = 0; lane < n; lane++) mem.set(inputs[lane]!.subarray(at, at + size), window(lane));
-    run(size / 64);
-  }
-  // The last partial chunk, the 0x80 marker, zeros, and the length in bits: one or two chunks.
-  const tail = length - whole;
-  const padded = tail + 9 <= 64 ? 64 : 128;
-  for (let lane = 0; lane < n; lane++) {
-    const at = window(lane);
-    mem.set(inputs[lane]!.subarray(whole), at);
-    mem.fill(0, at + tail, at + padded);
-    mem[at + tail] = 0x80;
-    view.setUint32(at + padded - 8, (length * 8) >>> 0, true);
-    view.setUint32(at + padded - 4, Math.floor(length / 2 ** 29), true);
-  }
-  run(padded / 64);
-
-  return inputs.map((_, lane) => {
-    const digest = new Uint8Array(16);
-    for (let k = 0; k < 4; k++) digest.set(mem.subarray(STATE + 16 * k + 4 * lane, STATE + 16 * k + 4 * lane + 4), 4 * k);
-    return digest;
-  });
+  const run = new Md5x4(inputs);
+  while (!run.step());
+  return run.digests();
 }

@@ -41,7 +41,7 @@ export interface S3Request {
   /** Statuses that are answers, not failures (e.g. 404 for a GET of a zero block). */
   expect: readonly number[];
   /** Checks an answer; throw RetryableError to have the request tried again (e.g. a corrupt body). */
-  validate?: (response: S3Response) => void;
+  validate?: (response: S3Response) => void | Promise<void>;
 }
 
 export interface S3Response {
@@ -136,7 +136,7 @@ export class S3Client {
 
     if (req.expect.includes(response.status)) {
       const answer = { status: response.status, headers: response.headers, body };
-      req.validate?.(answer);
+      await req.validate?.(answer);
       return answer;
     }
     const code = /<Code>([^<]+)<\/Code>/.exec(new TextDecoder().decode(body))?.[1] ?? response.headers.get("x-amz-error-code") ?? "";

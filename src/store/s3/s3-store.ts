@@ -9,7 +9,7 @@ import { Errno, FsError } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
-import { Md5Batch } from "../../util/md5-batch.ts";
+import { Md5Batch, md5InTurns } from "../../util/md5.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
@@ -92,10 +92,10 @@ export class S3Store implements Backend {
       kind: "GET",
       key: this.key(block),
       expect: [200, 404],
-      validate: (answer) => {
+      validate: async (answer) => {
         if (answer.status !== 200) return;
         const etag = unquote(answer.headers.get("etag"));
-        digest = md5(answer.body).toString("hex");
+        digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
         // A body that does not match its ETag was damaged on the way: ask again.
         if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
       },

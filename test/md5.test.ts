@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { Md5Batch } from "../src/util/md5-batch.ts";
-import { md5x4, md5x4Available } from "../src/util/md5x4.ts";
+import { Md5Batch, md5InTurns } from "../src/util/md5.ts";
+import { Md5x4, md5x4, md5x4Available } from "../src/util/md5x4.ts";
 
 const hex = (digest: Uint8Array) => Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 const native = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
@@ -42,6 +42,19 @@ test("each lane hashes its own input: lengths around chunk, padding and window e
   expect(() => md5x4([new Uint8Array(4), new Uint8Array(5)])).toThrow();
 });
 
+test("runs stepped in turn keep their own state", () => {
+  const a = Array.from({ length: 4 }, () => random(100_000));
+  const b = Array.from({ length: 3 }, () => random(70_000));
+  const runA = new Md5x4(a), runB = new Md5x4(b);
+  let doneA = false, doneB = false;
+  while (!doneA || !doneB) {
+    doneA ||= runA.step();
+    doneB ||= runB.step();
+  }
+  expect(runA.digests().map(hex)).toEqual(a.map(native));
+  expect(runB.digests().map(hex)).toEqual(b.map(native));
+});
+
 test("batched digests: any number at once, of mixed lengths, each its own", async () => {
   const batch = new Md5Batch();
   const inputs = [...Array.from({ length: 9 }, () => random(2 ** 20)), random(4096), random(4096), random(100)];
@@ -50,4 +63,16 @@ test("batched digests: any number at once, of mixed lengths, each its own", asyn
   // One alone is answered after the short wait for company.
   const alone = random(2 ** 20);
   expect(hex(await batch.digest(alone))).toBe(native(alone));
+});
+
+test("a body hashed a slice per turn: the same digest, with other work let in between", async () => {
+  for (const length of [0, 1, 65535, 65536, 65537, 2 ** 20 + 3]) {
+    const data = random(length);
+    expect(hex(await md5InTurns(data))).toBe(native(data));
+  }
+  let servedMeanwhile = false;
+  const digest = md5InTurns(random(2 ** 20));
+  setImmediate(() => (servedMeanwhile = true));
+  await digest;
+  expect(servedMeanwhile).toBe(true);
 });
