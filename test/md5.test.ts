@@ -1,8 +1,13 @@
 import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { Md5Batch, md5InTurns } from "../src/util/md5.ts";
-import { Md5x4, md5x4, md5x4Available } from "../src/util/md5x4.ts";
+import { Md5x4, md5x4Available } from "../src/util/md5x4.ts";
 
+const md5x4 = (inputs: Uint8Array[]) => {
+  const run = new Md5x4(inputs);
+  while (!run.step());
+  return run.digests();
+};
 const hex = (digest: Uint8Array) => Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 const native = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
 const random = (length: number) => {

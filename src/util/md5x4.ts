@@ -153,7 +153,7 @@ function module(): Module | null {
   return compiled;
 }
 
-/** Whether md5x4 can run here. */
+/** Whether Md5x4 can run here. */
 export const md5x4Available = () => module() !== null;
 
 /**
@@ -221,11 +221,4 @@ export class Md5x4 {
       return digest;
     });
   }
-}
-
-/** The digests of one to four inputs of the same length, in one go. */
-export function md5x4(inputs: readonly Uint8Array[]): Uint8Array[] {
-  const run = new Md5x4(inputs);
-  while (!run.step());
-  return run.digests();
 }
