@@ -8,7 +8,7 @@ import { BackedFile } from "./backed-file.ts";
 import type { Config, Geometry } from "./config.ts";
 import { ConfigError, messageOf } from "./errors.ts";
 import { SingleFileFs } from "./fuse/filesystem.ts";
-import { checkMountpoint, mount, raiseReadahead, unmount, type Mounted } from "./fuse/mount.ts";
+import { checkMountpoint, isMounted, mount, raiseReadahead, unmount, type Mounted } from "./fuse/mount.ts";
 import { FuseSession } from "./fuse/session.ts";
 import { log } from "./log.ts";
 import { statsText } from "./stats-text.ts";
@@ -126,10 +126,13 @@ async function serveMounted(
   }
   const reason = await session.ended;
   session.stop();
-  if (reason !== "ENODEV") log.error(`FUSE device: ${reason}`);
+  // A detached (lazily unmounted) connection can end as ECONNABORTED instead of ENODEV once its
+  // last user lets go: the mount is gone all the same. Aborted while still mounted is an error.
+  const gone = reason === "ENODEV" || (reason === "ECONNABORTED" && !isMounted(mounted.path));
+  if (!gone) log.error(`FUSE device: ${reason}`);
   log.info(`unmounted ${config.mountpoint}: flushing`);
 
-  let code = reason === "ENODEV" ? 0 : 1;
+  let code = gone ? 0 : 1;
   const stopProgress = showFlushProgress(cache, config.quiet || !config.foreground);
   try {
     await store.close();
