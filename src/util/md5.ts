@@ -7,8 +7,8 @@
  * - Md5Batch: uploads are hashed four at a time. Write-back sends many blocks of one size at once,
  *   so a request for a digest waits a moment (WAIT_MS, nothing next to an upload's round trip) for
  *   others of the same length, and they are hashed together in SIMD lanes (md5x4.ts): half the CPU
- *   per block of the runtime's MD5. Fewer than three waiting are hashed one by one, natively (two
- *   lanes cost what two native hashes do).
+ *   per block of the runtime's MD5. Fewer than three waiting are hashed one by one, natively and in
+ *   turns (two lanes cost what two native hashes do).
  */
 import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
@@ -24,8 +24,6 @@ interface Waiting {
   data: Uint8Array;
   resolve(digest: Uint8Array): void;
 }
-
-const md5Native = (data: Uint8Array): Uint8Array => createHash("md5").update(data).digest();
 
 /** The MD5 of `data` (which must not change meanwhile), hashed SLICE bytes per turn of the event loop. */
 export async function md5InTurns(data: Uint8Array): Promise<Uint8Array> {
@@ -44,7 +42,7 @@ export class Md5Batch {
 
   /** The MD5 of `data`, which must not change until the promise settles. */
   digest(data: Uint8Array): Promise<Uint8Array> {
-    if (!this.lanes) return Promise.resolve(md5Native(data));
+    if (!this.lanes) return md5InTurns(data);
     return new Promise((resolve) => {
       const group = this.waiting.get(data.length) ?? [];
       group.push({ data, resolve });
@@ -67,7 +65,7 @@ export class Md5Batch {
 
   private hash(group: Waiting[]): void {
     if (group.length < WORTH_LANES) {
-      for (const w of group) w.resolve(md5Native(w.data));
+      for (const w of group) void md5InTurns(w.data).then(w.resolve);
       return;
     }
     // A window of each block per turn of the event loop (see md5InTurns).

@@ -315,7 +315,7 @@ export class BlockCache extends Layer {
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
     if (!entry.owned || !entry.data) {
       const old = entry.data;
-      entry.data = this.blockBuffer(old ?? undefined);
+      entry.data = this.blockBuffer(old);
       if (old) this.onBlockDropped?.(old.byteLength);
       entry.owned = true;
     }
@@ -606,7 +606,7 @@ export class BlockCache extends Layer {
   }
 
   /** A buffer for a block's bytes (a copy of `from`, else zeros), spare if there is one. */
-  private blockBuffer(from?: Uint8Array): Uint8Array {
+  private blockBuffer(from: Uint8Array | null = null): Uint8Array {
     const spare = this.spare.pop();
     if (!spare) return from ? from.slice() : new Uint8Array(this.blockSize);
     if (from) spare.set(from);
@@ -615,7 +615,7 @@ export class BlockCache extends Layer {
   }
 
   private release(data: Uint8Array): void {
-    const whole = data.byteOffset === 0 && data.byteLength === this.blockSize && data.buffer.byteLength === this.blockSize;
+    const whole = data.byteLength === this.blockSize && data.buffer.byteLength === this.blockSize;
     if (!whole || this.spare.length + this.released.length >= SPARE_BLOCKS) {
       this.onBlockDropped?.(data.byteLength);
       return;
