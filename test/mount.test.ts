@@ -1,6 +1,6 @@
 /** Real mounts of dist/s3backer in --test mode: the single-file filesystem through the kernel. */
 import { afterEach, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, truncateSync } from "node:fs";
+import { chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { blockFiles, cleanupDisks, isMounted, mountDisk, mountForeground, pattern, run, runAsync, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
@@ -265,6 +265,61 @@ test("the page cache serves repeated reads; --directIO sends every read to the s
     expect(reads(disk.stats)).toBe(expected);
     await disk.unmount();
   }
+});
+
+test("a write-only open goes around the page cache; every reader still sees every write", async () => {
+  const reads = (stats: string) => Number(/^reads\s+(\d+)/m.exec(readFileSync(stats, "utf8"))![1]);
+  const openWrite = (path: string, offset: number, data: Uint8Array, flags: number) => {
+    const fd = openSync(path, flags);
+    try {
+      expect(writeSync(fd, data, 0, data.length, offset)).toBe(data.length);
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const readAt = (fd: number, length: number) => {
+    const buf = new Uint8Array(length);
+    expect(readSync(fd, buf, 0, length, 0)).toBe(length);
+    return buf;
+  };
+  // No block cache: the store's read counter sees every READ the kernel sends.
+  const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`, "--blockCacheSize=0"]);
+  // Written read-write, the block stays in the page cache: reading it asks the store nothing.
+  openWrite(disk.file, 0, pattern(BS, 1), constants.O_RDWR);
+  let before = reads(disk.stats);
+  expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 1));
+  expect(reads(disk.stats)).toBe(before);
+  // Written write-only (as dd does), it is not cached: the next reader gets it from the store, once.
+  openWrite(disk.file, 0, pattern(BS, 2), constants.O_WRONLY);
+  before = reads(disk.stats);
+  expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 2));
+  expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 2));
+  expect(reads(disk.stats)).toBe(before + 1);
+  // A reader open across a write-only writer sees the write.
+  const reader = openSync(disk.file, constants.O_RDONLY);
+  try {
+    expect(readAt(reader, BS)).toEqual(pattern(BS, 2));
+    openWrite(disk.file, 0, pattern(BS, 3), constants.O_WRONLY);
+    expect(readAt(reader, BS)).toEqual(pattern(BS, 3));
+  } finally {
+    closeSync(reader);
+  }
+  // A reader opened while a write-only writer is open sees its writes too.
+  const writer = openSync(disk.file, constants.O_WRONLY);
+  try {
+    const late = openSync(disk.file, constants.O_RDONLY);
+    try {
+      expect(readAt(late, BS)).toEqual(pattern(BS, 3));
+      expect(writeSync(writer, pattern(BS, 4), 0, BS, 0)).toBe(BS);
+      expect(readAt(late, BS)).toEqual(pattern(BS, 4));
+    } finally {
+      closeSync(late);
+    }
+  } finally {
+    closeSync(writer);
+  }
+  expect(pread(disk.file, 0, BS)).toEqual(pattern(BS, 4));
+  await disk.unmount();
 });
 
 test("a sequential read comes as one request per MiB: the mount's kernel read-ahead is raised to max_readahead", async () => {

@@ -5,7 +5,7 @@
 import type { BackedFile } from "../backed-file.ts";
 import { Errno, FsError } from "../errors.ts";
 import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./codec.ts";
-import { DT_DIR, DT_REG, Falloc, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
+import { DT_DIR, DT_REG, Falloc, O_ACCMODE, O_RDONLY, O_WRONLY, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
 
 export const FILE_INODE = 2;
 export const STATS_INODE = 3;
@@ -45,6 +45,10 @@ export class SingleFileFs {
   private gid: number;
   /** Stats snapshots of open handles: a reader sees one consistent text. */
   private readonly statsHandles = new Map<number, Uint8Array>();
+  /** Open handles of the backed file: whether the kernel's page cache serves each (see fileOpenFlags). */
+  private readonly fileHandles = new Map<number, "cached" | "direct">();
+  /** A direct handle was opened since the kernel last dropped the file's page cache. */
+  private pageCacheStale = false;
   private nextHandle = 1;
 
   constructor(
@@ -103,14 +107,11 @@ export class SingleFileFs {
   }
 
   open(ino: number, flags: number): Opened {
-    const O_ACCMODE = 3;
-    const O_RDONLY = 0;
     if (ino === FILE_INODE) {
       if (this.o.readOnly && (flags & O_ACCMODE) !== O_RDONLY) throw new FsError(Errno.EROFS, "read-only");
       this.fileAtime = now();
-      // Only this process writes the disk, so the kernel may keep its page cache across opens.
-      const cache = this.o.directIO ? OpenFlag.DIRECT_IO : OpenFlag.KEEP_CACHE;
-      return { fh: 0, flags: cache | OpenFlag.PARALLEL_DIRECT_WRITES };
+      const fh = this.nextHandle++;
+      return { fh, flags: this.fileOpenFlags(fh, flags) | OpenFlag.PARALLEL_DIRECT_WRITES };
     }
     if (ino === STATS_INODE && this.o.statsFilename !== "") {
       if ((flags & O_ACCMODE) !== O_RDONLY) throw new FsError(Errno.EACCES, "the stats file is read-only");
@@ -142,6 +143,31 @@ export class SingleFileFs {
 
   release(ino: number, fh: number): void {
     if (ino === STATS_INODE) this.statsHandles.delete(fh);
+    if (ino === FILE_INODE) this.fileHandles.delete(fh);
+  }
+
+  /**
+   * Whether the kernel's page cache serves a new handle of the backed file. With --directIO never.
+   * Otherwise it serves readers (read-ahead, repeated small reads) and, since only this process
+   * writes the disk, is kept across opens. A write-only open goes around it: it never reads, and
+   * writing through the page cache would make the kernel allocate a second copy of every byte
+   * written next to the block cache (a gigabyte written by dd: a gigabyte of fresh kernel memory).
+   * The two must not overlap: before the fix of 2025 (6.6 stable and later carry it) the kernel
+   * left cached pages stale after a direct write. So a write-only open is direct only while no
+   * cached handle is open, every open is direct while a direct handle is, and the first cached open
+   * after one drops the page cache (no KEEP_CACHE).
+   */
+  private fileOpenFlags(fh: number, flags: number): number {
+    const open = [...this.fileHandles.values()];
+    const direct = this.o.directIO || open.includes("direct") || ((flags & O_ACCMODE) === O_WRONLY && !open.includes("cached"));
+    this.fileHandles.set(fh, direct ? "direct" : "cached");
+    if (direct) {
+      this.pageCacheStale = true;
+      return OpenFlag.DIRECT_IO;
+    }
+    if (!this.pageCacheStale) return OpenFlag.KEEP_CACHE;
+    this.pageCacheStale = false;
+    return 0;
   }
 
   async fsync(ino: number): Promise<void> {

@@ -79,6 +79,11 @@ export const DT_REG = 8;
 
 export const W_OK = 2;
 
+/** The access mode of an OPEN's flags (open(2)). */
+export const O_ACCMODE = 3;
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+
 /** Byte sizes of the structs we read or write. */
 export const Size = {
   IN_HEADER: 40,
