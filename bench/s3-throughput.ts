@@ -4,8 +4,10 @@
  * s3backer process's peak RSS. Compared with a plain parallel S3 client doing the same transfers
  * (the limit) and with Debian's s3backer on the same server (the peer).
  *
- *   bun bench/s3-throughput.ts [SIZE_MiB]        bundled server (its own process), and Ceph RGW
- *                                                 too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set
+ *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian]
+ *       bundled server (its own process), and Ceph RGW too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY
+ *       are set. Every row runs N times (3), the rows taking turns, so that a slow minute of the
+ *       machine hits them all alike; the table shows medians, ranges and the share of the plain client.
  * Run as root, by hand. Prints a table.
  */
 import { AwsClient } from "aws4fetch";
@@ -14,7 +16,8 @@ import { join } from "node:path";
 import { spawn } from "bun";
 import { ddRate, removeBucket, run, waitGone } from "./helpers.ts";
 
-const MIB = Number(process.argv[2] ?? 1024);
+const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
+const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 // The plain client runs at the mount's concurrency: --blockCacheThreads (20) writes in flight, and
 // for a sequential reader the block being read plus --readAhead (4) blocks ahead.
 const WRITE_CONCURRENCY = 20;
@@ -121,7 +124,7 @@ const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
 
 const rows: Row[] = [];
 try {
-  for (const target of targets) {
+  for (let run = 0; run < RUNS; run++) for (const target of targets) {
     for (const kind of kinds) {
       const server = await target.open();
       const peer: Peer = { name: target.name, url: server.url, access: target.access, secret: target.secret };
@@ -145,9 +148,29 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const cell = (v: number | string, w: number) => (typeof v === "number" ? v.toFixed(0) : v).padStart(w);
-console.log(`\n${MIB} MiB through 1 MiB blocks; MB/s; fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s\n`);
-console.log(`${"server".padEnd(16)}${"client".padEnd(30)}${"write".padStart(8)}${"cold read".padStart(11)}${"fio IOPS".padStart(10)}${"PUT/GiB".padStart(9)}${"GET/GiB".padStart(9)}${"peak RSS MiB".padStart(14)}`);
-for (const r of rows) {
-  console.log(`${r.peer.padEnd(16)}${r.client.padEnd(30)}${cell(r.write, 8)}${cell(r.read, 11)}${cell(r.iops, 10)}${cell(r.putsPerGiB, 9)}${cell(r.getsPerGiB, 9)}${cell(r.rssMiB, 14)}`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+/** "median (min-max)" of a row's runs, or the one value. */
+const spread = (xs: number[]) => (xs.length === 1 ? xs[0]!.toFixed(0) : `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`);
+const share = (x: number, of: number) => `${Math.round((100 * x) / of)}%`;
+const groups = new Map<string, Row[]>();
+for (const r of rows) groups.set(`${r.peer}\0${r.client}`, [...(groups.get(`${r.peer}\0${r.client}`) ?? []), r]);
+console.log(`\n${MIB} MiB through 1 MiB blocks, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
+console.log("% of plain: the row's median against the plain client's on the same server\n");
+const header = ["server", "client", "write", "% of plain", "cold read", "% of plain", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
+const table: string[][] = [];
+for (const runs of groups.values()) {
+  const r = runs[0]!;
+  const plain = [...groups.values()].find((g) => g[0]!.peer === r.peer && g[0]!.client.startsWith("plain"))!;
+  const isPlain = runs === plain;
+  const writes = runs.map((x) => x.write);
+  const reads = runs.map((x) => x.read);
+  const numbers = (f: (x: Row) => number | string) => runs.map(f).filter((v): v is number => typeof v === "number");
+  table.push([
+    r.peer, r.client, spread(writes), isPlain ? "" : share(median(writes), median(plain.map((x) => x.write))),
+    spread(reads), isPlain ? "" : share(median(reads), median(plain.map((x) => x.read))),
+    numbers((x) => x.iops).length ? spread(numbers((x) => x.iops)) : "-",
+    String(r.putsPerGiB), String(r.getsPerGiB), numbers((x) => x.rssMiB).length ? String(Math.max(...numbers((x) => x.rssMiB))) : "-",
+  ]);
 }
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+for (const row of [header, ...table]) console.log(row.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));

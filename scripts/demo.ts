@@ -86,7 +86,7 @@ try {
   console.log(`   ${mnt}/file: ${sh(["stat", "-c", "%s bytes", join(mnt, "file")]).trim()}; objects in the bucket: ${objectCount()} (block 0 records the sizes)`);
 
   step("2. Put ext4 on it through a loop device and write some files");
-  loop = sh(["losetup", "-f", "--show", join(mnt, "file")]).trim();
+  loop = sh(["losetup", "--direct-io=on", "-f", "--show", join(mnt, "file")]).trim();
   sh(["mkfs.ext4", "-q", "-F", loop]);
   sh(["mount", loop, fs]);
   const sums = new Map<string, string>();
@@ -108,7 +108,7 @@ try {
 
   step("4. Mount again through a fresh process (sizes auto-detected from block 0) and verify every checksum");
   await mountDisk();
-  loop = sh(["losetup", "-f", "--show", join(mnt, "file")]).trim();
+  loop = sh(["losetup", "--direct-io=on", "-f", "--show", join(mnt, "file")]).trim();
   const fsck = spawnSync(["e2fsck", "-fn", loop]);
   console.log(`   e2fsck -fn: ${fsck.exitCode === 0 ? "clean" : `exit ${fsck.exitCode}`}`);
   sh(["mount", "-o", "ro", loop, fs]);
