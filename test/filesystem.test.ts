@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import type { BackedFile } from "../src/backed-file.ts";
 import { FILE_INODE, SingleFileFs } from "../src/fuse/filesystem.ts";
-import { O_RDONLY, O_WRONLY, OpenFlag } from "../src/fuse/kernel-abi.ts";
+import { O_DIRECT, O_RDONLY, O_WRONLY, OpenFlag } from "../src/fuse/kernel-abi.ts";
 
 const O_RDWR = 2;
 
@@ -38,6 +38,18 @@ test("a write-only open goes around the page cache, and the next cached open dro
   f.release(FILE_INODE, writer.fh);
   expect(mode(f, O_RDONLY).how).toBe("cached, dropped");
   expect(mode(f, O_RDONLY).how).toBe("cached");
+});
+
+test("an O_DIRECT open is direct too, read-write or read-only", () => {
+  const f = fs();
+  const a = mode(f, O_RDWR | O_DIRECT);
+  const b = mode(f, O_RDONLY | O_DIRECT);
+  expect([a.how, b.how]).toEqual(["direct", "direct"]);
+  f.release(FILE_INODE, a.fh);
+  f.release(FILE_INODE, b.fh);
+  expect(mode(f, O_RDWR).how).toBe("cached, dropped");
+  // With a cached handle open, an O_DIRECT open shares the page cache (the kernel keeps O_DIRECT coherent with it).
+  expect(mode(f, O_RDWR | O_DIRECT).how).toBe("cached");
 });
 
 test("cached and direct handles never overlap", () => {

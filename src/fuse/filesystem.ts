@@ -5,7 +5,7 @@
 import type { BackedFile } from "../backed-file.ts";
 import { Errno, FsError } from "../errors.ts";
 import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./codec.ts";
-import { DT_DIR, DT_REG, Falloc, O_ACCMODE, O_RDONLY, O_WRONLY, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
+import { DT_DIR, DT_REG, Falloc, O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
 
 export const FILE_INODE = 2;
 export const STATS_INODE = 3;
@@ -149,17 +149,21 @@ export class SingleFileFs {
   /**
    * Whether the kernel's page cache serves a new handle of the backed file. With --directIO never.
    * Otherwise it serves readers (read-ahead, repeated small reads) and, since only this process
-   * writes the disk, is kept across opens. A write-only open goes around it: it never reads, and
-   * writing through the page cache would make the kernel allocate a second copy of every byte
-   * written next to the block cache (a gigabyte written by dd: a gigabyte of fresh kernel memory).
+   * writes the disk, is kept across opens. Two kinds of open go around it:
+   * - write-only: it never reads, and writing through the page cache would make the kernel
+   *   allocate a second copy of every byte written next to the block cache (a gigabyte written by
+   *   dd: a gigabyte of fresh kernel memory);
+   * - O_DIRECT: it asked for that, and on a cached handle the kernel runs its direct writes one at
+   *   a time: one write waiting for a block from S3 holds up every other writer and reader.
    * The two must not overlap: before the fix of 2025 (6.6 stable and later carry it) the kernel
-   * left cached pages stale after a direct write. So a write-only open is direct only while no
-   * cached handle is open, every open is direct while a direct handle is, and the first cached open
-   * after one drops the page cache (no KEEP_CACHE).
+   * left cached pages stale after a direct write. So such an open is direct only while no cached
+   * handle is open, every open is direct while a direct handle is, and the first cached open after
+   * one drops the page cache (no KEEP_CACHE).
    */
   private fileOpenFlags(fh: number, flags: number): number {
     const open = [...this.fileHandles.values()];
-    const direct = this.o.directIO || open.includes("direct") || ((flags & O_ACCMODE) === O_WRONLY && !open.includes("cached"));
+    const wantsDirect = (flags & O_ACCMODE) === O_WRONLY || (flags & O_DIRECT) !== 0;
+    const direct = this.o.directIO || open.includes("direct") || (wantsDirect && !open.includes("cached"));
     this.fileHandles.set(fh, direct ? "direct" : "cached");
     if (direct) {
       this.pageCacheStale = true;

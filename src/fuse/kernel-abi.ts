@@ -79,10 +79,11 @@ export const DT_REG = 8;
 
 export const W_OK = 2;
 
-/** The access mode of an OPEN's flags (open(2)). */
+/** The access mode of an OPEN's flags (open(2)), and O_DIRECT (whose value depends on the CPU). */
 export const O_ACCMODE = 3;
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
+export const O_DIRECT = process.arch === "arm64" || process.arch === "arm" ? 0o200000 : 0o40000;
 
 /** Byte sizes of the structs we read or write. */
 export const Size = {
