@@ -7,7 +7,7 @@
  *   collection at once: a sequential read or write past a full cache drops a block per block it
  *   takes in, faster than a timer would catch (about 2 ms per collection: ~4% of a core at 400 MB/s);
  * - every CHECK_MS, a collection if the resident size grew since the last one (the small garbage
- *   of many requests). An idle process is left alone.
+ *   of many requests) by half the room that was left. An idle process is left alone.
  * A collection returns the freed blocks to the allocator, which gives the next ones the same
  * pages: the resident size stops growing. The stats file shows how many there were and how long
  * they took.
@@ -20,8 +20,12 @@ const CHECK_MS = 25;
 const DROPPED_STEP = 16 * 2 ** 20;
 /** Collections start this far below the budget, so that the garbage made between checks fits. */
 const MARGIN = 64 * 2 ** 20;
-/** Growth since the last collection that counts as new garbage. */
-const GROWTH = 2 * 2 ** 20;
+/**
+ * Growth since the last collection that calls for the next: half the room left below the budget,
+ * at least MIN_GROWTH. Memory then closes in on the budget in ever smaller steps without passing
+ * it, and a process with room collects rarely (under 4 KiB random I/O, a collection costs ~10 ms).
+ */
+const MIN_GROWTH = 2 * 2 ** 20;
 export const BUDGET_HEADROOM = 100 * 2 ** 20;
 
 export class MemoryBudget {
@@ -32,7 +36,11 @@ export class MemoryBudget {
   private peak = 0;
   private dropped = 0;
 
-  constructor(private readonly limit: number) {}
+  /** `residentBytes` reads the process's resident size (a test may stand in for it). */
+  constructor(
+    private readonly limit: number,
+    private readonly residentBytes: () => number = () => process.memoryUsage.rss(),
+  ) {}
 
   start(): void {
     this.schedule();
@@ -53,15 +61,16 @@ export class MemoryBudget {
     this.dropped += bytes;
     if (this.dropped < DROPPED_STEP || !this.timer) return;
     this.dropped = 0;
-    const rss = process.memoryUsage.rss();
+    const rss = this.residentBytes();
     this.peak = Math.max(this.peak, rss);
     if (rss > this.limit - MARGIN) this.collect();
   }
 
   private check(): void {
-    const rss = process.memoryUsage.rss();
+    const rss = this.residentBytes();
     this.peak = Math.max(this.peak, rss);
-    if (rss > this.limit - MARGIN && rss > this.afterLast + GROWTH && !this.collect()) return; // nothing to be done here: stop checking
+    const growth = Math.max(MIN_GROWTH, (this.limit - this.afterLast) / 2);
+    if (rss > this.limit - MARGIN && rss > this.afterLast + growth && !this.collect()) return; // nothing to be done here: stop checking
     this.schedule();
   }
 
@@ -75,7 +84,7 @@ export class MemoryBudget {
     this.collectingMs += performance.now() - started;
     this.collections++;
     this.dropped = 0;
-    this.afterLast = process.memoryUsage.rss();
+    this.afterLast = this.residentBytes();
     return true;
   }
 
@@ -83,8 +92,8 @@ export class MemoryBudget {
     return {
       layer: "process",
       values: [
-        ["resident MiB", Math.round(process.memoryUsage.rss() / 2 ** 20)],
-        ["peak resident MiB", Math.round(Math.max(this.peak, process.memoryUsage.rss()) / 2 ** 20)],
+        ["resident MiB", Math.round(this.residentBytes() / 2 ** 20)],
+        ["peak resident MiB", Math.round(Math.max(this.peak, this.residentBytes()) / 2 ** 20)],
         ["memory budget MiB", Math.round(this.limit / 2 ** 20)],
         ["forced collections", this.collections],
         ["forced collection ms", Math.round(this.collectingMs)],

@@ -51,3 +51,30 @@ test("near the budget, every 16 MiB of block buffers the cache lets go are colle
   near.droppedBlock(64 * MIB); // stopped: left alone
   expect(value(near, "forced collections")).toBe(4);
 });
+
+test("with room below the budget it collects after growing by half that room; close to it, after 2 MiB", async () => {
+  const MIB = 2 ** 20;
+  let resident = 1040 * MIB;
+  const budget = new MemoryBudget(1100 * MIB, () => resident);
+  const collections = () => value(budget, "forced collections");
+  const settle = () => Bun.sleep(70); // a few checks (every 25 ms)
+  budget.start();
+  await settle();
+  expect(collections()).toBe(1); // within 64 MiB of the budget: collected, at 1040
+  resident = 1065 * MIB; // grew 25 MiB: under half the 60 that were left
+  await settle();
+  expect(collections()).toBe(1);
+  resident = 1071 * MIB; // grew 31
+  await settle();
+  expect(collections()).toBe(2);
+  resident = 1085 * MIB; // grew 14: under half the 29 left
+  await settle();
+  expect(collections()).toBe(2);
+  resident = 1097 * MIB; // grew 26
+  await settle();
+  expect(collections()).toBe(3);
+  resident = 1099.5 * MIB; // 3 MiB left: 2 MiB of growth is enough
+  await settle();
+  expect(collections()).toBe(4);
+  budget.stop();
+});
