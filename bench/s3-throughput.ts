@@ -6,8 +6,9 @@
  *
  *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian]
  *       bundled server (its own process), and Ceph RGW too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY
- *       are set. Every row runs N times (3), the rows taking turns, so that a slow minute of the
- *       machine hits them all alike; the table shows medians, ranges and the share of the plain client.
+ *       are set. Every row runs N times (3), the rows taking turns (each run starting at another
+ *       row), so that a slow minute of the machine or a row's place hits them all alike; each result
+ *       is printed as it comes, then a table of medians, ranges and the share of the plain client.
  * Run as root, by hand. Prints a table.
  */
 import { AwsClient } from "aws4fetch";
@@ -125,14 +126,18 @@ const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
 const rows: Row[] = [];
 try {
   for (let run = 0; run < RUNS; run++) for (const target of targets) {
-    for (const kind of kinds) {
+    // Each run starts the rows at another one: what a row's place costs (the first after the
+    // plain client was often the slowest) falls on every row in turn.
+    for (const kind of [...kinds.slice(run % kinds.length), ...kinds.slice(0, run % kinds.length)]) {
       const server = await target.open();
       const peer: Peer = { name: target.name, url: server.url, access: target.access, secret: target.secret };
       const bucket = `bench-${Date.now()}`;
       const aws = new AwsClient({ accessKeyId: peer.access, secretAccessKey: peer.secret, service: "s3", region: "us-east-1", retries: 0 });
       await (await aws.fetch(`${peer.url}${bucket}`, { method: "PUT" })).arrayBuffer();
       try {
-        rows.push(await kind(peer, bucket));
+        const row = await kind(peer, bucket);
+        rows.push(row);
+        console.error(`run ${run + 1}/${RUNS}  ${row.peer}, ${row.client}: write ${row.write.toFixed(0)}, cold read ${row.read.toFixed(0)} MB/s, fio ${row.iops}`);
       } finally {
         await removeBucket(aws, peer.url, bucket);
         await server.stop();
@@ -148,7 +153,11 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
 /** "median (min-max)" of a row's runs, or the one value. */
 const spread = (xs: number[]) => (xs.length === 1 ? xs[0]!.toFixed(0) : `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`);
 const share = (x: number, of: number) => `${Math.round((100 * x) / of)}%`;
