@@ -161,8 +161,12 @@ const median = (xs: number[]) => {
 /** "median (min-max)" of a row's runs, or the one value. */
 const spread = (xs: number[]) => (xs.length === 1 ? xs[0]!.toFixed(0) : `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`);
 const share = (x: number, of: number) => `${Math.round((100 * x) / of)}%`;
+/** Each row's runs, in the order the rows first ran. */
 const groups = new Map<string, Row[]>();
-for (const r of rows) groups.set(`${r.peer}\0${r.client}`, [...(groups.get(`${r.peer}\0${r.client}`) ?? []), r]);
+for (const r of rows) {
+  const key = `${r.peer}\0${r.client}`;
+  groups.set(key, [...(groups.get(key) ?? []), r]);
+}
 console.log(`\n${MIB} MiB through 1 MiB blocks, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
 console.log("% of plain: the row's median against the plain client's on the same server\n");
 const header = ["server", "client", "write", "% of plain", "cold read", "% of plain", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
