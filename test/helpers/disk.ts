@@ -61,7 +61,8 @@ export interface Disk {
   unmount(): Promise<void>;
 }
 
-const live = new Set<{ mnt: string; pid: number; dir: string; keepDir: boolean }>();
+/** Mounts started by tests: unmounted and killed if still running, their temp dirs removed, after each test. */
+const live = new Set<{ mnt: string; pid: number; running: boolean; dir: string; keepDir: boolean }>();
 
 /** Mounts in --test mode in the background (the default mode) and returns once the mount is ready. */
 export async function mountDisk(args: string[], opts: { blocks?: string; dir?: string } = {}): Promise<Disk> {
@@ -82,7 +83,7 @@ export async function mountWith(argsAndSource: string[], dir: string, keepDir: b
   const r = await runAsync([BINARY, `--pidFile=${pidFile}`, `--logFile=${join(dir, "log")}`, ...argsAndSource, mnt], { env });
   if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
   const pid = Number(readFileSync(pidFile, "utf8"));
-  const entry = { mnt, pid, dir, keepDir };
+  const entry = { mnt, pid, running: true, dir, keepDir };
   live.add(entry);
   return {
     dir, blocks, mnt, pid, startup: r.stderr,
@@ -92,7 +93,7 @@ export async function mountWith(argsAndSource: string[], dir: string, keepDir: b
       const u = await runAsync(["umount", mnt]);
       if (u.code !== 0) throw new Error(`umount ${mnt}: ${u.stderr}`);
       await waitFor("s3backer to exit", () => !pidAlive(pid));
-      live.delete(entry);
+      entry.running = false; // its temp dir goes after the test (which may still look at the blocks)
     },
   };
 }
@@ -100,18 +101,19 @@ export async function mountWith(argsAndSource: string[], dir: string, keepDir: b
 /** Starts in the foreground (-f) as a child, for tests that need its exit code or signals. */
 export async function mountForeground(args: string[], blocks: string, mnt: string) {
   const proc = spawn([BINARY, "-f", "--test", ...args, blocks, mnt], { stderr: "pipe", stdout: "ignore" });
-  const entry = { mnt, pid: proc.pid, dir: "", keepDir: true };
+  const entry = { mnt, pid: proc.pid, running: true, dir: "", keepDir: true };
   live.add(entry);
   await waitFor("the mount", () => isMounted(mnt) || proc.exitCode !== null);
   if (proc.exitCode !== null) throw new Error(`s3backer exited ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
-  return { proc, done: () => live.delete(entry) };
+  return { proc, done: () => void (entry.running = false) };
 }
 
 /** Kills whatever a test left running or mounted; call from afterEach/afterAll. */
 export async function cleanupDisks(): Promise<void> {
   for (const entry of live) {
-    if (isMounted(entry.mnt)) await runAsync(["umount", "-l", entry.mnt]);
-    if (pidAlive(entry.pid)) {
+    // (A process that exited is not waited for or killed again: its pid may belong to another by now.)
+    if (entry.running && isMounted(entry.mnt)) await runAsync(["umount", "-l", entry.mnt]);
+    if (entry.running && pidAlive(entry.pid)) {
       await waitFor("exit after unmount", () => !pidAlive(entry.pid), 5000).catch(() => process.kill(entry.pid, "SIGKILL"));
     }
     if (!entry.keepDir && entry.dir) rmSync(entry.dir, { recursive: true, force: true });
