@@ -41,13 +41,18 @@ export class BackedFile {
     return pieces;
   }
 
-  /** The bytes of [offset, offset+length) clipped to the file, as one slice per block (no copying). */
+  /**
+   * The bytes of [offset, offset+length) clipped to the file. Within one block they are the
+   * store's own bytes (no copy). Across blocks each piece is copied out in the turn it arrives: a
+   * store's bytes are good for that turn only, and the pieces arrive in different turns.
+   */
   read(offset: number, length: number): Promise<Uint8Array[]> {
     const end = Math.min(this.size, offset + length);
     if (offset >= end) return Promise.resolve([]);
     const pieces = this.pieces(offset, end - offset);
     if (pieces.length === 1) return this.readPiece(pieces[0]!).then((bytes) => [bytes]);
-    return Promise.all(pieces.map((p) => this.readPiece(p)));
+    const out = new Uint8Array(end - offset);
+    return Promise.all(pieces.map((p) => this.readPiece(p).then((bytes) => out.set(bytes, p.at)))).then(() => [out]);
   }
 
   /**

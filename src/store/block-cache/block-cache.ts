@@ -14,6 +14,23 @@
  * to change, so a write copies it first; otherwise writes change the cached bytes in place. A
  * reader gets the cached bytes themselves, valid for its turn of the event loop (see
  * block-store.ts).
+ *
+ * Each entry is in one state (`state`), and only these moves happen:
+ *
+ * | state     | its bytes                         | counts as dirty | queued for write-back | evictable |
+ * |-----------|-----------------------------------|-----------------|-----------------------|-----------|
+ * | loading   | on their way from the store below | no              | no                    | no        |
+ * | clean     | what the store below has          | no              | no                    | yes       |
+ * | dirty     | newer than the store below        | yes             | yes, in one queue     | no        |
+ * | uploading | being stored below                | yes             | no                    | no        |
+ * | redirtied | written again while uploading     | yes             | when the upload ends  | no        |
+ *
+ * - (none) -> loading -> clean, or (none) on a failed read; (none) -> dirty by a write that needs
+ *   no old bytes, made room for before the entry exists, so it can never be the one evicted.
+ * - clean -> dirty, dirty -> uploading, uploading -> redirtied by writes; write-back ends
+ *   uploading -> clean, or -> dirty (redirtied, or failed: queued for a retry).
+ * - clean -> (none) by eviction; nothing else leaves the map, so one block never has two entries.
+ * `checkInvariants` asserts the table; the tests run it after every step.
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
@@ -40,13 +57,16 @@ export interface BlockCacheOptions {
   log: Logger;
 }
 
+type State = "loading" | "clean" | "dirty" | "uploading" | "redirtied";
+
 interface Entry {
   block: number;
+  state: State;
   /** null: the zero block. */
   data: Uint8Array | null;
   /** We may modify `data` in place (nobody else holds it). */
   owned: boolean;
-  /** Set while the first read of the block is in flight. */
+  /** Settles when a loading entry's read is done. */
   loading: Promise<void> | undefined;
   /** Bumped by every write; `stored` is the version the store below has. */
   version: number;
@@ -54,7 +74,6 @@ interface Entry {
   /** When it became dirty, and when it was last written. */
   dirtySince: number;
   lastWrite: number;
-  uploading: boolean;
   /** After a failed write-back, not before this time. */
   retryAt: number;
   failures: number;
@@ -75,6 +94,7 @@ const SPARE_BLOCKS = 8;
 export class BlockCache extends Layer {
   /** In LRU order: the first entry is the least recently used. */
   private readonly entries = new Map<number, Entry>();
+  /** Entries dirty, uploading or redirtied: what --blockCacheMaxDirty counts. */
   private readonly dirty = new Set<Entry>();
   private readonly zero: Uint8Array;
   private readonly counters = new Counters([
@@ -136,11 +156,12 @@ export class BlockCache extends Layer {
     // Only the summary is kept: the loaded bytes belong to the entries, which may drop them.
     this.cleanFromFile = (fromFile?.blocks ?? []).filter((b) => !b.dirty).map((b) => ({ block: b.block, md5: b.data ? (b.md5 ?? null) : null }));
     for (const b of fromFile?.blocks ?? []) {
-      const entry = this.create(b.block, false);
+      const entry = this.create(b.block, "clean", false);
       entry.data = b.data;
       entry.slot = b.slot;
       if (b.dirty) {
         entry.version = 1;
+        entry.state = "dirty";
         this.dirty.add(entry);
         this.queue(entry);
       }
@@ -179,7 +200,7 @@ export class BlockCache extends Layer {
   /** The entry of a cached block that is there to read now (counted and touched), or undefined. */
   private hit(block: number): Entry | undefined {
     const entry = this.entries.get(block);
-    if (!entry || entry.loading) return undefined;
+    if (!entry || entry.state === "loading") return undefined;
     this.counters.add("read hits");
     this.read(entry);
     return entry;
@@ -214,10 +235,10 @@ export class BlockCache extends Layer {
   }
 
   /** A new entry, most recently used; its bytes are zeros until loaded or written. */
-  private create(block: number, ahead: boolean): Entry {
+  private create(block: number, state: State, ahead: boolean): Entry {
     const entry: Entry = {
-      block, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
-      uploading: false, retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
+      block, state, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
+      retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
     };
     this.entries.set(block, entry);
     return entry;
@@ -225,25 +246,24 @@ export class BlockCache extends Layer {
 
   /** Starts fetching a block into a new entry (`entry.loading` settles when it is there). */
   private load(block: number, ahead: boolean): Entry {
-    const entry = this.create(block, ahead);
+    this.evict(false, 1);
+    const entry = this.create(block, "loading", ahead);
+    // Writes wait for a loading entry, so what arrives is the newest there is.
     entry.loading = this.inner.readBlock(block).then(
       (data) => {
         entry.loading = undefined;
-        // A write that arrived meanwhile is newer than what was read.
-        if (entry.version === 0) {
-          entry.data = isAllZero(data) ? null : data;
-          // Bytes nobody else holds can take writes in place: no copy of a whole block for a small write.
-          entry.owned = entry.data !== null && this.inner.freshReads;
-          this.save(entry, false);
-        }
+        entry.state = "clean";
+        entry.data = isAllZero(data) ? null : data;
+        // Bytes nobody else holds can take writes in place: no copy of a whole block for a small write.
+        entry.owned = entry.data !== null && this.inner.freshReads;
+        this.save(entry, false);
       },
       (err) => {
         entry.loading = undefined;
-        if (this.entries.get(block) === entry && entry.version === 0) this.entries.delete(block);
+        if (this.entries.get(block) === entry) this.entries.delete(block);
         throw err;
       },
     );
-    this.evict();
     return entry;
   }
 
@@ -287,13 +307,13 @@ export class BlockCache extends Layer {
   writeBlock(block: number, data: Uint8Array | null): Promise<void> {
     const entry = this.writableNow(block, false);
     if (entry) return this.putWhole(entry, data);
-    return this.entryForWrite(block, false).then((e) => this.putWhole(e, data));
+    return this.writeWhenReady(block, false, (e) => this.putWhole(e, data));
   }
 
   override writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
     const entry = this.writableNow(block, true);
     if (entry) return this.putPart(entry, offset, data);
-    return this.entryForWrite(block, true).then((e) => this.putPart(e, offset, data));
+    return this.writeWhenReady(block, true, (e) => this.putPart(e, offset, data));
   }
 
   writeBlockPartNow(block: number, offset: number, data: Uint8Array): boolean {
@@ -324,49 +344,45 @@ export class BlockCache extends Layer {
     return this.dirtied(entry);
   }
 
-  /** The entry a write can go to right now (no wait for room or for the old bytes), or undefined. */
+  /**
+   * The entry a write can go to right now (no wait for room or for the old bytes), or undefined.
+   * The caller writes to it before anything else runs.
+   */
   private writableNow(block: number, needOld: boolean): Entry | undefined {
     const entry = this.entries.get(block);
-    if (entry ? entry.loading !== undefined : needOld) return undefined;
-    if ((!entry || !this.dirty.has(entry)) && this.dirty.size >= this.o.maxDirty) return undefined;
+    if (entry ? entry.state === "loading" : needOld) return undefined;
+    if ((!entry || entry.state === "clean") && this.dirty.size >= this.o.maxDirty) return undefined;
     if (entry) {
       this.touch(entry);
       return entry;
     }
-    const fresh = this.create(block, false);
-    this.evict(true);
-    return fresh;
+    // Room first: the new entry must not be what the eviction picks.
+    this.evict(true, 1);
+    return this.create(block, "dirty", false);
   }
 
   /**
-   * The entry a write goes to, once there is room for one more dirty block. A partial write needs
-   * the old bytes: from the cache, else read below (free for a block the zero cache knows).
+   * Writes once there is room for one more dirty block: `put` runs in the same step as the last
+   * check, so nothing can evict or replace the entry in between. A partial write needs the old
+   * bytes: from the cache, else read below (free for a block the zero cache knows).
    */
-  private async entryForWrite(block: number, needOld: boolean): Promise<Entry> {
+  private async writeWhenReady(block: number, needOld: boolean, put: (entry: Entry) => Promise<void>): Promise<void> {
     for (;;) {
       const entry = this.entries.get(block);
-      if (!entry || !this.dirty.has(entry)) {
-        if (this.dirty.size >= this.o.maxDirty) {
-          this.counters.add("writer waits");
-          await new Promise<void>((resolve) => {
-            this.roomWaiters.push(resolve);
-            this.pump(); // room is made by writing back at once
-          });
-          continue;
-        }
-      }
-      if (entry) {
+      if (entry?.state === "loading") {
         // A failed read (even a read-ahead) only matters if this write needs the old bytes.
-        if (entry.loading) await entry.loading.catch((err) => (needOld ? Promise.reject(err) : undefined));
-        if (this.entries.get(block) !== entry) continue; // evicted or failed meanwhile
-        this.touch(entry);
-        return entry;
+        await entry.loading!.catch((err) => (needOld ? Promise.reject(err) : undefined));
+        continue;
       }
-      if (!needOld) {
-        const fresh = this.create(block, false);
-        this.evict(true);
-        return fresh;
+      if ((!entry || entry.state === "clean") && this.dirty.size >= this.o.maxDirty) {
+        this.counters.add("writer waits");
+        await new Promise<void>((resolve) => {
+          this.roomWaiters.push(resolve);
+          this.pump(); // room is made by writing back at once
+        });
+        continue;
       }
+      if (entry || !needOld) return put(this.writableNow(block, needOld)!);
       await this.load(block, false).loading;
     }
   }
@@ -380,7 +396,9 @@ export class BlockCache extends Layer {
       this.counters.add("coalesced writes");
       entry.lastWrite = performance.now();
       if (this.waiting.delete(entry)) this.waiting.add(entry); // to the back: its delay starts again
+      if (entry.state === "uploading") entry.state = "redirtied";
     } else {
+      entry.state = "dirty"; // was clean, or is new
       this.dirty.add(entry);
       this.queue(entry);
     }
@@ -394,7 +412,6 @@ export class BlockCache extends Layer {
   /** A block just dirtied (again): its write-back falls due after the delay. */
   private queue(entry: Entry): void {
     entry.dirtySince = entry.lastWrite = performance.now();
-    if (entry.uploading) return; // queued again when the upload ends
     this.waiting.add(entry);
     this.byAge.add(entry);
     this.pump();
@@ -402,7 +419,7 @@ export class BlockCache extends Layer {
 
   /** A dirty block wanted now (flush, --blockCacheSync). */
   private hurry(entry: Entry): void {
-    if (entry.uploading) return;
+    if (entry.state !== "dirty") return; // an upload in flight: hurried again when it ends
     this.unqueue(entry);
     this.failed.delete(entry);
     entry.retryAt = 0;
@@ -474,7 +491,7 @@ export class BlockCache extends Layer {
   private async writeBack(entry: Entry): Promise<void> {
     const version = entry.version;
     const data = entry.data;
-    entry.uploading = true;
+    entry.state = "uploading";
     entry.owned = false; // the bytes travel now: the next write copies
     try {
       await this.inner.writeBlock(entry.block, data);
@@ -483,20 +500,20 @@ export class BlockCache extends Layer {
       entry.retryAt = 0;
       this.counters.add("write-backs");
       this.counters.add("write-back bytes", data ? data.length : 0);
-      entry.uploading = false;
-      if (entry.version === version) {
+      if (entry.state === "uploading") {
+        entry.state = "clean";
         if (entry.slot !== undefined) this.file!.markClean(entry.slot, entry.block, data);
         this.dirty.delete(entry);
         this.roomWaiters.splice(0).forEach((resolve) => resolve());
         this.evict();
-      } else if (this.storeWaiters.has(entry)) {
-        this.hurry(entry); // written again meanwhile, and a flush waits for it
       } else {
-        this.queue(entry); // written again meanwhile: the newer bytes wait their turn
+        entry.state = "dirty";
+        if (this.storeWaiters.has(entry)) this.hurry(entry); // written again meanwhile, and a flush waits for it
+        else this.queue(entry); // written again meanwhile: the newer bytes wait their turn
       }
       this.settleWaiters(entry, undefined);
     } catch (err) {
-      entry.uploading = false;
+      entry.state = "dirty";
       entry.failures++;
       entry.retryAt = performance.now() + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (entry.failures - 1));
       this.failed.add(entry);
@@ -577,13 +594,12 @@ export class BlockCache extends Layer {
    * Each upload in flight takes a block's room: the HTTP client holds its own copy of the bytes.
    * `forWrite`: a write makes the room, and the next writes may take the evicted buffers.
    */
-  private evict(forWrite = false): void {
-    const room = this.o.size - this.uploads;
+  private evict(forWrite = false, newEntries = 0): void {
+    const room = this.o.size - this.uploads - newEntries;
     if (this.entries.size <= room) return;
     for (const entry of this.entries.values()) {
       if (this.entries.size <= room) return;
-      if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
-      this.forget(entry, forWrite);
+      if (entry.state === "clean") this.forget(entry, forWrite);
     }
   }
 
@@ -591,12 +607,12 @@ export class BlockCache extends Layer {
     const limit = performance.now() - this.o.timeoutMs;
     for (const entry of this.entries.values()) {
       if (entry.lastUsed >= limit) break; // LRU order: the rest are newer
-      if (this.dirty.has(entry) || entry.loading || entry.uploading) continue;
-      this.forget(entry);
+      if (entry.state === "clean") this.forget(entry);
     }
   }
 
   private forget(entry: Entry, reuse = false): void {
+    if (entry.state !== "clean") throw new Error(`block cache: evicting block ${entry.block} in state ${entry.state}`);
     this.entries.delete(entry.block);
     if (entry.data && entry.owned && reuse) this.release(entry.data);
     else if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
@@ -645,7 +661,7 @@ export class BlockCache extends Layer {
   /** Drops a block that failed its check against S3. */
   discard(block: number): void {
     const entry = this.entries.get(block);
-    if (entry && !this.dirty.has(entry)) this.forget(entry);
+    if (entry?.state === "clean") this.forget(entry);
   }
 
   /** Records in the cache file which mount uses it now. */
@@ -657,6 +673,38 @@ export class BlockCache extends Layer {
   resume(): void {
     this.paused = false;
     this.pump();
+  }
+
+  /** Throws if the state table at the top of this file does not hold (for tests: it walks every entry). */
+  checkInvariants(): void {
+    const fail = (what: string) => {
+      throw new Error(`block cache invariant: ${what}`);
+    };
+    const buffers = new Map<ArrayBufferLike, Set<number>>();
+    const queued = [this.waiting, this.urgent, this.failed];
+    let uploading = 0;
+    for (const [block, e] of this.entries) {
+      if (e.block !== block) fail(`entry of block ${e.block} filed under ${block}`);
+      if ((e.state === "loading") !== (e.loading !== undefined)) fail(`block ${block} ${e.state} with loading=${e.loading !== undefined}`);
+      const dirtyState = e.state === "dirty" || e.state === "uploading" || e.state === "redirtied";
+      if (dirtyState !== this.dirty.has(e)) fail(`block ${block} ${e.state} but ${this.dirty.has(e) ? "" : "not "}counted dirty`);
+      if (dirtyState ? e.version <= e.stored : e.version !== e.stored) fail(`block ${block} ${e.state} at version ${e.version}, stored ${e.stored}`);
+      const inQueues = queued.filter((q) => q.has(e)).length;
+      if (e.state === "dirty" ? inQueues !== 1 : inQueues !== 0) fail(`block ${block} ${e.state} in ${inQueues} write-back queues`);
+      if (this.waiting.has(e) !== this.byAge.has(e)) fail(`block ${block} in only one of the waiting queues`);
+      if (e.state === "uploading" || e.state === "redirtied") uploading++;
+      if (e.data) {
+        const offsets = buffers.get(e.data.buffer) ?? new Set<number>();
+        if (offsets.has(e.data.byteOffset)) fail(`block ${block} shares its bytes with another block`);
+        offsets.add(e.data.byteOffset);
+        buffers.set(e.data.buffer, offsets);
+      }
+    }
+    for (const set of [this.dirty, this.byAge, ...queued]) {
+      for (const e of set) if (this.entries.get(e.block) !== e) fail(`block ${e.block} (${e.state}) is queued but not in the cache`);
+    }
+    if (uploading > this.uploads) fail(`${uploading} blocks uploading, ${this.uploads} uploads counted`);
+    for (const b of [...this.spare, ...this.released]) if (buffers.has(b.buffer)) fail("a spare buffer still holds a cached block");
   }
 
   protected ownStats(): StatGroup {

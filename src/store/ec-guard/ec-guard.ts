@@ -6,6 +6,20 @@
  * delete was done, or 404 where data was written is a stale answer, asked again with backoff until
  * it matches or --maxRetryPause runs out (then EIO). Stale data never goes up.
  *
+ * What a read of a block may return, by the block's state:
+ *
+ * | state     | kept in                   | a read returns                                          |
+ * |-----------|---------------------------|---------------------------------------------------------|
+ * | unknown   | nothing                   | what the server answers                                 |
+ * | writing   | `queues`                  | the bytes being written (the newest queued)             |
+ * | written   | `known`: one MD5          | an answer with that MD5, else it is stale and retried   |
+ * | uncertain | `known`: MD5s and bytes   | after a failed write: a version it had before or bytes  |
+ * |           |                           | a failed write sent; an answer that matches settles it  |
+ *
+ * A write moves the block to writing, then to written (or uncertain if it failed). An answer to a
+ * read that overlapped a write is judged against the state from before the write, and if it does
+ * not match that, asked again: never judged against the state of before, nor taken as stale.
+ *
  * --minWriteDelay keeps two writes of one block that far apart, so the server cannot apply them in
  * the wrong order; writes that arrive while one waits are coalesced (only the newest goes out).
  */
@@ -28,8 +42,10 @@ export interface EcGuardOptions {
 }
 
 interface Remembered {
-  /** MD5 hex of the stored bytes; null: no object (or, for block 0, all zeros). */
-  md5: string | null;
+  /** MD5 hex of versions the server may hold; null: no object (or, for block 0, all zeros). */
+  md5s: (string | null)[];
+  /** Uncertain: the bytes of writes that failed and may have landed (null: a delete). */
+  attempts: (Uint8Array | null)[];
   completed: number;
 }
 
@@ -40,11 +56,21 @@ interface Job {
   reject: (err: unknown) => void;
 }
 
+interface Queue {
+  /** The write waiting to go (it takes newer data until it does). */
+  waiting: Job | undefined;
+  /** The write on its way to the server. */
+  sending: Job | undefined;
+}
+
+/** Uncertain versions kept per block; past this a block that keeps failing is unknown. */
+const MAX_ATTEMPTS = 4;
+
 export class EcGuard extends Layer<Codec> {
   /** In completion order: the first entry expires first. */
   private readonly known = new Map<number, Remembered>();
-  /** Per block with writes in progress: the write waiting to go (it takes newer data until it does). */
-  private readonly queues = new Map<number, { waiting: Job | undefined }>();
+  /** Per block with writes in progress. */
+  private readonly queues = new Map<number, Queue>();
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["stale answers", "stale retries", "writes delayed", "writes coalesced", "cache full waits"] as const);
 
@@ -66,14 +92,19 @@ export class EcGuard extends Layer<Codec> {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
-    const expected = this.remembered(block);
-    if (!expected) return this.inner.readBlock(block);
     let pause = this.o.initialRetryPauseMs;
     let paused = 0;
     for (;;) {
+      const queue = this.queues.get(block);
+      const writing = queue?.waiting ?? queue?.sending;
+      // The writer's bytes stay valid until its write settles, past the reader's turn.
+      if (writing) return writing.data ?? this.zero;
+      const expected = this.remembered(block);
       const got = await this.inner.readVerified(block);
-      const fresh = expected.md5 === null ? got.data === null || isAllZero(got.data) : got.md5 === expected.md5;
-      if (fresh) return got.data ?? this.zero;
+      if (!expected) return got.data ?? this.zero;
+      if (this.accepts(expected, got)) return got.data ?? this.zero;
+      // A write began or ended meanwhile: the answer may be its, so ask again before judging.
+      if (this.queues.has(block) || this.known.get(block) !== expected) continue;
       this.counters.add("stale answers");
       if (paused + pause > this.o.maxRetryPauseMs) {
         throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${paused} ms of retries`);
@@ -83,6 +114,17 @@ export class EcGuard extends Layer<Codec> {
       paused += pause;
       pause *= 2;
     }
+  }
+
+  /** Whether an answer is one the block's remembered state allows; an uncertain state it matches is settled. */
+  private accepts(expected: Remembered, got: { data: Uint8Array | null; md5: string | null }): boolean {
+    const absent = () => got.data === null || isAllZero(got.data);
+    const known = expected.md5s.some((md5) => (md5 === null ? absent() : got.md5 === md5));
+    if (expected.attempts.length === 0) return known;
+    if (!known && !expected.attempts.some((a) => (a === null ? absent() : got.data !== null && equal(a, got.data)))) return false;
+    expected.md5s = [absent() ? null : got.md5];
+    expected.attempts = [];
+    return true;
   }
 
   writeBlock(block: number, data: Uint8Array | null): Promise<void> {
@@ -98,7 +140,7 @@ export class EcGuard extends Layer<Codec> {
     const job: Job = { data, promise, resolve, reject };
     if (queue) queue.waiting = job;
     else {
-      queue = { waiting: job };
+      queue = { waiting: job, sending: undefined };
       this.queues.set(block, queue);
       void this.drain(block, queue);
     }
@@ -106,7 +148,7 @@ export class EcGuard extends Layer<Codec> {
   }
 
   /** Sends a block's queued writes one after the other, each --minWriteDelay after the previous. */
-  private async drain(block: number, queue: { waiting: Job | undefined }): Promise<void> {
+  private async drain(block: number, queue: Queue): Promise<void> {
     while (queue.waiting) {
       const job = queue.waiting;
       const last = this.known.get(block)?.completed;
@@ -117,16 +159,38 @@ export class EcGuard extends Layer<Codec> {
       }
       await this.room(block);
       queue.waiting = undefined; // from here on a new write queues behind this one
+      queue.sending = job;
       try {
         const md5 = await this.inner.writeVerified(block, job.data);
-        this.known.delete(block);
-        this.known.set(block, { md5: job.data === null ? null : md5, completed: performance.now() });
+        this.remember(block, { md5s: [job.data === null ? null : md5], attempts: [] });
         job.resolve();
       } catch (err) {
+        this.uncertain(block, job.data);
         job.reject(err);
+      } finally {
+        queue.sending = undefined;
       }
     }
     this.queues.delete(block);
+  }
+
+  private remember(block: number, state: Omit<Remembered, "completed">): void {
+    this.known.delete(block); // to the end: the completion order is the expiry order
+    this.known.set(block, { ...state, completed: performance.now() });
+  }
+
+  /**
+   * A write failed, maybe after the server stored it: from now on the block may hold what it held
+   * before or what was sent. If what it held before was not known, nothing is.
+   */
+  private uncertain(block: number, data: Uint8Array | null): void {
+    const before = this.remembered(block);
+    if (!before || before.attempts.length >= MAX_ATTEMPTS) {
+      this.known.delete(block);
+      return;
+    }
+    // The writer's bytes are only lent for the write.
+    this.remember(block, { md5s: before.md5s, attempts: [...before.attempts, data && data.slice()] });
   }
 
   /** Waits until the MD5 cache can remember one more block. */
@@ -152,4 +216,10 @@ export class EcGuard extends Layer<Codec> {
   protected resetOwnStats(): void {
     this.counters.reset();
   }
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -2,17 +2,26 @@
  * Knows which blocks are zero (absent), so that reading them or writing zeros over them costs no
  * request. With --listBlocks every block is known from the start; otherwise the layer learns from
  * the reads and writes that pass through it.
+ *
+ * A read learns "zero" only from an answer no write overtook: one that began before a write ended
+ * may be from before it. Writes are tracked per slot (block modulo SLOTS): a write to another block
+ * of the same slot only costs a lesson, never a wrong one.
  */
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
 
+const SLOTS = 4096;
+
 export class ZeroCache extends Layer {
   /** One bit per block: set = known to be zero. */
   private readonly zeroBits: Uint8Array;
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["zero reads avoided", "zero writes avoided"] as const);
+  /** Per slot: writes begun plus writes ended, and writes in flight. */
+  private readonly changes = new Uint32Array(SLOTS);
+  private readonly writing = new Uint32Array(SLOTS);
 
   constructor(inner: BlockStore) {
     super(inner);
@@ -49,9 +58,11 @@ export class ZeroCache extends Layer {
       this.counters.add("zero reads avoided");
       return this.zero;
     }
+    const slot = block % SLOTS;
+    const seen = this.changes[slot];
     const data = await this.inner.readBlock(block);
     // Stored blocks are never all zeros, so an all-zero answer means the block is absent.
-    if (isAllZero(data)) this.mark(block, true);
+    if (this.changes[slot] === seen && this.writing[slot] === 0 && isAllZero(data)) this.mark(block, true);
     return data;
   }
 
@@ -60,10 +71,22 @@ export class ZeroCache extends Layer {
       this.counters.add("zero writes avoided");
       return;
     }
-    // Until the write is done the block is in between: not known zero.
-    this.mark(block, false);
-    await this.inner.writeBlock(block, data);
+    await this.tracked(block, () => this.inner.writeBlock(block, data));
     this.mark(block, data === null);
+  }
+
+  /** Runs a write of `block`: until it is done the block is in between, not known zero. */
+  private async tracked(block: number, write: () => Promise<void>): Promise<void> {
+    const slot = block % SLOTS;
+    this.mark(block, false);
+    this.changes[slot]!++;
+    this.writing[slot]!++;
+    try {
+      await write();
+    } finally {
+      this.changes[slot]!++;
+      this.writing[slot]!--;
+    }
   }
 
   override async writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
@@ -77,8 +100,7 @@ export class ZeroCache extends Layer {
       whole.set(data, offset);
       return this.writeBlock(block, whole);
     }
-    this.mark(block, false);
-    return this.inner.writeBlockPart(block, offset, data);
+    return this.tracked(block, () => this.inner.writeBlockPart(block, offset, data));
   }
 
   protected ownStats(): StatGroup {
