@@ -43,9 +43,14 @@ interface Case {
   blockSize: number;
   faults?: Partial<FaultSettings>;
   threads?: number;
+  /** "write-read": every thread writes a range and reads it back at once (what the cache got wrong). */
+  mix?: string;
 }
 
 const cases: Case[] = [
+  // Uploads slower than the writes: the cache fills with dirty blocks.
+  { name: "write, then read back: default flags, a disk 8x the cache", flags: ["--blockSize=4k", "--size=32M"], blockSize: 4096, mix: "write-read", threads: 2, faults: { latencyMs: [20, 80] } },
+  { name: "write, then read back: 64 KiB blocks, a disk 4x the cache", flags: ["--blockSize=64k", "--size=64M", "--blockCacheSize=256"], blockSize: 65536, mix: "write-read", threads: 2, faults: { latencyMs: [20, 80] } },
   { name: "default flags, a disk 4x the cache", flags: ["--blockSize=4k", "--size=16M"], blockSize: 4096 },
   { name: "cache off", flags: ["--blockSize=4k", "--size=4M", "--blockCacheSize=0"], blockSize: 4096 },
   { name: "a 2-block cache", flags: ["--blockSize=4k", "--size=4M", "--blockCacheSize=2"], blockSize: 4096 },
@@ -74,10 +79,13 @@ describe("model-based concurrency through the mount", () => {
       dirs.push(dir);
       const bucket = await freshBucket(peer, "model");
       const args = [...peerArgs(peer), ...c.flags, bucket];
-      server.setFaults(c.faults ?? {});
       const disk = await mountWith(args, join(dir, "a"), true);
+      const filled = join(dir, "filled.json");
+      const common = ["--seed", String(seed), "--threads", String(c.threads ?? 4), "--block-size", String(c.blockSize)];
+      await client(["run", disk.file, filled, ...common, "--seconds", "0", "--prefill"]);
+      server.setFaults(c.faults ?? {});
       const state = join(dir, "state.json");
-      const run = await client(["run", disk.file, state, "--seed", String(seed), "--seconds", String(SECONDS), "--threads", String(c.threads ?? 4), "--block-size", String(c.blockSize), "--prefill"]);
+      const run = await client(["run", disk.file, state, ...common, "--seconds", String(SECONDS), "--mix", c.mix ?? "random", "--from", filled]);
       console.log(`  ${JSON.stringify(run.counts)}`);
       expect(run.failures).toEqual([]);
       expect(run.counts.read ?? 0).toBeGreaterThan(50);

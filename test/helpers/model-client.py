@@ -9,9 +9,11 @@ time per block: writers lock the blocks they touch) and judges each read against
 versions it may legally return: the last write completed before the read started, or any write
 that overlapped it.
 
-  run FILE STATE --seed N --seconds S --threads T --block-size B [--prefill]
+  run FILE STATE --seed N --seconds S --threads T --block-size B [--prefill] [--mix M]
       random reads, whole and partial writes, zero writes, punch-hole and fsync, buffered and
       O_DIRECT, from T threads; writes what may be on disk after the last fsync to STATE.
+      --mix write-read: each thread O_DIRECT-writes whole blocks and reads them back at once.
+      --from STATE0: the disk holds what an earlier run's STATE0 says (one version per unit).
   verify FILE STATE
       reads the whole file and checks every unit against STATE (after a crash and a fresh mount).
 
@@ -112,8 +114,9 @@ class Model:
 
 
 class Worker(threading.Thread):
-    def __init__(self, path, model, rng, deadline, size, block_size, report):
+    def __init__(self, path, model, rng, deadline, size, block_size, report, mix):
         super().__init__(daemon=True)
+        self.mix = mix
         self.path, self.model, self.rng, self.deadline = path, model, rng, deadline
         self.size, self.block_size, self.report = size, block_size, report
         self.fds = {}
@@ -122,7 +125,8 @@ class Worker(threading.Thread):
 
     def fd(self, direct):
         fd = self.fds.get(direct)
-        if fd is None or self.rng.random() < 0.03:  # reopen now and then: handles come and go
+        # Reopen now and then: handles come and go (a close flushes, so not while writes must pile up).
+        if fd is None or (self.mix == "random" and self.rng.random() < 0.03):
             if fd is not None:
                 os.close(fd)
             fd = os.open(self.path, os.O_RDWR | (os.O_DIRECT if direct else 0))
@@ -152,6 +156,13 @@ class Worker(threading.Thread):
         return first, n
 
     def step(self):
+        if self.mix == "write-read":
+            bu = self.block_size // UNIT
+            n = bu * self.rng.randint(1, 2)
+            span = (self.rng.randrange(0, self.size // UNIT - n + 1, bu), n)
+            self.write(True, zero=False, span=span)
+            self.read(True, span)
+            return
         r = self.rng.random()
         direct = self.rng.random() < 0.5
         if r < 0.45:
@@ -176,8 +187,8 @@ class Worker(threading.Thread):
         bu = self.model.block_units
         return [self.model.block_locks[b] for b in range(first // bu, (first + n - 1) // bu + 1)]
 
-    def write(self, direct, zero):
-        first, n = self.span(4 * self.block_size // UNIT)
+    def write(self, direct, zero, span=None):
+        first, n = span or self.span(4 * self.block_size // UNIT)
         locks = self.locked(first, n)
         for lock in locks:
             lock.acquire()
@@ -288,15 +299,23 @@ def prefill(path, size, model, block_size):
     os.close(fd)
 
 
-def run(path, state, seed, seconds, threads, block_size, fill):
+def run(path, state, seed, seconds, threads, block_size, fill, mix, start):
     size = os.stat(path).st_size
     model = Model(size // UNIT, block_size // UNIT)
     if fill:
         prefill(path, size, model, block_size)
+    if start:
+        with open(start) as f:
+            units = json.load(f)["units"]
+        for u, legal in enumerate(units):
+            if len(legal) != 1:
+                sys.exit(f"{start}: unit {u} may hold any of {legal}, not one version")
+            model.history[u] = [[legal[0], 0, 0]]
+        model.next_version = max(v for (v,) in units) + 1
     report = Report()
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
-    workers = [Worker(path, model, random.Random(rng.random()), deadline, size, block_size, report) for _ in range(threads)]
+    workers = [Worker(path, model, random.Random(rng.random()), deadline, size, block_size, report, mix) for _ in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
@@ -339,7 +358,7 @@ def main():
             rest.append(args[i])
         i += 1
     if rest[0] == "run":
-        run(rest[1], rest[2], int(opts["seed"]), float(opts["seconds"]), int(opts["threads"]), int(opts["block-size"]), opts.get("prefill", False))
+        run(rest[1], rest[2], int(opts["seed"]), float(opts["seconds"]), int(opts["threads"]), int(opts["block-size"]), opts.get("prefill", False), opts.get("mix", "random"), opts.get("from"))
     elif rest[0] == "verify":
         verify(rest[1], rest[2])
     else:
