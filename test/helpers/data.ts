@@ -18,7 +18,7 @@ export async function waitFor(what: string, cond: () => boolean, ms = 20_000): P
 /** Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced. */
 export function pattern(length: number, seed: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
-  let x = seed | 1;
+  let x = (seed * 2 + 1) | 0; // odd and distinct for every seed (seed | 1 made 2 and 3 the same)
   for (let i = 0; i < length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;

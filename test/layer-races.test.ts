@@ -1,0 +1,157 @@
+/**
+ * Reads that race writes, one layer at a time and with no HTTP: the consistency guard over a codec
+ * whose answers can be held back or lost, and the zero-block cache over a store whose reads can be
+ * held back. Each case is one interleaving that went wrong before.
+ */
+import { expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { Errno, FsError } from "../src/errors.ts";
+import { MemoryStore } from "../src/store/backend/memory.ts";
+import { Codec } from "../src/store/codec/codec.ts";
+import { EcGuard } from "../src/store/ec-guard/ec-guard.ts";
+import type { StatGroup } from "../src/store/block-store.ts";
+import type { S3Store } from "../src/store/s3/s3-store.ts";
+import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
+import { pattern } from "./helpers/data.ts";
+
+const BS = 4096;
+
+/** Resolves when `open` is called: a held answer. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { opened, open };
+}
+
+const md5 = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
+
+/** A codec whose objects live in a map; reads can be held, and a write can lose its answer. */
+class HeldCodec extends Codec {
+  readonly objects = new Map<number, Uint8Array>();
+  holdReads: Promise<void> | undefined;
+  /** The next write: "stored" stores and then fails (a lost answer), "refused" fails before storing. */
+  failNext: "stored" | "refused" | undefined;
+
+  constructor() {
+    super({ blockSize: BS, numBlocks: 64 } as S3Store, { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+  }
+
+  override stats(): StatGroup[] {
+    return [];
+  }
+
+  override async readVerified(block: number) {
+    const held = this.holdReads;
+    const data = this.objects.get(block) ?? null;
+    await held; // the answer was decided when the request arrived, and comes late
+    return { data, md5: data && md5(data) };
+  }
+
+  override async writeVerified(block: number, data: Uint8Array | null) {
+    const fail = this.failNext;
+    this.failNext = undefined;
+    if (fail !== "refused") {
+      if (data) this.objects.set(block, data.slice());
+      else this.objects.delete(block);
+    }
+    if (fail) throw new FsError(Errno.EIO, "the answer was lost");
+    return data && md5(data);
+  }
+}
+
+function guardOver(codec: HeldCodec, maxRetryPauseMs = 200) {
+  return new EcGuard(codec, { cacheSize: 64, cacheTimeMs: 10_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs });
+}
+
+const staleAnswers = (g: EcGuard) => Number(g.stats()[0]!.values.find(([n]) => n === "stale answers")![1]);
+
+test("guard: an answer held back past a completed write is judged against that write, not taken as stale", async () => {
+  const codec = new HeldCodec();
+  const guard = guardOver(codec);
+  await guard.writeBlock(3, pattern(BS, 1));
+  const held = gate();
+  // The GET arrives after the next write is stored, and its answer comes late.
+  const write = guard.writeBlock(3, pattern(BS, 2));
+  codec.holdReads = held.opened;
+  const read = guard.readBlock(3);
+  await write;
+  held.open();
+  expect(await read).toEqual(pattern(BS, 2));
+  expect(staleAnswers(guard)).toBe(0);
+});
+
+test("guard: a read that began before a write and answers the old bytes returns them (it raced the write)", async () => {
+  const codec = new HeldCodec();
+  const guard = guardOver(codec);
+  await guard.writeBlock(4, pattern(BS, 1));
+  const held = gate();
+  codec.holdReads = held.opened;
+  const read = guard.readBlock(4); // decided now: version 1
+  codec.holdReads = undefined;
+  await guard.writeBlock(4, pattern(BS, 2));
+  held.open();
+  expect(await read).toEqual(pattern(BS, 1));
+  expect(await guard.readBlock(4)).toEqual(pattern(BS, 2));
+  expect(staleAnswers(guard)).toBe(0);
+});
+
+test("guard: a read of a block being written gets the bytes being written", async () => {
+  const codec = new HeldCodec();
+  const guard = guardOver(codec);
+  await guard.writeBlock(5, pattern(BS, 1));
+  const write = guard.writeBlock(5, pattern(BS, 2));
+  expect(await guard.readBlock(5)).toEqual(pattern(BS, 2));
+  await write;
+});
+
+test("guard: after a write whose answer was lost, the old or the sent version is accepted, nothing else", async () => {
+  const codec = new HeldCodec();
+  const guard = guardOver(codec);
+  await guard.writeBlock(6, pattern(BS, 1));
+  codec.failNext = "stored";
+  expect(await guard.writeBlock(6, pattern(BS, 2)).catch((e: FsError) => e.errno)).toBe(Errno.EIO);
+  expect(await guard.readBlock(6)).toEqual(pattern(BS, 2));
+
+  await guard.writeBlock(7, pattern(BS, 1));
+  codec.failNext = "refused";
+  await guard.writeBlock(7, pattern(BS, 2)).catch(() => {});
+  expect(await guard.readBlock(7)).toEqual(pattern(BS, 1));
+  expect(staleAnswers(guard)).toBe(0);
+
+  // A third version was never written: stale, then EIO.
+  await guard.writeBlock(8, pattern(BS, 11));
+  codec.failNext = "refused";
+  await guard.writeBlock(8, pattern(BS, 21)).catch(() => {});
+  codec.objects.set(8, pattern(BS, 31));
+  const err = await guard.readBlock(8).catch((e: FsError) => e);
+  expect((err as FsError).errno).toBe(Errno.EIO);
+});
+
+/** A memory store whose reads can be held back (their answer decided when they arrive). */
+class HeldStore extends MemoryStore {
+  holdReads: Promise<void> | undefined;
+  override async readBlock(block: number): Promise<Uint8Array> {
+    const held = this.holdReads;
+    const data = (await super.readBlock(block)).slice();
+    await held;
+    return data;
+  }
+}
+
+test("zero-block cache: a 404 that a write overtook does not make the block known zero", async () => {
+  const store = new HeldStore(BS, 64);
+  const zero = new ZeroCache(store);
+  const held = gate();
+  store.holdReads = held.opened;
+  const read = zero.readBlock(7); // decided now: absent
+  store.holdReads = undefined;
+  await zero.writeBlock(7, pattern(BS, 9));
+  held.open();
+  expect(await read).toEqual(new Uint8Array(BS)); // it raced the write: the old state is fine
+  expect(await zero.readBlock(7)).toEqual(pattern(BS, 9));
+  // A partial write keeps the rest of the block.
+  await zero.writeBlockPart(7, 0, pattern(512, 1));
+  const expected = pattern(BS, 9);
+  expected.set(pattern(512, 1), 0);
+  expect(await zero.readBlock(7)).toEqual(expected);
+});
