@@ -14,6 +14,7 @@ that overlapped it.
       O_DIRECT, from T threads; writes what may be on disk after the last fsync to STATE.
       --mix write-read: each thread O_DIRECT-writes whole blocks and reads them back at once.
       --from STATE0: the disk holds what an earlier run's STATE0 says (one version per unit).
+      --hot N: the threads work on the first N blocks only (the rest still counts for fsync).
   verify FILE STATE
       reads the whole file and checks every unit against STATE (after a crash and a fresh mount).
 
@@ -299,7 +300,7 @@ def prefill(path, size, model, block_size):
     os.close(fd)
 
 
-def run(path, state, seed, seconds, threads, block_size, fill, mix, start):
+def run(path, state, seed, seconds, threads, block_size, fill, mix, start, hot):
     size = os.stat(path).st_size
     model = Model(size // UNIT, block_size // UNIT)
     if fill:
@@ -315,7 +316,8 @@ def run(path, state, seed, seconds, threads, block_size, fill, mix, start):
     report = Report()
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
-    workers = [Worker(path, model, random.Random(rng.random()), deadline, size, block_size, report, mix) for _ in range(threads)]
+    span = min(size, hot * block_size) if hot else size
+    workers = [Worker(path, model, random.Random(rng.random()), deadline, span, block_size, report, mix) for _ in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
@@ -358,7 +360,7 @@ def main():
             rest.append(args[i])
         i += 1
     if rest[0] == "run":
-        run(rest[1], rest[2], int(opts["seed"]), float(opts["seconds"]), int(opts["threads"]), int(opts["block-size"]), opts.get("prefill", False), opts.get("mix", "random"), opts.get("from"))
+        run(rest[1], rest[2], int(opts["seed"]), float(opts["seconds"]), int(opts["threads"]), int(opts["block-size"]), opts.get("prefill", False), opts.get("mix", "random"), opts.get("from"), int(opts.get("hot", 0)))
     elif rest[0] == "verify":
         verify(rest[1], rest[2])
     else:
