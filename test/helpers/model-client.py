@@ -149,10 +149,10 @@ class Worker(threading.Thread):
         bu = self.block_size // UNIT
         r = self.rng.random()
         if r < 0.4:  # whole blocks
-            n = bu * self.rng.randint(1, max(1, min(4, max_units // bu)))
+            n = bu * self.rng.randint(1, max(1, min(4, max_units // bu, units // bu)))
             first = self.rng.randrange(0, units - n + 1, bu)
         else:
-            n = self.rng.randint(1, min(max_units, 2 * bu))
+            n = self.rng.randint(1, min(max_units, 2 * bu, units))
             first = self.rng.randrange(0, units - n + 1)
         return first, n
 

@@ -46,8 +46,8 @@ export const MODEL_CASES: ModelCase[] = [
     faults: { latencyMs: [0, 15], errorRate: 0.05, errorStatuses: [500, 503], staleMs: 100 },
   },
   // Late answers: a 404 can arrive after a write that overtook it.
-  { name: "cache off, answers up to 300 ms late, four blocks", flags: ["--blockSize=4k", "--size=1M", "--blockCacheSize=0"], blockSize: 4096, hot: 4, faults: { latencyMs: [0, 300] } },
-  { name: "cache off, two blocks, four threads", flags: ["--blockSize=4k", "--size=1M", "--blockCacheSize=0", "--maxRetryPause=5000"], blockSize: 4096, hot: 2 },
+  { name: "cache off, answers up to 100 ms late, four blocks", flags: ["--blockSize=4k", "--size=1M", "--blockCacheSize=0", "--minWriteDelay=0"], blockSize: 4096, hot: 4, threads: 6, faults: { latencyMs: [0, 100] } },
+  { name: "cache off, two blocks, four threads", flags: ["--blockSize=4k", "--size=1M", "--blockCacheSize=0", "--minWriteDelay=50", "--maxRetryPause=5000"], blockSize: 4096, hot: 2 },
   {
     name: "cache off, a server with latency and stale answers",
     flags: ["--blockSize=4k", "--size=2M", "--blockCacheSize=0", "--initialRetryPause=20", "--maxRetryPause=20000"],
