@@ -166,6 +166,55 @@ test("SIGTERM while writing: the process flushes, unmounts and exits 0", async (
   }
 });
 
+test("SIGTERM while reads are in flight: the mount detaches, serves them right until they let go, then exits 0", async () => {
+  const dir = tempDir("sigterm-read");
+  try {
+    sh(["mkdir", "-p", join(dir, "b"), join(dir, "m")]);
+    const file = join(dir, "m", "file");
+    const expected = join(dir, "expected");
+    writeFileSync(expected, pattern(SIZE, 77));
+    const { proc, done } = await mountForeground([`--blockSize=${BS}`, `--size=${SIZE}`, "--blockCacheSize=4"], join(dir, "b"), join(dir, "m"));
+    sh(["dd", `if=${expected}`, `of=${file}`, "bs=1M", "conv=notrunc,fsync", "status=none"]);
+    // Four readers of random ranges for 1.5 s, compared with what was written.
+    const readers = Bun.spawn(["python3", "-c", `
+import os, random, sys, threading, time
+want = open(sys.argv[2], "rb").read()
+deadline = time.monotonic() + 1.5
+wrong, ok, errors = [], [0], [0]
+def reader(seed):
+    rng = random.Random(seed)
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    while time.monotonic() < deadline:
+        off = rng.randrange(0, len(want) - 4096)
+        n = rng.randint(1, 300000)
+        try:
+            got = os.pread(fd, n, off)
+        except OSError:
+            errors[0] += 1
+            break
+        if got != want[off:off + len(got)]:
+            wrong.append(off)
+        ok[0] += 1
+    os.close(fd)
+ts = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(len(wrong), ok[0], errors[0])
+`, file, expected], { stdout: "pipe", stderr: "inherit" });
+    await Bun.sleep(300);
+    proc.kill("SIGTERM");
+    const [wrong, reads, errors] = (await new Response(readers.stdout).text()).trim().split(" ").map(Number);
+    expect(await proc.exited).toBe(0);
+    done();
+    expect(reads).toBeGreaterThan(10);
+    expect([wrong, errors]).toEqual([0, 0]);
+    expect(isMounted(join(dir, "m"))).toBe(false);
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("SIGKILL leaves a dead mount ('Transport endpoint is not connected') that umount -l clears", async () => {
   const dir = tempDir("sigkill");
   try {
