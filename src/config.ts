@@ -2,6 +2,7 @@
  * All validation of the command line in one place: raw flag text in, a checked `Config` out.
  * Every refusal is one `UsageError` (exit 2) or `ConfigError` (exit 1) with a line a user can act on.
  */
+import { isBucketName } from "./util/bucket-name.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
 import { formatSize, parseSize } from "./util/size.ts";
@@ -470,7 +471,7 @@ function splitBucket(arg: string, prefixFlag: string | undefined, test: boolean)
   const bucket = slash < 0 ? arg : arg.slice(0, slash);
   let prefix = slash < 0 ? "" : arg.slice(slash + 1);
   if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
-  if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(bucket)) throw new ConfigError(`'${bucket}' is not a valid bucket name`);
+  if (!isBucketName(bucket)) throw new ConfigError(`'${bucket}' is not a valid bucket name`);
   return { bucket, prefix: prefix + (prefixFlag ?? "") };
 }
 

@@ -43,7 +43,8 @@ export class Logger {
     const line = this.json
       ? `${JSON.stringify({ time, level, pid: process.pid, msg: message })}\n`
       : `${time} s3backer[${process.pid}] ${level.toUpperCase()}: ${message}\n`;
-    if (this.sink.kind === "file") appendFileSync(this.sink.path, line);
+    // A new log file is its owner's alone (it names buckets, paths and errors).
+    if (this.sink.kind === "file") appendFileSync(this.sink.path, line, { mode: 0o600 });
     else process.stderr.write(line);
   }
 }

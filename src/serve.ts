@@ -15,7 +15,7 @@ import { statsText } from "./stats-text.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
 import type { BlockStore } from "./store/block-store.ts";
 import { openDisk, type Disk } from "./store/build-stack.ts";
-import type { MountFlagStore } from "./store/mount-flag.ts";
+import { newToken, type MountFlagStore } from "./store/mount-flag.ts";
 import type { BlockCache } from "./store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 
@@ -42,7 +42,12 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   }
   const flag = config.readOnly ? undefined : disk.flag;
   if (flag) {
-    const token = await flag.acquire(config.force || (await recoveringOwnCrash(config, disk.cacheFile, flag)));
+    // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
+    const own = await recoveringOwnCrash(config, disk.cacheFile, flag);
+    const token = newToken();
+    // The cache file learns the token first, so that a crash at any instant leaves it matching the flag.
+    disk.blockCache?.announceFileToken(token);
+    await flag.acquire(config.force || own, token);
     disk.blockCache?.setFileToken(token);
   } else if (disk.cacheFile?.dirty) {
     throw new ConfigError(`${disk.cacheFile.path} holds unsaved blocks: mount without --readOnly to save them`);
@@ -120,7 +125,7 @@ async function serveMounted(
       const why = raiseReadahead(mounted.path, config.fuse.maxReadahead);
       if (why) log.debug(`kernel read-ahead left at its default: ${why}`);
     }
-    if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`);
+    if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
     onReady();
     log.info(`mounted ${config.mountpoint}: ${geometry.numBlocks} blocks of ${geometry.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`);
   }
@@ -175,7 +180,7 @@ function showFlushProgress(cache: BlockCache | undefined, quiet: boolean): () =>
 async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], flag: MountFlagStore): Promise<boolean> {
   if (!cacheFile) return false;
   const held = await flag.token();
-  const ours = held !== undefined && held !== 0 && held === cacheFile.token;
+  const ours = held !== undefined && held !== 0 && cacheFile.tokens.includes(held);
   if (cacheFile.dirty > 0) {
     if (!config.cache.recoverDirty) {
       throw new ConfigError(

@@ -1,9 +1,10 @@
 /** The block cache file: reload, crash safety at any instant, and recovery of unsaved blocks. */
 import { afterEach, expect, test } from "bun:test";
-import { closeSync, openSync, rmSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CacheFile } from "../src/store/block-cache/cache-file.ts";
+import { runtime } from "../src/runtime/index.ts";
 import { BINARY, cleanupDisks, isMounted, killHard, mountDisk, pattern, run, sh, tempDir } from "./helpers/disk.ts";
 
 const dirs: string[] = [];
@@ -116,6 +117,114 @@ test("unsaved blocks are not recovered over a disk that was mounted elsewhere si
   const refused = run([BINARY, "--test", ...args, "--blockCacheRecoverDirtyBlocks", disk.blocks, disk.mnt]);
   expect(refused.code).toBe(1);
   expect(refused.stderr).toMatch(/mounted elsewhere since/);
+});
+
+test("--force mounts despite the flag, never with blocks from before another mount: the newer data stays", async () => {
+  const dir = workDir("force");
+  const cache = join(dir, "cache");
+  const geometry = ["--blockSize=64k", "--size=4M"];
+  const args = [...geometry, `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
+  const p1 = pattern(65536, 41);
+  const p2 = pattern(65536, 43);
+  let disk = await mountDisk(args, { dir });
+  await writeAndHold(disk.file, 5 * 65536, writeTemp(dir, "p1", p1), () => process.kill(disk.pid, "SIGKILL"));
+  await killHard(disk.pid);
+  run(["umount", "-l", disk.mnt]);
+  await cleanupDisks();
+  expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
+  disk = await mountDisk(geometry, { dir }); // another mount writes newer data, durably
+  sh(["dd", `of=${disk.file}`, "bs=64k", "seek=5", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "p2", p2)}`]);
+  await disk.unmount();
+
+  for (const extra of [["--force"], ["--force", "--blockCacheRecoverDirtyBlocks"]]) {
+    const refused = run([BINARY, "--test", ...args, ...extra, disk.blocks, disk.mnt]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/written before a crash|mounted elsewhere since/);
+  }
+  disk = await mountDisk([...geometry, "--blockCacheSize=0"], { dir });
+  expect(new Uint8Array(await readFile(disk.file)).subarray(5 * 65536, 6 * 65536)).toEqual(p2);
+  await disk.unmount();
+});
+
+test("a record damaged on disk is never acted on: its block is read from storage, with one log line", async () => {
+  const dir = workDir("damaged");
+  const path = join(dir, "cache");
+  const data = pattern(BS, 51);
+  const { file } = CacheFile.open(path, BS, 64, 8);
+  file.store(5, data, false);
+  file.store(6, null, true); // a zero-dirty record: recovery would delete block 6
+  file.close();
+  // Flip one byte in each record: the block number of the first, the state of the second.
+  const fd = openSync(path, "r+");
+  const one = new Uint8Array(1);
+  for (const [slot, at] of [[0, 4], [1, 0]] as const) {
+    readSync(fd, one, 0, 1, 4096 + slot * 40 + at);
+    one[0]! ^= 0x01;
+    writeSync(fd, one, 0, 1, 4096 + slot * 40 + at);
+  }
+  closeSync(fd);
+  const reopened = CacheFile.open(path, BS, 64, 8);
+  expect(reopened.blocks).toEqual([]);
+  expect(reopened.damaged).toBe(2);
+  reopened.file.close();
+
+  // Random bytes over the whole directory: nothing is taken for a block.
+  const garbage = openSync(path, "r+");
+  writeSync(garbage, pattern(8 * 40, 53), 0, 8 * 40, 4096);
+  closeSync(garbage);
+  const again = CacheFile.open(path, BS, 64, 8);
+  expect(again.blocks).toEqual([]);
+  expect(again.damaged).toBe(8);
+  again.file.close();
+});
+
+test("the cache file is its owner's alone: created 0600, a wider one narrowed with a warning", async () => {
+  const dir = workDir("mode");
+  const cache = join(dir, "cache");
+  const args = ["--blockSize=64k", "--size=1M", `--blockCacheFile=${cache}`];
+  let disk = await mountDisk(args, { dir });
+  expect(statSync(cache).mode & 0o777).toBe(0o600);
+  expect(statSync(join(dir, "log")).mode & 0o777).toBe(0o600);
+  expect(statSync(join(dir, "pid")).mode & 0o777).toBe(0o644);
+  await disk.unmount();
+  chmodSync(cache, 0o644);
+  disk = await mountDisk(args, { dir });
+  expect(statSync(cache).mode & 0o777).toBe(0o600);
+  expect(readFileSync(join(dir, "log"), "utf8")).toMatch(/was readable by others \(mode 644\): now 600/);
+  await disk.unmount();
+});
+
+test("a version 1 cache file (records without their own CRC) is read and rewritten, unsaved blocks kept", async () => {
+  const dir = workDir("v1");
+  const path = join(dir, "cache");
+  const data = pattern(BS, 61);
+  // A version 1 file as the previous release wrote it: header, 32-byte records, page-aligned slots.
+  const header = new Uint8Array(4096);
+  const h = new DataView(header.buffer);
+  h.setUint32(0, 0x53334243, true);
+  h.setUint32(4, 1, true);
+  h.setUint32(8, BS, true);
+  h.setUint32(12, 8, true);
+  h.setUint32(16, 64, true);
+  h.setUint32(20, 0xabcdef01, true);
+  const record = new Uint8Array(32);
+  const r = new DataView(record.buffer);
+  r.setUint8(0, 2); // dirty
+  r.setUint32(4, 9, true);
+  r.setUint32(8, 1, true);
+  r.setUint32(12, runtime.crc32(data), true);
+  const fd = openSync(path, "w+");
+  writeSync(fd, header, 0, 4096, 0);
+  writeSync(fd, record, 0, 32, 4096);
+  writeSync(fd, data, 0, BS, 8192);
+  closeSync(fd);
+  const { file, blocks, tokens } = CacheFile.open(path, BS, 64, 8);
+  expect(blocks.map((b) => [b.block, b.dirty, b.data])).toEqual([[9, true, data]]);
+  expect(tokens).toEqual([0xabcdef01]);
+  file.close();
+  const v2 = CacheFile.open(path, BS, 64, 8);
+  expect(v2.blocks.map((b) => [b.block, b.dirty])).toEqual([[9, true]]);
+  v2.file.close();
 });
 
 test("the cache file loads after kills at random moments, and every fsync'ed write reads back", async () => {

@@ -140,6 +140,9 @@ export const bunRuntime: Runtime = {
       hostname,
       ...(tls ? { tls } : {}),
       fetch: handler,
+      // Never the development error page (a stack and source lines) to whoever sent the request.
+      development: false,
+      error: () => new Response(null, { status: 500 }),
       maxRequestBodySize: 256 * 2 ** 20,
       idleTimeout: 60,
     });

@@ -17,6 +17,8 @@ export interface FaultSettings {
   staleMs: number;
   /** Only requests whose key matches are affected by the error and drop rates (default: all). */
   keyPattern: RegExp | undefined;
+  /** The next this many PUTs (whose key matches) are carried out, then their answers are lost. */
+  lostPutAnswers: number;
 }
 
 export const NO_FAULTS: FaultSettings = {
@@ -27,6 +29,7 @@ export const NO_FAULTS: FaultSettings = {
   corruptRate: 0,
   staleMs: 0,
   keyPattern: undefined,
+  lostPutAnswers: 0,
 };
 
 export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "OTHER";

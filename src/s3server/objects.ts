@@ -1,6 +1,7 @@
 /** Where the embedded S3 server keeps objects: in memory, or one file per object in a directory. */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 
 export interface StoredObject {
   body: Uint8Array;
@@ -46,15 +47,43 @@ export class MemoryObjects implements ObjectStore {
   }
 }
 
-/** Each object is `<dir>/<bucket>/<key, URI-encoded>` plus a `.meta` JSON file beside it. */
+/**
+ * Each object is two files in `<dir>/<bucket>/`, named by the SHA-256 of its key: the body, and
+ * `.json` beside it with the key and the metadata. No key can name a path outside the bucket's
+ * folder or another object's metadata, whatever its bytes or length. The keys are indexed in
+ * memory on first use. Folders of the earlier layout (`<URI-encoded key>` and `.meta`) are moved
+ * to this one then.
+ */
 export class DirObjects implements ObjectStore {
+  private readonly index = new Map<string, Map<string, string>>();
+
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
   }
 
-  private path(bucket: string, key: string) {
-    return join(this.dir, bucket, encodeURIComponent(key));
+  private keysOf(bucket: string): Map<string, string> {
+    let keys = this.index.get(bucket);
+    if (keys) return keys;
+    keys = new Map();
+    const folder = join(this.dir, bucket);
+    for (const name of existsSync(folder) ? readdirSync(folder) : []) {
+      if (name.endsWith(".json")) {
+        const { key } = JSON.parse(readFileSync(join(folder, name), "utf8")) as { key: string };
+        keys.set(key, name.slice(0, -5));
+      } else if (name.endsWith(".meta")) {
+        const key = decodeURIComponent(name.slice(0, -5));
+        const meta = JSON.parse(readFileSync(join(folder, name), "utf8")) as Omit<StoredObject, "body">;
+        const id = idOf(key);
+        renameSync(join(folder, name.slice(0, -5)), join(folder, id));
+        writeFileSync(join(folder, `${id}.json`), JSON.stringify({ ...meta, key }));
+        rmSync(join(folder, name));
+        keys.set(key, id);
+      }
+    }
+    this.index.set(bucket, keys);
+    return keys;
   }
+
   hasBucket(bucket: string) {
     return existsSync(join(this.dir, bucket));
   }
@@ -62,32 +91,35 @@ export class DirObjects implements ObjectStore {
     mkdirSync(join(this.dir, bucket), { recursive: true });
   }
   get(bucket: string, key: string): StoredObject | undefined {
-    const path = this.path(bucket, key);
-    if (!existsSync(`${path}.meta`)) return undefined;
-    const meta = JSON.parse(readFileSync(`${path}.meta`, "utf8")) as Omit<StoredObject, "body">;
+    const id = this.keysOf(bucket).get(key);
+    if (id === undefined) return undefined;
+    const path = join(this.dir, bucket, id);
+    const { key: _, ...meta } = JSON.parse(readFileSync(`${path}.json`, "utf8")) as Omit<StoredObject, "body"> & { key: string };
     return { ...meta, body: readFileSync(path) };
   }
   put(bucket: string, key: string, object: StoredObject) {
-    const path = this.path(bucket, key);
+    const id = idOf(key);
+    const path = join(this.dir, bucket, id);
     const { body, ...meta } = object;
     writeFileSync(`${path}.tmp`, body);
     renameSync(`${path}.tmp`, path);
-    writeFileSync(`${path}.meta.tmp`, JSON.stringify(meta));
-    renameSync(`${path}.meta.tmp`, `${path}.meta`);
+    writeFileSync(`${path}.json.tmp`, JSON.stringify({ ...meta, key }));
+    renameSync(`${path}.json.tmp`, `${path}.json`);
+    this.keysOf(bucket).set(key, id);
   }
   delete(bucket: string, key: string) {
-    const path = this.path(bucket, key);
-    rmSync(`${path}.meta`, { force: true });
+    const path = join(this.dir, bucket, idOf(key));
+    rmSync(`${path}.json`, { force: true });
     rmSync(path, { force: true });
+    this.keysOf(bucket).delete(key);
   }
   keys(bucket: string) {
     if (!this.hasBucket(bucket)) return [];
-    return readdirSync(join(this.dir, bucket))
-      .filter((n) => n.endsWith(".meta"))
-      .map((n) => decodeURIComponent(n.slice(0, -5)))
-      .sort(byteOrder);
+    return [...this.keysOf(bucket).keys()].sort(byteOrder);
   }
 }
+
+const idOf = (key: string) => createHash("sha256").update(key).digest("hex");
 
 function byteOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -2,6 +2,11 @@
  * The embedded S3 server: the subset of S3 that s3backer uses, over real HTTP, with SigV4 checked,
  * Content-MD5 checked, conditional requests, Range, ListObjects (v1 and v2), and fault injection.
  * It backs the tests and the quick-start demo, and runs as `s3backer s3-server`.
+ *
+ * What it promises to a client it does not trust: the signature is checked before the body is
+ * read or the key is parsed; every error is an S3 XML error with a 4xx code for the client's
+ * mistakes, and a bare 500 with no details for its own; keys are up to 1024 bytes of UTF-8.
+ * It speaks plain HTTP unless given a certificate, and listens on loopback unless told otherwise.
  */
 import { createHash } from "node:crypto";
 import { runtime } from "../runtime/index.ts";
@@ -9,7 +14,9 @@ import { delay } from "../util/delay.ts";
 import type { HttpServer } from "../runtime/runtime.ts";
 import { delayFor, NO_FAULTS, ServerCounters, type FaultSettings, type RequestKind } from "./faults.ts";
 import { MemoryObjects, type ObjectStore, type StoredObject } from "./objects.ts";
-import { verifySigV4, type Credential } from "./sigv4-verify.ts";
+import { checkPayload, verifySigV4, type Credential } from "./sigv4-verify.ts";
+import { messageOf } from "../errors.ts";
+import { isBucketName } from "../util/bucket-name.ts";
 import { errorXml, listXml } from "./xml.ts";
 
 export interface S3ServerOptions {
@@ -29,6 +36,8 @@ export interface S3ServerOptions {
   tls?: { cert: string; key: string };
   /** Called with every object request's headers (tests check what a client sends). */
   onRequest?: (method: string, key: string, headers: Headers) => void;
+  /** The region clients must sign for (default us-east-1). */
+  region?: string;
 }
 
 interface Stale {
@@ -38,6 +47,9 @@ interface Stale {
 
 const md5hex = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
 const LIST_LIMIT = 1000;
+const MAX_KEY_BYTES = 1024;
+const MAX_BODY = 256 * 2 ** 20;
+const utf8 = new TextEncoder();
 
 export class S3Server {
   readonly objects: ObjectStore;
@@ -82,25 +94,47 @@ export class S3Server {
   }
 
   async handle(req: Request): Promise<Response> {
+    try {
+      return await this.route(req);
+    } catch (err) {
+      // Our own fault, or a client gone mid-body: one line here, no details to the client.
+      process.stderr.write(`s3-server: ${req.method} failed: ${messageOf(err)}\n`);
+      return this.error(500, "InternalError", "We encountered an internal error. Please try again.", "", req.method);
+    }
+  }
+
+  private async route(req: Request): Promise<Response> {
     const url = new URL(req.url);
     const [, bucket = "", ...rest] = url.pathname.split("/");
-    const key = decodeURIComponent(rest.join("/"));
-    const kind: RequestKind = key === "" ? (req.method === "GET" && bucket ? "LIST" : "OTHER") : (["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER");
+    const rawKey = rest.join("/");
+    const kind: RequestKind = rawKey === "" ? (req.method === "GET" && bucket ? "LIST" : "OTHER") : (["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER");
     this.counters.requests[kind]++;
-    const body = new Uint8Array(await req.arrayBuffer());
-    this.counters.bytesIn += body.length;
     const resource = url.pathname;
-    if (key !== "") this.options.onRequest?.(req.method, key, req.headers);
 
     const latency = delayFor(this.faults.latencyMs);
     if (latency > 0) await delay(latency);
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
-    const verdict = await verifySigV4(req, body, this.credentials, readOnly && this.options.anonymousRead === true);
+    const verdict = await verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.options.region ?? "us-east-1");
     if (!verdict.ok) {
       this.counters.rejectedSignatures++;
       return this.error(verdict.status, verdict.code, verdict.message, resource, req.method);
     }
+    if (bucket && !isBucketName(bucket)) return this.error(400, "InvalidBucketName", "The specified bucket is not valid.", resource, req.method);
+    let key: string;
+    try {
+      key = decodeURIComponent(rawKey);
+    } catch {
+      return this.error(400, "InvalidURI", "Couldn't parse the specified URI.", resource, req.method);
+    }
+    if (utf8.encode(key).length > MAX_KEY_BYTES) return this.error(400, "KeyTooLongError", "Your key is too long", resource, req.method);
+    if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY) return this.error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", resource, req.method);
+    const raw = new Uint8Array(await req.arrayBuffer());
+    this.counters.bytesIn += raw.length;
+    const payload = checkPayload(verdict, raw);
+    if (!("data" in payload)) return this.error(payload.status, payload.code, payload.message, resource, req.method);
+    const body = payload.data;
+    if (key !== "") this.options.onRequest?.(req.method, key, req.headers);
 
     const affected = key !== "" && (!this.faults.keyPattern || this.faults.keyPattern.test(key));
     if (affected && Math.random() < this.faults.errorRate) {
@@ -109,9 +143,16 @@ export class S3Server {
       const code = status === 503 ? "SlowDown" : status === 500 ? "InternalError" : "ServiceUnavailable";
       return this.error(status, code, "injected fault", resource, req.method);
     }
-    const drop = affected && Math.random() < this.faults.dropRate;
+    let drop = affected && Math.random() < this.faults.dropRate;
+    if (affected && req.method === "PUT" && this.faults.lostPutAnswers > 0) {
+      this.faults.lostPutAnswers--;
+      drop = true;
+    }
 
-    if (!bucket) return this.error(501, "NotImplemented", "ListBuckets is not supported", resource, req.method);
+    if (!bucket) {
+      if (req.method === "GET") return this.error(501, "NotImplemented", "ListBuckets is not supported", resource, req.method);
+      return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on the service`, resource, req.method);
+    }
     let response: Response;
     if (key === "") response = this.bucketRequest(req, bucket, url, resource);
     else if (!this.objects.hasBucket(bucket)) response = this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
@@ -130,7 +171,7 @@ export class S3Server {
           response = new Response(null, { status: 204 });
           break;
         default:
-          response = this.error(501, "NotImplemented", `${req.method} is not supported`, resource, req.method);
+          response = this.error(405, "MethodNotAllowed", `${req.method} is not allowed on an object`, resource, req.method);
       }
     }
     if (drop) return this.dropped(response);
@@ -157,7 +198,8 @@ export class S3Server {
     if (!this.objects.hasBucket(bucket)) return this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
     if (req.method === "HEAD") return new Response(null, { status: 200 });
     if (req.method === "GET") return this.list(bucket, url.searchParams);
-    return this.error(501, "NotImplemented", `${req.method} on a bucket is not supported`, resource, req.method);
+    if (req.method === "POST") return this.error(501, "NotImplemented", "POST on a bucket (DeleteObjects) is not supported", resource, req.method);
+    return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on a bucket`, resource, req.method);
   }
 
   private list(bucket: string, q: URLSearchParams): Response {
@@ -224,7 +266,8 @@ export class S3Server {
       body,
       etag,
       contentType: req.headers.get("content-type") ?? "binary/octet-stream",
-      contentEncoding: req.headers.get("content-encoding") ?? undefined,
+      // aws-chunked is the upload's framing (already taken off), not the object's encoding.
+      contentEncoding: req.headers.get("content-encoding")?.split(",").map((e) => e.trim()).filter((e) => e && e !== "aws-chunked").join(",") || undefined,
       meta,
       lastModified: Date.now(),
     });

@@ -25,6 +25,7 @@ import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
 import { CacheFile } from "./block-cache/cache-file.ts";
 import { createHash } from "node:crypto";
+import { chmodSync, existsSync, statSync } from "node:fs";
 import { Progress } from "../progress.ts";
 
 export interface Disk {
@@ -34,8 +35,11 @@ export interface Disk {
   backend: Backend;
   zeroCache: ZeroCache | undefined;
   blockCache?: BlockCache;
-  /** The cache file, if any: the token of the mount that last used it, and its unsaved blocks. */
-  cacheFile?: { path: string; token: number; dirty: number };
+  /**
+   * The cache file, if any: the tokens of the mount that last used it (and of one that was setting
+   * its flag when it stopped), and its unsaved blocks.
+   */
+  cacheFile?: { path: string; tokens: number[]; dirty: number };
   geometry: Geometry;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
@@ -47,15 +51,26 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const size = Math.min(config.cache.size, disk.geometry.numBlocks);
   const path = config.cache.file;
   // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
+  if (path) keepPrivate(path, log);
   const file = path ? CacheFile.open(path, disk.geometry.blockSize, disk.geometry.numBlocks, size + 16) : undefined;
+  if (file?.damaged) log.warn(`cache file: ${file.damaged} damaged records ignored (their blocks are read from S3)`);
   const c = config.cache;
   const cache = new BlockCache(disk.store, {
     size, threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, disk.geometry.numBlocks),
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, log,
   }, file);
   if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
-  const fromFile = file && path ? { path, token: file.token, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
+  const fromFile = file && path ? { path, tokens: file.tokens, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
   return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile };
+}
+
+/** The cache file holds plaintext blocks (even with --encrypt): readable by its owner alone. */
+function keepPrivate(path: string, log: Logger): void {
+  if (!existsSync(path)) return;
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  chmodSync(path, mode & 0o700);
+  log.warn(`${path} was readable by others (mode ${mode.toString(8)}): now ${(mode & 0o700).toString(8)}`);
 }
 
 /** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */

@@ -13,8 +13,11 @@ export interface MountFlagStore {
   holder(): Promise<string | undefined>;
   /** The mount token of the flag's holder, or undefined when it is clear. */
   token(): Promise<number | undefined>;
-  /** Sets the flag with a new token, which it returns; refuses (ConfigError) if it is already set, unless `force`. */
-  acquire(force: boolean): Promise<number>;
+  /**
+   * Sets the flag with `token` (from newToken); refuses (ConfigError) if it is already set, unless
+   * `force`. A flag found set with this very token is ours (a retry after a lost answer).
+   */
+  acquire(force: boolean, token: number): Promise<void>;
   clear(): Promise<void>;
 }
 

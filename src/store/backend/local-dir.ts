@@ -11,7 +11,7 @@ import type { Backend, StatGroup } from "../block-store.ts";
 import { createHash } from "node:crypto";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Counters } from "../counters.ts";
-import { flagText, MOUNTED_FLAG, mountedError, newToken, type MountFlagStore } from "../mount-flag.ts";
+import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "../mount-flag.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
 
 export interface LocalDirOptions {
@@ -174,11 +174,9 @@ export class LocalMountFlag implements MountFlagStore {
     return lines ? parseInt(lines[2] ?? "0", 16) || 0 : undefined;
   }
 
-  async acquire(force: boolean): Promise<number> {
-    const token = newToken();
+  async acquire(force: boolean, token: number): Promise<void> {
     try {
       await writeFile(this.path, flagText(token), { flag: force ? "w" : "wx" });
-      return token;
     } catch (err) {
       if ((err as { code?: string }).code === "EEXIST") throw mountedError(this.path, (await this.holder()) ?? "unknown");
       throw err;

@@ -664,6 +664,11 @@ export class BlockCache extends Layer {
     if (entry?.state === "clean") this.forget(entry);
   }
 
+  /** Records in the cache file the token of a mount about to set its flag (see CacheFile.announceToken). */
+  announceFileToken(token: number): void {
+    this.file?.announceToken(token);
+  }
+
   /** Records in the cache file which mount uses it now. */
   setFileToken(token: number): void {
     this.file?.setToken(token);

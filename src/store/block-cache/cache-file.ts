@@ -1,25 +1,36 @@
 /**
  * The block cache kept in a local file, so that it survives a restart and a crash.
  *
- * Layout: a 4 KiB header, a directory of 32-byte records (one per slot), then the slots, each one
+ * Layout: a 4 KiB header, a directory of 40-byte records (one per slot), then the slots, each one
  * block, page-aligned. A record: state (empty, clean, dirty, zero-clean, zero-dirty), block number,
  * sequence number, CRC32 of the slot's bytes, MD5 of the bytes (clean blocks, for checking them
- * against S3 after a restart).
+ * against S3 after a restart), and a CRC32 of the record itself.
  *
  * Crash safety: a block's new bytes always go to a free slot, then its record is written, then the
  * old slot's record is cleared. Killed at any instant, the file holds the old or the new version of
- * each block, and a torn slot fails its CRC and is ignored, so the file always loads.
+ * each block, and a torn slot fails its CRC and is ignored, so the file always loads. A record that
+ * fails its own CRC (damaged on disk) is never acted on: its block is read from S3 instead.
+ *
+ * The header holds the token of the mount that uses the file, and the token of a mount about to
+ * set its flag: written before the flag, so that after a crash at any instant one of the two is
+ * the flag's. Version 1 files (records without their own CRC) are read once and rewritten.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { ConfigError } from "../../errors.ts";
 import { runtime } from "../../runtime/index.ts";
+import { isAllZero } from "../block-store.ts";
 
 const MAGIC = 0x53334243; // "S3BC"
-const VERSION = 1;
+const VERSION = 2;
 const HEADER = 4096;
-const RECORD = 32;
+/** Record size by file version. */
+const RECORD: Record<number, number> = { 1: 32, 2: 40 };
+/** Where a version 2 record keeps its own CRC (of the bytes before it). */
+const RECORD_CRC = 32;
 const PAGE = 4096;
+const TOKEN_AT = 20;
+const PENDING_TOKEN_AT = 24;
 
 export const enum SlotState {
   Empty = 0,
@@ -37,13 +48,16 @@ export interface LoadedBlock {
   /** MD5 hex of the bytes, for clean blocks. */
   md5: string | undefined;
   slot: number;
+  seq: number;
 }
 
 export interface CacheFileContents {
   file: CacheFile;
   blocks: LoadedBlock[];
-  /** The mount token of the mount that last used the file (0: none). */
-  token: number;
+  /** The tokens of the mount that last used the file and of one that was setting its flag (0s left out). */
+  tokens: number[];
+  /** Records that failed their own CRC, and were ignored. */
+  damaged: number;
 }
 
 const u8 = (n: number) => new Uint8Array(n);
@@ -51,15 +65,22 @@ const u8 = (n: number) => new Uint8Array(n);
 export class CacheFile {
   private readonly free: number[] = [];
   private seq = 1;
-  private readonly record = u8(RECORD);
-  private readonly view = new DataView(this.record.buffer);
+  private readonly record: Uint8Array;
+  private readonly view: DataView;
+  private readonly dataStart: number;
+  /** Records that failed their own CRC when the file was read. */
+  private damaged = 0;
 
   private constructor(
     private readonly fd: number,
     private readonly blockSize: number,
     readonly slots: number,
-    private readonly dataStart: number,
-  ) {}
+    private readonly version = VERSION,
+  ) {
+    this.record = u8(RECORD[version]!);
+    this.view = new DataView(this.record.buffer);
+    this.dataStart = dataStart(slots, version);
+  }
 
   /**
    * Opens (or creates) the file for `slots` slots of `blockSize`. A file made for another disk
@@ -68,17 +89,19 @@ export class CacheFile {
    */
   static open(path: string, blockSize: number, numBlocks: number, slots: number): CacheFileContents {
     let blocks: LoadedBlock[] = [];
-    let token = 0;
+    let tokens: number[] = [];
+    let damaged = 0;
     if (existsSync(path)) {
       const fd = openSync(path, "r+");
       const header = u8(HEADER);
       readSync(fd, header, 0, HEADER, 0);
       const h = new DataView(header.buffer);
-      const ok = h.getUint32(0, true) === MAGIC && h.getUint32(4, true) === VERSION;
-      if (ok) {
-        const old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), dataStart(h.getUint32(12, true)));
-        token = h.getUint32(20, true);
+      const version = h.getUint32(4, true);
+      if (h.getUint32(0, true) === MAGIC && RECORD[version] !== undefined) {
+        const old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
+        tokens = [h.getUint32(TOKEN_AT, true), version >= 2 ? h.getUint32(PENDING_TOKEN_AT, true) : 0].filter((t) => t !== 0);
         blocks = old.readAll();
+        damaged = old.damaged;
         const sameDisk = h.getUint32(8, true) === blockSize && h.getUint32(16, true) === numBlocks;
         if (!sameDisk) {
           if (blocks.some((b) => b.dirty)) {
@@ -86,20 +109,22 @@ export class CacheFile {
             throw new ConfigError(`${path} holds unsaved blocks of a disk with other sizes: mount that disk to save them, or delete the file`);
           }
           blocks = [];
-        } else if (old.slots === slots) {
-          old.seq = 1 + blocks.length;
+        } else if (old.slots === slots && version === VERSION) {
+          old.seq = 1 + blocks.reduce((max, b) => Math.max(max, b.seq), 0); // newer than every record kept
           const used = new Set(blocks.map((b) => b.slot));
           for (let s = slots - 1; s >= 0; s--) if (!used.has(s)) old.free.push(s);
-          // Records left by a crash that lost to a newer version, or failed their CRC: clear them.
+          // Records left by a crash that lost to a newer version, or failed a CRC: clear them.
           for (let s = 0; s < slots; s++) if (!used.has(s)) old.writeRecord(s, SlotState.Empty, 0, 0, undefined);
-          return { file: old, blocks, token };
+          return { file: old, blocks, tokens, damaged };
         }
       }
       closeSync(fd);
     }
-    // A new file, or another slot count: write the blocks worth keeping into a fresh one.
-    const fd = openSync(path, "w+");
-    const file = new CacheFile(fd, blockSize, slots, dataStart(slots));
+    // A new file, another slot count or an older version: the blocks worth keeping go into a fresh
+    // file beside it, which then takes the old one's place (a crash meanwhile leaves the old one).
+    const fresh = `${path}.new`;
+    const fd = openSync(fresh, "w+", 0o600);
+    const file = new CacheFile(fd, blockSize, slots);
     const header = u8(HEADER);
     const h = new DataView(header.buffer);
     h.setUint32(0, MAGIC, true);
@@ -107,26 +132,38 @@ export class CacheFile {
     h.setUint32(8, blockSize, true);
     h.setUint32(12, slots, true);
     h.setUint32(16, numBlocks, true);
-    h.setUint32(20, token, true);
+    h.setUint32(TOKEN_AT, tokens[0] ?? 0, true);
+    h.setUint32(PENDING_TOKEN_AT, tokens[1] ?? 0, true);
     writeSync(fd, header, 0, HEADER, 0);
-    writeSync(fd, u8(dataStart(slots) - HEADER), 0, dataStart(slots) - HEADER, HEADER); // an empty directory
+    writeSync(fd, u8(file.dataStart - HEADER), 0, file.dataStart - HEADER, HEADER); // an empty directory
     for (let s = slots - 1; s >= 0; s--) file.free.push(s);
     const kept = blocks.sort((a, b) => Number(b.dirty) - Number(a.dirty)).slice(0, slots);
     for (const b of kept) b.slot = file.store(b.block, b.data, b.dirty, b.md5)!;
     fsyncSync(fd);
-    return { file, blocks: kept, token };
+    renameSync(fresh, path);
+    return { file, blocks: kept, tokens, damaged };
   }
 
   /** Every valid block of the file: the newest record per block whose bytes pass their CRC. */
   private readAll(): LoadedBlock[] {
-    const dir = u8(this.slots * RECORD);
+    const size = RECORD[this.version]!;
+    const dir = u8(this.slots * size);
     readSync(this.fd, dir, 0, dir.length, HEADER);
     const v = new DataView(dir.buffer);
     const best = new Map<number, { slot: number; seq: number; state: number; crc: number; md5: string | undefined }>();
     for (let s = 0; s < this.slots; s++) {
-      const at = s * RECORD;
+      const at = s * size;
+      const record = dir.subarray(at, at + size);
+      if (this.version >= 2 && !isAllZero(record) && runtime.crc32(record.subarray(0, RECORD_CRC)) !== v.getUint32(at + RECORD_CRC, true)) {
+        this.damaged++;
+        continue;
+      }
       const state = v.getUint8(at);
-      if (state === SlotState.Empty || state > SlotState.ZeroDirty) continue;
+      if (state === SlotState.Empty) continue;
+      if (state > SlotState.ZeroDirty) {
+        this.damaged++;
+        continue;
+      }
       const block = v.getUint32(at + 4, true);
       const seq = v.getUint32(at + 8, true);
       const md5 = state === SlotState.Clean ? Buffer.from(dir.subarray(at + 16, at + 32)).toString("hex") : undefined;
@@ -142,16 +179,27 @@ export class CacheFile {
         const got = readSync(this.fd, data, 0, this.blockSize, this.dataStart + r.slot * this.blockSize);
         if (got !== this.blockSize || runtime.crc32(data) !== r.crc) continue; // torn by a crash: the older version is gone too
       }
-      blocks.push({ block, data, dirty: r.state === SlotState.Dirty || r.state === SlotState.ZeroDirty, md5: r.md5, slot: r.slot });
+      blocks.push({ block, data, dirty: r.state === SlotState.Dirty || r.state === SlotState.ZeroDirty, md5: r.md5, slot: r.slot, seq: r.seq });
     }
     return blocks;
   }
 
-  /** Records the mount token of the current mount. */
+  /** Records, durably, the token of a mount about to set its flag. */
+  announceToken(token: number): void {
+    this.writeHeaderWord(PENDING_TOKEN_AT, token);
+  }
+
+  /** Records, durably, the token of the mount that set its flag and uses the file now. */
   setToken(token: number): void {
+    this.writeHeaderWord(TOKEN_AT, token);
+    this.writeHeaderWord(PENDING_TOKEN_AT, 0);
+  }
+
+  private writeHeaderWord(at: number, value: number): void {
     const b = u8(4);
-    new DataView(b.buffer).setUint32(0, token, true);
-    writeSync(this.fd, b, 0, 4, 20);
+    new DataView(b.buffer).setUint32(0, value, true);
+    writeSync(this.fd, b, 0, 4, at);
+    fsyncSync(this.fd);
   }
 
   /**
@@ -188,17 +236,21 @@ export class CacheFile {
     closeSync(this.fd);
   }
 
+  /** Writes a record (only ever of the current version: older files are rewritten before use). */
   private writeRecord(slot: number, state: SlotState, block: number, crc: number, md5: string | undefined): void {
     this.record.fill(0);
-    this.view.setUint8(0, state);
-    this.view.setUint32(4, block, true);
-    this.view.setUint32(8, state === SlotState.Empty ? 0 : this.seq++, true);
-    this.view.setUint32(12, crc, true);
-    if (md5) this.record.set(Buffer.from(md5, "hex"), 16);
-    writeSync(this.fd, this.record, 0, RECORD, HEADER + slot * RECORD);
+    if (state !== SlotState.Empty) {
+      this.view.setUint8(0, state);
+      this.view.setUint32(4, block, true);
+      this.view.setUint32(8, this.seq++, true);
+      this.view.setUint32(12, crc, true);
+      if (md5) this.record.set(Buffer.from(md5, "hex"), 16);
+      this.view.setUint32(RECORD_CRC, runtime.crc32(this.record.subarray(0, RECORD_CRC)), true);
+    }
+    writeSync(this.fd, this.record, 0, this.record.length, HEADER + slot * this.record.length);
   }
 }
 
-function dataStart(slots: number): number {
-  return Math.ceil((HEADER + slots * RECORD) / PAGE) * PAGE;
+function dataStart(slots: number, version: number): number {
+  return Math.ceil((HEADER + slots * RECORD[version]!) / PAGE) * PAGE;
 }

@@ -4,7 +4,7 @@
  * only one can win where the server honours conditional writes.
  */
 import { hex8 } from "../block-names.ts";
-import { flagText, MOUNTED_FLAG, mountedError, newToken, type MountFlagStore } from "../mount-flag.ts";
+import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "../mount-flag.ts";
 import type { S3Client } from "./s3-client.ts";
 
 const TOKEN_HEADER = "x-amz-meta-s3backer-mount-token";
@@ -30,9 +30,8 @@ export class S3MountFlag implements MountFlagStore {
     return parseInt(r.headers.get(TOKEN_HEADER) ?? "0", 16) || 0;
   }
 
-  async acquire(force: boolean): Promise<number> {
+  async acquire(force: boolean, token: number): Promise<void> {
     const body = new TextEncoder().encode(flagText());
-    const token = newToken();
     const headers: Record<string, string> = { "content-type": "text/plain", [TOKEN_HEADER]: hex8(token) };
     if (!force) {
       const holder = await this.holder();
@@ -40,8 +39,10 @@ export class S3MountFlag implements MountFlagStore {
       headers["if-none-match"] = "*";
     }
     const r = await this.client.send({ method: "PUT", kind: "PUT", key: this.key, headers, body, expect: [200, 412] });
-    if (r.status === 412) throw mountedError(this.key, (await this.holder()) ?? "another mount that just won the race");
-    return token;
+    // A retry of a PUT whose answer was lost finds the flag it stored itself.
+    if (r.status === 412 && (await this.token()) !== token) {
+      throw mountedError(this.key, (await this.holder()) ?? "another mount that just won the race");
+    }
   }
 
   async clear(): Promise<void> {

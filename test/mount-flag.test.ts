@@ -1,0 +1,78 @@
+/**
+ * The mounted flag against a server that loses answers: a PUT it stored whose answer never came
+ * back, and a crash while the flag is being set. Both must leave the disk mountable and any
+ * unsaved blocks of a cache file recoverable.
+ */
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BINARY, cleanupDisks, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
+import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "./helpers/s3.ts";
+
+const server = startEmbedded();
+const peer = embeddedPeer(server);
+const dirs: string[] = [];
+afterEach(async () => {
+  server.reset();
+  await cleanupDisks();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+afterAll(() => server.stop());
+
+function workDir(tag: string) {
+  const d = tempDir(tag);
+  dirs.push(d);
+  return d;
+}
+
+const FLAG = /s3backer-mounted$/;
+const tokenOf = async (bucket: string) => (await rawClient(peer)("HEAD", `${bucket}/s3backer-mounted`)).headers.get("x-amz-meta-s3backer-mount-token");
+
+test("a flag PUT stored but whose answer was lost: the retry's 412 is recognised as our own flag", async () => {
+  const bucket = await freshBucket(peer, "lost");
+  const dir = workDir("lost");
+  server.setFaults({ keyPattern: FLAG, lostPutAnswers: 1 });
+  const disk = await mountWith([...peerArgs(peer), "--size=1M", "--initialRetryPause=50", bucket], dir, true);
+  expect(server.counters.droppedConnections).toBe(1);
+  expect(server.counters.conditionalFailures).toBeGreaterThan(0); // the retry met the flag it had stored
+  await disk.unmount();
+  expect((await rawClient(peer)("GET", `${bucket}/s3backer-mounted`)).status).toBe(404);
+  const again = await mountWith([...peerArgs(peer), bucket], join(dir, "again"), true);
+  await again.unmount();
+});
+
+test("a crash while the flag is being set leaves the cache file's unsaved blocks recoverable", async () => {
+  const bucket = await freshBucket(peer, "startcrash");
+  const dir = workDir("startcrash");
+  const cache = join(dir, "cache");
+  const args = [...peerArgs(peer), "--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000", "--initialRetryPause=5000"];
+  const data = pattern(65536, 71);
+  const source = join(dir, "data");
+  await Bun.write(source, data);
+
+  // A first crash leaves block 3 unsaved in the cache file.
+  const first = await mountWith([...args, bucket], join(dir, "a"), true);
+  const writer = Bun.spawn(["python3", "-c", `import os,sys,time\nfd=os.open(sys.argv[1],os.O_WRONLY)\nos.pwrite(fd,open(sys.argv[2],"rb").read(),3*65536)\nprint("written",flush=True)\ntime.sleep(60)`, first.file, source], { stdout: "pipe" });
+  const reader = writer.stdout.getReader();
+  await reader.read(); // "written": in the cache only (no fsync, no close)
+  await killHard(first.pid);
+  writer.kill();
+  await runAsync(["umount", "-l", first.mnt]);
+  const crashed = await tokenOf(bucket);
+
+  // The recovering mount stores its new flag, loses the answer, and is killed before it retries.
+  server.setFaults({ keyPattern: FLAG, lostPutAnswers: 1 });
+  const mnt = join(dir, "b");
+  await runAsync(["mkdir", "-p", mnt]);
+  const second = Bun.spawn([BINARY, "-f", ...args, "--blockCacheRecoverDirtyBlocks", bucket, mnt], { stdout: "ignore", stderr: "pipe" });
+  await waitFor("the new flag", () => server.counters.droppedConnections === 1);
+  expect(await tokenOf(bucket)).not.toBe(crashed);
+  await killHard(second.pid);
+  server.reset();
+
+  const third = await mountWith([...args, "--blockCacheRecoverDirtyBlocks", bucket], join(dir, "c"), true);
+  expect(new Uint8Array(await readFile(third.file)).subarray(3 * 65536, 4 * 65536)).toEqual(data);
+  await third.unmount();
+  expect(isMounted(mnt)).toBe(false);
+});
