@@ -175,15 +175,16 @@ test("SIGTERM while reads are in flight: the mount detaches, serves them right u
     writeFileSync(expected, pattern(SIZE, 77));
     const { proc, done } = await mountForeground([`--blockSize=${BS}`, `--size=${SIZE}`, "--blockCacheSize=4"], join(dir, "b"), join(dir, "m"));
     sh(["dd", `if=${expected}`, `of=${file}`, "bs=1M", "conv=notrunc,fsync", "status=none"]);
-    // Four readers of random ranges for 1.5 s, compared with what was written.
+    // Four readers of random ranges, compared with what was written, for 1.5 s after they opened the file.
     const readers = Bun.spawn(["python3", "-c", `
 import os, random, sys, threading, time
 want = open(sys.argv[2], "rb").read()
+fds = [os.open(sys.argv[1], os.O_RDONLY) for _ in range(4)]
+print("open", flush=True)
 deadline = time.monotonic() + 1.5
 wrong, ok, errors = [], [0], [0]
-def reader(seed):
-    rng = random.Random(seed)
-    fd = os.open(sys.argv[1], os.O_RDONLY)
+def reader(fd):
+    rng = random.Random(fd)
     while time.monotonic() < deadline:
         off = rng.randrange(0, len(want) - 4096)
         n = rng.randint(1, 300000)
@@ -196,14 +197,26 @@ def reader(seed):
             wrong.append(off)
         ok[0] += 1
     os.close(fd)
-ts = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+ts = [threading.Thread(target=reader, args=(fd,)) for fd in fds]
 [t.start() for t in ts]
 [t.join() for t in ts]
 print(len(wrong), ok[0], errors[0])
 `, file, expected], { stdout: "pipe", stderr: "inherit" });
-    await Bun.sleep(300);
+    const out = readers.stdout.getReader();
+    let said = "";
+    while (!said.includes("open\n")) {
+      const { value, done: ended } = await out.read();
+      if (ended) throw new Error(`the readers ended early: ${said}`);
+      said += new TextDecoder().decode(value);
+    }
+    await Bun.sleep(200);
     proc.kill("SIGTERM");
-    const [wrong, reads, errors] = (await new Response(readers.stdout).text()).trim().split(" ").map(Number);
+    for (;;) {
+      const { value, done: ended } = await out.read();
+      if (ended) break;
+      said += new TextDecoder().decode(value);
+    }
+    const [wrong, reads, errors] = said.trim().split("\n").pop()!.split(" ").map(Number);
     expect(await proc.exited).toBe(0);
     done();
     expect(reads).toBeGreaterThan(10);

@@ -266,8 +266,7 @@ export class S3Server {
       body,
       etag,
       contentType: req.headers.get("content-type") ?? "binary/octet-stream",
-      // aws-chunked is the upload's framing (already taken off), not the object's encoding.
-      contentEncoding: req.headers.get("content-encoding")?.split(",").map((e) => e.trim()).filter((e) => e && e !== "aws-chunked").join(",") || undefined,
+      contentEncoding: objectEncoding(req.headers.get("content-encoding")),
       meta,
       lastModified: Date.now(),
     });
@@ -344,6 +343,12 @@ export class S3Server {
     if (method === "HEAD") return new Response(null, { status, headers: { "x-amz-error-code": code } });
     return this.xml(status, errorXml(code, message, resource));
   }
+}
+
+/** The object's Content-Encoding as sent, less aws-chunked: the upload's framing, already taken off. */
+function objectEncoding(header: string | null): string | undefined {
+  if (header === null || !/aws-chunked/i.test(header)) return header ?? undefined;
+  return header.split(",").map((e) => e.trim()).filter((e) => e !== "" && e.toLowerCase() !== "aws-chunked").join(", ") || undefined;
 }
 
 function etagMatches(header: string, etag: string): boolean {
