@@ -13,22 +13,12 @@ import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/blo
 import { MemoryStore } from "../src/store/backend/memory.ts";
 import type { StatGroup } from "../src/store/block-store.ts";
 import { Layer } from "../src/store/layer.ts";
+import { seededRandom } from "./helpers/data.ts";
 
 const BS = 64;
 const UNIT = 16;
 const BLOCKS = 48;
 const UNITS = (BS * BLOCKS) / UNIT;
-
-/** xorshift32: the one source of randomness, from the printed seed. */
-function rng(seed: number) {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** A memory store whose answers come after random delays, and whose writes fail at `failRate`. */
 class Delayed extends Layer<MemoryStore> {
@@ -91,7 +81,7 @@ for (const c of cases) {
   test(`block cache model: ${c.name}`, async () => {
     const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
     console.log(`block cache model "${c.name}": seed ${seed} (replay with MODEL_SEED=${seed})`);
-    const random = rng(seed);
+    const random = seededRandom(seed);
     const memory = new MemoryStore(BS, BLOCKS);
     const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), {
       size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,

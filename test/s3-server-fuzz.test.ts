@@ -14,7 +14,7 @@ import { createHash, createHmac } from "node:crypto";
 import { DirObjects } from "../src/s3server/objects.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { signingKey } from "../src/s3server/aws-chunked.ts";
-import { tempDir } from "./helpers/data.ts";
+import { seededRandom, tempDir } from "./helpers/data.ts";
 
 const ACCESS = "FUZZACCESS";
 const SECRET = "fuzz-secret-key";
@@ -30,16 +30,6 @@ afterAll(async () => {
 
 const aws = (secret = SECRET, region = "us-east-1", service = "s3") => new AwsClient({ accessKeyId: ACCESS, secretAccessKey: secret, region, service, retries: 0 });
 
-function rng(seed: number) {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
-
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
     const p = join(dir, n);
@@ -51,7 +41,7 @@ test("10,000 hostile requests: no 500, no stack, no stderr, nothing written outs
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const total = Number(process.env.FUZZ_REQUESTS ?? 10_000);
   console.log(`s3 server fuzz: seed ${seed} (replay with FUZZ_SEED=${seed}), ${total} requests`);
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const bytes = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(random() * 256));
   const text = (n: number) => Array.from({ length: n }, () => pick(["a", "Z", "0", "/", ".", "..", "%", "%ZZ", "%2F", "%00", " ", "é", "💥", "?", "#", "&", "=", "+", "\\", "<", "'"])).join("");

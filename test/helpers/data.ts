@@ -27,3 +27,14 @@ export function pattern(length: number, seed: number): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** A seeded random source in [0, 1) (xorshift32), for tests that print their seed. */
+export function seededRandom(seed: number): () => number {
+  let x = (seed * 2 + 1) | 0;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}

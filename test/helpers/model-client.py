@@ -20,6 +20,7 @@ that overlapped it.
 
 Prints one JSON line: counts, and the first few failures.
 """
+import contextlib
 import ctypes
 import json
 import mmap
@@ -184,16 +185,22 @@ class Worker(threading.Thread):
             self.model.synced(start)
             self.report("fsync", None)
 
+    @contextlib.contextmanager
     def locked(self, first, n):
+        """Holds the locks of the blocks that units [first, first+n) touch: one writer per block."""
         bu = self.model.block_units
-        return [self.model.block_locks[b] for b in range(first // bu, (first + n - 1) // bu + 1)]
-
-    def write(self, direct, zero, span=None):
-        first, n = span or self.span(4 * self.block_size // UNIT)
-        locks = self.locked(first, n)
+        locks = [self.model.block_locks[b] for b in range(first // bu, (first + n - 1) // bu + 1)]
         for lock in locks:
             lock.acquire()
         try:
+            yield
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def write(self, direct, zero, span=None):
+        first, n = span or self.span(4 * self.block_size // UNIT)
+        with self.locked(first, n):
             base = 0 if zero else self.model.versions(n)
             versions = [0 if zero else base + i for i in range(n)]
             view = memoryview(self.buf)[: n * UNIT]
@@ -211,16 +218,10 @@ class Worker(threading.Thread):
                 return
             self.model.end(entries, time.monotonic_ns())
             self.report("write", None)
-        finally:
-            for lock in locks:
-                lock.release()
 
     def punch(self):
         first, n = self.span(8 * self.block_size // UNIT)
-        locks = self.locked(first, n)
-        for lock in locks:
-            lock.acquire()
-        try:
+        with self.locked(first, n):
             fd = self.fd(self.rng.random() < 0.5)
             entries = self.model.begin(first, [0] * n, time.monotonic_ns())
             if libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first * UNIT, n * UNIT) != 0:
@@ -228,9 +229,6 @@ class Worker(threading.Thread):
                 return
             self.model.end(entries, time.monotonic_ns())
             self.report("punch", None)
-        finally:
-            for lock in locks:
-                lock.release()
 
     def read(self, direct, span=None):
         first, n = span or self.span(512)
