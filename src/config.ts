@@ -300,7 +300,7 @@ function consistencySettings(text: (name: string) => string | undefined, readOnl
   const count = wholeNumber(text);
   const md5CacheSize = readOnly ? 0 : count("md5CacheSize", 10000);
   const md5CacheTimeMs = count("md5CacheTime", 10000);
-  const minWriteDelayMs = count("minWriteDelay", md5CacheSize === 0 ? 0 : 500);
+  const minWriteDelayMs = count("minWriteDelay", 0);
   if (md5CacheSize === 0 && minWriteDelayMs > 0 && !readOnly) throw new ConfigError("--minWriteDelay needs the MD5 cache (--md5CacheSize > 0)");
   if (md5CacheTimeMs > 0 && md5CacheTimeMs < minWriteDelayMs) {
     throw new ConfigError(`--md5CacheTime=${md5CacheTimeMs} must be at least --minWriteDelay=${minWriteDelayMs}`);

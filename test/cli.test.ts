@@ -57,7 +57,7 @@ const BAD: [string[], number, RegExp][] = [
   [["--size=1M", "--ssl", "--baseURL=http://127.0.0.1:1/", "bucket", mnt], 1, /--ssl needs an https/],
   [["--size=1M", "bad_bucket!", mnt], 1, /not a valid bucket name/],
   [["--md5CacheSize=0", "--minWriteDelay=10", ...ok], 1, /--minWriteDelay needs the MD5 cache/],
-  [["--md5CacheTime=100", ...ok], 1, /--md5CacheTime=100 must be at least --minWriteDelay=500/],
+  [["--md5CacheTime=100", "--minWriteDelay=500", ...ok], 1, /--md5CacheTime=100 must be at least --minWriteDelay=500/],
   [["--blockCacheSync", ...ok], 1, /--blockCacheSync needs --blockCacheWriteDelay=0/],
   [["--blockCacheSize=10", "--blockCacheMaxDirty=20", ...ok], 1, /larger than --blockCacheSize/],
   [["--blockCacheNoVerify", ...ok], 1, /need --blockCacheFile/],

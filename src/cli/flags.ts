@@ -71,7 +71,7 @@ export const FLAGS: readonly Flag[] = [
   // Consistency
   { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write to catch stale reads (0 disables the guard)" },
   { name: "md5CacheTime", value: "MILLIS", default: "10000", group: "Consistency", help: "How long a written block's MD5 is remembered (0 = forever)" },
-  { name: "minWriteDelay", value: "MILLIS", default: "500", group: "Consistency", help: "Minimum time between two writes of the same block" },
+  { name: "minWriteDelay", value: "MILLIS", default: "0", group: "Consistency", help: "Minimum time between two writes of the same block (for services that may apply them out of order)" },
 
   // Block cache
   { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },
