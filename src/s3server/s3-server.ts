@@ -129,7 +129,13 @@ export class S3Server {
     }
     if (utf8.encode(key).length > MAX_KEY_BYTES) return this.error(400, "KeyTooLongError", "Your key is too long", resource, req.method);
     if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY) return this.error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", resource, req.method);
-    const raw = new Uint8Array(await req.arrayBuffer());
+    let raw: Uint8Array;
+    try {
+      raw = new Uint8Array(await req.arrayBuffer());
+    } catch {
+      // The client went away mid-body (say, an upload it gave up on): nobody to answer, nothing to log.
+      return this.error(400, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header", resource, req.method);
+    }
     this.counters.bytesIn += raw.length;
     const payload = checkPayload(verdict, raw);
     if (!("data" in payload)) return this.error(payload.status, payload.code, payload.message, resource, req.method);
