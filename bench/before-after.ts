@@ -1,0 +1,88 @@
+/**
+ * Two builds of s3backer side by side, rows in turns, for "not slower than before": a sequential
+ * O_DIRECT write with fsync, a cold O_DIRECT read after a fresh mount, and fio 4 KiB random
+ * read/write (4 jobs, O_DIRECT, 8 s), each against a fresh bundled server in a process of its own
+ * (1 MiB blocks, --size=4G --listBlocks). Prints every round, then medians and ranges with the
+ * mount's CPU-seconds per GiB.
+ *
+ *   bun bench/before-after.ts OLD_BINARY NEW_BINARY [--runs=N] [--mib=N]     (as root)
+ */
+import { spawn } from "bun";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ddRate, run, waitGone } from "./helpers.ts";
+
+const binaries = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
+const MIB = Number(/^--mib=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--mib=")) ?? "")?.[1] ?? 512);
+if (binaries.length !== 2) {
+  console.error("usage: bun bench/before-after.ts OLD_BINARY NEW_BINARY [--runs=N] [--mib=N]");
+  process.exit(2);
+}
+const work = "/dev/shm/s3b-before-after";
+const mnt = join(work, "mnt");
+
+const cpuOf = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
+
+interface Result { write: number; writeCpu: number; read: number; readCpu: number; iops: number }
+
+async function once(binary: string, source: string): Promise<Result> {
+  const server = spawn([binary, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
+  const reader = server.stdout.getReader();
+  let said = "";
+  while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
+  const url = /http:\/\/\S+/.exec(said)![0];
+  const args = [`--baseURL=${url}`, "--accessId=BA", "--accessKey=before-after-secret", "--blockSize=1M", "--size=4G", "--listBlocks", "ba", mnt];
+  try {
+    await run([binary, ...args]);
+    let pid = await pidOf();
+    let cpu = cpuOf(pid);
+    const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "oflag=direct", "conv=notrunc,fsync"]), MIB);
+    const writeCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    await run(["umount", mnt]);
+    await waitGone(mnt);
+    await run([binary, ...args]);
+    pid = await pidOf();
+    cpu = cpuOf(pid);
+    const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
+    const readCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    const out = await run(["fio", "--name=r", `--filename=${join(mnt, "file")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=128M", "--offset_increment=128M",
+      "--direct=1", "--ioengine=psync", "--time_based", "--runtime=8", "--group_reporting", "--output-format=json"]);
+    const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+    await run(["umount", mnt]);
+    await waitGone(mnt);
+    return { write, writeCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
+  } finally {
+    server.kill();
+    await server.exited;
+  }
+}
+
+rmSync(work, { recursive: true, force: true });
+mkdirSync(mnt, { recursive: true });
+const source = join(work, "source.bin");
+await run(["dd", "if=/dev/urandom", `of=${source}`, "bs=1M", `count=${MIB}`, "status=none"]);
+const results: Result[][] = binaries.map(() => []);
+for (let round = 0; round < RUNS; round++) {
+  for (let i = 0; i < binaries.length; i++) {
+    const which = (i + round) % binaries.length; // each round starts at the other build
+    const r = await once(binaries[which]!, source);
+    results[which]!.push(r);
+    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
+  }
+}
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const fmt = (xs: number[], d = 0) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
+console.log("\n| build | write MB/s | CPU-s/GiB | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|");
+binaries.forEach((b, i) => {
+  const rs = results[i]!;
+  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
+});
+rmSync(work, { recursive: true, force: true });
