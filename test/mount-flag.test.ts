@@ -33,7 +33,7 @@ test("a flag PUT stored but whose answer was lost: the retry's 412 is recognised
   const bucket = await freshBucket(peer, "lost");
   const dir = workDir("lost");
   server.setFaults({ keyPattern: FLAG, lostPutAnswers: 1 });
-  const disk = await mountWith([...peerArgs(peer), "--size=1M", "--initialRetryPause=50", bucket], dir, true);
+  const disk = await mountWith([...peerArgs(peer), "--size=1M", "--timeout=1", "--initialRetryPause=50", bucket], dir, true);
   expect(server.counters.droppedConnections).toBe(1);
   expect(server.counters.conditionalFailures).toBeGreaterThan(0); // the retry met the flag it had stored
   await disk.unmount();
@@ -46,7 +46,7 @@ test("a crash while the flag is being set leaves the cache file's unsaved blocks
   const bucket = await freshBucket(peer, "startcrash");
   const dir = workDir("startcrash");
   const cache = join(dir, "cache");
-  const args = [...peerArgs(peer), "--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000", "--initialRetryPause=5000"];
+  const args = [...peerArgs(peer), "--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000", "--timeout=1", "--initialRetryPause=5000"];
   const data = pattern(65536, 71);
   const source = join(dir, "data");
   await Bun.write(source, data);
@@ -61,7 +61,7 @@ test("a crash while the flag is being set leaves the cache file's unsaved blocks
   await runAsync(["umount", "-l", first.mnt]);
   const crashed = await tokenOf(bucket);
 
-  // The recovering mount stores its new flag, loses the answer, and is killed before it retries.
+  // The recovering mount stores its new flag, waits for an answer that never comes, and is killed.
   server.setFaults({ keyPattern: FLAG, lostPutAnswers: 1 });
   const mnt = join(dir, "b");
   await runAsync(["mkdir", "-p", mnt]);

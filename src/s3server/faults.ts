@@ -17,7 +17,7 @@ export interface FaultSettings {
   staleMs: number;
   /** Only requests whose key matches are affected by the error and drop rates (default: all). */
   keyPattern: RegExp | undefined;
-  /** The next this many PUTs (whose key matches) are carried out, then their answers are lost. */
+  /** The next this many PUTs (whose key matches) are carried out, and their answers never come. */
   lostPutAnswers: number;
 }
 

@@ -149,11 +149,9 @@ export class S3Server {
       const code = status === 503 ? "SlowDown" : status === 500 ? "InternalError" : "ServiceUnavailable";
       return this.error(status, code, "injected fault", resource, req.method);
     }
-    let drop = affected && Math.random() < this.faults.dropRate;
-    if (affected && req.method === "PUT" && this.faults.lostPutAnswers > 0) {
-      this.faults.lostPutAnswers--;
-      drop = true;
-    }
+    const drop = affected && Math.random() < this.faults.dropRate;
+    const lose = affected && req.method === "PUT" && this.faults.lostPutAnswers > 0;
+    if (lose) this.faults.lostPutAnswers--;
 
     if (!bucket) {
       if (req.method === "GET") return this.error(501, "NotImplemented", "ListBuckets is not supported", resource, req.method);
@@ -180,7 +178,18 @@ export class S3Server {
           response = this.error(405, "MethodNotAllowed", `${req.method} is not allowed on an object`, resource, req.method);
       }
     }
+    if (lose) return this.lost(req, response);
     if (drop) return this.dropped(response);
+    return response;
+  }
+
+  /** A request carried out whose answer never comes: held until the client gives up on it. */
+  private async lost(req: Request, response: Response): Promise<Response> {
+    this.counters.droppedConnections++;
+    await new Promise<void>((resolve) => {
+      req.signal.addEventListener("abort", () => resolve());
+      setTimeout(resolve, 120_000).unref?.();
+    });
     return response;
   }
 
