@@ -42,17 +42,27 @@ export class BackedFile {
   }
 
   /**
-   * The bytes of [offset, offset+length) clipped to the file. Within one block they are the
-   * store's own bytes (no copy). Across blocks each piece is copied out in the turn it arrives: a
-   * store's bytes are good for that turn only, and the pieces arrive in different turns.
+   * The bytes of [offset, offset+length) clipped to the file. Within one block, or when every block
+   * is there at once (cached), they are the store's own bytes (no copy). Otherwise each piece is
+   * copied out in the turn it arrives: a store's bytes are good for that turn only, and the pieces
+   * arrive in different turns.
    */
   read(offset: number, length: number): Promise<Uint8Array[]> {
     const end = Math.min(this.size, offset + length);
     if (offset >= end) return Promise.resolve([]);
     const pieces = this.pieces(offset, end - offset);
     if (pieces.length === 1) return this.readPiece(pieces[0]!).then((bytes) => [bytes]);
+    const now = this.store.readBlockPartNow;
+    const ready = now ? pieces.map((p) => now.call(this.store, p.block, p.offset, p.length)) : [];
+    if (now && ready.every((bytes) => bytes !== undefined)) return Promise.resolve(ready as Uint8Array[]);
     const out = new Uint8Array(end - offset);
-    return Promise.all(pieces.map((p) => this.readPiece(p).then((bytes) => out.set(bytes, p.at)))).then(() => [out]);
+    return Promise.all(
+      pieces.map((p, i) => {
+        const bytes = ready[i];
+        if (bytes) return void out.set(bytes, p.at);
+        return this.readPiece(p).then((later) => out.set(later, p.at));
+      }),
+    ).then(() => [out]);
   }
 
   /**

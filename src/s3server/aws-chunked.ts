@@ -27,8 +27,8 @@ export function signingKey(secret: string, date: string, region: string, service
   return key;
 }
 
-/** The decoded body, or the reason it is refused (a client's mistake: answered 400/403). */
-export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undefined): { data: Uint8Array } | { error: string } {
+/** The decoded body, or why it is refused (a client's mistake); `forged`: a chunk signature failed. */
+export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undefined): { data: Uint8Array } | { error: string; forged?: true } {
   const parts: Uint8Array[] = [];
   let at = 0;
   let previous = signing?.seedSignature;
@@ -46,7 +46,7 @@ export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undef
       if (!m[2]) return { error: "a chunk has no signature" };
       const toSign = ["AWS4-HMAC-SHA256-PAYLOAD", signing.datetime, signing.scope, previous, EMPTY_SHA256, createHash("sha256").update(chunk).digest("hex")].join("\n");
       const expected = createHmac("sha256", signing.signingKey).update(toSign).digest("hex");
-      if (expected !== m[2]) return { error: "a chunk signature does not match" };
+      if (expected !== m[2]) return { error: "a chunk signature does not match", forged: true };
       previous = expected;
     }
     at = start + size;

@@ -99,7 +99,8 @@ export function checkPayload(signed: Signed, body: Uint8Array): { data: Uint8Arr
     };
     const decoded = decodeAwsChunked(body, signing);
     if ("data" in decoded) return decoded;
-    return { status: signing && /signature/.test(decoded.error) ? 403 : 400, code: signing && /signature/.test(decoded.error) ? "SignatureDoesNotMatch" : "IncompleteBody", message: `aws-chunked body: ${decoded.error}` };
+    const message = `aws-chunked body: ${decoded.error}`;
+    return decoded.forged ? { status: 403, code: "SignatureDoesNotMatch", message } : { status: 400, code: "IncompleteBody", message };
   }
   return { status: 400, code: "InvalidArgument", message: `x-amz-content-sha256 '${hash}' is not supported` };
 }
