@@ -2,6 +2,7 @@
  * All validation of the command line in one place: raw flag text in, a checked `Config` out.
  * Every refusal is one `UsageError` (exit 2) or `ConfigError` (exit 1) with a line a user can act on.
  */
+import { resolve } from "node:path";
 import { isBucketName } from "./util/bucket-name.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
@@ -32,7 +33,10 @@ export interface Config {
   test: boolean;
   bucket: string;
   prefix: string;
+  /** The mount point; empty with --nbd. */
   mountpoint: string;
+  /** With --nbd: where the disk is served. */
+  nbd: NbdTarget | undefined;
   /** Sizes from the flags; the disk's metadata may supply them (see resolveGeometry). */
   blockSize: number | undefined;
   fileSize: number | undefined;
@@ -53,12 +57,17 @@ export interface Config {
   logFormat: "text" | "json";
   statsFormat: "text" | "json";
   pidFile: string | undefined;
+  statsFileMirror: string | undefined;
+  statsFileMirrorIntervalMs: number;
   fuse: FuseOptions;
   s3: S3Settings;
   cache: CacheSettings;
   consistency: ConsistencySettings;
   codec: CodecSettings;
 }
+
+/** An NBD socket to serve on, or a kernel NBD device to attach through nbd-client. */
+export type NbdTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } | { kind: "device"; path: string };
 
 export interface CodecSettings {
   /** Deflate level for new blocks; undefined: no compression (reading still inflates). */
@@ -168,8 +177,13 @@ export function buildConfig(
   const readOnly = on("readOnly");
   if (mode !== "mount" && readOnly) throw new UsageError(`--${mode} cannot be combined with --readOnly`);
 
+  const nbdMode = on("nbd");
+  for (const nbdkit of ["nbd-flag", "nbd-param"]) {
+    if (flag(nbdkit) !== undefined) throw new ConfigError(`--${nbdkit} passes options to nbdkit, which s3backer does not use: its NBD server is built in`);
+  }
+  if (nbdMode && mode !== "mount") throw new UsageError(`--${mode} cannot be combined with --nbd`);
   const wanted = mode === "mount" ? 2 : 1;
-  const usage = mode === "mount" ? "bucket[/prefix] mountpoint" : "bucket[/prefix]";
+  const usage = mode !== "mount" ? "bucket[/prefix]" : nbdMode ? "bucket[/prefix] unix:PATH|tcp:HOST:PORT|/dev/nbdX" : "bucket[/prefix] mountpoint";
   if (args.positionals.length !== wanted) {
     throw new UsageError(
       args.positionals.length < wanted
@@ -182,7 +196,9 @@ export function buildConfig(
   if (test && (codec.compressLevel !== undefined || codec.encryption)) {
     throw new ConfigError("--compress and --encrypt work on S3 disks, not in --test mode");
   }
-  const [bucketArg, mountpoint = ""] = args.positionals as [string, string?];
+  const [bucketArg, second = ""] = args.positionals as [string, string?];
+  const nbd = nbdMode ? nbdTarget(second) : undefined;
+  const mountpoint = nbdMode ? "" : second;
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
 
   const blockSizeText = text("blockSize");
@@ -225,6 +241,7 @@ export function buildConfig(
     bucket,
     prefix,
     mountpoint,
+    nbd,
     blockSize,
     fileSize,
     blockHashPrefix: on("blockHashPrefix"),
@@ -243,6 +260,8 @@ export function buildConfig(
     logFormat: format("logFormat"),
     statsFormat: format("statsFormat"),
     pidFile: text("pidFile"),
+    statsFileMirror: text("statsFileMirror"),
+    statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1000, 1),
     fuse,
     s3,
     cache: cacheSettings(text, on),
@@ -347,6 +366,15 @@ function cacheSettings(text: (name: string) => string | undefined, on: (name: st
     noVerify: on("blockCacheNoVerify"),
     recoverDirty: on("blockCacheRecoverDirtyBlocks"),
   };
+}
+
+/** unix:PATH, tcp:HOST:PORT (an IPv6 host in brackets) or a /dev/nbdX device. */
+function nbdTarget(text: string): NbdTarget {
+  if (text.startsWith("unix:") && text.length > 5) return { kind: "unix", path: resolve(text.slice(5)) };
+  const tcp = /^tcp:(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  if (tcp && Number(tcp[3]) <= 65535) return { kind: "tcp", host: tcp[1] ?? tcp[2]!, port: Number(tcp[3]) };
+  if (text.startsWith("/dev/")) return { kind: "device", path: text };
+  throw new UsageError(`--nbd: '${text}' is not unix:PATH, tcp:HOST:PORT or /dev/nbdX`);
 }
 
 function checkBlockSize(blockSize: number, what: string): void {

@@ -3,12 +3,12 @@
 import { helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
 import { buildConfig } from "./config.ts";
-import { announceReady, isDaemonChild, startDaemon } from "./daemon.ts";
+import { announceReady, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
-import { erase, resetMountedFlag } from "./maintenance.ts";
+import { erase, resetMountedFlag } from "./app/maintenance.ts";
 import { obtainPassword, passwordWarning } from "./cli/password.ts";
-import { serve } from "./serve.ts";
+import { serve } from "./app/serve.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
 import { runtime } from "./runtime/index.ts";
 import { VERSION } from "./version.ts";

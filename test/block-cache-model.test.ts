@@ -6,7 +6,7 @@
  * holds exactly the last writes. The seed is printed; MODEL_SEED=N replays one.
  */
 import { expect, test } from "bun:test";
-import { BackedFile } from "../src/backed-file.ts";
+import { BackedFile } from "../src/file/backed-file.ts";
 import { Errno, FsError } from "../src/errors.ts";
 import { Logger } from "../src/log.ts";
 import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/block-cache.ts";

@@ -1,6 +1,6 @@
 /** The single-file filesystem's own rules, without the kernel: how each open of the backed file is cached. */
 import { expect, test } from "bun:test";
-import type { BackedFile } from "../src/backed-file.ts";
+import type { BackedFile } from "../src/file/backed-file.ts";
 import { FILE_INODE, SingleFileFs } from "../src/fuse/filesystem.ts";
 import { O_DIRECT, O_RDONLY, O_WRONLY, OpenFlag } from "../src/fuse/kernel-abi.ts";
 

@@ -10,6 +10,7 @@ export type FlagGroup =
   | "Block cache"
   | "Compression and encryption"
   | "Maintenance"
+  | "NBD"
   | "Mount and process";
 
 export interface Flag {
@@ -97,6 +98,11 @@ export const FLAGS: readonly Flag[] = [
   { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit (asks first unless --force)" },
   { name: "reset-mounted-flag", group: "Maintenance", help: "Clear the 'already mounted' flag and exit" },
 
+  // NBD
+  { name: "nbd", group: "NBD", help: "Serve the disk over NBD instead of mounting it: the second argument is unix:PATH, tcp:HOST:PORT or /dev/nbdX" },
+  { name: "nbd-flag", value: "STRING", group: "NBD", help: "The original's nbdkit flag: refused, the NBD server is built in" },
+  { name: "nbd-param", value: "STRING", group: "NBD", help: "The original's nbdkit parameter: refused, the NBD server is built in" },
+
   // Mount and process
   { name: "foreground", short: "f", group: "Mount and process", help: "Stay in the foreground and log to stderr" },
   { name: "debug", short: "d", group: "Mount and process", help: "Log debug messages (-d also stays in the foreground, as the original)" },
@@ -105,6 +111,8 @@ export const FLAGS: readonly Flag[] = [
   { name: "logFile", value: "FILE", group: "Mount and process", help: "Log here when running in the background (else the system log)" },
   { name: "logFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "Log lines as text or json (one object a line, for log collectors)" },
   { name: "statsFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "The stats file as text or json" },
+  { name: "statsFileMirror", value: "FILE", group: "Mount and process", help: "Also write the stats to this plain file every interval (delete it to reset the counters)" },
+  { name: "statsFileMirrorInterval", value: "MILLIS", default: "1000", group: "Mount and process", help: "How often --statsFileMirror is rewritten" },
   { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
   { name: "quiet", group: "Mount and process", help: "No progress output" },
   { name: "version", group: "Mount and process", help: "Print the version and exit" },

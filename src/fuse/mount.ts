@@ -7,6 +7,7 @@ import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSyn
 import { ConfigError, messageOf } from "../errors.ts";
 import { runtime } from "../runtime/index.ts";
 import type { FuseOptions } from "../config.ts";
+import { commandPath } from "../util/command-path.ts";
 import { MAX_WRITE } from "./session.ts";
 
 const MS_RDONLY = 1;
@@ -126,7 +127,7 @@ function mountDirect(mountpoint: string, fuse: FuseOptions): number {
 
 function fusermountBinary(): string {
   for (const name of ["fusermount3", "fusermount"]) {
-    const found = spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).stdout.trim();
+    const found = commandPath(name);
     if (found) return found;
   }
   throw new ConfigError("not running as root and no fusermount3 (or fusermount) found: install the fuse3 package or run as root");

@@ -26,7 +26,7 @@ import { BlockCache } from "./block-cache/block-cache.ts";
 import { CacheFile } from "./block-cache/cache-file.ts";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, statSync } from "node:fs";
-import { Progress } from "../progress.ts";
+import { Progress } from "../app/progress.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -41,6 +41,8 @@ export interface Disk {
    */
   cacheFile?: { path: string; tokens: number[]; dirty: number };
   geometry: Geometry;
+  /** True when a block is known to read as zeros (absent, and no write of it pending), for sparse copies. */
+  knownZero(block: number): boolean;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
 }
@@ -61,7 +63,9 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   }, file);
   if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
   const fromFile = file && path ? { path, tokens: file.tokens, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
-  return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile };
+  const below = disk.knownZero;
+  const knownZero = (block: number) => cache.cachedZero(block) ?? below(block);
+  return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile, knownZero };
 }
 
 /** The cache file holds plaintext blocks (even with --encrypt): readable by its owner alone. */
@@ -106,7 +110,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     const geometry = maintenance && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
     if (config.bucket === MEMORY_BUCKET) {
       const store = new MemoryStore(geometry.blockSize, geometry.numBlocks);
-      return { store, backend: store, zeroCache: undefined, geometry, flag: undefined };
+      return { store, backend: store, zeroCache: undefined, geometry, flag: undefined, knownZero: () => false };
     }
     const backend = await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks, hashPrefix: config.blockHashPrefix });
     return stack(backend, backend, geometry, new LocalMountFlag(config.bucket, config.prefix), maintenance);
@@ -159,9 +163,9 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
 
 /** The zero-block cache over `below` (the backend, or the consistency guard over it). */
 function stack(backend: Backend, below: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
-  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag };
+  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag, knownZero: () => false };
   const zeroCache = new ZeroCache(below);
-  return { store: zeroCache, backend, zeroCache, geometry, flag };
+  return { store: zeroCache, backend, zeroCache, geometry, flag, knownZero: (block) => zeroCache.isZero(block) };
 }
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */

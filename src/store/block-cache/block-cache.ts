@@ -197,6 +197,16 @@ export class BlockCache extends Layer {
     return entry && this.share(entry).subarray(offset, offset + length);
   }
 
+  /**
+   * Whether a cached block reads as zeros: true or false when the cache holds it (its bytes are
+   * what reads return), undefined when it does not (the layers below know).
+   */
+  cachedZero(block: number): boolean | undefined {
+    const entry = this.entries.get(block);
+    if (!entry || entry.state === "loading") return undefined;
+    return entry.data === null;
+  }
+
   /** The entry of a cached block that is there to read now (counted and touched), or undefined. */
   private hit(block: number): Entry | undefined {
     const entry = this.entries.get(block);

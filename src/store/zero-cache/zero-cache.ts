@@ -44,7 +44,8 @@ export class ZeroCache extends Layer {
     return count;
   }
 
-  private isZero(block: number): boolean {
+  /** True when the block is known to be absent (it reads as zeros); false when it may hold data. */
+  isZero(block: number): boolean {
     return (this.zeroBits[block >>> 3]! & (1 << (block & 7))) !== 0;
   }
 

@@ -12,8 +12,8 @@
  * pages: the resident size stops growing. The stats file shows how many there were and how long
  * they took.
  */
-import type { StatGroup } from "./store/block-store.ts";
-import { runtime } from "./runtime/index.ts";
+import type { StatGroup } from "../store/block-store.ts";
+import { runtime } from "../runtime/index.ts";
 
 const CHECK_MS = 25;
 /** Block buffers let go that call for a collection at once. */

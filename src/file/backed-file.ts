@@ -3,9 +3,9 @@
  * boundaries, runs the pieces in parallel, and keeps writes to one block in arrival order (a
  * partial write is read-modify-write below the cache, so two of them must not interleave).
  */
-import { Errno, FsError } from "./errors.ts";
-import type { BlockStore } from "./store/block-store.ts";
-import { DONE, zeroToNull } from "./store/block-store.ts";
+import { Errno, FsError } from "../errors.ts";
+import type { BlockStore } from "../store/block-store.ts";
+import { DONE, zeroToNull } from "../store/block-store.ts";
 
 interface Piece {
   block: number;
@@ -131,6 +131,30 @@ export class BackedFile {
         ),
       ),
     );
+  }
+
+  /**
+   * Lets go of [offset, offset+length): the whole blocks in it are deleted (read as zeros from
+   * then on); the bytes of partly covered blocks at its edges stay as they are.
+   */
+  async trim(offset: number, length: number): Promise<void> {
+    const end = Math.min(this.size, offset + length);
+    const first = Math.ceil(offset / this.blockSize);
+    const last = Math.floor(end / this.blockSize);
+    const writes: Promise<void>[] = [];
+    for (let block = first; block < last; block++) writes.push(this.inOrder(block, () => this.store.writeBlock(block, null)));
+    await Promise.all(writes);
+  }
+
+  /** Brings the blocks of [offset, offset+length) into the cache below, a few at a time; returns nothing. */
+  async prefetch(offset: number, length: number, parallel: number): Promise<void> {
+    const end = Math.min(this.size, offset + length);
+    let next = Math.floor(offset / this.blockSize);
+    const last = Math.ceil(end / this.blockSize);
+    const fetch = async () => {
+      while (next < last) await this.store.readBlock(next++);
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, last - next) }, fetch));
   }
 
   private inOrder(block: number, write: () => Promise<void>): Promise<void> {

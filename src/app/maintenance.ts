@@ -1,10 +1,10 @@
 /** --erase and --reset-mounted-flag: work on a disk without mounting it. */
 import { createInterface } from "node:readline/promises";
-import type { Config } from "./config.ts";
-import { ConfigError } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Config } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { Progress } from "./progress.ts";
-import { openDisk } from "./store/build-stack.ts";
+import { openDisk } from "../store/build-stack.ts";
 
 const ERASE_PARALLEL = 16;
 

@@ -4,8 +4,8 @@
  * stderr). So `s3backer ... && mkfs.ext4 ...` in a script is safe.
  */
 import { spawn } from "node:child_process";
-import { runtime } from "./runtime/index.ts";
-import { PASSWORD_ON_STDIN } from "./cli/password.ts";
+import { runtime } from "../runtime/index.ts";
+import { PASSWORD_ON_STDIN } from "../cli/password.ts";
 
 const CHILD_ENV = "S3BACKER_DAEMON_CHILD";
 const READY = "ready\n";

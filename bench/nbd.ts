@@ -1,0 +1,139 @@
+/**
+ * NBD mode against FUSE + loop device, on the bundled S3 server in this process, rows in turns:
+ * fio writes 1 GiB sequentially (1 MiB requests, 8 in flight, flushed at the end), reads it back
+ * after a fresh start, then 4 KiB random reads and writes for 10 s. Prints MB/s, IOPS and the
+ * server process's CPU-seconds per GiB, as medians and ranges.
+ *
+ *   bun build.ts && bun bench/nbd.ts [--runs=3]
+ */
+import { spawn, type Subprocess } from "bun";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { S3Server } from "../src/s3server/s3-server.ts";
+import { run } from "./helpers.ts";
+
+const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
+const BINARY = join(import.meta.dir, "../dist/s3backer");
+const work = "/dev/shm/s3b-nbdbench";
+const ACCESS = "NBDBENCH";
+const SECRET = "nbd-bench-secret";
+const GEOMETRY = ["--blockSize=1M", "--size=2G", "--listBlocks"];
+const server = new S3Server({ credentials: { [ACCESS]: { secretAccessKey: SECRET } } });
+server.start();
+const creds = [`--baseURL=${server.url}`, `--accessId=${ACCESS}`, `--accessKey=${SECRET}`];
+
+interface Target {
+  proc: Subprocess;
+  /** fio's arguments that point at the disk. */
+  fio: string[];
+  stop(): Promise<void>;
+}
+
+const socket = join(work, "socket");
+const mnt = join(work, "mnt");
+
+async function startNbd(bucket: string): Promise<Target> {
+  const proc = spawn([BINARY, "-f", "--nbd", ...creds, ...GEOMETRY, bucket, `unix:${socket}`], { stdout: "ignore", stderr: "pipe" });
+  await waitUntil(() => exists(socket), proc);
+  return {
+    proc,
+    fio: ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`],
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+async function startFuse(bucket: string): Promise<Target> {
+  const proc = spawn([BINARY, "-f", ...creds, ...GEOMETRY, bucket, mnt], { stdout: "ignore", stderr: "pipe" });
+  await waitUntil(() => readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === mnt), proc);
+  const loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
+  return {
+    proc,
+    fio: ["--ioengine=libaio", "--direct=1", `--filename=${loop}`],
+    async stop() {
+      await run(["losetup", "-d", loop]);
+      await run(["umount", mnt]);
+      await proc.exited;
+    },
+  };
+}
+
+const exists = (path: string) => {
+  try {
+    readFileSync(path);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code !== "ENOENT";
+  }
+};
+
+async function waitUntil(cond: () => boolean, proc: Subprocess): Promise<void> {
+  const until = Date.now() + 60_000;
+  while (!cond()) {
+    if (proc.exitCode !== null || Date.now() > until) throw new Error(`did not start: ${await new Response(proc.stderr as ReadableStream).text()}`);
+    await Bun.sleep(20);
+  }
+}
+
+function procCpu(proc: Subprocess): number {
+  if (proc.exitCode !== null) return Number(proc.resourceUsage()?.cpuTime.total ?? 0) / 1e6;
+  const f = readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+async function fio(target: Target, args: string[]): Promise<{ bw: number; iops: number }> {
+  const out = await run(["fio", "--name=b", ...target.fio, ...args, "--group_reporting", "--output-format=json"]);
+  const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+  return { bw: (job.read.bw_bytes + job.write.bw_bytes) / 1e6, iops: job.read.iops + job.write.iops };
+}
+
+type Row = { write: number; writeCpu: number; read: number; readCpu: number; iops: number };
+
+async function row(kind: "nbd" | "fuse+loop", round: number): Promise<Row> {
+  const bucket = `nbd-${kind === "nbd" ? "nbd" : "fuse"}-${round}`;
+  server.objects.createBucket(bucket);
+  const start = kind === "nbd" ? startNbd : startFuse;
+  let t = await start(bucket);
+  const seq = ["--bs=1M", "--size=1G", "--iodepth=8"];
+  // Until durable: fio's last fsync, then the process flushes and exits.
+  let cpu0 = procCpu(t.proc);
+  const w0 = performance.now();
+  await fio(t, [...seq, "--rw=write", "--end_fsync=1"]);
+  await t.stop();
+  const write = 1024 * 2 ** 20 / ((performance.now() - w0) / 1000) / 1e6;
+  const writeCpu = procCpu(t.proc) - cpu0;
+
+  t = await start(bucket);
+  cpu0 = procCpu(t.proc);
+  const read = (await fio(t, [...seq, "--rw=read"])).bw;
+  const readCpu = procCpu(t.proc) - cpu0;
+  const iops = (await fio(t, ["--bs=4k", "--size=256M", "--iodepth=16", "--rw=randrw", "--time_based", "--runtime=10"])).iops;
+  await t.stop();
+  for (const key of server.objects.keys(bucket)) server.objects.delete(bucket, key);
+  return { write, writeCpu, read, readCpu, iops };
+}
+
+rmSync(work, { recursive: true, force: true });
+mkdirSync(mnt, { recursive: true });
+const results = new Map<string, Row[]>();
+for (let round = 0; round < RUNS; round++) {
+  for (const kind of round % 2 ? (["fuse+loop", "nbd"] as const) : (["nbd", "fuse+loop"] as const)) {
+    const r = await row(kind, round);
+    results.set(kind, [...(results.get(kind) ?? []), r]);
+    console.error(`round ${round + 1} ${kind}: ${JSON.stringify(r)}`);
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (xs: number[], d = 0) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
+console.log(`| row | write 1 GiB until exit (MB/s) | CPU-s/GiB written | cold read (MB/s) | CPU-s/GiB read | 4 KiB randrw (IOPS) |`);
+console.log(`|---|---|---|---|---|---|`);
+for (const [kind, rows] of results) {
+  const col = (k: keyof Row, d = 0) => fmt(rows.map((r) => r[k]), d);
+  console.log(`| ${kind} | ${col("write")} | ${col("writeCpu", 2)} | ${col("read")} | ${col("readCpu", 2)} | ${col("iops")} |`);
+}
+const ratio = (k: keyof Row) => (median(results.get("nbd")!.map((r) => r[k])) / median(results.get("fuse+loop")!.map((r) => r[k]))).toFixed(2);
+console.log(`\nnbd / fuse+loop: write ${ratio("write")}x, cold read ${ratio("read")}x, randrw ${ratio("iops")}x`);
+server.stop();
+rmSync(work, { recursive: true, force: true });

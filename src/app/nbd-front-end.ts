@@ -1,0 +1,106 @@
+/**
+ * The NBD front end: the disk served as a network block device, from this process, on a Unix
+ * socket or a TCP port, or attached to a kernel /dev/nbdX through nbd-client.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NbdTarget } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { BackedFile } from "../file/backed-file.ts";
+import { zeroExtents } from "../file/extents.ts";
+import { log } from "../log.ts";
+import type { NbdDevice } from "../nbd/device.ts";
+import { describeAddress, NbdServer, type NbdAddress } from "../nbd/server.ts";
+import type { Disk } from "../store/build-stack.ts";
+import { commandPath } from "../util/command-path.ts";
+import type { FrontEnd, FrontEndContext } from "./front-end.ts";
+
+/** Blocks a CACHE request fetches at once. */
+const PREFETCH_PARALLEL = 8;
+
+/** The checks that can fail before the disk is opened. */
+export function checkNbdTarget(target: NbdTarget): void {
+  if (target.kind !== "device") return;
+  if (!existsSync(target.path)) {
+    throw new ConfigError(
+      `${target.path} does not exist: this kernel has no NBD driver loaded ('modprobe nbd'), or serve on unix:PATH or tcp:HOST:PORT instead`,
+    );
+  }
+  if (!commandPath("nbd-client")) throw new ConfigError(`attaching ${target.path} needs nbd-client (Debian package nbd-client)`);
+}
+
+export async function startNbd({ config, disk }: FrontEndContext): Promise<FrontEnd> {
+  const target = config.nbd!;
+  const device = diskDevice(disk, config.readOnly);
+  const spec = { name: config.filename, description: `s3backer ${config.bucket}/${config.prefix}`, size: device.size, blockSize: device.blockSize, readOnly: config.readOnly };
+  // A kernel device is attached through a socket of our own.
+  const socketDir = target.kind === "device" ? mkdtempSync(join(tmpdir(), "s3backer-nbd-")) : undefined;
+  const address: NbdAddress = socketDir ? { kind: "unix", path: join(socketDir, "socket") } : (target as NbdAddress);
+  if (address.kind === "tcp" && !isLoopback(address.host)) {
+    log.warn(`serving NBD on ${address.host}: NBD has no authentication, so anyone who can reach that address can read and write the disk`);
+  }
+  const server = await NbdServer.listen(address, device, spec, log);
+  let endedOk!: (ok: boolean) => void;
+  const ended = new Promise<boolean>((resolve) => (endedOk = resolve));
+  let stopping = false;
+  const finish = async () => {
+    await server.stop();
+    if (socketDir) rmSync(socketDir, { recursive: true, force: true });
+    log.info(`NBD server stopped: flushing`);
+    endedOk(true);
+  };
+  if (target.kind === "device" && socketDir) {
+    const r = spawnSync("nbd-client", ["-unix", join(socketDir, "socket"), target.path, "-b", String(Math.min(4096, device.blockSize))], { encoding: "utf8" });
+    if (r.status !== 0) {
+      await server.stop();
+      rmSync(socketDir!, { recursive: true, force: true });
+      throw new ConfigError(`nbd-client ${target.path} failed: ${(r.stderr || `exit ${r.status}`).trim()}`);
+    }
+    // Like nbdkit's exitlast: once the kernel lets go (nbd-client -d), the server's work is done.
+    server.onIdle = () => {
+      if (!stopping) {
+        stopping = true;
+        log.info(`${target.path} was disconnected`);
+        void finish();
+      }
+    };
+  }
+  return {
+    ready: Promise.resolve(true),
+    ended,
+    readyMessage: () =>
+      `serving NBD on ${target.kind === "device" ? `${target.path} (via ${describeAddress(server.address)})` : describeAddress(server.address)}: ` +
+      `${disk.geometry.numBlocks} blocks of ${disk.geometry.blockSize} bytes`,
+    stop(signal) {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: stopping the NBD server`);
+      if (target.kind === "device") spawnSync("nbd-client", ["-d", target.path], { encoding: "utf8" });
+      void finish();
+    },
+  };
+}
+
+/** The disk as the NBD server sees it: the file layer, with flushes and what is known to be zero. */
+function diskDevice(disk: Disk, readOnly: boolean): NbdDevice {
+  const file = new BackedFile(disk.store);
+  const { blockSize } = disk.geometry;
+  return {
+    size: file.size,
+    blockSize,
+    readOnly,
+    read: (offset, length) => file.read(offset, length),
+    write: (offset, data) => file.write(offset, data),
+    flush: () => disk.store.flush(),
+    trim: (offset, length) => file.trim(offset, length),
+    zero: (offset, length) => file.zeroRange(offset, length),
+    prefetch: (offset, length) => file.prefetch(offset, length, PREFETCH_PARALLEL),
+    extents: (offset, length, max) => zeroExtents(offset, length, file.size, blockSize, disk.knownZero, max),
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}

@@ -1,0 +1,135 @@
+/**
+ * The life of a mount, whatever the front end: open the disk, set its mounted flag, serve it (FUSE
+ * or NBD) until unmounted or signalled, then flush every dirty block, clear the flag and close.
+ * The exit code says whether everything reached storage.
+ */
+import { rmSync, writeFileSync } from "node:fs";
+import type { Config } from "../config.ts";
+import { ConfigError, messageOf } from "../errors.ts";
+import { checkMountpoint } from "../fuse/mount.ts";
+import { log } from "../log.ts";
+import { statsText } from "./stats-text.ts";
+import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
+import { openDisk, type Disk } from "../store/build-stack.ts";
+import { newToken, type MountFlagStore } from "../store/mount-flag.ts";
+import type { BlockCache } from "../store/block-cache/block-cache.ts";
+import { Progress } from "./progress.ts";
+import type { FrontEnd } from "./front-end.ts";
+import { startFuse } from "./fuse-front-end.ts";
+import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
+import { StatsMirror } from "./stats-mirror.ts";
+
+export async function serve(config: Config, onReady: () => void): Promise<number> {
+  if (config.nbd) checkNbdTarget(config.nbd);
+  else checkMountpoint(config.mountpoint);
+  const disk = await openDisk(config, log);
+  const { store, geometry } = disk;
+  if (config.listBlocks && disk.zeroCache) {
+    const started = performance.now();
+    const progress = new Progress("listing blocks", undefined, config.quiet || !config.foreground);
+    const found = await disk.zeroCache.loadListing(() => progress.add());
+    progress.finish();
+    log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const flag = config.readOnly ? undefined : disk.flag;
+  if (flag) {
+    // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
+    const own = await recoveringOwnCrash(config, disk.cacheFile, flag);
+    const token = newToken();
+    // The cache file learns the token first, so that a crash at any instant leaves it matching the flag.
+    disk.blockCache?.announceFileToken(token);
+    await flag.acquire(config.force || own, token);
+    disk.blockCache?.setFileToken(token);
+  } else if (disk.cacheFile?.dirty) {
+    throw new ConfigError(`${disk.cacheFile.path} holds unsaved blocks: mount without --readOnly to save them`);
+  }
+  disk.blockCache?.resume();
+
+  const cache = disk.blockCache;
+  const memory = new MemoryBudget((cache ? cache.capacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
+  const statsNow = () => statsText([...store.stats(), memory.stats()], config.statsFormat);
+  const context = { config, disk, statsText: statsNow, resetStats: () => store.resetStats() };
+  let front: FrontEnd;
+  try {
+    front = config.nbd ? await startNbd(context) : startFuse(context);
+  } catch (err) {
+    await flag?.clear(); // nothing was written
+    throw err;
+  }
+  memory.start();
+  if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
+  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
+
+  const onSignal = (signal: string) => front.stop(signal);
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of signals) process.on(s, onSignal);
+  if (await front.ready) {
+    if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
+    onReady();
+    log.info(front.readyMessage());
+  }
+  let code = (await front.ended) ? 0 : 1;
+  mirror?.stop();
+  const stopProgress = showFlushProgress(cache, config.quiet || !config.foreground);
+  try {
+    await store.close();
+    log.info("all data stored; exiting");
+  } catch (err) {
+    log.error(`flushing at unmount failed, data may be lost: ${messageOf(err)}`);
+    code = 1;
+  } finally {
+    stopProgress();
+  }
+  for (const s of signals) process.off(s, onSignal);
+  memory.stop();
+  // Cleared only after a clean flush, so that after a failure the next mount sees the flag.
+  if (code === 0 && flag) {
+    await flag.clear().catch((err) => log.error(`clearing the mounted flag: ${messageOf(err)}`));
+  }
+  if (config.pidFile) rmSync(config.pidFile, { force: true });
+  return code;
+}
+
+/** While the cache writes its dirty blocks at unmount: progress on a terminal. Returns the stop. */
+function showFlushProgress(cache: BlockCache | undefined, quiet: boolean): () => void {
+  if (!cache || cache.dirtyCount === 0) return () => {};
+  const total = cache.dirtyCount;
+  log.info(`writing ${total} dirty blocks`);
+  const progress = new Progress("writing dirty blocks", total, quiet);
+  let left = total;
+  const timer = setInterval(() => {
+    progress.add(left - cache.dirtyCount);
+    left = cache.dirtyCount;
+  }, 200);
+  return () => {
+    clearInterval(timer);
+    progress.add(left - cache.dirtyCount);
+    progress.finish();
+  };
+}
+
+/**
+ * Whether the mounted flag was left by the crashed mount that last used the cache file (then the
+ * disk is ours to take over). Unsaved blocks in the file are written back only with
+ * --blockCacheRecoverDirtyBlocks, and only if nobody mounted the disk since: else they could
+ * overwrite newer data.
+ */
+async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], flag: MountFlagStore): Promise<boolean> {
+  if (!cacheFile) return false;
+  const held = await flag.token();
+  const ours = held !== undefined && held !== 0 && cacheFile.tokens.includes(held);
+  if (cacheFile.dirty > 0) {
+    if (!config.cache.recoverDirty) {
+      throw new ConfigError(
+        `${cacheFile.path} holds ${cacheFile.dirty} blocks written before a crash and not yet stored: add --blockCacheRecoverDirtyBlocks to store them, or delete the file to drop them`,
+      );
+    }
+    if (!ours) {
+      throw new ConfigError(
+        `${cacheFile.path} holds ${cacheFile.dirty} unsaved blocks, but the disk was mounted elsewhere since: they could overwrite newer data, so they are not recovered (delete the file to drop them)`,
+      );
+    }
+    log.warn(`recovering ${cacheFile.dirty} blocks left unsaved by a crash`);
+  }
+  return ours;
+}
