@@ -9,8 +9,7 @@ import { ByteReader } from "./byte-reader.ts";
 import type { NbdDevice } from "./device.ts";
 import { ALLOCATION_CONTEXT_ID, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type Negotiated } from "./handshake.ts";
 import {
-  blockStatusChunk, Cmd, CmdFlag, DATA_CHUNK_PREFIX, dataChunk, decodeRequest, errorChunk, NbdErrno, REQUEST_SIZE, simpleReply,
-  SIMPLE_REPLY_SIZE, State, type Request,
+  blockStatusChunk, Cmd, CmdFlag, dataChunk, doneChunk, decodeRequest, errorChunk, NbdErrno, REQUEST_SIZE, simpleReply, State, type Request,
 } from "./protocol.ts";
 
 export interface Wire {
@@ -203,14 +202,13 @@ export class NbdConnection {
       this.send(simpleReply(r.cookie, 0));
       return;
     }
-    // One buffer, header and data: one write, and the store's bytes are copied before this turn ends.
-    const out = n.structured ? dataChunk(r.cookie, r.offset, r.length) : simpleReply(r.cookie, 0, r.length);
-    let at = n.structured ? DATA_CHUNK_PREFIX : SIMPLE_REPLY_SIZE;
-    for (const piece of pieces ?? []) {
-      out.set(piece, at);
-      at += piece.length;
-    }
-    this.send(out);
+    // The header, then the store's bytes as they are: the runtime copies what the socket does not
+    // take at once (test/runtime-contract.test.ts checks it), so they need not outlive this turn.
+    const length = pieces?.reduce((n, p) => n + p.length, 0) ?? 0;
+    if (!n.structured) this.send(simpleReply(r.cookie, 0));
+    else if (length === 0) this.send(doneChunk(r.cookie)); // a data chunk holds at least one byte
+    else this.send(dataChunk(r.cookie, r.offset, length));
+    for (const piece of pieces ?? []) this.send(piece);
   }
 
   private replyError(r: Request, n: Negotiated, err: unknown): void {

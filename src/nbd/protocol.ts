@@ -181,8 +181,8 @@ export function withU32(value: number, text: string): Uint8Array {
   return out;
 }
 
-export function simpleReply(cookie: Uint8Array, error: number, dataLength = 0): Uint8Array {
-  const out = new Uint8Array(SIMPLE_REPLY_SIZE + dataLength);
+export function simpleReply(cookie: Uint8Array, error: number): Uint8Array {
+  const out = new Uint8Array(SIMPLE_REPLY_SIZE);
   const view = new DataView(out.buffer);
   view.setUint32(0, SIMPLE_REPLY_MAGIC);
   view.setUint32(4, error);
@@ -190,9 +190,9 @@ export function simpleReply(cookie: Uint8Array, error: number, dataLength = 0): 
   return out;
 }
 
-/** A structured reply chunk with room for `length` payload bytes after its header. */
-export function chunk(cookie: Uint8Array, flags: number, type: number, length: number): { bytes: Uint8Array; view: DataView } {
-  const bytes = new Uint8Array(CHUNK_HEADER_SIZE + length);
+/** A structured reply chunk of `length` payload bytes, with room for the first `room` of them. */
+function chunk(cookie: Uint8Array, flags: number, type: number, length: number, room = length): { bytes: Uint8Array; view: DataView } {
+  const bytes = new Uint8Array(CHUNK_HEADER_SIZE + room);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, STRUCTURED_REPLY_MAGIC);
   view.setUint16(4, flags);
@@ -202,14 +202,12 @@ export function chunk(cookie: Uint8Array, flags: number, type: number, length: n
   return { bytes, view };
 }
 
-/** OFFSET_DATA with DONE: the header and the offset, with room for `length` data bytes. */
+/** The start of an OFFSET_DATA chunk with DONE: its header and offset; `length` data bytes follow. */
 export function dataChunk(cookie: Uint8Array, offset: number, length: number): Uint8Array {
-  const { bytes, view } = chunk(cookie, ReplyFlag.DONE, ReplyType.OFFSET_DATA, 8 + length);
+  const { bytes, view } = chunk(cookie, ReplyFlag.DONE, ReplyType.OFFSET_DATA, 8 + length, 8);
   setU64(view, CHUNK_HEADER_SIZE, offset);
   return bytes;
 }
-
-export const DATA_CHUNK_PREFIX = CHUNK_HEADER_SIZE + 8;
 
 export function errorChunk(cookie: Uint8Array, error: number, message: string): Uint8Array {
   const text = new TextEncoder().encode(message).subarray(0, 4096);

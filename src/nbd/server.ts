@@ -3,13 +3,15 @@
  * connections share the one device (its cache is shared, so FLUSH covers every connection's
  * writes: multi-conn).
  */
-import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { createConnection } from "node:net";
 import { lstatSync, rmSync } from "node:fs";
 import { ConfigError, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { NbdConnection, type Wire } from "./connection.ts";
 import type { NbdDevice } from "./device.ts";
 import type { ExportSpec } from "./handshake.ts";
+import { runtime } from "../runtime/index.ts";
+import type { StreamConnection, StreamListener, StreamSession } from "../runtime/runtime.ts";
 
 export type NbdAddress = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
 
@@ -20,30 +22,24 @@ export function describeAddress(a: NbdAddress): string {
 export class NbdServer {
   private readonly connections = new Set<NbdConnection>();
   private readonly running = new Set<Promise<void>>();
-  /** Where it listens, with the port the system chose for port 0. */
-  address: NbdAddress;
   /** Called whenever the last connection has closed. */
   onIdle: (() => void) | undefined;
   private constructor(
-    private readonly server: Server,
-    address: NbdAddress,
-  ) {
-    this.address = address;
-  }
+    private readonly listener: StreamListener,
+    /** Where it listens, with the port the system chose for port 0. */
+    readonly address: NbdAddress,
+  ) {}
 
   static async listen(address: NbdAddress, device: NbdDevice, spec: ExportSpec, log: Logger): Promise<NbdServer> {
     if (address.kind === "unix") await clearStaleSocket(address.path);
     let nbd: NbdServer | undefined;
-    const server = createServer({ noDelay: true }, (socket) => nbd?.accept(socket, device, spec, log));
-    nbd = new NbdServer(server, address);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) => reject(new ConfigError(`cannot listen on ${describeAddress(address)}: ${messageOf(err)}`)));
-      if (address.kind === "unix") server.listen(address.path, resolve);
-      else server.listen(address.port, address.host, resolve);
-    });
-    server.on("error", (err) => log.error(`NBD server: ${messageOf(err)}`));
-    const bound = server.address();
-    if (address.kind === "tcp" && bound && typeof bound === "object") nbd.address = { ...address, port: bound.port };
+    const where = address.kind === "unix" ? { path: address.path } : { host: address.host, port: address.port };
+    const listener = await runtime
+      .listenStream(where, (c) => nbd!.accept(c, device, spec, log))
+      .catch((err) => {
+        throw new ConfigError(`cannot listen on ${describeAddress(address)}: ${messageOf(err)}`);
+      });
+    nbd = new NbdServer(listener, address.kind === "tcp" ? { ...address, port: listener.port ?? address.port } : address);
     return nbd;
   }
 
@@ -51,46 +47,26 @@ export class NbdServer {
     return this.connections.size;
   }
 
-  private accept(socket: Socket, device: NbdDevice, spec: ExportSpec, log: Logger): void {
-    const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix client";
-    let drainWaiters: (() => void)[] = [];
-    socket.on("drain", () => {
-      const waiting = drainWaiters;
-      drainWaiters = [];
-      for (const w of waiting) w();
-    });
-    const wire: Wire = {
-      write: (bytes) => socket.write(bytes),
-      drained: () => (socket.writableNeedDrain ? new Promise((resolve) => drainWaiters.push(resolve)) : Promise.resolve()),
-      close: () => socket.end(),
-    };
-    const connection = new NbdConnection(wire, device, spec, log, peer);
-    socket.on("data", (chunk: Uint8Array) => connection.reader.push(chunk));
-    const gone = (why: string) => {
-      connection.lost(new Error(why));
-      for (const w of drainWaiters) w();
-      drainWaiters = [];
-    };
-    socket.on("end", () => gone("the client closed the connection"));
-    socket.on("close", () => gone("connection closed"));
-    socket.on("error", (err) => gone(messageOf(err)));
+  private accept(stream: StreamConnection, device: NbdDevice, spec: ExportSpec, log: Logger): StreamSession {
+    const wire: Wire = { write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end() };
+    const connection = new NbdConnection(wire, device, spec, log, stream.peer);
     this.connections.add(connection);
-    log.debug(`NBD: connection from ${peer}`);
+    log.debug(`NBD: connection from ${stream.peer}`);
     const run = connection.run().finally(() => {
       this.connections.delete(connection);
       this.running.delete(run);
-      log.debug(`NBD: ${peer} disconnected`);
+      log.debug(`NBD: ${stream.peer} disconnected`);
       if (this.connections.size === 0) this.onIdle?.();
     });
     this.running.add(run);
+    return { data: (chunk) => connection.reader.push(chunk), closed: (why) => connection.lost(new Error(why)) };
   }
 
   /** Stops listening; requests in flight are answered, then every connection is closed. */
   async stop(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.listener.close();
     for (const c of this.connections) c.stop();
     await Promise.all([...this.running]);
-    await closed;
     if (this.address.kind === "unix") rmSync(this.address.path, { force: true });
   }
 }

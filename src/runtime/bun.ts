@@ -3,6 +3,7 @@ import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
+import { listenStream } from "./bun-stream.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -148,6 +149,7 @@ export const bunRuntime: Runtime = {
     });
     return { port: server.port!, stop: () => server.stop(true) };
   },
+  listenStream,
   readSync(fd, buffer) {
     return readSync(fd, buffer, 0, buffer.length, null);
   },

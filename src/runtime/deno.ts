@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
+import { listenStream } from "./node-stream.ts";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
 type Pointer = object | null;
@@ -118,6 +119,7 @@ export const denoRuntime: Runtime = {
   startWorker(modulePath) {
     return new Worker(new URL(`../${modulePath}`, import.meta.url).href, { type: "module" });
   },
+  listenStream,
   readSync(fd, buffer) {
     return check("read", c.read!(fd, buffer, BigInt(buffer.length)));
   },

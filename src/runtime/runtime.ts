@@ -37,6 +37,37 @@ export interface HttpServer {
   stop(): Promise<void>;
 }
 
+/** Where a stream server listens. */
+export type StreamAddress = { path: string } | { host: string; port: number };
+
+/** One accepted connection of a stream server. */
+export interface StreamConnection {
+  /** Who connected, for the log. */
+  readonly peer: string;
+  /**
+   * Sends bytes. What the socket does not take at once is copied and sent later, so the caller's
+   * bytes need not outlive the call. False when that queue is long: wait for `drained`.
+   */
+  write(bytes: Uint8Array): boolean;
+  /** Resolves once the queue is empty (at once if it is), or the connection is gone. */
+  drained(): Promise<void>;
+  /** Sends what is queued, then closes. */
+  end(): void;
+}
+
+/** What a stream server does with a connection: its bytes in order (each chunk is the handler's to keep), then its end. */
+export interface StreamSession {
+  data(chunk: Uint8Array): void;
+  closed(why: string): void;
+}
+
+export interface StreamListener {
+  /** The TCP port (the system's choice for port 0); undefined on a Unix socket. */
+  readonly port: number | undefined;
+  /** Stops accepting; open connections stay. */
+  close(): void;
+}
+
 export interface Runtime {
   readonly name: string;
   readonly libc: Libc;
@@ -49,6 +80,8 @@ export interface Runtime {
   fetchOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
   /** Serves HTTP with a fetch-style handler. */
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
+  /** Serves a Unix socket or a TCP port: `open` is called for each connection. Rejects when it cannot listen. */
+  listenStream(address: StreamAddress, open: (connection: StreamConnection) => StreamSession): Promise<StreamListener>;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
   readSync(fd: number, buffer: Uint8Array): number;
   /** CRC-32 (IEEE) of bytes, natively where the runtime has it. */
