@@ -6,6 +6,7 @@ import { resolve } from "node:path";
 import { isBucketName } from "./util/bucket-name.ts";
 import { ConfigError, UsageError } from "./errors.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
+import { flagDefault } from "./cli/flags.ts";
 import { formatSize, parseSize } from "./util/size.ts";
 import { envRegion } from "./store/s3/credentials.ts";
 import { CIPHERS, cipherByName, MAX_KEY_LENGTH, type CipherSpec } from "./store/codec/ciphers.ts";
@@ -141,7 +142,7 @@ export const MAX_BLOCK_SIZE = 64 * 2 ** 20;
 /** Block names are 8 hex digits, as in the original. */
 export const MAX_BLOCKS = 2 ** 32;
 export const MEMORY_BUCKET = ":memory:";
-export const DEFAULT_BLOCK_SIZE = 4096;
+export const DEFAULT_BLOCK_SIZE = parseSize(flagDefault("blockSize"))!;
 /** One full-size FUSE read ahead of a sequential reader. */
 export const DEFAULT_KERNEL_READAHEAD = 1 << 20;
 
@@ -213,8 +214,8 @@ export function buildConfig(
   // Check what can be checked now; resolveGeometry repeats it once auto-detection has run.
   if (fileSize !== undefined) resolveGeometry({ blockSize, fileSize }, undefined, false);
 
-  const filename = fileName("filename", text("filename") ?? "file", false);
-  const statsFilename = fileName("statsFilename", text("statsFilename") ?? "stats", true);
+  const filename = fileName("filename", text("filename") ?? flagDefault("filename"), false);
+  const statsFilename = fileName("statsFilename", text("statsFilename") ?? flagDefault("statsFilename"), true);
   if (statsFilename === filename) throw new ConfigError(`--statsFilename and --filename are both '${filename}'`);
 
   const modeText = text("fileMode");
@@ -226,7 +227,7 @@ export function buildConfig(
 
   const debug = on("debug");
   const format = (name: string): "text" | "json" => {
-    const v = text(name) ?? "text";
+    const v = text(name) ?? flagDefault(name);
     if (v !== "text" && v !== "json") throw new ConfigError(`--${name}=${v}: expected text or json`);
     return v;
   };
@@ -261,7 +262,7 @@ export function buildConfig(
     statsFormat: format("statsFormat"),
     pidFile: text("pidFile"),
     statsFileMirror: text("statsFileMirror"),
-    statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1000, 1),
+    statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1),
     fuse,
     s3,
     cache: cacheSettings(text, on),
@@ -317,9 +318,9 @@ function codecSettings(flag: (name: string) => string | true | undefined, text: 
 /** Defaults and rules of the original (Debian's 1.5.4): a 10 s memory of 10000 blocks, 500 ms apart. */
 function consistencySettings(text: (name: string) => string | undefined, readOnly: boolean): ConsistencySettings {
   const count = wholeNumber(text);
-  const md5CacheSize = readOnly ? 0 : count("md5CacheSize", 10000);
-  const md5CacheTimeMs = count("md5CacheTime", 10000);
-  const minWriteDelayMs = count("minWriteDelay", 0);
+  const md5CacheSize = readOnly ? 0 : count("md5CacheSize");
+  const md5CacheTimeMs = count("md5CacheTime");
+  const minWriteDelayMs = count("minWriteDelay");
   if (md5CacheSize === 0 && minWriteDelayMs > 0 && !readOnly) throw new ConfigError("--minWriteDelay needs the MD5 cache (--md5CacheSize > 0)");
   if (md5CacheTimeMs > 0 && md5CacheTimeMs < minWriteDelayMs) {
     throw new ConfigError(`--md5CacheTime=${md5CacheTimeMs} must be at least --minWriteDelay=${minWriteDelayMs}`);
@@ -327,10 +328,11 @@ function consistencySettings(text: (name: string) => string | undefined, readOnl
   return { md5CacheSize, md5CacheTimeMs, minWriteDelayMs };
 }
 
+/** A whole-number flag, its default from the flag table. */
 function wholeNumber(text: (name: string) => string | undefined) {
-  return (name: string, fallback: number, min = 0): number => {
+  return (name: string, min = 0): number => {
     const v = text(name);
-    if (v === undefined) return fallback;
+    if (v === undefined) return Number(flagDefault(name));
     if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
       throw new ConfigError(`--${name}=${v}: expected a whole number${min ? ` of at least ${min}` : ""}`);
     }
@@ -340,11 +342,11 @@ function wholeNumber(text: (name: string) => string | undefined) {
 
 function cacheSettings(text: (name: string) => string | undefined, on: (name: string) => boolean): CacheSettings {
   const count = wholeNumber(text);
-  const size = count("blockCacheSize", 1000);
-  const writeDelayMs = count("blockCacheWriteDelay", 250);
+  const size = count("blockCacheSize");
+  const writeDelayMs = count("blockCacheWriteDelay");
   const sync = on("blockCacheSync");
   if (sync && writeDelayMs !== 0) throw new ConfigError("--blockCacheSync needs --blockCacheWriteDelay=0");
-  const maxDirty = count("blockCacheMaxDirty", 0);
+  const maxDirty = count("blockCacheMaxDirty");
   if (maxDirty > size) throw new ConfigError(`--blockCacheMaxDirty=${maxDirty} is larger than --blockCacheSize=${size}`);
   const file = text("blockCacheFile");
   if (size === 0 && (sync || file !== undefined || text("readAhead") !== undefined)) {
@@ -355,13 +357,13 @@ function cacheSettings(text: (name: string) => string | undefined, on: (name: st
   }
   return {
     size,
-    threads: count("blockCacheThreads", 20, 1),
+    threads: count("blockCacheThreads", 1),
     writeDelayMs,
-    timeoutMs: count("blockCacheTimeout", 0),
+    timeoutMs: count("blockCacheTimeout"),
     maxDirty: maxDirty || size,
     sync,
-    readAhead: count("readAhead", 4),
-    readAheadTrigger: count("readAheadTrigger", 2, 1),
+    readAhead: count("readAhead"),
+    readAheadTrigger: count("readAheadTrigger", 1),
     file,
     noVerify: on("blockCacheNoVerify"),
     recoverDirty: on("blockCacheRecoverDirtyBlocks"),
@@ -423,14 +425,14 @@ function s3Settings(
   env: Record<string, string | undefined>,
 ): S3Settings {
   const count = wholeNumber(text);
-  const authVersion = text("authVersion") ?? "aws4";
+  const authVersion = text("authVersion") ?? flagDefault("authVersion");
   if (authVersion !== "aws4") throw new ConfigError(`--authVersion=${authVersion}: only aws4 signing is supported`);
-  const accessType = text("accessType") ?? "private";
+  const accessType = text("accessType") ?? flagDefault("accessType");
   if (!ACCESS_TYPES.includes(accessType)) throw new ConfigError(`--accessType=${accessType}: expected one of ${ACCESS_TYPES.join(", ")}`);
-  const region = text("region") ?? envRegion(env) ?? "us-east-1";
+  const region = text("region") ?? envRegion(env) ?? flagDefault("region");
   if (!/^[a-z0-9-]+$/.test(region)) throw new ConfigError(`--region=${region}: not a region name`);
 
-  let baseURL = text("baseURL") ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL ?? (region === "us-east-1" ? "https://s3.amazonaws.com/" : `https://s3.${region}.amazonaws.com/`);
+  let baseURL = text("baseURL") ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL ?? (region === "us-east-1" ? flagDefault("baseURL") : `https://s3.${region}.amazonaws.com/`);
   let parsed: URL;
   try {
     parsed = new URL(baseURL);
@@ -471,13 +473,13 @@ function s3Settings(
     accessFile: text("accessFile"),
     accessEC2IAM,
     putHeaders,
-    timeoutMs: count("timeout", 30, 1) * 1000,
-    initialRetryPauseMs: count("initialRetryPause", 200, 1),
-    maxRetryPauseMs: count("maxRetryPause", 30000),
-    maxUploadBps: count("maxUploadSpeed", 0),
-    maxDownloadBps: count("maxDownloadSpeed", 0),
+    timeoutMs: count("timeout", 1) * 1000,
+    initialRetryPauseMs: count("initialRetryPause", 1),
+    maxRetryPauseMs: count("maxRetryPause"),
+    maxUploadBps: count("maxUploadSpeed"),
+    maxDownloadBps: count("maxDownloadSpeed"),
     debugHttp: on("debug-http"),
-    listBlocksThreads: count("listBlocksThreads", 16, 1),
+    listBlocksThreads: count("listBlocksThreads", 1),
   };
 }
 

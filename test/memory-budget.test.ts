@@ -16,7 +16,7 @@ test("over the budget a full collection runs, at most once per check, while memo
   }
   over.stop();
   under.stop();
-  expect(garbage.length).toBe(7);
+  garbage.length = 0; // resident until here
   expect(value(over, "forced collections")).toBeGreaterThanOrEqual(1);
   expect(value(over, "forced collections")).toBeLessThanOrEqual(8);
   expect(value(under, "forced collections")).toBe(0);
@@ -29,6 +29,7 @@ test("an idle process over its budget is collected once, not every check", async
   idle.start();
   await Bun.sleep(1100); // over forty checks
   idle.stop();
+  expect(value(idle, "forced collections")).toBeGreaterThanOrEqual(1);
   expect(value(idle, "forced collections")).toBeLessThanOrEqual(2);
 });
 

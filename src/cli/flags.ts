@@ -22,7 +22,7 @@ export interface Flag {
   readonly value?: string;
   /** The value may be left out (`--compress` or `--compress=9`). */
   readonly optionalValue?: boolean;
-  /** Default as shown in `--help`; the config applies the real default. */
+  /** The default: shown in `--help`, and the value config.ts uses (through flagDefault). */
   readonly default?: string;
   readonly group: FlagGroup;
   readonly help: string;
@@ -64,8 +64,8 @@ export const FLAGS: readonly Flag[] = [
   { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt" },
   { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry" },
   { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request" },
-  { name: "maxUploadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Upload bandwidth limit" },
-  { name: "maxDownloadSpeed", value: "BITSPERSEC", group: "S3 connection", help: "Download bandwidth limit" },
+  { name: "maxUploadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Upload bandwidth limit (0: none)" },
+  { name: "maxDownloadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Download bandwidth limit (0: none)" },
   { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header" },
   { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
 
@@ -120,3 +120,10 @@ export const FLAGS: readonly Flag[] = [
 ];
 
 export const FLAG_BY_NAME: ReadonlyMap<string, Flag> = new Map(FLAGS.map((f) => [f.name, f]));
+
+/** A flag's default as the table writes it: the one place each default is written. */
+export function flagDefault(name: string): string {
+  const value = FLAG_BY_NAME.get(name)?.default;
+  if (value === undefined) throw new Error(`--${name} has no default in the flag table`);
+  return value;
+}

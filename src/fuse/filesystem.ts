@@ -33,6 +33,7 @@ export interface Opened {
 }
 
 const now = () => Date.now() / 1000;
+const ATTR_VALID = 1;
 const utf8 = new TextEncoder();
 
 export class SingleFileFs {
@@ -58,6 +59,14 @@ export class SingleFileFs {
     this.fileMode = o.fileMode;
     this.uid = o.uid;
     this.gid = o.gid;
+  }
+
+  /** How long the kernel may cache a name, in seconds. */
+  readonly nameValidSeconds = ATTR_VALID;
+
+  /** How long the kernel may cache an inode's attributes, in seconds (the stats file's size changes). */
+  attrValidSeconds(ino: number): number {
+    return ino === STATS_INODE ? 0 : ATTR_VALID;
   }
 
   lookup(parent: number, name: string): Attr {

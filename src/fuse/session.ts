@@ -9,13 +9,11 @@ import type { Logger } from "../log.ts";
 import * as codec from "./codec.ts";
 import { Request } from "./codec.ts";
 import { DeviceReaders } from "./device-readers.ts";
-import { STATS_INODE, type SingleFileFs } from "./filesystem.ts";
+import type { SingleFileFs } from "./filesystem.ts";
 import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR, Size } from "./kernel-abi.ts";
 
 export const MAX_WRITE = 1 << 20;
 const MAX_PAGES = MAX_WRITE / 4096;
-/** Validity of names and attributes the kernel may cache, in seconds (the stats file changes: 0). */
-const ATTR_VALID = 1;
 
 export interface SessionOptions {
   maxReadahead: number;
@@ -35,6 +33,8 @@ export interface Negotiated {
 type Body = Uint8Array[] | null;
 
 const ANSWERED = -1;
+/** Where a request's unique id sits in its header (struct fuse_in_header). */
+const UNIQUE_AT = 8;
 
 export class FuseSession {
   private readonly header = new Uint8Array(Size.OUT_HEADER);
@@ -126,12 +126,12 @@ export class FuseSession {
         return [];
       case Op.LOOKUP: {
         const attr = fs.lookup(ino, req.name());
-        return [codec.entryOut(attr, ATTR_VALID, this.attrValid(attr.ino))];
+        return [codec.entryOut(attr, this.fs.nameValidSeconds, this.fs.attrValidSeconds(attr.ino))];
       }
       case Op.GETATTR:
-        return [codec.attrOut(fs.getattr(ino), this.attrValid(ino))];
+        return [codec.attrOut(fs.getattr(ino), this.fs.attrValidSeconds(ino))];
       case Op.SETATTR:
-        return [codec.attrOut(fs.setattr(ino, codec.decodeSetattr(req)), this.attrValid(ino))];
+        return [codec.attrOut(fs.setattr(ino, codec.decodeSetattr(req)), this.fs.attrValidSeconds(ino))];
       case Op.OPEN: {
         const o = fs.open(ino, codec.decodeOpen(req).flags);
         return [codec.openOut(o.fh, o.flags)];
@@ -178,10 +178,6 @@ export class FuseSession {
     }
   }
 
-  private attrValid(ino: number): number {
-    return ino === STATS_INODE ? 0 : ATTR_VALID;
-  }
-
   private init(i: codec.InitIn): Uint8Array {
     if (i.major !== FUSE_KERNEL_VERSION || i.minor < MIN_KERNEL_MINOR) {
       throw new FsError(Errno.EPROTO, `kernel FUSE protocol ${i.major}.${i.minor} is too old (need 7.${MIN_KERNEL_MINOR})`);
@@ -218,20 +214,20 @@ export class FuseSession {
     const fd = this.pending.get(target);
     this.log.debug(`INTERRUPT of request ${target}: ${fd === undefined ? "not seen yet" : fd === ANSWERED ? "already answered" : "answering EINTR"}`);
     if (fd === undefined) {
-      this.write(this.fd, [codec.outHeader(16, Errno.EAGAIN, req.uniqueBytes)]);
+      this.write(this.fd, [codec.outHeader(Size.OUT_HEADER, Errno.EAGAIN, req.uniqueBytes)]);
     } else if (fd !== ANSWERED) {
       this.pending.set(target, ANSWERED);
       // The interrupted request's id is the INTERRUPT's argument.
-      this.write(fd, [codec.outHeader(16, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
+      this.write(fd, [codec.outHeader(Size.OUT_HEADER, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
     }
   }
 
   private reply(req: Request, fd: number, errno: number, body: Uint8Array[]): void {
     if (this.pending.get(req.unique) === ANSWERED) return; // already answered by an INTERRUPT
-    let length = 16;
+    let length = Size.OUT_HEADER;
     for (const part of body) length += part.length;
     // The header buffer is reused: the write below is synchronous.
-    codec.fillOutHeader(this.header, errno ? 16 : length, errno, req.bytes, 8);
+    codec.fillOutHeader(this.header, errno ? Size.OUT_HEADER : length, errno, req.bytes, UNIQUE_AT);
     this.write(fd, errno ? [this.header] : [this.header, ...body]);
   }
 

@@ -3,13 +3,9 @@ import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
+import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./bun-stream.ts";
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
-const EAGAIN = 11;
 
 /** glibc's name first, then musl's (the musl build of the binary). */
 const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
@@ -69,24 +65,11 @@ class BunLibc implements Libc {
   }
 
   receiveFd(socket: number): number {
-    // struct msghdr (56 bytes on 64-bit glibc) with one iovec of 1 byte and room for one cmsg.
-    const byte = new Uint8Array(1);
-    const iov = new BigUint64Array([BigInt(ptr(byte)), 1n]);
-    const control = new Uint8Array(64);
-    const msgBytes = new Uint8Array(56);
-    const msg = new DataView(msgBytes.buffer);
-    msg.setBigUint64(16, BigInt(ptr(iov)), true);
-    msg.setBigUint64(24, 1n, true);
-    msg.setBigUint64(32, BigInt(ptr(control)), true);
-    msg.setBigUint64(40, BigInt(control.length), true);
-    const got = this.c.recvmsg(socket, msgBytes, 0);
+    const { msg, control, keep } = fdMessage((bytes) => BigInt(ptr(bytes)));
+    const got = this.c.recvmsg(socket, msg, 0);
     this.check("recvmsg", got);
-    if (Number(got) === 0) throw errnoError("recvmsg (fusermount closed the socket)", 5);
-    const cmsg = new DataView(control.buffer);
-    if (cmsg.getInt32(8, true) !== SOL_SOCKET || cmsg.getInt32(12, true) !== SCM_RIGHTS) {
-      throw errnoError("recvmsg (no file descriptor received)", 5);
-    }
-    return cmsg.getInt32(16, true);
+    void keep; // the buffers it points to must live until recvmsg returns
+    return receivedFd(control, Number(got));
   }
 
   syslog(priority: number, message: string): void {

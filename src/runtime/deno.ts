@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
+import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./node-stream.ts";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
@@ -26,10 +27,6 @@ declare const Deno: {
   createHttpClient(options: { caCerts?: string[] }): unknown;
 };
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
 
 const c = Deno.dlopen("libc.so.6", {
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
@@ -45,7 +42,6 @@ const c = Deno.dlopen("libc.so.6", {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
 }).symbols;
 
-const EAGAIN = 11;
 
 const cstr = (s: string) => new TextEncoder().encode(`${s}\0`);
 
@@ -72,21 +68,10 @@ const libc: Libc = {
     return [fds[0]!, fds[1]!];
   },
   receiveFd(socket) {
-    const byte = new Uint8Array(1);
-    const iov = new BigUint64Array([Deno.UnsafePointer.value(Deno.UnsafePointer.of(byte)), 1n]);
-    const control = new Uint8Array(64);
-    const msg = new Uint8Array(56);
-    const m = new DataView(msg.buffer);
-    m.setBigUint64(16, Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(iov.buffer))), true);
-    m.setBigUint64(24, 1n, true);
-    m.setBigUint64(32, Deno.UnsafePointer.value(Deno.UnsafePointer.of(control)), true);
-    m.setBigUint64(40, BigInt(control.length), true);
-    if (check("recvmsg", c.recvmsg!(socket, msg, 0)) === 0) throw errnoError("recvmsg (fusermount closed the socket)", 5);
-    const cmsg = new DataView(control.buffer);
-    if (cmsg.getInt32(8, true) !== SOL_SOCKET || cmsg.getInt32(12, true) !== SCM_RIGHTS) {
-      throw errnoError("recvmsg (no file descriptor received)", 5);
-    }
-    return cmsg.getInt32(16, true);
+    const { msg, control, keep } = fdMessage((bytes) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes))));
+    const got = check("recvmsg", c.recvmsg!(socket, msg, 0));
+    void keep; // the buffers it points to must live until recvmsg returns
+    return receivedFd(control, got);
   },
   syslog(priority, message) {
     if (!syslogOpen) {

@@ -8,7 +8,7 @@
  * mistakes, and a bare 500 with no details for its own; keys are up to 1024 bytes of UTF-8.
  * It speaks plain HTTP unless given a certificate, and listens on loopback unless told otherwise.
  */
-import { createHash } from "node:crypto";
+import { md5Hex } from "../util/md5.ts";
 import { runtime } from "../runtime/index.ts";
 import { delay } from "../util/delay.ts";
 import type { HttpServer } from "../runtime/runtime.ts";
@@ -45,7 +45,6 @@ interface Stale {
   until: number;
 }
 
-const md5hex = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
 const LIST_LIMIT = 1000;
 const MAX_KEY_BYTES = 1024;
 const MAX_BODY = 256 * 2 ** 20;
@@ -256,7 +255,7 @@ export class S3Server {
   }
 
   private putObject(req: Request, bucket: string, key: string, body: Uint8Array, resource: string): Response {
-    const etag = md5hex(body);
+    const etag = md5Hex(body);
     const contentMd5 = req.headers.get("content-md5");
     if (contentMd5 !== null) {
       const given = Buffer.from(contentMd5, "base64");

@@ -3,8 +3,9 @@
  * flag. The stack, from the bottom: S3 -> codec -> consistency guard (or a local directory
  * alone) -> zero-block cache -> block cache.
  */
+import { md5Hex } from "../util/md5.ts";
 import type { Config, Geometry } from "../config.ts";
-import { MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
+import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, BlockStore } from "./block-store.ts";
 import { blockName } from "./block-names.ts";
@@ -24,7 +25,6 @@ import { EcGuard } from "./ec-guard/ec-guard.ts";
 import { ConfigError } from "../errors.ts";
 import { BlockCache } from "./block-cache/block-cache.ts";
 import { CacheFile } from "./block-cache/cache-file.ts";
-import { createHash } from "node:crypto";
 import { chmodSync, existsSync, statSync } from "node:fs";
 import { Progress } from "../app/progress.ts";
 
@@ -82,7 +82,7 @@ async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger,
   const blocks = cache.cleanBlocksFromFile();
   if (blocks.length === 0) return;
   const progress = new Progress("checking cached blocks", blocks.length, quiet);
-  const zeroMd5 = createHash("md5").update(new Uint8Array(backend.blockSize)).digest("hex");
+  const zeroMd5 = md5Hex(new Uint8Array(backend.blockSize));
   let next = 0;
   let dropped = 0;
   const check = async () => {
@@ -170,6 +170,6 @@ function stack(backend: Backend, below: BlockStore, geometry: Geometry, flag: Mo
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */
 function anyGeometry(config: Config): Geometry {
-  const blockSize = config.blockSize ?? 4096;
+  const blockSize = config.blockSize ?? DEFAULT_BLOCK_SIZE;
   return { blockSize, fileSize: blockSize * MAX_BLOCKS, numBlocks: MAX_BLOCKS };
 }

@@ -25,6 +25,11 @@ interface Waiting {
   resolve(digest: Uint8Array): void;
 }
 
+/** The MD5 of `data` at once, as lowercase hex (an ETag's form). */
+export function md5Hex(data: Uint8Array): string {
+  return createHash("md5").update(data).digest("hex");
+}
+
 /** The MD5 of `data` (which must not change meanwhile), hashed SLICE bytes per turn of the event loop. */
 export async function md5InTurns(data: Uint8Array): Promise<Uint8Array> {
   const hash = createHash("md5");

@@ -11,10 +11,8 @@ import { tempDir, waitFor } from "./data.ts";
 
 export const BINARY = join(import.meta.dir, "../../dist/s3backer");
 
-
-export function isMounted(path: string): boolean {
-  return readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
-}
+export { isMounted } from "../../src/fuse/mount.ts";
+import { isMounted } from "../../src/fuse/mount.ts";
 
 export function run(cmd: string[], opts: { stdin?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync(cmd, { stdin: opts.stdin ? Buffer.from(opts.stdin) : "ignore", env: opts.env ?? process.env as Record<string, string> });

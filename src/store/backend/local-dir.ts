@@ -4,11 +4,11 @@
  * A block is written to a temporary file and renamed into place, so a reader never sees half a
  * block; `flush` fsyncs the files and directories touched since the last flush.
  */
+import { md5Hex } from "../../util/md5.ts";
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
-import { createHash } from "node:crypto";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Counters } from "../counters.ts";
 import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "../mount-flag.ts";
@@ -75,7 +75,7 @@ export class LocalDirStore implements Backend {
 
   async storedMd5(block: number): Promise<string | null> {
     const data = await this.readBlock(block);
-    return data === this.zero ? null : createHash("md5").update(data).digest("hex");
+    return data === this.zero ? null : md5Hex(data);
   }
 
   readBlockPart(block: number, offset: number, length: number) {

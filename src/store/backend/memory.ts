@@ -1,6 +1,6 @@
 /** Blocks in RAM: for benchmarks of the FUSE path and for tests. Gone at unmount. */
+import { md5Hex } from "../../util/md5.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
-import { createHash } from "node:crypto";
 import { Counters } from "../counters.ts";
 import { readPartOf } from "../partial.ts";
 import { isAllZero } from "../block-store.ts";
@@ -26,7 +26,7 @@ export class MemoryStore implements Backend {
 
   async storedMd5(block: number): Promise<string | null> {
     const data = this.blocks.get(block);
-    return data ? createHash("md5").update(data).digest("hex") : null;
+    return data ? md5Hex(data) : null;
   }
 
   readBlockPart(block: number, offset: number, length: number) {

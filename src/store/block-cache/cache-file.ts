@@ -15,8 +15,8 @@
  * set its flag: written before the flag, so that after a crash at any instant one of the two is
  * the flag's. Version 1 files (records without their own CRC) are read once and rewritten.
  */
+import { md5Hex } from "../../util/md5.ts";
 import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
-import { createHash } from "node:crypto";
 import { ConfigError } from "../../errors.ts";
 import { runtime } from "../../runtime/index.ts";
 import { isAllZero } from "../block-store.ts";
@@ -215,14 +215,14 @@ export class CacheFile {
       crc = runtime.crc32(data);
     }
     const state = data ? (dirty ? SlotState.Dirty : SlotState.Clean) : dirty ? SlotState.ZeroDirty : SlotState.ZeroClean;
-    this.writeRecord(slot, state, block, crc, state === SlotState.Clean ? (md5 ?? createHash("md5").update(data!).digest("hex")) : undefined);
+    this.writeRecord(slot, state, block, crc, state === SlotState.Clean ? (md5 ?? md5Hex(data!)) : undefined);
     return slot;
   }
 
   /** Marks a slot's block as stored in S3 (clean). */
   markClean(slot: number, block: number, data: Uint8Array | null): void {
     if (!data) return this.writeRecord(slot, SlotState.ZeroClean, block, 0, undefined);
-    this.writeRecord(slot, SlotState.Clean, block, runtime.crc32(data), createHash("md5").update(data).digest("hex"));
+    this.writeRecord(slot, SlotState.Clean, block, runtime.crc32(data), md5Hex(data));
   }
 
   /** Frees a slot (its record is cleared first, so the slot is never read again). */

@@ -12,12 +12,13 @@
  * Above it the consistency guard compares the MD5 of what is stored, so the verified read and
  * write report that MD5 alongside the plain bytes.
  */
+import { md5Hex } from "../../util/md5.ts";
 import { Errno, FsError } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
-import { md5, type ObjectToStore, type S3Store, type StoredObject } from "../s3/s3-store.ts";
+import { type ObjectToStore, type S3Store, type StoredObject } from "../s3/s3-store.ts";
 import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
 import { compress, decompress, isCompression } from "./compression.ts";
 import { cipherOfLayer, DEFLATE, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
@@ -78,7 +79,7 @@ export class Codec extends Layer<S3Store> implements Backend {
     // A stored ETag is the MD5 of the plain bytes only when nothing transformed them.
     if (!this.transforms) return this.inner.storedMd5(block);
     const { data } = await this.readVerified(block);
-    return data && md5(data).toString("hex");
+    return data && md5Hex(data);
   }
 
   async encode(block: number, data: Uint8Array): Promise<ObjectToStore> {

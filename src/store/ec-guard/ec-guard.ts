@@ -29,6 +29,7 @@ import { isAllZero } from "../block-store.ts";
 import { Counters } from "../counters.ts";
 import { Layer } from "../layer.ts";
 import { delay } from "../../util/delay.ts";
+import { Backoff } from "../../util/backoff.ts";
 import type { Codec } from "../codec/codec.ts";
 
 export interface EcGuardOptions {
@@ -92,8 +93,7 @@ export class EcGuard extends Layer<Codec> {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
-    let pause = this.o.initialRetryPauseMs;
-    let paused = 0;
+    const backoff = new Backoff(this.o.initialRetryPauseMs, this.o.maxRetryPauseMs);
     for (;;) {
       const queue = this.queues.get(block);
       const writing = queue?.waiting ?? queue?.sending;
@@ -106,13 +106,11 @@ export class EcGuard extends Layer<Codec> {
       // A write began or ended meanwhile: the answer may be its, so ask again before judging.
       if (this.queues.has(block) || this.known.get(block) !== expected) continue;
       this.counters.add("stale answers");
-      if (paused + pause > this.o.maxRetryPauseMs) {
-        throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${paused} ms of retries`);
+      if (!backoff.canWait()) {
+        throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${backoff.paused} ms of retries`);
       }
       this.counters.add("stale retries");
-      await delay(pause);
-      paused += pause;
-      pause *= 2;
+      await backoff.wait();
     }
   }
 

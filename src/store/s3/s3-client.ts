@@ -9,6 +9,7 @@ import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { runtime } from "../../runtime/index.ts";
 import { delay } from "../../util/delay.ts";
+import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
 
@@ -75,8 +76,7 @@ export class S3Client {
 
   async send(req: S3Request): Promise<S3Response> {
     const stats = this.stats.of(req.kind);
-    let pause = this.o.initialRetryPauseMs;
-    let paused = 0;
+    const backoff = new Backoff(this.o.initialRetryPauseMs, this.o.maxRetryPauseMs);
     for (let attempt = 0; ; attempt++) {
       const started = performance.now();
       try {
@@ -86,15 +86,13 @@ export class S3Client {
         return response;
       } catch (err) {
         stats.errors++;
-        if (!(err instanceof RetryableError) || paused + pause > this.o.maxRetryPauseMs) {
+        if (!(err instanceof RetryableError) || !backoff.canWait()) {
           const why = err instanceof RetryableError ? `${messageOf(err)} (gave up after ${attempt + 1} attempts)` : messageOf(err);
           throw err instanceof FsError ? err : new FsError(Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${why}`);
         }
-        this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${pause} ms`);
+        this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${backoff.nextMs} ms`);
         stats.retries++;
-        await delay(pause);
-        paused += pause;
-        pause *= 2;
+        await backoff.wait();
       }
     }
   }

@@ -4,7 +4,6 @@
  * ETag (the MD5 of a single-part object) and every write carries Content-MD5. The codec above
  * works with whole objects (body plus Content-Encoding and authentication header).
  */
-import { createHash } from "node:crypto";
 import { Errno, FsError } from "../../errors.ts";
 import type { Backend, StatGroup } from "../block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
@@ -44,7 +43,6 @@ export interface S3StoreOptions {
   listThreads: number;
 }
 
-export const md5 = (data: Uint8Array) => createHash("md5").update(data).digest();
 const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
 
 export class S3Store implements Backend {
@@ -172,11 +170,17 @@ export class S3Store implements Backend {
   async firstStoredBlock(): Promise<number | undefined> {
     const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query: { "list-type": "2", prefix: this.o.prefix, "max-keys": "20" }, expect: [200] });
     // Block names start with a hex digit, which sorts before the mounted flag's "s3backer-mounted".
-    for (const m of new TextDecoder().decode(r.body).matchAll(/<Key>([^<]*)<\/Key>/g)) {
+    return this.blocksListed(new TextDecoder().decode(r.body))[0];
+  }
+
+  /** The blocks of this disk that a page of a listing names, in its order. */
+  private blocksListed(xml: string): number[] {
+    const blocks: number[] = [];
+    for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) {
       const block = parseBlockName(decodeXml(m[1]!).slice(this.o.prefix.length), this.o.hashPrefix);
-      if (block !== undefined && block < this.numBlocks) return block;
+      if (block !== undefined && block < this.numBlocks) blocks.push(block);
     }
-    return undefined;
+    return blocks;
   }
 
   private async listSlice(prefix: string, found: (block: number) => void): Promise<void> {
@@ -186,10 +190,7 @@ export class S3Store implements Backend {
       if (token) query["continuation-token"] = token;
       const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query, expect: [200] });
       const xml = new TextDecoder().decode(r.body);
-      for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) {
-        const block = parseBlockName(decodeXml(m[1]!).slice(this.o.prefix.length), this.o.hashPrefix);
-        if (block !== undefined && block < this.numBlocks) found(block);
-      }
+      for (const block of this.blocksListed(xml)) found(block);
       token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? decodeXml(/<NextContinuationToken>([^<]*)</.exec(xml)?.[1] ?? "") : undefined;
     } while (token);
   }
