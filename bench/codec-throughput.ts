@@ -8,11 +8,11 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BlockEncryption } from "../src/store/codec/block-encryption.ts";
-import { cipherByName } from "../src/store/codec/ciphers.ts";
-import { Codec } from "../src/store/codec/codec.ts";
-import { S3Store } from "../src/store/s3/s3-store.ts";
-import type { S3Client } from "../src/store/s3/s3-client.ts";
+import { BlockEncryption } from "../src/object/codec/block-encryption.ts";
+import { cipherByName } from "../src/object/codec/ciphers.ts";
+import { Codec } from "../src/object/codec/codec.ts";
+import { S3Store } from "../src/object/s3/s3-store.ts";
+import type { S3Client } from "../src/object/s3/s3-client.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { ddRate, run, waitGone } from "./helpers.ts";
 

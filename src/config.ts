@@ -8,10 +8,10 @@ import { ConfigError, UsageError } from "./errors.ts";
 import { splitMountOptions, type ParsedArgs } from "./cli/parse.ts";
 import { flagDefault } from "./cli/flags.ts";
 import { formatSize, parseSize } from "./util/size.ts";
-import { envRegion } from "./store/s3/credentials.ts";
-import { CIPHERS, cipherByName, MAX_KEY_LENGTH, type CipherSpec } from "./store/codec/ciphers.ts";
-import { DEFAULT_LEVEL, isCompression } from "./store/codec/compression.ts";
-import { cipherOfLayer, parseEncoding } from "./store/codec/content-encoding.ts";
+import { envRegion } from "./object/s3/credentials.ts";
+import { CIPHERS, cipherByName, MAX_KEY_LENGTH, type CipherSpec } from "./object/codec/ciphers.ts";
+import { DEFAULT_LEVEL, isCompression } from "./object/codec/compression.ts";
+import { cipherOfLayer, parseEncoding } from "./object/codec/content-encoding.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 

@@ -10,7 +10,9 @@ import { BackedFile } from "../src/file/backed-file.ts";
 import { Errno, FsError } from "../src/errors.ts";
 import { Logger } from "../src/log.ts";
 import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/block-cache.ts";
-import { MemoryStore } from "../src/store/backend/memory.ts";
+import { MemoryObjects } from "../src/object/memory-objects.ts";
+import type { VerifiedStore } from "../src/store/block-store.ts";
+import { plainCodec } from "./helpers/stores.ts";
 import type { StatGroup } from "../src/store/block-store.ts";
 import { Layer } from "../src/store/layer.ts";
 import { seededRandom } from "./helpers/data.ts";
@@ -21,8 +23,8 @@ const BLOCKS = 48;
 const UNITS = (BS * BLOCKS) / UNIT;
 
 /** A memory store whose answers come after random delays, and whose writes fail at `failRate`. */
-class Delayed extends Layer<MemoryStore> {
-  constructor(inner: MemoryStore, private readonly random: () => number, private readonly failRate: number) {
+class Delayed extends Layer<VerifiedStore> {
+  constructor(inner: VerifiedStore, private readonly random: () => number, private readonly failRate: number) {
     super(inner);
   }
   private pause(): Promise<void> {
@@ -82,7 +84,7 @@ for (const c of cases) {
     const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
     console.log(`block cache model "${c.name}": seed ${seed} (replay with MODEL_SEED=${seed})`);
     const random = seededRandom(seed);
-    const memory = new MemoryStore(BS, BLOCKS);
+    const memory = plainCodec(new MemoryObjects(BS, BLOCKS));
     const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), {
       size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
       log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,

@@ -4,11 +4,12 @@ import { FsError } from "../src/errors.ts";
 import { Logger } from "../src/log.ts";
 import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/block-cache.ts";
 import { isAllZero } from "../src/store/block-store.ts";
-import { S3Client } from "../src/store/s3/s3-client.ts";
-import { S3Store } from "../src/store/s3/s3-store.ts";
-import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
+import { S3Client } from "../src/object/s3/s3-client.ts";
+import { S3Store } from "../src/object/s3/s3-store.ts";
+import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
 import { pattern, waitFor } from "./helpers/disk.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
+import { plainCodec } from "./helpers/stores.ts";
 
 const server = startEmbedded(["bc"]);
 afterAll(() => server.stop());
@@ -28,8 +29,8 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
     timeoutMs: 5000, initialRetryPauseMs: 5, maxRetryPauseMs: 50, insecure: false, caFile: undefined,
     maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
   });
-  const s3 = new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4 });
-  const zero = new ZeroCache(s3);
+  const s3 = plainCodec(new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4 }));
+  const zero = new ZeroBlockCache(s3);
   const cache = new BlockCache(zero, {
     size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
     log: new Logger({ kind: "file", path: "/dev/null" }), ...options,

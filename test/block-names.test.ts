@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { blockHash, blockName, parseBlockName } from "../src/store/block-names.ts";
+import { blockHash, blockName, parseBlockName } from "../src/object/block-names.ts";
 
 test("plain names are 8 lower-case hex digits", () => {
   expect(blockName(0, false)).toBe("00000000");

@@ -7,13 +7,13 @@ import { Errno, FsError } from "../src/errors.ts";
 import { ConfigError } from "../src/errors.ts";
 import { Logger } from "../src/log.ts";
 import { isAllZero } from "../src/store/block-store.ts";
-import { BlockEncryption } from "../src/store/codec/block-encryption.ts";
-import { cipherByName } from "../src/store/codec/ciphers.ts";
-import { Codec } from "../src/store/codec/codec.ts";
-import { checkDiskEncoding } from "../src/store/codec/disk-check.ts";
-import { EcGuard } from "../src/store/ec-guard/ec-guard.ts";
-import { S3Client } from "../src/store/s3/s3-client.ts";
-import { S3Store } from "../src/store/s3/s3-store.ts";
+import { BlockEncryption } from "../src/object/codec/block-encryption.ts";
+import { cipherByName } from "../src/object/codec/ciphers.ts";
+import { Codec } from "../src/object/codec/codec.ts";
+import { checkDiskEncoding } from "../src/object/codec/disk-check.ts";
+import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
+import { S3Client } from "../src/object/s3/s3-client.ts";
+import { S3Store } from "../src/object/s3/s3-store.ts";
 import { pattern } from "./helpers/data.ts";
 import { ACCESS, embeddedPeer, rawClient, SECRET, startEmbedded } from "./helpers/s3.ts";
 import { createHash } from "node:crypto";
@@ -144,7 +144,7 @@ describe("a bucket someone tampers with: never data, always EIO", () => {
 
   test("an old version put back: the consistency guard sees it is not what was written", async () => {
     const { s3, codec: c } = await codec({ password: "pw" });
-    const guard = new EcGuard(c, { cacheSize: 64, cacheTimeMs: 60_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs: 100 });
+    const guard = new ConsistencyGuard(c, { cacheSize: 64, cacheTimeMs: 60_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs: 100 });
     await guard.writeBlock(1, pattern(4096, 1));
     const v1 = stored(s3, 1)!;
     await guard.writeBlock(1, pattern(4096, 2));

@@ -2,8 +2,8 @@
 import { afterEach, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { credentialSource, envRegion } from "../src/store/s3/credentials.ts";
-import { ImdsCredentials } from "../src/store/s3/imds.ts";
+import { credentialSource, envRegion } from "../src/object/s3/credentials.ts";
+import { ImdsCredentials } from "../src/object/s3/imds.ts";
 import { tempDir } from "./helpers/disk.ts";
 
 const homes: string[] = [];

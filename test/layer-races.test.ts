@@ -4,15 +4,13 @@
  * held back. Each case is one interleaving that went wrong before.
  */
 import { expect, test } from "bun:test";
-import { createHash } from "node:crypto";
 import { Errno, FsError } from "../src/errors.ts";
-import { MemoryStore } from "../src/store/backend/memory.ts";
-import { Codec } from "../src/store/codec/codec.ts";
-import { EcGuard } from "../src/store/ec-guard/ec-guard.ts";
-import type { StatGroup } from "../src/store/block-store.ts";
-import type { S3Store } from "../src/store/s3/s3-store.ts";
-import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
+import { MemoryObjects } from "../src/object/memory-objects.ts";
+import type { ObjectToStore } from "../src/object/object-store.ts";
+import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
+import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
 import { pattern } from "./helpers/data.ts";
+import { plainCodec } from "./helpers/stores.ts";
 
 const BS = 4096;
 
@@ -23,50 +21,49 @@ function gate() {
   return { opened, open };
 }
 
-const md5 = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
-
-/** A codec whose objects live in a map; reads can be held, and a write can lose its answer. */
-class HeldCodec extends Codec {
-  readonly objects = new Map<number, Uint8Array>();
+/** Objects in memory whose answers can be held back, and whose next write can lose its answer. */
+class HeldObjects extends MemoryObjects {
   holdReads: Promise<void> | undefined;
   /** The next write: "stored" stores and then fails (a lost answer), "refused" fails before storing. */
   failNext: "stored" | "refused" | undefined;
 
   constructor() {
-    super({ blockSize: BS, numBlocks: 64 } as S3Store, { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+    super(BS, 64);
   }
 
-  override stats(): StatGroup[] {
-    return [];
-  }
-
-  override async readVerified(block: number) {
+  override async get(block: number) {
     const held = this.holdReads;
-    const data = this.objects.get(block) ?? null;
+    const object = await super.get(block);
     await held; // the answer was decided when the request arrived, and comes late
-    return { data, md5: data && md5(data) };
+    return object;
   }
 
-  override async writeVerified(block: number, data: Uint8Array | null) {
+  override put(block: number, object: ObjectToStore) {
+    return this.failing(() => super.put(block, object));
+  }
+
+  override delete(block: number) {
+    return this.failing(() => super.delete(block));
+  }
+
+  private async failing<T>(write: () => Promise<T>): Promise<T> {
     const fail = this.failNext;
     this.failNext = undefined;
-    if (fail !== "refused") {
-      if (data) this.objects.set(block, data.slice());
-      else this.objects.delete(block);
-    }
+    if (fail === "refused") throw new FsError(Errno.EIO, "refused");
+    const done = await write();
     if (fail) throw new FsError(Errno.EIO, "the answer was lost");
-    return data && md5(data);
+    return done;
   }
 }
 
-function guardOver(codec: HeldCodec, maxRetryPauseMs = 200) {
-  return new EcGuard(codec, { cacheSize: 64, cacheTimeMs: 10_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs });
+function guardOver(objects: HeldObjects, maxRetryPauseMs = 200) {
+  return new ConsistencyGuard(plainCodec(objects), { cacheSize: 64, cacheTimeMs: 10_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs });
 }
 
-const staleAnswers = (g: EcGuard) => Number(g.stats()[0]!.values.find(([n]) => n === "stale answers")![1]);
+const staleAnswers = (g: ConsistencyGuard) => Number(g.stats()[0]!.values.find(([n]) => n === "stale answers")![1]);
 
 test("guard: an answer held back past a completed write is judged against that write, not taken as stale", async () => {
-  const codec = new HeldCodec();
+  const codec = new HeldObjects();
   const guard = guardOver(codec);
   await guard.writeBlock(3, pattern(BS, 1));
   const held = gate();
@@ -81,7 +78,7 @@ test("guard: an answer held back past a completed write is judged against that w
 });
 
 test("guard: a read that began before a write and answers the old bytes returns them (it raced the write)", async () => {
-  const codec = new HeldCodec();
+  const codec = new HeldObjects();
   const guard = guardOver(codec);
   await guard.writeBlock(4, pattern(BS, 1));
   const held = gate();
@@ -96,7 +93,7 @@ test("guard: a read that began before a write and answers the old bytes returns 
 });
 
 test("guard: a read of a block being written gets the bytes being written", async () => {
-  const codec = new HeldCodec();
+  const codec = new HeldObjects();
   const guard = guardOver(codec);
   await guard.writeBlock(5, pattern(BS, 1));
   const write = guard.writeBlock(5, pattern(BS, 2));
@@ -105,7 +102,7 @@ test("guard: a read of a block being written gets the bytes being written", asyn
 });
 
 test("guard: after a write whose answer was lost, the old or the sent version is accepted, nothing else", async () => {
-  const codec = new HeldCodec();
+  const codec = new HeldObjects();
   const guard = guardOver(codec);
   await guard.writeBlock(6, pattern(BS, 1));
   codec.failNext = "stored";
@@ -122,25 +119,14 @@ test("guard: after a write whose answer was lost, the old or the sent version is
   await guard.writeBlock(8, pattern(BS, 11));
   codec.failNext = "refused";
   await guard.writeBlock(8, pattern(BS, 21)).catch(() => {});
-  codec.objects.set(8, pattern(BS, 31));
+  await codec.put(8, { body: pattern(BS, 31) });
   const err = await guard.readBlock(8).catch((e: FsError) => e);
   expect((err as FsError).errno).toBe(Errno.EIO);
 });
 
-/** A memory store whose reads can be held back (their answer decided when they arrive). */
-class HeldStore extends MemoryStore {
-  holdReads: Promise<void> | undefined;
-  override async readBlock(block: number): Promise<Uint8Array> {
-    const held = this.holdReads;
-    const data = (await super.readBlock(block)).slice();
-    await held;
-    return data;
-  }
-}
-
 test("zero-block cache: a 404 that a write overtook does not make the block known zero", async () => {
-  const store = new HeldStore(BS, 64);
-  const zero = new ZeroCache(store);
+  const store = new HeldObjects();
+  const zero = new ZeroBlockCache(plainCodec(store));
   const held = gate();
   store.holdReads = held.opened;
   const read = zero.readBlock(7); // decided now: absent

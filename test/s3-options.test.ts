@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Logger } from "../src/log.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { S3Client } from "../src/store/s3/s3-client.ts";
+import { S3Client } from "../src/object/s3/s3-client.ts";
 import { cleanupDisks, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs } from "./helpers/s3.ts";
 

@@ -3,12 +3,13 @@ import { afterAll, beforeEach, expect, test } from "bun:test";
 import { FsError } from "../src/errors.ts";
 import { Logger } from "../src/log.ts";
 import { isAllZero } from "../src/store/block-store.ts";
-import { S3Client } from "../src/store/s3/s3-client.ts";
-import { S3Store } from "../src/store/s3/s3-store.ts";
-import { ZeroCache } from "../src/store/zero-cache/zero-cache.ts";
-import { detectGeometry } from "../src/store/s3/auto-detect.ts";
+import { S3Client } from "../src/object/s3/s3-client.ts";
+import { S3Store } from "../src/object/s3/s3-store.ts";
+import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
+import { detectGeometry } from "../src/object/s3/auto-detect.ts";
 import { pattern } from "./helpers/data.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
+import { plainCodec } from "./helpers/stores.ts";
 
 const server = startEmbedded(["bkt"]);
 afterAll(() => server.stop());
@@ -23,37 +24,37 @@ function store(opts: { blocks?: number; maxRetryPauseMs?: number; secret?: strin
     timeoutMs: opts.timeoutMs ?? 5000, initialRetryPauseMs: 5, maxRetryPauseMs: opts.maxRetryPauseMs ?? 2000,
     insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
   });
-  const s3 = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16 });
-  return { s3, client };
+  const objects = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16 });
+  return { s3: plainCodec(objects), objects, client };
 }
 
 const count = (s: { stats(): { values: readonly (readonly [string, number | string])[] }[] }, name: string) =>
   Number(s.stats().flatMap((g) => g.values).find(([n]) => n === name)?.[1]);
 
 test("absent blocks read as zeros; written blocks read back; zero writes are DELETEs", async () => {
-  const { s3 } = store();
+  const { s3, objects } = store();
   expect(isAllZero(await s3.readBlock(5))).toBe(true);
   await s3.writeBlock(5, pattern(BS, 1));
   expect(await s3.readBlock(5)).toEqual(pattern(BS, 1));
-  expect(server.objects.get("bkt", s3.key(5))!.contentType).toBe("application/x-s3backer-block");
+  expect(server.objects.get("bkt", objects.key(5))!.contentType).toBe("application/x-s3backer-block");
   await s3.writeBlock(5, null);
-  expect(server.objects.get("bkt", s3.key(5))).toBeUndefined();
+  expect(server.objects.get("bkt", objects.key(5))).toBeUndefined();
   expect(server.counters.requests).toMatchObject({ GET: 2, PUT: 1, DELETE: 1 });
 });
 
 test("block 0 carries the size metadata the original writes, and auto-detection reads it", async () => {
-  const { s3, client } = store({ blocks: 1000 });
+  const { s3, objects, client } = store({ blocks: 1000 });
   await s3.writeBlock(0, pattern(BS, 2));
-  const meta = server.objects.get("bkt", s3.key(0))!.meta;
+  const meta = server.objects.get("bkt", objects.key(0))!.meta;
   expect(meta).toEqual({ "x-amz-meta-s3backer-blocksize": "4096", "x-amz-meta-s3backer-filesize": String(1000 * BS) });
-  expect(await detectGeometry(client, s3.key(0))).toEqual({ blockSize: 4096, fileSize: 1000 * BS });
-  expect(await detectGeometry(client, s3.key(1))).toBe("no disk");
+  expect(await detectGeometry(client, objects.key(0))).toEqual({ blockSize: 4096, fileSize: 1000 * BS });
+  expect(await detectGeometry(client, objects.key(1))).toBe("no disk");
 });
 
 test("listing finds every block across pages and the 16 parallel slices, and nothing else", async () => {
-  const { s3 } = store({ prefix: "list/", hashPrefix: true, blocks: 5000 });
+  const { s3, objects } = store({ prefix: "list/", hashPrefix: true, blocks: 5000 });
   const written = Array.from({ length: 2500 }, (_, i) => i * 2);
-  for (const b of written) server.objects.put("bkt", s3.key(b), { body: pattern(BS, b), etag: "x", contentType: "", contentEncoding: undefined, meta: {}, lastModified: 0 });
+  for (const b of written) server.objects.put("bkt", objects.key(b), { body: pattern(BS, b), etag: "x", contentType: "", contentEncoding: undefined, meta: {}, lastModified: 0 });
   server.objects.put("bkt", "list/s3backer-mounted", { body: new Uint8Array(1), etag: "x", contentType: "", contentEncoding: undefined, meta: {}, lastModified: 0 });
   const found: number[] = [];
   await s3.listBlocks((b) => found.push(b));
@@ -64,7 +65,7 @@ test("listing finds every block across pages and the 16 parallel slices, and not
 test("the zero-block cache after a listing: absent blocks and zero writes cost no request", async () => {
   const { s3 } = store();
   await s3.writeBlock(1, pattern(BS, 3));
-  const zc = new ZeroCache(s3);
+  const zc = new ZeroBlockCache(s3);
   expect(await zc.loadListing()).toBe(1);
   server.counters.reset();
   for (let b = 2; b < 100; b++) expect(isAllZero(await zc.readBlock(b))).toBe(true);

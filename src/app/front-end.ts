@@ -3,7 +3,7 @@
  * disk, says when it is serving, stops on a signal, and says how it ended.
  */
 import type { Config } from "../config.ts";
-import type { Disk } from "../store/build-stack.ts";
+import type { Disk } from "./open-disk.ts";
 
 export interface FrontEnd {
   /** Resolves true once clients can use the disk, false if it ended before that. */

@@ -4,7 +4,7 @@ import type { Config } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Progress } from "./progress.ts";
-import { openDisk } from "../store/build-stack.ts";
+import { openDisk } from "./open-disk.ts";
 
 const ERASE_PARALLEL = 16;
 

@@ -13,7 +13,7 @@ import { zeroExtents } from "../file/extents.ts";
 import { log } from "../log.ts";
 import type { NbdDevice } from "../nbd/device.ts";
 import { describeAddress, NbdServer, type NbdAddress } from "../nbd/server.ts";
-import type { Disk } from "../store/build-stack.ts";
+import type { Disk } from "./open-disk.ts";
 import { commandPath } from "../util/command-path.ts";
 import type { FrontEnd, FrontEndContext } from "./front-end.ts";
 

@@ -10,8 +10,8 @@ import { checkMountpoint } from "../fuse/mount.ts";
 import { log } from "../log.ts";
 import { statsText } from "./stats-text.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
-import { openDisk, type Disk } from "../store/build-stack.ts";
-import { newToken, type MountFlagStore } from "../store/mount-flag.ts";
+import { openDisk, type Disk } from "./open-disk.ts";
+import { newToken, type MountFlagStore } from "../object/mount-flag.ts";
 import type { BlockCache } from "../store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 import type { FrontEnd } from "./front-end.ts";
@@ -24,10 +24,10 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   else checkMountpoint(config.mountpoint);
   const disk = await openDisk(config, log);
   const { store, geometry } = disk;
-  if (config.listBlocks && disk.zeroCache) {
+  if (config.listBlocks && disk.zeroBlockCache) {
     const started = performance.now();
     const progress = new Progress("listing blocks", undefined, config.quiet || !config.foreground);
-    const found = await disk.zeroCache.loadListing(() => progress.add());
+    const found = await disk.zeroBlockCache.loadListing(() => progress.add());
     progress.finish();
     log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   }

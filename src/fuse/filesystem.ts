@@ -1,10 +1,10 @@
 /**
  * The filesystem itself: a root directory holding the backed file and the stats file. Pure
- * semantics: no protocol bytes here (those are codec.ts) and no block arithmetic (backed-file.ts).
+ * semantics: no protocol bytes here (those are wire.ts) and no block arithmetic (backed-file.ts).
  */
 import type { BackedFile } from "../file/backed-file.ts";
 import { Errno, FsError } from "../errors.ts";
-import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./codec.ts";
+import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./wire.ts";
 import { DT_DIR, DT_REG, Falloc, O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
 
 export const FILE_INODE = 2;

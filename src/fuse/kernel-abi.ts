@@ -1,6 +1,6 @@
 /**
  * The FUSE kernel ABI (include/linux/fuse.h, protocol 7.x): opcodes, flags and struct sizes.
- * Only constants live here; decoding and encoding are in codec.ts, the filesystem in filesystem.ts.
+ * Only constants live here; decoding and encoding are in wire.ts, the filesystem in filesystem.ts.
  */
 
 export const FUSE_KERNEL_VERSION = 7;

@@ -6,8 +6,8 @@
 import { writevSync } from "node:fs";
 import { errnoOf, Errno, FsError, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import * as codec from "./codec.ts";
-import { Request } from "./codec.ts";
+import * as wire from "./wire.ts";
+import { Request } from "./wire.ts";
 import { DeviceReaders } from "./device-readers.ts";
 import type { SingleFileFs } from "./filesystem.ts";
 import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR, Size } from "./kernel-abi.ts";
@@ -121,56 +121,56 @@ export class FuseSession {
     const ino = req.nodeid;
     switch (req.opcode) {
       case Op.INIT:
-        return [this.init(codec.decodeInit(req))];
+        return [this.init(wire.decodeInit(req))];
       case Op.DESTROY:
         return [];
       case Op.LOOKUP: {
         const attr = fs.lookup(ino, req.name());
-        return [codec.entryOut(attr, this.fs.nameValidSeconds, this.fs.attrValidSeconds(attr.ino))];
+        return [wire.entryOut(attr, this.fs.nameValidSeconds, this.fs.attrValidSeconds(attr.ino))];
       }
       case Op.GETATTR:
-        return [codec.attrOut(fs.getattr(ino), this.fs.attrValidSeconds(ino))];
+        return [wire.attrOut(fs.getattr(ino), this.fs.attrValidSeconds(ino))];
       case Op.SETATTR:
-        return [codec.attrOut(fs.setattr(ino, codec.decodeSetattr(req)), this.fs.attrValidSeconds(ino))];
+        return [wire.attrOut(fs.setattr(ino, wire.decodeSetattr(req)), this.fs.attrValidSeconds(ino))];
       case Op.OPEN: {
-        const o = fs.open(ino, codec.decodeOpen(req).flags);
-        return [codec.openOut(o.fh, o.flags)];
+        const o = fs.open(ino, wire.decodeOpen(req).flags);
+        return [wire.openOut(o.fh, o.flags)];
       }
       case Op.READ: {
-        const r = codec.decodeRead(req);
+        const r = wire.decodeRead(req);
         return fs.read(ino, r.fh, r.offset, r.size);
       }
       case Op.WRITE: {
-        const w = codec.decodeWrite(req);
+        const w = wire.decodeWrite(req);
         const written = fs.write(ino, w.offset, w.data);
-        return typeof written === "number" ? [codec.writeOut(written)] : written.then((n) => [codec.writeOut(n)]);
+        return typeof written === "number" ? [wire.writeOut(written)] : written.then((n) => [wire.writeOut(n)]);
       }
       case Op.FLUSH:
       case Op.FSYNC:
         return fs.fsync(ino).then(() => []);
       case Op.RELEASE:
-        fs.release(ino, codec.decodeFh(req).fh);
+        fs.release(ino, wire.decodeFh(req).fh);
         return [];
       case Op.OPENDIR:
         fs.readdir(ino);
-        return [codec.openOut(0, 0)];
+        return [wire.openOut(0, 0)];
       case Op.READDIR: {
-        const r = codec.decodeRead(req);
-        return [codec.dirents(fs.readdir(ino), r.offset, r.size)];
+        const r = wire.decodeRead(req);
+        return [wire.dirents(fs.readdir(ino), r.offset, r.size)];
       }
       case Op.RELEASEDIR:
       case Op.FSYNCDIR:
         return [];
       case Op.STATFS:
-        return [codec.statfsOut(fs.statfs())];
+        return [wire.statfsOut(fs.statfs())];
       case Op.ACCESS:
-        fs.access(ino, codec.decodeAccess(req).mask);
+        fs.access(ino, wire.decodeAccess(req).mask);
         return [];
       case Op.UNLINK:
         fs.unlink(ino, req.name());
         return [];
       case Op.FALLOCATE: {
-        const f = codec.decodeFallocate(req);
+        const f = wire.decodeFallocate(req);
         return fs.fallocate(ino, f.offset, f.length, f.mode).then(() => []);
       }
       default:
@@ -178,7 +178,7 @@ export class FuseSession {
     }
   }
 
-  private init(i: codec.InitIn): Uint8Array {
+  private init(i: wire.InitIn): Uint8Array {
     if (i.major !== FUSE_KERNEL_VERSION || i.minor < MIN_KERNEL_MINOR) {
       throw new FsError(Errno.EPROTO, `kernel FUSE protocol ${i.major}.${i.minor} is too old (need 7.${MIN_KERNEL_MINOR})`);
     }
@@ -191,7 +191,7 @@ export class FuseSession {
       `INIT: kernel 7.${i.minor} offered flags 0x${i.flags.toString(16)}; replying 7.${minor}, flags 0x${flags.toString(16)}, max_write ${maxWrite}`,
     );
     queueMicrotask(() => this.resolveReady());
-    return codec.initOut(
+    return wire.initOut(
       {
         minor,
         maxReadahead: Math.min(this.options.maxReadahead, i.maxReadahead),
@@ -210,15 +210,15 @@ export class FuseSession {
    * reader's ring, so read from the session's descriptor), EAGAIN: the kernel sends it again.
    */
   private interrupt(req: Request): void {
-    const target = codec.decodeInterrupt(req).unique;
+    const target = wire.decodeInterrupt(req).unique;
     const fd = this.pending.get(target);
     this.log.debug(`INTERRUPT of request ${target}: ${fd === undefined ? "not seen yet" : fd === ANSWERED ? "already answered" : "answering EINTR"}`);
     if (fd === undefined) {
-      this.write(this.fd, [codec.outHeader(Size.OUT_HEADER, Errno.EAGAIN, req.uniqueBytes)]);
+      this.write(this.fd, [wire.outHeader(Size.OUT_HEADER, Errno.EAGAIN, req.uniqueBytes)]);
     } else if (fd !== ANSWERED) {
       this.pending.set(target, ANSWERED);
       // The interrupted request's id is the INTERRUPT's argument.
-      this.write(fd, [codec.outHeader(Size.OUT_HEADER, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
+      this.write(fd, [wire.outHeader(Size.OUT_HEADER, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
     }
   }
 
@@ -227,7 +227,7 @@ export class FuseSession {
     let length = Size.OUT_HEADER;
     for (const part of body) length += part.length;
     // The header buffer is reused: the write below is synchronous.
-    codec.fillOutHeader(this.header, errno ? Size.OUT_HEADER : length, errno, req.bytes, UNIQUE_AT);
+    wire.fillOutHeader(this.header, errno ? Size.OUT_HEADER : length, errno, req.bytes, UNIQUE_AT);
     this.write(fd, errno ? [this.header] : [this.header, ...body]);
   }
 

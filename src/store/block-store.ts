@@ -53,9 +53,16 @@ export interface BlockStore {
   resetStats(): void;
 }
 
-/** The bottom of a stack: where blocks are stored. */
-export interface Backend extends BlockStore {
-  /** The MD5 hex of the stored block, or null when there is none (to check a reloaded cache). */
+/**
+ * The bottom of the block tier: the codec over an object store. Its reads and writes also say the
+ * MD5 of the object as stored, which the consistency guard above compares.
+ */
+export interface VerifiedStore extends BlockStore {
+  /** A block's plain bytes (null: no object) and the MD5 hex of the object as stored. */
+  readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }>;
+  /** Stores a block (null: deletes it) and returns the MD5 hex of the object now stored (null: none). */
+  writeVerified(block: number, data: Uint8Array | null): Promise<string | null>;
+  /** The MD5 hex of the block's plain bytes as stored, or null when there is none (to check a reloaded cache). */
   storedMd5(block: number): Promise<string | null>;
 }
 

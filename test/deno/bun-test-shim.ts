@@ -65,10 +65,12 @@ class Matchers {
   toBe(e: unknown) { this.check(Object.is(this.actual, e), "to be", e); }
   toEqual(e: unknown) { this.check(equal(this.actual, e), "to equal", e); }
   toBeUndefined() { this.check(this.actual === undefined, "to be undefined"); }
+  toBeNull() { this.check(this.actual === null, "to be null"); }
   toBeInstanceOf(c: new (...a: never[]) => unknown) { this.check(this.actual instanceof c, "to be an instance of", c.name); }
   toBeGreaterThan(n: number) { this.check((this.actual as number) > n, "to be greater than", n); }
   toBeGreaterThanOrEqual(n: number) { this.check((this.actual as number) >= n, "to be at least", n); }
   toBeLessThan(n: number) { this.check((this.actual as number) < n, "to be less than", n); }
+  toBeLessThanOrEqual(n: number) { this.check((this.actual as number) <= n, "to be at most", n); }
   toContain(e: unknown) { this.check((this.actual as string | unknown[]).includes(e as never), "to contain", e); }
   toMatch(re: RegExp | string) { this.check(typeof re === "string" ? String(this.actual).includes(re) : re.test(String(this.actual)), "to match", String(re)); }
   toThrow() {
@@ -89,6 +91,12 @@ class Matchers {
 /** Deep equality where bytes are bytes: a Buffer equals a Uint8Array with the same contents (as in bun:test). */
 function equal(a: unknown, b: unknown): boolean {
   if (a instanceof Uint8Array && b instanceof Uint8Array) return a.length === b.length && Buffer.compare(a, b) === 0;
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => equal(x, b[i]));
+  const plain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
+  if (plain(a) && plain(b)) {
+    const keys = Object.keys(a);
+    return keys.length === Object.keys(b).length && keys.every((k) => k in b && equal(a[k], b[k]));
+  }
   return isDeepStrictEqual(a, b);
 }
 

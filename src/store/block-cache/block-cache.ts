@@ -36,7 +36,7 @@ import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { DONE, isAllZero } from "../block-store.ts";
-import { Counters } from "../counters.ts";
+import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
 

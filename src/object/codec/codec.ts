@@ -1,6 +1,7 @@
 /**
- * The codec, directly above S3 (where the original does the same work, inside its HTTP layer):
- * turns a block into the object body and headers the original writes, and back.
+ * The codec, directly above the object store (where the original does the same work, inside its
+ * HTTP layer): turns a block into the object body and headers the original writes, and back. A
+ * zero block is no object: writing one deletes it, and an absent object reads as zeros.
  *
  * Writing: all-zero blocks are deleted before anything else (so zero-block elision survives
  * encryption); with --compress the block is deflated, and kept raw if that does not shrink it;
@@ -14,11 +15,11 @@
  */
 import { md5Hex } from "../../util/md5.ts";
 import { Errno, FsError } from "../../errors.ts";
-import type { Backend, StatGroup } from "../block-store.ts";
-import { isAllZero } from "../block-store.ts";
-import { Counters } from "../counters.ts";
-import { Layer } from "../layer.ts";
-import { type ObjectToStore, type S3Store, type StoredObject } from "../s3/s3-store.ts";
+import type { StatGroup, VerifiedStore } from "../../store/block-store.ts";
+import { isAllZero } from "../../store/block-store.ts";
+import { Counters } from "../../util/counters.ts";
+import { readPartOf, writePartOf } from "../../store/partial.ts";
+import type { ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
 import { compress, decompress, isCompression } from "./compression.ts";
 import { cipherOfLayer, DEFLATE, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
@@ -33,16 +34,24 @@ export interface CodecOptions {
   keepSizes: boolean;
 }
 
-export class Codec extends Layer<S3Store> implements Backend {
+export class Codec implements VerifiedStore {
+  readonly blockSize: number;
+  readonly numBlocks: number;
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["blocks compressed", "blocks stored raw", "bytes before encoding", "bytes after encoding", "blocks decoded", "blocks refused"] as const);
 
   constructor(
-    inner: S3Store,
+    private readonly inner: ObjectStore,
     private readonly o: CodecOptions,
   ) {
-    super(inner);
+    this.blockSize = inner.blockSize;
+    this.numBlocks = inner.numBlocks;
     this.zero = new Uint8Array(inner.blockSize);
+  }
+
+  /** Decoding makes new bytes; a plain body is the store's own. */
+  get freshReads(): boolean {
+    return this.transforms || this.inner.freshBodies;
   }
 
   /** True when blocks are transformed on the way out (so a stored ETag is not the MD5 of the data). */
@@ -54,9 +63,8 @@ export class Codec extends Layer<S3Store> implements Backend {
     return (await this.readVerified(block)).data ?? this.zero;
   }
 
-  /** A block's plain bytes (null: no object) and the MD5 hex of the object as stored. */
   async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
-    const object = await this.inner.readObject(block);
+    const object = await this.inner.get(block);
     if (!object) return { data: null, md5: null };
     return { data: await this.decode(block, object), md5: object.md5 };
   }
@@ -65,19 +73,41 @@ export class Codec extends Layer<S3Store> implements Backend {
     await this.writeVerified(block, data);
   }
 
-  /** Stores a block (null: deletes it) and returns the MD5 hex of the object now stored (null: none). */
   async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
     if (data && isAllZero(data)) data = null;
     // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
     // and with it the only record of the sizes).
     if (!data && block === 0 && this.o.keepSizes) data = this.zero;
-    return this.inner.writeObject(block, data && (await this.encode(block, data)));
+    if (!data) {
+      await this.inner.delete(block);
+      return null;
+    }
+    return this.inner.put(block, await this.encode(block, data));
   }
 
-  /** MD5 hex of the block's plain bytes as stored (null: none), to check a reloaded cache. */
+  readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
+    return readPartOf(this, block, offset, length);
+  }
+
+  writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void> {
+    return writePartOf(this, block, offset, data);
+  }
+
+  listBlocks(found: (block: number) => void): Promise<void> {
+    return this.inner.list(found);
+  }
+
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
   async storedMd5(block: number): Promise<string | null> {
-    // A stored ETag is the MD5 of the plain bytes only when nothing transformed them.
-    if (!this.transforms) return this.inner.storedMd5(block);
+    // A stored MD5 is that of the plain bytes only when nothing transformed them.
+    if (!this.transforms) return (await this.inner.head(block))?.md5 ?? null;
     const { data } = await this.readVerified(block);
     return data && md5Hex(data);
   }
@@ -142,12 +172,13 @@ export class Codec extends Layer<S3Store> implements Backend {
     return body;
   }
 
-  protected ownStats(): StatGroup {
+  stats(): StatGroup[] {
     const engine = this.o.encryption ? [["cipher", `${this.o.encryption.cipher.name} (${this.o.encryption.crypto.engine})`] as const] : [];
-    return { layer: "codec", values: [...this.counters.entries(), ...engine] };
+    return [{ layer: "codec", values: [...this.counters.entries(), ...engine] }, ...this.inner.stats()];
   }
 
-  protected resetOwnStats(): void {
+  resetStats(): void {
     this.counters.reset();
+    this.inner.resetStats();
   }
 }

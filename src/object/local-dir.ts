@@ -1,18 +1,20 @@
 /**
- * `--test` mode: each block is one file in a local directory, named like its S3 object would be.
+ * `--test` mode: each block's object is one file in a local directory, named like its S3 object.
+ * The body is the file; the MD5 is hashed on reading (a directory keeps no ETags). Only plain
+ * objects are kept (--compress and --encrypt are for S3 disks): one with an encoding is refused.
  *
- * A block is written to a temporary file and renamed into place, so a reader never sees half a
- * block; `flush` fsyncs the files and directories touched since the last flush.
+ * An object is written to a temporary file and renamed into place, so a reader never sees half of
+ * one; `flush` fsyncs the files and directories touched since the last flush.
  */
-import { md5Hex } from "../../util/md5.ts";
+import { md5Hex } from "../util/md5.ts";
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { Errno, FsError, messageOf } from "../../errors.ts";
-import type { Backend, StatGroup } from "../block-store.ts";
-import { blockName, parseBlockName } from "../block-names.ts";
-import { Counters } from "../counters.ts";
-import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "../mount-flag.ts";
-import { readPartOf, writePartOf } from "../partial.ts";
+import { Errno, FsError, messageOf } from "../errors.ts";
+import type { StatGroup } from "../store/block-store.ts";
+import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+import { blockName, parseBlockName } from "./block-names.ts";
+import { Counters } from "../util/counters.ts";
+import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "./mount-flag.ts";
 
 export interface LocalDirOptions {
   dir: string;
@@ -22,18 +24,16 @@ export interface LocalDirOptions {
   hashPrefix: boolean;
 }
 
-export class LocalDirStore implements Backend {
+export class LocalDirStore implements ObjectStore {
   readonly blockSize: number;
   readonly numBlocks: number;
-  readonly freshReads = true; // every read is a new buffer
-  private readonly zero: Uint8Array;
+  readonly freshBodies = true; // every read is a new buffer
   private readonly unsynced = new Set<string>();
-  private readonly counters = new Counters(["reads", "zero reads", "writes", "deletes", "bytes read", "bytes written", "errors"] as const);
+  private readonly counters = new Counters(["reads", "absent reads", "writes", "deletes", "bytes read", "bytes written", "errors"] as const);
 
   private constructor(private readonly options: LocalDirOptions) {
     this.blockSize = options.blockSize;
     this.numBlocks = options.numBlocks;
-    this.zero = new Uint8Array(options.blockSize);
   }
 
   /** Opens the store; the directory must exist (as the bucket must), a prefix's subdirectories are made. */
@@ -53,63 +53,69 @@ export class LocalDirStore implements Backend {
     return join(this.options.dir, this.options.prefix + blockName(block, this.options.hashPrefix));
   }
 
-  async readBlock(block: number): Promise<Uint8Array> {
+  async get(block: number): Promise<StoredObject | null> {
     const path = this.path(block);
-    let data: Uint8Array;
+    let body: Uint8Array;
     try {
-      data = await readFile(path);
+      body = await readFile(path);
     } catch (err) {
       if ((err as { code?: string }).code === "ENOENT") {
-        this.counters.add("zero reads");
-        return this.zero;
+        this.counters.add("absent reads");
+        return null;
       }
       throw this.fail(`read block ${block}`, err);
     }
-    if (data.length !== this.blockSize) {
-      throw this.fail(`read block ${block}`, `${path} holds ${data.length} bytes, expected ${this.blockSize}`);
+    if (body.length !== this.blockSize) {
+      throw this.fail(`read block ${block}`, `${path} holds ${body.length} bytes, expected ${this.blockSize}`);
     }
     this.counters.add("reads");
-    this.counters.add("bytes read", data.length);
-    return data;
+    this.counters.add("bytes read", body.length);
+    return { body, md5: md5Hex(body), encoding: null, hmac: null };
   }
 
-  async storedMd5(block: number): Promise<string | null> {
-    const data = await this.readBlock(block);
-    return data === this.zero ? null : md5Hex(data);
+  async head(block: number): Promise<ObjectHead | null> {
+    const object = await this.get(block);
+    return object && { md5: object.md5, encoding: null };
   }
 
-  readBlockPart(block: number, offset: number, length: number) {
-    return readPartOf(this, block, offset, length);
-  }
-
-  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+  async put(block: number, object: ObjectToStore): Promise<string> {
+    if (object.encoding) throw this.fail(`write block ${block}`, `a local directory keeps plain blocks, not '${object.encoding}'`);
     const path = this.path(block);
     try {
-      if (data) {
-        const temp = `${path}.tmp`;
-        await writeFile(temp, data);
-        await rename(temp, path);
-        this.unsynced.add(path);
-        this.counters.add("writes");
-        this.counters.add("bytes written", data.length);
-      } else {
-        await unlink(path).catch((err) => {
-          if (err.code !== "ENOENT") throw err;
-        });
-        this.unsynced.delete(path);
-        this.counters.add("deletes");
-      }
+      const temp = `${path}.tmp`;
+      await writeFile(temp, object.body);
+      await rename(temp, path);
+      this.unsynced.add(path);
       this.unsynced.add(dirname(path));
+      this.counters.add("writes");
+      this.counters.add("bytes written", object.body.length);
     } catch (err) {
       throw this.fail(`write block ${block}`, err);
     }
+    return md5Hex(object.body);
   }
 
-  writeBlockPart(block: number, offset: number, data: Uint8Array) {
-    return writePartOf(this, block, offset, data);
+  async delete(block: number): Promise<void> {
+    const path = this.path(block);
+    try {
+      await unlink(path).catch((err) => {
+        if (err.code !== "ENOENT") throw err;
+      });
+      this.unsynced.delete(path);
+      this.unsynced.add(dirname(path));
+      this.counters.add("deletes");
+    } catch (err) {
+      throw this.fail(`delete block ${block}`, err);
+    }
   }
 
-  async listBlocks(found: (block: number) => void): Promise<void> {
+  async anyBlock(): Promise<number | undefined> {
+    let any: number | undefined;
+    await this.list((block) => (any ??= block));
+    return any;
+  }
+
+  async list(found: (block: number) => void): Promise<void> {
     // The prefix may end inside a file name ("disk1-"): list its directory and match the rest.
     const sample = join(this.options.dir, `${this.options.prefix}#`);
     const dir = dirname(sample);

@@ -1,5 +1,5 @@
 /**
- * The eventual-consistency guard, directly above the codec (which is directly above S3).
+ * The eventual-consistency guard, directly above the codec (which is directly above the object store).
  *
  * After a block is written (or deleted) its MD5 (or "no object") is remembered for --md5CacheTime.
  * A read of a remembered block must come back with exactly that: an older version, data where a
@@ -24,15 +24,14 @@
  * the wrong order; writes that arrive while one waits are coalesced (only the newest goes out).
  */
 import { Errno, FsError } from "../../errors.ts";
-import type { StatGroup } from "../block-store.ts";
-import { isAllZero } from "../block-store.ts";
-import { Counters } from "../counters.ts";
-import { Layer } from "../layer.ts";
+import type { StatGroup, VerifiedStore } from "../../store/block-store.ts";
+import { isAllZero } from "../../store/block-store.ts";
+import { Counters } from "../../util/counters.ts";
+import { Layer } from "../../store/layer.ts";
 import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
-import type { Codec } from "../codec/codec.ts";
 
-export interface EcGuardOptions {
+export interface ConsistencyGuardOptions {
   /** Most blocks remembered; a write waits for room beyond it. */
   cacheSize: number;
   /** How long a write is remembered (0: forever). */
@@ -67,7 +66,7 @@ interface Queue {
 /** Uncertain versions kept per block; past this a block that keeps failing is unknown. */
 const MAX_ATTEMPTS = 4;
 
-export class EcGuard extends Layer<Codec> {
+export class ConsistencyGuard extends Layer<VerifiedStore> {
   /** In completion order: the first entry expires first. */
   private readonly known = new Map<number, Remembered>();
   /** Per block with writes in progress. */
@@ -76,8 +75,8 @@ export class EcGuard extends Layer<Codec> {
   private readonly counters = new Counters(["stale answers", "stale retries", "writes delayed", "writes coalesced", "cache full waits"] as const);
 
   constructor(
-    inner: Codec,
-    private readonly o: EcGuardOptions,
+    inner: VerifiedStore,
+    private readonly o: ConsistencyGuardOptions,
   ) {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);

@@ -9,12 +9,12 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Logger } from "../src/log.ts";
 import { isAllZero, type BlockStore } from "../src/store/block-store.ts";
-import { EcGuard, type EcGuardOptions } from "../src/store/ec-guard/ec-guard.ts";
-import { S3Client } from "../src/store/s3/s3-client.ts";
-import { S3Store } from "../src/store/s3/s3-store.ts";
-import { Codec } from "../src/store/codec/codec.ts";
+import { ConsistencyGuard, type ConsistencyGuardOptions } from "../src/object/consistency-guard/consistency-guard.ts";
+import { S3Client } from "../src/object/s3/s3-client.ts";
+import { S3Store } from "../src/object/s3/s3-store.ts";
 import { cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
+import { plainCodec } from "./helpers/stores.ts";
 
 const server = startEmbedded(["ec"]);
 const STALE_MS = 300;
@@ -37,8 +37,8 @@ function s3store(): S3Store {
   return new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: 64, putHeaders: {}, listThreads: 4 });
 }
 
-function guarded(options: Partial<EcGuardOptions> = {}): EcGuard {
-  return new EcGuard(new Codec(s3store(), { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false }), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
+function guarded(options: Partial<ConsistencyGuardOptions> = {}): ConsistencyGuard {
+  return new ConsistencyGuard(plainCodec(s3store()), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
 }
 
 const stat = (s: BlockStore, name: string) => Number(s.stats()[0]!.values.find(([n]) => n === name)![1]);
@@ -68,7 +68,7 @@ test("guard on: every read right after a write or delete returns exactly what wa
 });
 
 test("guard off: the same test reads wrong data (so the test above can fail)", async () => {
-  expect(await hammer(s3store(), 6)).toBeGreaterThan(0);
+  expect(await hammer(plainCodec(s3store()), 6)).toBeGreaterThan(0);
 });
 
 test("a server that stays stale longer than --maxRetryPause gives EIO, not old data", async () => {

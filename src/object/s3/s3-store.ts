@@ -1,37 +1,19 @@
 /**
- * The bottom of the stack for S3: one object per block, named and tagged as the original s3backer
- * does. A zero block is a DELETE and a 404 reads as zeros. Every body read is checked against its
- * ETag (the MD5 of a single-part object) and every write carries Content-MD5. The codec above
- * works with whole objects (body plus Content-Encoding and authentication header).
+ * S3 as an object store: one object per block, named and tagged as the original s3backer does.
+ * Every body read is checked against its ETag (the MD5 of a single-part object) and every write
+ * carries Content-MD5.
  */
 import { Errno, FsError } from "../../errors.ts";
-import type { Backend, StatGroup } from "../block-store.ts";
+import type { StatGroup } from "../../store/block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
-import { readPartOf, writePartOf } from "../partial.ts";
 import { Md5Batch, md5InTurns } from "../../util/md5.ts";
+import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
 export const META_HMAC = "x-amz-meta-s3backer-hmac";
 export const BLOCK_CONTENT_TYPE = "application/x-s3backer-block";
-
-/** An object as the codec hands it down: the body and the headers that say how to read it. */
-export interface ObjectToStore {
-  body: Uint8Array;
-  /** Content-Encoding, e.g. "deflate, encrypt-AES-128-CBC". */
-  encoding?: string;
-  /** The authentication header's value, quotes included as the original writes it. */
-  hmac?: string;
-}
-
-export interface StoredObject {
-  body: Uint8Array;
-  /** MD5 hex of the body (checked against the ETag). */
-  md5: string;
-  encoding: string | null;
-  hmac: string | null;
-}
 
 export interface S3StoreOptions {
   prefix: string;
@@ -45,11 +27,10 @@ export interface S3StoreOptions {
 
 const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
 
-export class S3Store implements Backend {
+export class S3Store implements ObjectStore {
   readonly blockSize: number;
   readonly numBlocks: number;
-  readonly freshReads = true; // every body is a new buffer
-  private readonly zero: Uint8Array;
+  readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
 
   constructor(
@@ -58,7 +39,6 @@ export class S3Store implements Backend {
   ) {
     this.blockSize = o.blockSize;
     this.numBlocks = o.numBlocks;
-    this.zero = new Uint8Array(o.blockSize);
   }
 
   key(block: number): string {
@@ -66,24 +46,10 @@ export class S3Store implements Backend {
   }
 
   /**
-   * Plain bytes of a block, for a disk without the codec above: an object that says it is encoded
-   * is refused rather than returned as data.
-   */
-  async readBlock(block: number): Promise<Uint8Array> {
-    const object = await this.readObject(block);
-    if (!object) return this.zero;
-    if (object.encoding) throw new FsError(Errno.EIO, `block ${block}: stored with Content-Encoding '${object.encoding}'`);
-    if (object.body.length !== this.blockSize) {
-      throw new FsError(Errno.EIO, `block ${block}: object holds ${object.body.length} bytes, expected ${this.blockSize}`);
-    }
-    return object.body;
-  }
-
-  /**
    * A block's object as stored (null: none), with its MD5 in hex and the headers the codec needs.
    * The body is checked against its ETag, so the MD5 comes without hashing twice.
    */
-  async readObject(block: number): Promise<StoredObject | null> {
+  async get(block: number): Promise<StoredObject | null> {
     let digest = "";
     const r = await this.client.send({
       method: "GET",
@@ -103,31 +69,18 @@ export class S3Store implements Backend {
   }
 
   /** A block's object without its body (a HEAD): its MD5 from the ETag and its Content-Encoding; null when there is none. */
-  async headObject(block: number): Promise<{ md5: string; encoding: string | null } | null> {
+  async head(block: number): Promise<ObjectHead | null> {
     const r = await this.client.send({ method: "HEAD", kind: "HEAD", key: this.key(block), expect: [200, 404] });
     return r.status === 404 ? null : { md5: unquote(r.headers.get("etag")), encoding: r.headers.get("content-encoding") };
   }
 
-  /** The MD5 hex of the stored object from its ETag, or null when there is none. */
-  async storedMd5(block: number): Promise<string | null> {
-    return (await this.headObject(block))?.md5 ?? null;
+  async delete(block: number): Promise<void> {
+    await this.client.send({ method: "DELETE", kind: "DELETE", key: this.key(block), expect: [200, 204, 404] });
   }
 
-  readBlockPart(block: number, offset: number, length: number) {
-    return readPartOf(this, block, offset, length);
-  }
-
-  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
-    await this.writeObject(block, data && { body: data });
-  }
-
-  /** Stores a block's object (null: deletes it) and returns the MD5 in hex of what is now stored (null: nothing). */
-  async writeObject(block: number, object: ObjectToStore | null): Promise<string | null> {
+  /** Stores a block's object and returns the MD5 in hex of what is now stored. */
+  async put(block: number, object: ObjectToStore): Promise<string> {
     const key = this.key(block);
-    if (!object) {
-      await this.client.send({ method: "DELETE", kind: "DELETE", key, expect: [200, 204, 404] });
-      return null;
-    }
     const digest = Buffer.from(await this.uploadMd5.digest(object.body));
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
@@ -149,15 +102,11 @@ export class S3Store implements Backend {
     return hex;
   }
 
-  writeBlockPart(block: number, offset: number, data: Uint8Array) {
-    return writePartOf(this, block, offset, data);
-  }
-
   /**
    * Lists every block object. The key space after the prefix starts with a hex digit, so it is
    * split 16 ways and the slices are listed in parallel, each following its continuation tokens.
    */
-  async listBlocks(found: (block: number) => void): Promise<void> {
+  async list(found: (block: number) => void): Promise<void> {
     const slices = [..."0123456789abcdef"];
     let next = 0;
     const worker = async () => {
@@ -167,7 +116,7 @@ export class S3Store implements Backend {
   }
 
   /** The first block a listing finds (one request), or undefined when there is none. */
-  async firstStoredBlock(): Promise<number | undefined> {
+  async anyBlock(): Promise<number | undefined> {
     const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query: { "list-type": "2", prefix: this.o.prefix, "max-keys": "20" }, expect: [200] });
     // Block names start with a hex digit, which sorts before the mounted flag's "s3backer-mounted".
     return this.blocksListed(new TextDecoder().decode(r.body))[0];
@@ -195,7 +144,7 @@ export class S3Store implements Backend {
     } while (token);
   }
 
-  async flush(): Promise<void> {} // every write is stored before it returns
+  async flush(): Promise<void> {} // every put is stored before it returns
 
   async close(): Promise<void> {}
 

@@ -4,17 +4,17 @@
  * enough to tell: block 0, or the first block a listing finds (the original deletes a zero block 0).
  */
 import { ConfigError } from "../../errors.ts";
-import type { S3Store, StoredObject } from "../s3/s3-store.ts";
+import type { ObjectStore, StoredObject } from "../object-store.ts";
 import type { Codec } from "./codec.ts";
 import { cipherOfLayer, parseEncoding } from "./content-encoding.ts";
 
-export async function checkDiskEncoding(s3: S3Store, codec: Codec, encrypting: boolean, defaultEncoding: string | undefined): Promise<void> {
+export async function checkDiskEncoding(objects: ObjectStore, codec: Codec, encrypting: boolean, defaultEncoding: string | undefined): Promise<void> {
   // Only an encrypted disk's signature needs a body; otherwise the headers tell (a HEAD).
-  const look = (block: number) => (encrypting ? s3.readObject(block) : s3.headObject(block));
+  const look = (block: number) => (encrypting ? objects.get(block) : objects.head(block));
   let block = 0;
   let object = await look(0);
   if (!object) {
-    const first = await s3.firstStoredBlock();
+    const first = await objects.anyBlock();
     if (first === undefined) return; // an empty disk: anything goes
     block = first;
     object = await look(first);

@@ -1,39 +1,39 @@
 /**
  * Opens a disk: its store stack, its geometry (from the flags or auto-detected) and its mounted
- * flag. The stack, from the bottom: S3 -> codec -> consistency guard (or a local directory
- * alone) -> zero-block cache -> block cache.
+ * flag. The stack, from the bottom: an object store (S3, a local directory or memory) -> codec ->
+ * consistency guard -> zero-block cache -> block cache.
  */
 import { md5Hex } from "../util/md5.ts";
 import type { Config, Geometry } from "../config.ts";
 import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { Backend, BlockStore } from "./block-store.ts";
-import { blockName } from "./block-names.ts";
-import { LocalDirStore, LocalMountFlag } from "./backend/local-dir.ts";
-import { MemoryStore } from "./backend/memory.ts";
-import type { MountFlagStore } from "./mount-flag.ts";
-import { detectGeometry, type Detected } from "./s3/auto-detect.ts";
-import { credentialSource } from "./s3/credentials.ts";
-import { S3Client } from "./s3/s3-client.ts";
-import { S3MountFlag } from "./s3/mount-flag.ts";
-import { S3Store } from "./s3/s3-store.ts";
-import { ZeroCache } from "./zero-cache/zero-cache.ts";
-import { Codec } from "./codec/codec.ts";
-import { BlockEncryption } from "./codec/block-encryption.ts";
-import { checkDiskEncoding } from "./codec/disk-check.ts";
-import { EcGuard } from "./ec-guard/ec-guard.ts";
+import type { BlockStore, VerifiedStore } from "../store/block-store.ts";
+import { blockName } from "../object/block-names.ts";
+import { LocalDirStore, LocalMountFlag } from "../object/local-dir.ts";
+import { MemoryObjects } from "../object/memory-objects.ts";
+import type { MountFlagStore } from "../object/mount-flag.ts";
+import { detectGeometry, type Detected } from "../object/s3/auto-detect.ts";
+import { credentialSource } from "../object/s3/credentials.ts";
+import { S3Client } from "../object/s3/s3-client.ts";
+import { S3MountFlag } from "../object/s3/mount-flag.ts";
+import { S3Store } from "../object/s3/s3-store.ts";
+import { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
+import { Codec } from "../object/codec/codec.ts";
+import { BlockEncryption } from "../object/codec/block-encryption.ts";
+import { checkDiskEncoding } from "../object/codec/disk-check.ts";
+import { ConsistencyGuard } from "../object/consistency-guard/consistency-guard.ts";
 import { ConfigError } from "../errors.ts";
-import { BlockCache } from "./block-cache/block-cache.ts";
-import { CacheFile } from "./block-cache/cache-file.ts";
+import { BlockCache } from "../store/block-cache/block-cache.ts";
+import { CacheFile } from "../store/block-cache/cache-file.ts";
 import { chmodSync, existsSync, statSync } from "node:fs";
-import { Progress } from "../app/progress.ts";
+import { Progress } from "./progress.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
   store: BlockStore;
-  /** Bottom of the stack: for listing, erasing, and checking a reloaded cache. */
-  backend: Backend;
-  zeroCache: ZeroCache | undefined;
+  /** The codec over the object store: for listing, erasing, and checking a reloaded cache. */
+  backend: VerifiedStore;
+  zeroBlockCache: ZeroBlockCache | undefined;
   blockCache?: BlockCache;
   /**
    * The cache file, if any: the tokens of the mount that last used it (and of one that was setting
@@ -78,7 +78,7 @@ function keepPrivate(path: string, log: Logger): void {
 }
 
 /** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */
-async function verifyCacheFile(cache: BlockCache, backend: Backend, log: Logger, quiet: boolean): Promise<void> {
+async function verifyCacheFile(cache: BlockCache, backend: VerifiedStore, log: Logger, quiet: boolean): Promise<void> {
   const blocks = cache.cleanBlocksFromFile();
   if (blocks.length === 0) return;
   const progress = new Progress("checking cached blocks", blocks.length, quiet);
@@ -108,12 +108,13 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   const maintenance = config.mode !== "mount";
   if (config.test) {
     const geometry = maintenance && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
-    if (config.bucket === MEMORY_BUCKET) {
-      const store = new MemoryStore(geometry.blockSize, geometry.numBlocks);
-      return { store, backend: store, zeroCache: undefined, geometry, flag: undefined, knownZero: () => false };
-    }
-    const backend = await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks, hashPrefix: config.blockHashPrefix });
-    return stack(backend, backend, geometry, new LocalMountFlag(config.bucket, config.prefix), maintenance);
+    const { blockSize, numBlocks } = geometry;
+    const inMemory = config.bucket === MEMORY_BUCKET;
+    const objects = inMemory
+      ? new MemoryObjects(blockSize, numBlocks)
+      : await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize, numBlocks, hashPrefix: config.blockHashPrefix });
+    const codec = new Codec(objects, { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+    return guarded(config, codec, geometry, inMemory ? undefined : new LocalMountFlag(config.bucket, config.prefix), maintenance);
   }
 
   const s3 = config.s3;
@@ -147,25 +148,29 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   if (!maintenance) await checkDiskEncoding(objects, backend, encryption !== undefined, config.codec.defaultEncoding);
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
   if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
+  return guarded(config, backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+}
+
+/** The consistency guard over the codec, unless it is off (--md5CacheSize=0) or the disk is not mounted. */
+function guarded(config: Config, backend: VerifiedStore, geometry: Geometry, flag: MountFlagStore | undefined, maintenance: boolean): Disk {
   const ec = config.consistency;
-  const flag = new S3MountFlag(client, config.prefix);
   if (maintenance || ec.md5CacheSize === 0) return stack(backend, backend, geometry, flag, maintenance);
   // As the original: never remember more blocks than the disk has; "forever" only if all fit.
   if (ec.md5CacheTimeMs === 0 && ec.md5CacheSize < geometry.numBlocks) {
     throw new ConfigError(`--md5CacheTime=0 (forever) needs --md5CacheSize of at least the ${geometry.numBlocks} blocks of the disk`);
   }
-  const guard = new EcGuard(backend, {
+  const guard = new ConsistencyGuard(backend, {
     cacheSize: Math.min(ec.md5CacheSize, geometry.numBlocks), cacheTimeMs: ec.md5CacheTimeMs, minWriteDelayMs: ec.minWriteDelayMs,
-    initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
+    initialRetryPauseMs: config.s3.initialRetryPauseMs, maxRetryPauseMs: config.s3.maxRetryPauseMs,
   });
   return stack(backend, guard, geometry, flag, maintenance);
 }
 
 /** The zero-block cache over `below` (the backend, or the consistency guard over it). */
-function stack(backend: Backend, below: BlockStore, geometry: Geometry, flag: MountFlagStore, maintenance: boolean): Disk {
-  if (maintenance) return { store: backend, backend, zeroCache: undefined, geometry, flag, knownZero: () => false };
-  const zeroCache = new ZeroCache(below);
-  return { store: zeroCache, backend, zeroCache, geometry, flag, knownZero: (block) => zeroCache.isZero(block) };
+function stack(backend: VerifiedStore, below: BlockStore, geometry: Geometry, flag: MountFlagStore | undefined, maintenance: boolean): Disk {
+  if (maintenance) return { store: backend, backend, zeroBlockCache: undefined, geometry, flag, knownZero: () => false };
+  const zeroBlockCache = new ZeroBlockCache(below);
+  return { store: zeroBlockCache, backend, zeroBlockCache, geometry, flag, knownZero: (block) => zeroBlockCache.isZero(block) };
 }
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */

@@ -9,12 +9,12 @@
  */
 import type { BlockStore, StatGroup } from "../block-store.ts";
 import { isAllZero } from "../block-store.ts";
-import { Counters } from "../counters.ts";
+import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 
 const SLOTS = 4096;
 
-export class ZeroCache extends Layer {
+export class ZeroBlockCache extends Layer {
   /** One bit per block: set = known to be zero. */
   private readonly zeroBits: Uint8Array;
   private readonly zero: Uint8Array;

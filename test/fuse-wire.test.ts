@@ -1,7 +1,7 @@
-/** The FUSE codec against hand-laid bytes, as include/linux/fuse.h defines them. */
+/** The FUSE wire format against hand-laid bytes, as include/linux/fuse.h defines them. */
 import { expect, test } from "bun:test";
-import * as codec from "../src/fuse/codec.ts";
-import { Request } from "../src/fuse/codec.ts";
+import * as wire from "../src/fuse/wire.ts";
+import { Request } from "../src/fuse/wire.ts";
 import { Op, Size } from "../src/fuse/kernel-abi.ts";
 
 function request(opcode: number, body: Uint8Array, unique = 0x1_0000_0002, nodeid = 2): Uint8Array {
@@ -9,8 +9,8 @@ function request(opcode: number, body: Uint8Array, unique = 0x1_0000_0002, nodei
   const v = new DataView(bytes.buffer);
   v.setUint32(0, bytes.length, true);
   v.setUint32(4, opcode, true);
-  codec.setU64(v, 8, unique);
-  codec.setU64(v, 16, nodeid);
+  wire.setU64(v, 8, unique);
+  wire.setU64(v, 16, nodeid);
   v.setUint32(24, 1000, true);
   v.setUint32(28, 100, true);
   v.setUint32(32, 4242, true);
@@ -21,8 +21,8 @@ function request(opcode: number, body: Uint8Array, unique = 0x1_0000_0002, nodei
 test("64-bit fields round-trip exactly above 2^32 without BigInt", () => {
   const v = new DataView(new ArrayBuffer(8));
   for (const n of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 12345, Number.MAX_SAFE_INTEGER]) {
-    codec.setU64(v, 0, n);
-    expect(codec.getU64(v, 0)).toBe(n);
+    wire.setU64(v, 0, n);
+    expect(wire.getU64(v, 0)).toBe(n);
     expect(v.getBigUint64(0, true)).toBe(BigInt(n));
   }
 });
@@ -36,11 +36,11 @@ test("request header fields", () => {
 test("WRITE: offset, size and the data that follows fuse_write_in at byte 80", () => {
   const body = new Uint8Array(Size.WRITE_IN + 5);
   const v = new DataView(body.buffer);
-  codec.setU64(v, 0, 7); // fh
-  codec.setU64(v, 8, 5 * 2 ** 32 + 3); // offset above 4 GiB
+  wire.setU64(v, 0, 7); // fh
+  wire.setU64(v, 8, 5 * 2 ** 32 + 3); // offset above 4 GiB
   v.setUint32(16, 5, true); // size
   body.set([1, 2, 3, 4, 5], Size.WRITE_IN);
-  const w = codec.decodeWrite(new Request(request(Op.WRITE, body)));
+  const w = wire.decodeWrite(new Request(request(Op.WRITE, body)));
   expect(w.fh).toBe(7);
   expect(w.offset).toBe(5 * 2 ** 32 + 3);
   expect([...w.data]).toEqual([1, 2, 3, 4, 5]);
@@ -53,41 +53,41 @@ test("LOOKUP name and SETATTR fields", () => {
   const body = new Uint8Array(88);
   const v = new DataView(body.buffer);
   v.setUint32(0, 1 | 8, true); // MODE | SIZE
-  codec.setU64(v, 16, 12345);
+  wire.setU64(v, 16, 12345);
   v.setUint32(68, 0o100644, true);
   v.setUint32(76, 33, true);
-  const s = codec.decodeSetattr(new Request(request(Op.SETATTR, body)));
+  const s = wire.decodeSetattr(new Request(request(Op.SETATTR, body)));
   expect([s.valid, s.size, s.mode, s.uid]).toEqual([9, 12345, 0o100644, 33]);
 });
 
 test("reply header: length, negative errno, unique copied", () => {
-  const h = codec.outHeader(16, 5, new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2]));
+  const h = wire.outHeader(16, 5, new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2]));
   const v = new DataView(h.buffer);
   expect([v.getUint32(0, true), v.getInt32(4, true)]).toEqual([16, -5]);
   expect([...h.subarray(8)]).toEqual([9, 8, 7, 6, 5, 4, 3, 2]);
 });
 
 test("entry_out and attr_out lay fuse_attr where the kernel reads it", () => {
-  const attr: codec.Attr = {
+  const attr: wire.Attr = {
     ino: 2, size: 3 * 2 ** 32, blocks: 9, mode: 0o100600, nlink: 1, uid: 7, gid: 8, blksize: 65536,
     atime: 1.5, mtime: 1700000000.25, ctime: 3,
   };
-  const e = codec.entryOut(attr, 1, 2);
+  const e = wire.entryOut(attr, 1, 2);
   expect(e.length).toBe(128);
   const v = new DataView(e.buffer);
-  expect([codec.getU64(v, 0), codec.getU64(v, 16), codec.getU64(v, 24)]).toEqual([2, 1, 2]);
-  expect(codec.getU64(v, 40 + 8)).toBe(3 * 2 ** 32); // size
-  expect(codec.getU64(v, 40 + 32)).toBe(1700000000); // mtime seconds
+  expect([wire.getU64(v, 0), wire.getU64(v, 16), wire.getU64(v, 24)]).toEqual([2, 1, 2]);
+  expect(wire.getU64(v, 40 + 8)).toBe(3 * 2 ** 32); // size
+  expect(wire.getU64(v, 40 + 32)).toBe(1700000000); // mtime seconds
   expect(v.getUint32(40 + 52, true)).toBe(250_000_000); // mtime nanoseconds
   expect(v.getUint32(40 + 60, true)).toBe(0o100600); // mode
   expect(v.getUint32(40 + 80, true)).toBe(65536); // blksize
-  const a = codec.attrOut(attr, 1);
+  const a = wire.attrOut(attr, 1);
   expect(a.length).toBe(104);
   expect(new DataView(a.buffer).getUint32(16 + 60, true)).toBe(0o100600);
 });
 
 test("init_out asks for 1 MiB writes with max_pages", () => {
-  const out = codec.initOut({ minor: 31, maxReadahead: 0, flags: 0x440021, maxBackground: 64, congestionThreshold: 48, maxWrite: 1 << 20, maxPages: 256 }, 7);
+  const out = wire.initOut({ minor: 31, maxReadahead: 0, flags: 0x440021, maxBackground: 64, congestionThreshold: 48, maxWrite: 1 << 20, maxPages: 256 }, 7);
   const v = new DataView(out.buffer);
   expect(out.length).toBe(64);
   expect([v.getUint32(0, true), v.getUint32(4, true), v.getUint32(12, true)]).toEqual([7, 31, 0x440021]);
@@ -100,11 +100,11 @@ test("dirents are 8-byte aligned, carry the next offset, and stop at the size li
     { ino: 1, name: "..", type: 4 },
     { ino: 2, name: "file", type: 8 },
   ];
-  const all = codec.dirents(entries, 0, 4096);
+  const all = wire.dirents(entries, 0, 4096);
   expect(all.length).toBe(32 + 32 + 32);
   const v = new DataView(all.buffer);
-  expect([codec.getU64(v, 64), codec.getU64(v, 64 + 8), v.getUint32(64 + 16, true), v.getUint32(64 + 20, true)]).toEqual([2, 3, 4, 8]);
+  expect([wire.getU64(v, 64), wire.getU64(v, 64 + 8), v.getUint32(64 + 16, true), v.getUint32(64 + 20, true)]).toEqual([2, 3, 4, 8]);
   expect(new TextDecoder().decode(all.subarray(64 + 24, 64 + 28))).toBe("file");
-  expect(codec.dirents(entries, 1, 40).length).toBe(32); // only ".." fits
-  expect(codec.dirents(entries, 3, 4096).length).toBe(0); // past the end
+  expect(wire.dirents(entries, 1, 40).length).toBe(32); // only ".." fits
+  expect(wire.dirents(entries, 3, 4096).length).toBe(0); // past the end
 });

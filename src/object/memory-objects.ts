@@ -1,0 +1,60 @@
+/** Objects in RAM, as a server would keep them: for `--test :memory:` (benchmarks) and tests. Gone at unmount. */
+import { md5Hex } from "../util/md5.ts";
+import type { StatGroup } from "../store/block-store.ts";
+import { Counters } from "../util/counters.ts";
+import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+
+export class MemoryObjects implements ObjectStore {
+  private readonly objects = new Map<number, StoredObject>();
+  private readonly counters = new Counters(["gets", "puts", "deletes"] as const);
+  readonly freshBodies = false; // bodies are the stored buffers themselves
+
+  constructor(
+    readonly blockSize: number,
+    readonly numBlocks: number,
+  ) {}
+
+  async get(block: number): Promise<StoredObject | null> {
+    this.counters.add("gets");
+    return this.objects.get(block) ?? null;
+  }
+
+  async head(block: number): Promise<ObjectHead | null> {
+    const o = this.objects.get(block);
+    return o ? { md5: o.md5, encoding: o.encoding } : null;
+  }
+
+  async put(block: number, object: ObjectToStore): Promise<string> {
+    this.counters.add("puts");
+    const md5 = md5Hex(object.body);
+    this.objects.set(block, { body: object.body.slice(), md5, encoding: object.encoding ?? null, hmac: object.hmac ?? null });
+    return md5;
+  }
+
+  async delete(block: number): Promise<void> {
+    this.counters.add("deletes");
+    this.objects.delete(block);
+  }
+
+  async list(found: (block: number) => void): Promise<void> {
+    for (const block of this.objects.keys()) found(block);
+  }
+
+  async anyBlock(): Promise<number | undefined> {
+    return this.objects.keys().next().value;
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.objects.clear();
+  }
+
+  stats(): StatGroup[] {
+    return [{ layer: "memory", values: [...this.counters.entries(), ["objects stored", this.objects.size]] }];
+  }
+
+  resetStats(): void {
+    this.counters.reset();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The seam below the block tier: where objects are kept, one per block, each with the MD5 of its
+ * body. S3, a local directory and memory implement it; the codec turns blocks into objects above
+ * it, and the consistency guard compares MD5s through the codec. An object store knows nothing of
+ * zero blocks, encodings or caches: it keeps bytes and says what it holds.
+ */
+import type { StatGroup } from "../store/block-store.ts";
+
+/** An object as the codec hands it down: the body and the headers that say how to read it. */
+export interface ObjectToStore {
+  body: Uint8Array;
+  /** Content-Encoding, e.g. "deflate, encrypt-AES-128-CBC". */
+  encoding?: string;
+  /** The authentication header's value, quotes included as the original writes it. */
+  hmac?: string;
+}
+
+export interface ObjectHead {
+  /** MD5 hex of the body. */
+  md5: string;
+  encoding: string | null;
+}
+
+export interface StoredObject extends ObjectHead {
+  body: Uint8Array;
+  hmac: string | null;
+}
+
+export interface ObjectStore {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  /** True when every body `get` returns is new and kept by nobody else. */
+  readonly freshBodies: boolean;
+  /** A block's object (null: none); its body checked against the MD5 the store holds for it. */
+  get(block: number): Promise<StoredObject | null>;
+  /** A block's object without its body (null: none). */
+  head(block: number): Promise<ObjectHead | null>;
+  /** Stores a block's object; returns the MD5 hex of the body now stored. The body is only lent. */
+  put(block: number, object: ObjectToStore): Promise<string>;
+  delete(block: number): Promise<void>;
+  /** Calls `found` for every block that has an object (in no particular order). */
+  list(found: (block: number) => void): Promise<void>;
+  /** Some block that has an object (cheaper than a whole listing where the store can), or undefined. */
+  anyBlock(): Promise<number | undefined>;
+  /** Makes every completed put and delete durable. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+  stats(): StatGroup[];
+  resetStats(): void;
+}
