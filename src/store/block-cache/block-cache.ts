@@ -1,14 +1,14 @@
 /**
  * The block cache: an LRU of blocks in memory with write-back and read-ahead.
  *
- * Writes land in the cache and return; write-backs to the store below run several at once. A
- * dirty block goes out --blockCacheWriteDelay after its last write, as the original's cache does
- * in practice, so a block written over and over (a filesystem's metadata, random small writes) is
- * uploaded once, not every delay; but never later than MAX_AGE_DELAYS delays after it became
- * dirty, and at once when writers wait for room (--blockCacheMaxDirty). `flush` (fsync, close,
- * unmount) returns only when every block dirtied before it is stored; a failed write-back fails
- * the flush with EIO and the block stays dirty. Sequential readers get --readAhead fetches kept
- * in flight ahead of them.
+ * Writes land in the cache and return; write-backs to the store below run several at once, in
+ * the order write-back-queue.ts keeps. `flush` (fsync, close, unmount) returns only when every
+ * block dirtied before it is stored; a failed write-back fails the flush with EIO and the block
+ * stays dirty. Sequential readers get --readAhead fetches kept in flight ahead of them. Freed
+ * buffers are reused through buffer-pool.ts; cache-file.ts mirrors the cache into a file.
+ *
+ * This file is over 400 lines on purpose: every move of the state table below is one synchronous
+ * step over the entries, the dirty set and the queues together, so they live in one class.
  *
  * Buffers: a block being uploaded, or read from a store below that keeps its bytes, is not ours
  * to change, so a write copies it first; otherwise writes change the cached bytes in place. A
@@ -39,6 +39,8 @@ import { DONE, isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
+import { BufferPool } from "./buffer-pool.ts";
+import { WriteBackQueue } from "./write-back-queue.ts";
 
 export interface BlockCacheOptions {
   /** Most blocks held (clean and dirty). */
@@ -71,10 +73,9 @@ interface Entry {
   /** Bumped by every write; `stored` is the version the store below has. */
   version: number;
   stored: number;
-  /** When it became dirty, and when it was last written. */
+  /** When it became dirty and was last written, and its retry time: see write-back-queue.ts. */
   dirtySince: number;
   lastWrite: number;
-  /** After a failed write-back, not before this time. */
   retryAt: number;
   failures: number;
   /** Fetched by read-ahead and not read yet. */
@@ -84,12 +85,6 @@ interface Entry {
   slot: number | undefined;
 }
 
-/** A block kept dirty by constant writes is uploaded at least this many write delays apart (30 s by default, the kernel's dirty_expire). */
-const MAX_AGE_DELAYS = 120;
-const RETRY_BASE_MS = 1000;
-const RETRY_MAX_MS = 30_000;
-/** Most evicted block buffers kept for reuse. */
-const SPARE_BLOCKS = 8;
 
 export class BlockCache extends Layer {
   /** In LRU order: the first entry is the least recently used. */
@@ -104,15 +99,8 @@ export class BlockCache extends Layer {
   /** Waiting for a block's write-back: resolve when stored >= version, reject on failure. */
   private readonly storeWaiters = new Map<Entry, { version: number; resolve: () => void; reject: (e: unknown) => void }[]>();
   private roomWaiters: (() => void)[] = [];
-  /**
-   * Dirty blocks waiting for their write-back, not uploading: `waiting` in the order of their last
-   * write and `byAge` in the order they became dirty (the heads fall due first), `urgent` wanted by
-   * a flush now, `failed` after an error, each with its own retry time.
-   */
-  private readonly waiting = new Set<Entry>();
-  private readonly byAge = new Set<Entry>();
-  private readonly urgent = new Set<Entry>();
-  private readonly failed = new Set<Entry>();
+  /** Dirty blocks waiting for their write-back (not uploading). */
+  private readonly queued: WriteBackQueue<Entry>;
   /** Write-backs in flight (at most --blockCacheThreads). */
   private uploads = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -128,14 +116,7 @@ export class BlockCache extends Layer {
    * process's memory budget collects such garbage in step with it (see memory-budget.ts).
    */
   onBlockDropped: ((bytes: number) => void) | undefined;
-  /**
-   * Buffers of blocks evicted by writes that nothing else holds, for the next writes: a write past
-   * a full cache then costs no fresh memory to fault in and leaves no garbage (a sustained write:
-   * a quarter less CPU, a tenth of the forced collections). Released ones become spare on the next
-   * turn of the event loop (a reader's view of a block is good for its turn).
-   */
-  private readonly spare: Uint8Array[] = [];
-  private released: Uint8Array[] = [];
+  private readonly buffers: BufferPool;
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
@@ -151,6 +132,8 @@ export class BlockCache extends Layer {
   ) {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);
+    this.queued = new WriteBackQueue(o.writeDelayMs);
+    this.buffers = new BufferPool(inner.blockSize, (bytes) => this.onBlockDropped?.(bytes));
     this.file = fromFile?.file;
     this.paused = this.file !== undefined;
     // Only the summary is kept: the loaded bytes belong to the entries, which may drop them.
@@ -337,7 +320,7 @@ export class BlockCache extends Layer {
     if (entry.data && !(data && entry.owned)) this.onBlockDropped?.(entry.data.byteLength);
     if (!data) entry.data = null;
     else if (entry.owned && entry.data) entry.data.set(data);
-    else entry.data = this.blockBuffer(data);
+    else entry.data = this.buffers.take(data);
     entry.owned = data !== null;
     return this.dirtied(entry);
   }
@@ -345,7 +328,7 @@ export class BlockCache extends Layer {
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
     if (!entry.owned || !entry.data) {
       const old = entry.data;
-      entry.data = this.blockBuffer(old);
+      entry.data = this.buffers.take(old);
       if (old) this.onBlockDropped?.(old.byteLength);
       entry.owned = true;
     }
@@ -404,8 +387,7 @@ export class BlockCache extends Layer {
     entry.aheadUnread = false;
     if (this.dirty.has(entry)) {
       this.counters.add("coalesced writes");
-      entry.lastWrite = performance.now();
-      if (this.waiting.delete(entry)) this.waiting.add(entry); // to the back: its delay starts again
+      this.queued.rewritten(entry);
       if (entry.state === "uploading") entry.state = "redirtied";
     } else {
       entry.state = "dirty"; // was clean, or is new
@@ -421,27 +403,26 @@ export class BlockCache extends Layer {
 
   /** A block just dirtied (again): its write-back falls due after the delay. */
   private queue(entry: Entry): void {
-    entry.dirtySince = entry.lastWrite = performance.now();
-    this.waiting.add(entry);
-    this.byAge.add(entry);
+    this.queued.add(entry);
     this.pump();
   }
 
   /** A dirty block wanted now (flush, --blockCacheSync). */
   private hurry(entry: Entry): void {
     if (entry.state !== "dirty") return; // an upload in flight: hurried again when it ends
-    this.unqueue(entry);
-    this.failed.delete(entry);
-    entry.retryAt = 0;
-    this.urgent.add(entry);
+    this.queued.hurry(entry);
     this.pump();
   }
 
   /** Starts write-backs that are due, up to --blockCacheThreads at once; else sets a timer for the next. */
   private pump(): void {
     while (this.uploads < this.o.threads && !this.paused) {
-      const entry = this.takeDue();
-      if (!entry) return;
+      // Writers waiting for room, or unmounting: everything is due now.
+      const entry = this.queued.takeDue(this.closed || this.roomWaiters.length > 0);
+      if (typeof entry === "number") {
+        this.arm(entry);
+        return;
+      }
       this.uploads++;
       this.evict();
       void this.writeBack(entry).finally(() => {
@@ -449,42 +430,6 @@ export class BlockCache extends Layer {
         this.pump();
       });
     }
-  }
-
-  /** Takes the next block that may go now; if none may, arms the timer for the first that will. */
-  private takeDue(): Entry | undefined {
-    const now = performance.now();
-    let entry: Entry | undefined = this.urgent.values().next().value;
-    if (entry) {
-      this.urgent.delete(entry);
-      return entry;
-    }
-    // Writers waiting for room, or unmounting: everything is due now.
-    const pressed = this.closed || this.roomWaiters.length > 0;
-    const rested: Entry | undefined = this.waiting.values().next().value;
-    const oldest: Entry | undefined = this.byAge.values().next().value;
-    const restedAt = rested ? rested.lastWrite + this.o.writeDelayMs : Infinity;
-    const oldestAt = oldest ? oldest.dirtySince + MAX_AGE_DELAYS * this.o.writeDelayMs : Infinity;
-    entry = restedAt <= oldestAt ? rested : oldest;
-    let dueAt = Math.min(restedAt, oldestAt);
-    if (entry && (pressed || dueAt <= now)) {
-      this.unqueue(entry);
-      return entry;
-    }
-    for (const failed of this.failed) {
-      if (failed.retryAt <= now) {
-        this.failed.delete(failed);
-        return failed;
-      }
-      dueAt = Math.min(dueAt, failed.retryAt);
-    }
-    this.arm(dueAt);
-    return undefined;
-  }
-
-  private unqueue(entry: Entry): void {
-    this.waiting.delete(entry);
-    this.byAge.delete(entry);
   }
 
   private arm(at: number): void {
@@ -524,9 +469,7 @@ export class BlockCache extends Layer {
       this.settleWaiters(entry, undefined);
     } catch (err) {
       entry.state = "dirty";
-      entry.failures++;
-      entry.retryAt = performance.now() + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (entry.failures - 1));
-      this.failed.add(entry);
+      this.queued.failedOnce(entry);
       this.counters.add("write-back errors");
       this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}`);
       this.settleWaiters(entry, err);
@@ -624,35 +567,11 @@ export class BlockCache extends Layer {
   private forget(entry: Entry, reuse = false): void {
     if (entry.state !== "clean") throw new Error(`block cache: evicting block ${entry.block} in state ${entry.state}`);
     this.entries.delete(entry.block);
-    if (entry.data && entry.owned && reuse) this.release(entry.data);
+    if (entry.data && entry.owned && reuse) this.buffers.give(entry.data);
     else if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
     if (entry.slot !== undefined) this.file!.release(entry.slot);
     entry.slot = undefined;
     this.counters.add("evictions");
-  }
-
-  /** A buffer for a block's bytes (a copy of `from`, else zeros), spare if there is one. */
-  private blockBuffer(from: Uint8Array | null = null): Uint8Array {
-    const spare = this.spare.pop();
-    if (!spare) return from ? from.slice() : new Uint8Array(this.blockSize);
-    if (from) spare.set(from);
-    else spare.fill(0);
-    return spare;
-  }
-
-  private release(data: Uint8Array): void {
-    const whole = data.byteLength === this.blockSize && data.buffer.byteLength === this.blockSize;
-    if (!whole || this.spare.length + this.released.length >= SPARE_BLOCKS) {
-      this.onBlockDropped?.(data.byteLength);
-      return;
-    }
-    if (this.released.length === 0) {
-      setTimeout(() => {
-        this.spare.push(...this.released);
-        this.released = [];
-      }, 0);
-    }
-    this.released.push(data);
   }
 
   /** Mirrors an entry's bytes into the cache file: a new slot first, then the old one is freed. */
@@ -696,7 +615,6 @@ export class BlockCache extends Layer {
       throw new Error(`block cache invariant: ${what}`);
     };
     const buffers = new Map<ArrayBufferLike, Set<number>>();
-    const queued = [this.waiting, this.urgent, this.failed];
     let uploading = 0;
     for (const [block, e] of this.entries) {
       if (e.block !== block) fail(`entry of block ${e.block} filed under ${block}`);
@@ -704,9 +622,9 @@ export class BlockCache extends Layer {
       const dirtyState = e.state === "dirty" || e.state === "uploading" || e.state === "redirtied";
       if (dirtyState !== this.dirty.has(e)) fail(`block ${block} ${e.state} but ${this.dirty.has(e) ? "" : "not "}counted dirty`);
       if (dirtyState ? e.version <= e.stored : e.version !== e.stored) fail(`block ${block} ${e.state} at version ${e.version}, stored ${e.stored}`);
-      const inQueues = queued.filter((q) => q.has(e)).length;
+      const inQueues = this.queued.queuesHolding(e);
+      if (inQueues < 0) fail(`block ${block} in only one of the waiting queues`);
       if (e.state === "dirty" ? inQueues !== 1 : inQueues !== 0) fail(`block ${block} ${e.state} in ${inQueues} write-back queues`);
-      if (this.waiting.has(e) !== this.byAge.has(e)) fail(`block ${block} in only one of the waiting queues`);
       if (e.state === "uploading" || e.state === "redirtied") uploading++;
       if (e.data) {
         const offsets = buffers.get(e.data.buffer) ?? new Set<number>();
@@ -715,11 +633,11 @@ export class BlockCache extends Layer {
         buffers.set(e.data.buffer, offsets);
       }
     }
-    for (const set of [this.dirty, this.byAge, ...queued]) {
-      for (const e of set) if (this.entries.get(e.block) !== e) fail(`block ${e.block} (${e.state}) is queued but not in the cache`);
+    for (const e of [...this.dirty, ...this.queued.all()]) {
+      if (this.entries.get(e.block) !== e) fail(`block ${e.block} (${e.state}) is queued but not in the cache`);
     }
     if (uploading > this.uploads) fail(`${uploading} blocks uploading, ${this.uploads} uploads counted`);
-    for (const b of [...this.spare, ...this.released]) if (buffers.has(b.buffer)) fail("a spare buffer still holds a cached block");
+    for (const b of buffers.keys()) if (this.buffers.holds(b)) fail("a spare buffer still holds a cached block");
   }
 
   protected ownStats(): StatGroup {
