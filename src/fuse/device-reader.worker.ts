@@ -58,3 +58,5 @@ self.onmessage = (event: MessageEvent<ReaderSetup>) => {
     Atomics.notify(signals, POSTED);
   }
 };
+
+self.postMessage({ ready: true });

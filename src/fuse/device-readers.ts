@@ -135,12 +135,14 @@ export class DeviceReaders {
     for (let index = 0; index < readers; index++) {
       const worker = runtime.startWorker("fuse/device-reader.worker.ts");
       worker.onerror = (e) => this.finish(`reader thread failed: ${e.message}`);
-      worker.onmessage = (e: MessageEvent<{ end: string }>) => {
+      const readerSetup: ReaderSetup = { ...setup, firstSlot: index * slotsPerReader, slotCount: slotsPerReader, index };
+      // The setup goes once the thread says it listens: a message sent while its imports still
+      // load (the runtime adapter's top-level await) could find no handler, and be lost.
+      worker.onmessage = (e: MessageEvent<{ ready: true } | { end: string }>) => {
+        if ("ready" in e.data) return worker.postMessage(readerSetup);
         this.drain(); // requests read before the end still get their answer
         this.finish(e.data.end);
       };
-      const readerSetup: ReaderSetup = { ...setup, firstSlot: index * slotsPerReader, slotCount: slotsPerReader, index };
-      worker.postMessage(readerSetup);
       this.workers.push(worker);
     }
     this.poll();

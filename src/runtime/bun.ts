@@ -3,7 +3,7 @@ import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
-import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_STREAM } from "./libc-layouts.ts";
+import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./bun-stream.ts";
 
 
@@ -58,9 +58,9 @@ class BunLibc implements Libc {
     this.check("umount2", this.c.umount2(cstr(target), flags));
   }
 
-  socketpair(): [number, number] {
+  socketpair(kind: "stream" | "seqpacket" = "stream"): [number, number] {
     const fds = new Int32Array(2);
-    this.check("socketpair", this.c.socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
+    this.check("socketpair", this.c.socketpair(AF_UNIX, kind === "stream" ? SOCK_STREAM : SOCK_SEQPACKET, 0, fds));
     return [fds[0]!, fds[1]!];
   }
 

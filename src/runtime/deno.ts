@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
-import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_STREAM } from "./libc-layouts.ts";
+import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./node-stream.ts";
 import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
@@ -62,9 +62,9 @@ const libc: Libc = {
   umount2(target, flags) {
     check("umount2", c.umount2!(cstr(target), flags));
   },
-  socketpair() {
+  socketpair(kind = "stream") {
     const fds = new Int32Array(2);
-    check("socketpair", c.socketpair!(AF_UNIX, SOCK_STREAM, 0, fds));
+    check("socketpair", c.socketpair!(AF_UNIX, kind === "stream" ? SOCK_STREAM : SOCK_SEQPACKET, 0, fds));
     return [fds[0]!, fds[1]!];
   },
   receiveFd(socket) {

@@ -6,6 +6,7 @@ import { errnoError } from "./errno-names.ts";
 
 export const AF_UNIX = 1;
 export const SOCK_STREAM = 1;
+export const SOCK_SEQPACKET = 5;
 export const EAGAIN = 11;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;

@@ -7,8 +7,8 @@
 export interface Libc {
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
-  /** A connected pair of Unix stream sockets. */
-  socketpair(): [number, number];
+  /** A connected pair of Unix sockets: a byte stream, or (seqpacket) one message per read, as /dev/fuse gives. */
+  socketpair(kind?: "stream" | "seqpacket"): [number, number];
   /** Receives one file descriptor sent with SCM_RIGHTS on a Unix socket (blocks). */
   receiveFd(socket: number): number;
   syslog(priority: number, message: string): void;
