@@ -2,7 +2,7 @@
 /** Entry point: parse, validate, then mount (in the background unless -f) and serve. */
 import { helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
-import { buildConfig } from "./config.ts";
+import { buildConfig } from "./config/build-config.ts";
 import { announceReady, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";

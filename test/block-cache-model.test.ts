@@ -89,7 +89,7 @@ for (const c of cases) {
       size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
       log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,
     });
-    const file = new BackedFile(cache);
+    const file = new BackedFile(cache, cache);
     // Per unit: [version, start, end] of every write, in order (writes to a block never overlap).
     const history: [number, number, number][][] = Array.from({ length: UNITS }, () => [[0, 0, 0]]);
     const blockBusy = new Set<number>();

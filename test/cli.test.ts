@@ -4,7 +4,8 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { join } from "node:path";
 import { parseArgs } from "../src/cli/parse.ts";
 import { FLAGS } from "../src/cli/flags.ts";
-import { buildConfig, resolveGeometry } from "../src/config.ts";
+import { buildConfig } from "../src/config/build-config.ts";
+import { resolveGeometry } from "../src/config/geometry.ts";
 import { BINARY, run, tempDir } from "./helpers/disk.ts";
 
 const dir = tempDir("cli");

@@ -1,4 +1,5 @@
 /** The FUSE wire format against hand-laid bytes, as include/linux/fuse.h defines them. */
+import type { Attr } from "../src/fuse/ops.ts";
 import { expect, test } from "bun:test";
 import * as wire from "../src/fuse/wire.ts";
 import { Request } from "../src/fuse/wire.ts";
@@ -68,7 +69,7 @@ test("reply header: length, negative errno, unique copied", () => {
 });
 
 test("entry_out and attr_out lay fuse_attr where the kernel reads it", () => {
-  const attr: wire.Attr = {
+  const attr: Attr = {
     ino: 2, size: 3 * 2 ** 32, blocks: 9, mode: 0o100600, nlink: 1, uid: 7, gid: 8, blksize: 65536,
     atime: 1.5, mtime: 1700000000.25, ctime: 3,
   };

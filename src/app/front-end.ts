@@ -2,7 +2,7 @@
  * What the life of a mount (serve.ts) needs of a front end, FUSE or NBD: it starts over the opened
  * disk, says when it is serving, stops on a signal, and says how it ended.
  */
-import type { Config } from "../config.ts";
+import type { Config } from "../config/settings.ts";
 import type { Disk } from "./open-disk.ts";
 
 export interface FrontEnd {

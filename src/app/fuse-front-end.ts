@@ -20,7 +20,7 @@ const DIRECT_SLOTS = 4;
 export function startFuse({ config, disk, statsText, resetStats }: FrontEndContext): FrontEnd {
   const { store, geometry } = disk;
   const mounted = mount(config.mountpoint, config.fuse);
-  const fs = new SingleFileFs(new BackedFile(store), {
+  const fs = new SingleFileFs(new BackedFile(store, disk.blockCache), {
     filename: config.filename,
     statsFilename: config.statsFilename,
     fileMode: config.fileMode,

@@ -1,6 +1,6 @@
 /** --erase and --reset-mounted-flag: work on a disk without mounting it. */
 import { createInterface } from "node:readline/promises";
-import type { Config } from "../config.ts";
+import type { Config } from "../config/settings.ts";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Progress } from "./progress.ts";

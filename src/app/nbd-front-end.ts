@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NbdTarget } from "../config.ts";
+import type { NbdTarget } from "../config/settings.ts";
 import { ConfigError } from "../errors.ts";
 import { BackedFile } from "../file/backed-file.ts";
 import { zeroExtents } from "../file/extents.ts";
@@ -85,7 +85,7 @@ export async function startNbd({ config, disk }: FrontEndContext): Promise<Front
 
 /** The disk as the NBD server sees it: the file layer, with flushes and what is known to be zero. */
 function diskDevice(disk: Disk, readOnly: boolean): NbdDevice {
-  const file = new BackedFile(disk.store);
+  const file = new BackedFile(disk.store, disk.blockCache);
   const { blockSize } = disk.geometry;
   return {
     size: file.size,

@@ -4,8 +4,9 @@
  * consistency guard -> zero-block cache -> block cache.
  */
 import { md5Hex } from "../util/md5.ts";
-import type { Config, Geometry } from "../config.ts";
-import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, MEMORY_BUCKET, resolveGeometry } from "../config.ts";
+import type { Config, Geometry } from "../config/settings.ts";
+import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, resolveGeometry } from "../config/geometry.ts";
+import { MEMORY_BUCKET } from "../config/build-config.ts";
 import type { Logger } from "../log.ts";
 import type { BlockStore, VerifiedStore } from "../store/block-store.ts";
 import { blockName } from "../object/block-names.ts";
@@ -23,7 +24,7 @@ import { BlockEncryption } from "../object/codec/block-encryption.ts";
 import { checkDiskEncoding } from "../object/codec/disk-check.ts";
 import { ConsistencyGuard } from "../object/consistency-guard/consistency-guard.ts";
 import { ConfigError } from "../errors.ts";
-import { BlockCache } from "../store/block-cache/block-cache.ts";
+import { BlockCache, type MountedCache } from "../store/block-cache/block-cache.ts";
 import { CacheFile } from "../store/block-cache/cache-file.ts";
 import { chmodSync, existsSync, statSync } from "node:fs";
 import { Progress } from "./progress.ts";
@@ -34,7 +35,7 @@ export interface Disk {
   /** The codec over the object store: for listing, erasing, and checking a reloaded cache. */
   backend: VerifiedStore;
   zeroBlockCache: ZeroBlockCache | undefined;
-  blockCache?: BlockCache;
+  blockCache?: MountedCache;
   /**
    * The cache file, if any: the tokens of the mount that last used it (and of one that was setting
    * its flag when it stopped), and its unsaved blocks.

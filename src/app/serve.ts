@@ -4,7 +4,7 @@
  * The exit code says whether everything reached storage.
  */
 import { rmSync, writeFileSync } from "node:fs";
-import type { Config } from "../config.ts";
+import type { Config } from "../config/settings.ts";
 import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
 import { log } from "../log.ts";
@@ -12,7 +12,7 @@ import { statsText } from "./stats-text.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
 import { openDisk, type Disk } from "./open-disk.ts";
 import { newToken, type MountFlagStore } from "../object/mount-flag.ts";
-import type { BlockCache } from "../store/block-cache/block-cache.ts";
+import type { MountedCache } from "../store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 import type { FrontEnd } from "./front-end.ts";
 import { startFuse } from "./fuse-front-end.ts";
@@ -91,7 +91,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
 }
 
 /** While the cache writes its dirty blocks at unmount: progress on a terminal. Returns the stop. */
-function showFlushProgress(cache: BlockCache | undefined, quiet: boolean): () => void {
+function showFlushProgress(cache: MountedCache | undefined, quiet: boolean): () => void {
   if (!cache || cache.dirtyCount === 0) return () => {};
   const total = cache.dirtyCount;
   log.info(`writing ${total} dirty blocks`);

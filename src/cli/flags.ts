@@ -22,7 +22,7 @@ export interface Flag {
   readonly value?: string;
   /** The value may be left out (`--compress` or `--compress=9`). */
   readonly optionalValue?: boolean;
-  /** The default: shown in `--help`, and the value config.ts uses (through flagDefault). */
+  /** The default: shown in `--help`, and the value src/config/ uses (through flagDefault). */
   readonly default?: string;
   readonly group: FlagGroup;
   readonly help: string;

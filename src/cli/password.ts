@@ -6,7 +6,7 @@
 import { readFileSync, readSync } from "node:fs";
 import { isatty } from "node:tty";
 import { ConfigError } from "../errors.ts";
-import type { EncryptionSettings } from "../config.ts";
+import type { EncryptionSettings } from "../config/settings.ts";
 import { runtime } from "../runtime/index.ts";
 
 /** Set in the background child's environment when its password comes on stdin. */

@@ -4,7 +4,7 @@
  * partial write is read-modify-write below the cache, so two of them must not interleave).
  */
 import { Errno, FsError } from "../errors.ts";
-import type { BlockStore } from "../store/block-store.ts";
+import type { BlockStore, ImmediateStore } from "../store/block-store.ts";
 import { DONE, zeroToNull } from "../store/block-store.ts";
 
 interface Piece {
@@ -22,7 +22,11 @@ export class BackedFile {
   /** Tail of the write chain of each block that has writes in flight. */
   private readonly writeChains = new Map<number, Promise<void>>();
 
-  constructor(private readonly store: BlockStore) {
+  /** `now`: the top of the stack again, where it can answer at once (the block cache). */
+  constructor(
+    private readonly store: BlockStore,
+    private readonly now?: ImmediateStore,
+  ) {
     this.blockSize = store.blockSize;
     this.size = store.blockSize * store.numBlocks;
   }
@@ -52,8 +56,8 @@ export class BackedFile {
     if (offset >= end) return Promise.resolve([]);
     const pieces = this.pieces(offset, end - offset);
     if (pieces.length === 1) return this.readPiece(pieces[0]!).then((bytes) => [bytes]);
-    const now = this.store.readBlockPartNow;
-    const ready = now ? pieces.map((p) => now.call(this.store, p.block, p.offset, p.length)) : [];
+    const now = this.now;
+    const ready = now ? pieces.map((p) => now.readBlockPartNow(p.block, p.offset, p.length)) : [];
     if (now && ready.every((bytes) => bytes !== undefined)) return Promise.resolve(ready as Uint8Array[]);
     const out = new Uint8Array(end - offset);
     return Promise.all(
@@ -71,8 +75,8 @@ export class BackedFile {
    */
   readNow(offset: number, length: number): Uint8Array[] | undefined {
     const inBlock = this.oneBlock(offset, length);
-    if (inBlock === undefined || !this.store.readBlockPartNow) return undefined;
-    const bytes = this.store.readBlockPartNow(Math.floor(offset / this.blockSize), inBlock, length);
+    if (inBlock === undefined || !this.now) return undefined;
+    const bytes = this.now.readBlockPartNow(Math.floor(offset / this.blockSize), inBlock, length);
     return bytes && [bytes];
   }
 
@@ -83,10 +87,10 @@ export class BackedFile {
   writeNow(offset: number, data: Uint8Array): number | undefined {
     const inBlock = this.oneBlock(offset, data.length);
     // A whole block goes through write(), which recognises the zero block.
-    if (inBlock === undefined || data.length === this.blockSize || !this.store.writeBlockPartNow) return undefined;
+    if (inBlock === undefined || data.length === this.blockSize || !this.now) return undefined;
     const block = Math.floor(offset / this.blockSize);
     if (this.writeChains.has(block)) return undefined;
-    return this.store.writeBlockPartNow(block, inBlock, data) ? data.length : undefined;
+    return this.now.writeBlockPartNow(block, inBlock, data) ? data.length : undefined;
   }
 
   /** The offset inside its block of a non-empty range that lies within one block of the file, else undefined. */

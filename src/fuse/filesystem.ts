@@ -4,7 +4,7 @@
  */
 import type { BackedFile } from "../file/backed-file.ts";
 import { Errno, FsError } from "../errors.ts";
-import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./wire.ts";
+import type { Attr, DirEntry, FuseOps, Opened, SetattrIn, StatfsOut } from "./ops.ts";
 import { DT_DIR, DT_REG, Falloc, O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, OpenFlag, ROOT_INODE, S_IFDIR, S_IFREG, SetattrValid, W_OK } from "./kernel-abi.ts";
 
 export const FILE_INODE = 2;
@@ -27,16 +27,11 @@ export interface FilesystemOptions {
   flush(): Promise<void>;
 }
 
-export interface Opened {
-  fh: number;
-  flags: number;
-}
-
 const now = () => Date.now() / 1000;
 const ATTR_VALID = 1;
 const utf8 = new TextEncoder();
 
-export class SingleFileFs {
+export class SingleFileFs implements FuseOps {
   private readonly started = now();
   private fileAtime = this.started;
   private fileMtime = this.started;

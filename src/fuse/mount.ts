@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { ConfigError, messageOf } from "../errors.ts";
 import { runtime } from "../runtime/index.ts";
-import type { FuseOptions } from "../config.ts";
+import type { FuseOptions } from "../config/settings.ts";
 import { commandPath } from "../util/command-path.ts";
 import { MAX_WRITE } from "./session.ts";
 

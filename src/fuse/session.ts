@@ -9,7 +9,7 @@ import type { Logger } from "../log.ts";
 import * as wire from "./wire.ts";
 import { Request } from "./wire.ts";
 import { DeviceReaders } from "./device-readers.ts";
-import type { SingleFileFs } from "./filesystem.ts";
+import type { FuseOps } from "./ops.ts";
 import { FUSE_KERNEL_VERSION, InitFlag, MIN_KERNEL_MINOR, Op, OUR_MINOR, Size } from "./kernel-abi.ts";
 
 export const MAX_WRITE = 1 << 20;
@@ -54,7 +54,7 @@ export class FuseSession {
 
   constructor(
     private readonly fd: number,
-    private readonly fs: SingleFileFs,
+    private readonly fs: FuseOps,
     private readonly log: Logger,
     private readonly options: SessionOptions,
   ) {}

@@ -3,6 +3,7 @@
  * them out (little-endian). 64-bit fields are read and written as two 32-bit halves: the values we
  * handle (offsets, sizes, ids) stay far below 2^53, so a Number is exact and no BigInt is needed.
  */
+import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./ops.ts";
 import { Size } from "./kernel-abi.ts";
 
 const TWO32 = 2 ** 32;
@@ -71,10 +72,6 @@ export function decodeWrite(r: Request): WriteIn {
   return { fh: r.u64(0), offset: r.u64(8), data: r.bytes.subarray(start, start + r.u32(16)) };
 }
 
-export interface SetattrIn {
-  valid: number; size: number; atime: number; mtime: number; atimensec: number; mtimensec: number;
-  mode: number; uid: number; gid: number;
-}
 export const decodeSetattr = (r: Request): SetattrIn => ({
   valid: r.u32(0), size: r.u64(16), atime: r.u64(32), mtime: r.u64(40), atimensec: r.u32(56),
   mtimensec: r.u32(60), mode: r.u32(68), uid: r.u32(76), gid: r.u32(80),
@@ -112,10 +109,6 @@ export function fillOutHeader(header: Uint8Array, length: number, errno: number,
   return header;
 }
 
-export interface Attr {
-  ino: number; size: number; blocks: number; mode: number; nlink: number; uid: number; gid: number;
-  blksize: number; atime: number; mtime: number; ctime: number;
-}
 
 function putAttr(view: DataView, at: number, a: Attr): void {
   setU64(view, at, a.ino);
@@ -192,7 +185,6 @@ export function writeOut(size: number): Uint8Array {
   return bytes;
 }
 
-export interface StatfsOut { blocks: number; bfree: number; bavail: number; files: number; ffree: number; bsize: number; frsize: number }
 export function statfsOut(s: StatfsOut): Uint8Array {
   const [bytes, view] = body(Size.STATFS_OUT);
   setU64(view, 0, s.blocks);
@@ -206,7 +198,6 @@ export function statfsOut(s: StatfsOut): Uint8Array {
   return bytes;
 }
 
-export interface DirEntry { ino: number; name: string; type: number }
 
 /**
  * The `fuse_dirent` records of `entries` from index `offset` on that fit in `maxSize` bytes; each

@@ -32,14 +32,6 @@ export interface BlockStore {
   /** `null` is the all-zero block: the block is deleted. */
   writeBlock(block: number, data: Uint8Array | null): Promise<void>;
   writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void>;
-  /**
-   * The same, answered at once where the store can (a cache hit; a write that lands without a
-   * wait): the bytes, or true once written; undefined or false when the caller must use the async
-   * method. Only a store that often can has them (the block cache): at tens of thousands of small
-   * requests a second, a promise per request is much of their cost.
-   */
-  readBlockPartNow?(block: number, offset: number, length: number): Uint8Array | undefined;
-  writeBlockPartNow?(block: number, offset: number, data: Uint8Array): boolean;
 
   /** Calls `found` for every block that exists (in no particular order). */
   listBlocks(found: (block: number) => void): Promise<void>;
@@ -64,6 +56,17 @@ export interface VerifiedStore extends BlockStore {
   writeVerified(block: number, data: Uint8Array | null): Promise<string | null>;
   /** The MD5 hex of the block's plain bytes as stored, or null when there is none (to check a reloaded cache). */
   storedMd5(block: number): Promise<string | null>;
+}
+
+/**
+ * A store that can often answer at once (the block cache: a hit, a write that lands without a
+ * wait): the bytes, or true once written; undefined or false when the caller must use the async
+ * method. Not part of every layer: at tens of thousands of small requests a second, a promise per
+ * request is much of their cost, and only the top of the stack can save it.
+ */
+export interface ImmediateStore {
+  readBlockPartNow(block: number, offset: number, length: number): Uint8Array | undefined;
+  writeBlockPartNow(block: number, offset: number, data: Uint8Array): boolean;
 }
 
 /** A settled promise for operations that finished at once (callers may test for it). */

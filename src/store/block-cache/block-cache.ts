@@ -34,13 +34,14 @@
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { BlockStore, ImmediateStore, StatGroup } from "../block-store.ts";
 import { DONE, isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import { WriteBackQueue } from "./write-back-queue.ts";
+import { ReadAhead } from "./read-ahead.ts";
 
 export interface BlockCacheOptions {
   /** Most blocks held (clean and dirty). */
@@ -86,7 +87,19 @@ interface Entry {
 }
 
 
-export class BlockCache extends Layer {
+/** What the life of a mount (app/serve.ts) needs of the cache. */
+export interface MountedCache extends ImmediateStore {
+  /** Most blocks held, and how many are dirty now. */
+  readonly capacity: number;
+  readonly dirtyCount: number;
+  /** Told the size of each block buffer let go (for the memory budget). */
+  onBlockDropped: ((bytes: number) => void) | undefined;
+  announceFileToken(token: number): void;
+  setFileToken(token: number): void;
+  resume(): void;
+}
+
+export class BlockCache extends Layer implements MountedCache {
   /** In LRU order: the first entry is the least recently used. */
   private readonly entries = new Map<number, Entry>();
   /** Entries dirty, uploading or redirtied: what --blockCacheMaxDirty counts. */
@@ -107,10 +120,7 @@ export class BlockCache extends Layer {
   private timerAt = Infinity;
   private closed = false;
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
-  private lastRead = -2;
-  /** The next block read-ahead would fetch, and the blocks it is fetching. */
-  private aheadNext = 0;
-  private readonly aheadLoading = new Set<number>();
+  private readonly ahead: ReadAhead;
   /**
    * Told the size of each block buffer the cache lets go (evicted, or replaced by a copy): the
    * process's memory budget collects such garbage in step with it (see memory-budget.ts).
@@ -122,7 +132,6 @@ export class BlockCache extends Layer {
   private readonly file: CacheFile | undefined;
   /** Clean blocks reloaded from the cache file and their MD5, until checked against storage. */
   private readonly cleanFromFile: { block: number; md5: string | null }[];
-  private sequentialRun = 0;
 
   /** With `fromFile`, the cache is kept in that file too (see cache-file.ts), starting with its blocks. */
   constructor(
@@ -134,6 +143,15 @@ export class BlockCache extends Layer {
     this.zero = new Uint8Array(inner.blockSize);
     this.queued = new WriteBackQueue(o.writeDelayMs);
     this.buffers = new BufferPool(inner.blockSize, (bytes) => this.onBlockDropped?.(bytes));
+    this.ahead = new ReadAhead(o.readAhead, o.readAheadTrigger, inner.numBlocks, {
+      has: (block) => this.entries.has(block),
+      hasRoom: (inFlight) => this.dirty.size + inFlight < this.o.size,
+      fetch: (block) => {
+        this.counters.add("read-ahead fetches");
+        // Nobody awaits a read-ahead: a failed one is left to the reader, who tries again.
+        return this.load(block, true).loading!.catch(() => {});
+      },
+    });
     this.file = fromFile?.file;
     this.paused = this.file !== undefined;
     // Only the summary is kept: the loaded bytes belong to the entries, which may drop them.
@@ -207,7 +225,7 @@ export class BlockCache extends Layer {
       entry = this.load(block, false);
     }
     // The reader is at this block from now on: read-ahead looks past it while it waits.
-    this.noteRead(block);
+    this.ahead.noteRead(block);
     await entry.loading;
     this.read(entry, false);
     return entry;
@@ -219,7 +237,7 @@ export class BlockCache extends Layer {
       entry.aheadUnread = false;
     }
     this.touch(entry);
-    if (note) this.noteRead(entry.block);
+    if (note) this.ahead.noteRead(entry.block);
   }
 
   /** The entry's bytes for a reader. */
@@ -258,39 +276,6 @@ export class BlockCache extends Layer {
       },
     );
     return entry;
-  }
-
-  private noteRead(block: number): void {
-    if (block === this.lastRead) return; // another piece of the same block
-    this.sequentialRun = block === this.lastRead + 1 ? this.sequentialRun + 1 : 1;
-    this.lastRead = block;
-    if (this.sequentialRun === 1) this.aheadNext = block + 1;
-    this.readAhead();
-  }
-
-  /**
-   * While the reader is sequential, keeps --readAhead fetches in flight ahead of it (each one that
-   * completes starts the next), but never more than twice that many blocks ahead, and never so
-   * many that the cache could not hold them.
-   */
-  private readAhead(): void {
-    if (this.o.readAhead <= 0 || this.sequentialRun < this.o.readAheadTrigger) return;
-    this.aheadNext = Math.max(this.aheadNext, this.lastRead + 1);
-    const limit = Math.min(this.numBlocks, this.lastRead + 1 + 2 * this.o.readAhead);
-    // Only fetches past the reader count: the one it waits for is its own read now.
-    let ahead = 0;
-    for (const block of this.aheadLoading) if (block > this.lastRead) ahead++;
-    while (ahead < this.o.readAhead && this.aheadNext < limit && this.dirty.size + this.aheadLoading.size < this.o.size) {
-      const block = this.aheadNext++;
-      if (this.entries.has(block)) continue;
-      this.counters.add("read-ahead fetches");
-      this.aheadLoading.add(block);
-      ahead++;
-      void this.load(block, true).loading!.finally(() => {
-        this.aheadLoading.delete(block);
-        this.readAhead();
-      }).catch(() => {}); // nobody awaits a read-ahead; a reader will retry
-    }
   }
 
   // ---- writes ----

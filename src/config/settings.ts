@@ -1,0 +1,126 @@
+/** The checked settings a command line becomes (build-config.ts makes them): types only. */
+import { type CipherSpec } from "../object/codec/ciphers.ts";
+
+export type Mode = "mount" | "erase" | "reset-mounted-flag";
+
+export interface FuseOptions {
+  allowOther: boolean;
+  defaultPermissions: boolean;
+  uid: number;
+  gid: number;
+  /** Kernel read-ahead in bytes (the original's 0 would turn buffered reads into 4 KiB requests). */
+  maxReadahead: number;
+  fsname: string;
+  subtype: string;
+  /** Options passed to the kernel's mount unchanged (nodev, noexec, ...). */
+  mountFlags: string[];
+}
+
+export interface Config {
+  mode: Mode;
+  /** Local test mode: blocks are files in `bucket` (a directory), or RAM for ":memory:". */
+  test: boolean;
+  bucket: string;
+  prefix: string;
+  /** The mount point; empty with --nbd. */
+  mountpoint: string;
+  /** With --nbd: where the disk is served. */
+  nbd: NbdTarget | undefined;
+  /** Sizes from the flags; the disk's metadata may supply them (see resolveGeometry). */
+  blockSize: number | undefined;
+  fileSize: number | undefined;
+  blockHashPrefix: boolean;
+  filename: string;
+  /** Empty: no stats file. */
+  statsFilename: string;
+  fileMode: number;
+  readOnly: boolean;
+  listBlocks: boolean;
+  force: boolean;
+  noAutoDetect: boolean;
+  directIO: boolean;
+  foreground: boolean;
+  debug: boolean;
+  quiet: boolean;
+  logFile: string | undefined;
+  logFormat: "text" | "json";
+  statsFormat: "text" | "json";
+  pidFile: string | undefined;
+  statsFileMirror: string | undefined;
+  statsFileMirrorIntervalMs: number;
+  fuse: FuseOptions;
+  s3: S3Settings;
+  cache: CacheSettings;
+  consistency: ConsistencySettings;
+  codec: CodecSettings;
+}
+
+/** An NBD socket to serve on, or a kernel NBD device to attach through nbd-client. */
+export type NbdTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } | { kind: "device"; path: string };
+
+export interface CodecSettings {
+  /** Deflate level for new blocks; undefined: no compression (reading still inflates). */
+  compressLevel: number | undefined;
+  encryption: EncryptionSettings | undefined;
+  /** Content-Encoding assumed when a server drops the header. */
+  defaultEncoding: string | undefined;
+}
+
+export interface EncryptionSettings {
+  cipher: CipherSpec;
+  keyLength: number;
+  /** From --password; else --passwordFile, else a prompt (see cli/password.ts). */
+  password: string | undefined;
+  passwordFile: string | undefined;
+}
+
+export interface ConsistencySettings {
+  /** Blocks remembered; 0: no guard. */
+  md5CacheSize: number;
+  /** 0: forever. */
+  md5CacheTimeMs: number;
+  minWriteDelayMs: number;
+}
+
+export interface CacheSettings {
+  /** Blocks held; 0: no block cache. */
+  size: number;
+  threads: number;
+  writeDelayMs: number;
+  timeoutMs: number;
+  maxDirty: number;
+  sync: boolean;
+  readAhead: number;
+  readAheadTrigger: number;
+  /** Keep the cache in this file (survives restarts). */
+  file: string | undefined;
+  noVerify: boolean;
+  recoverDirty: boolean;
+}
+
+export interface S3Settings {
+  baseURL: string;
+  region: string;
+  vhost: boolean;
+  insecure: boolean;
+  cacert: string | undefined;
+  accessId: string | undefined;
+  accessKey: string | undefined;
+  accessFile: string | undefined;
+  accessEC2IAM: string | undefined;
+  /** Headers of every block PUT: ACL, storage class, server-side encryption. */
+  putHeaders: Record<string, string>;
+  timeoutMs: number;
+  initialRetryPauseMs: number;
+  maxRetryPauseMs: number;
+  maxUploadBps: number;
+  maxDownloadBps: number;
+  debugHttp: boolean;
+  listBlocksThreads: number;
+}
+
+export interface Geometry {
+  blockSize: number;
+  fileSize: number;
+  numBlocks: number;
+}
