@@ -3,7 +3,7 @@
  * session's reader thread reads requests from it and the replies are written back to it), and the
  * test writes hand-laid request bytes into the other end and reads the replies.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterAll, afterEach, expect, test } from "bun:test";
 import { closeSync, writeSync } from "node:fs";
 import { BackedFile } from "../src/file/backed-file.ts";
 import { FILE_INODE, SingleFileFs, STATS_INODE } from "../src/fuse/filesystem.ts";
@@ -17,11 +17,17 @@ import { plainCodec } from "./helpers/stores.ts";
 
 const BS = 4096;
 const opened: { session: FuseSession; fds: number[] }[] = [];
+const fds: number[] = [];
 afterEach(() => {
   for (const o of opened.splice(0)) {
     o.session.stop();
-    for (const fd of o.fds) closeSync(fd);
+    fds.push(...o.fds);
   }
+});
+// Closed only at the end: a descriptor number reused by the next test while the last one's
+// stream still watches it would hand that stream the next test's replies.
+afterAll(() => {
+  for (const fd of fds) closeSync(fd);
 });
 
 function request(opcode: number, unique: number, nodeid: number, body: Uint8Array = new Uint8Array(0)): Uint8Array {
