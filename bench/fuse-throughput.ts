@@ -1,8 +1,9 @@
 /**
  * The raw FUSE path, no network: dd 1 GiB write and read with bs=1M (buffered+fsync and O_DIRECT),
  * fio 4 KiB random read/write IOPS with 4 jobs, and the server's CPU seconds per GiB moved.
- * Runs ours on the in-memory store and on a tmpfs directory (block cache off: this is the FUSE path
- * itself), and Debian's s3backer --test on the same tmpfs, with the same block size.
+ * Runs ours on the in-memory store and on a tmpfs directory (block cache and consistency guard
+ * off: this is the FUSE path itself), and Debian's s3backer --test on the same tmpfs, with the
+ * same block size. S3BACKER_BINARY measures another build of ours.
  * Run by hand as root:  bun bench/fuse-throughput.ts [sizeMiB]
  */
 import { spawnSync } from "bun";
@@ -13,7 +14,7 @@ const MIB = Number(process.argv[2] ?? 1024);
 const BLOCK = "1M";
 const work = "/dev/shm/s3b-bench";
 const source = join(work, "source.bin");
-const OURS = join(import.meta.dir, "../dist/s3backer");
+const OURS = process.env.S3BACKER_BINARY ?? join(import.meta.dir, "../dist/s3backer");
 
 function sh(cmd: string[], allowFail = false): string {
   const r = spawnSync(cmd, { stderr: "pipe" });
@@ -68,9 +69,9 @@ sh(["dd", "if=/dev/urandom", `of=${source}`, "bs=1M", `count=${MIB}`]);
 const size = `${MIB}M`;
 const rows: Row[] = [];
 try {
-  rows.push(await measure("ours, memory store", (m) => sh([OURS, "--test", "--blockCacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, ":memory:", m]), join(work, "m1")));
+  rows.push(await measure("ours, memory store", (m) => sh([OURS, "--test", "--blockCacheSize=0", "--md5CacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, ":memory:", m]), join(work, "m1")));
   mkdirSync(join(work, "b2"));
-  rows.push(await measure("ours, tmpfs dir", (m) => sh([OURS, "--test", "--blockCacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b2"), m]), join(work, "m2")));
+  rows.push(await measure("ours, tmpfs dir", (m) => sh([OURS, "--test", "--blockCacheSize=0", "--md5CacheSize=0", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b2"), m]), join(work, "m2")));
   mkdirSync(join(work, "b3"));
   rows.push(await measure("Debian s3backer 1.5.4, tmpfs dir", (m) => sh(["s3backer", "--test", `--blockSize=${BLOCK}`, `--size=${size}`, join(work, "b3"), m]), join(work, "m3")));
 } finally {

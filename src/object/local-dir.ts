@@ -6,12 +6,11 @@
  * An object is written to a temporary file and renamed into place, so a reader never sees half of
  * one; `flush` fsyncs the files and directories touched since the last flush.
  */
-import { md5Hex } from "../util/md5.ts";
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Errno, FsError, messageOf } from "../errors.ts";
 import type { StatGroup } from "../store/block-store.ts";
-import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 import { blockName, parseBlockName } from "./block-names.ts";
 import { Counters } from "../util/counters.ts";
 import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "./mount-flag.ts";
@@ -70,7 +69,7 @@ export class LocalDirStore implements ObjectStore {
     }
     this.counters.add("reads");
     this.counters.add("bytes read", body.length);
-    return { body, md5: md5Hex(body), encoding: null, hmac: null };
+    return new HashedLater(body, null, null);
   }
 
   async head(block: number): Promise<ObjectHead | null> {
@@ -78,7 +77,7 @@ export class LocalDirStore implements ObjectStore {
     return object && { md5: object.md5, encoding: null };
   }
 
-  async put(block: number, object: ObjectToStore): Promise<string> {
+  async put(block: number, object: ObjectToStore): Promise<undefined> {
     if (object.encoding) throw this.fail(`write block ${block}`, `a local directory keeps plain blocks, not '${object.encoding}'`);
     const path = this.path(block);
     try {
@@ -92,7 +91,6 @@ export class LocalDirStore implements ObjectStore {
     } catch (err) {
       throw this.fail(`write block ${block}`, err);
     }
-    return md5Hex(object.body);
   }
 
   async delete(block: number): Promise<void> {

@@ -1,8 +1,7 @@
 /** Objects in RAM, as a server would keep them: for `--test :memory:` (benchmarks) and tests. Gone at unmount. */
-import { md5Hex } from "../util/md5.ts";
 import type { StatGroup } from "../store/block-store.ts";
 import { Counters } from "../util/counters.ts";
-import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 
 export class MemoryObjects implements ObjectStore {
   private readonly objects = new Map<number, StoredObject>();
@@ -24,11 +23,9 @@ export class MemoryObjects implements ObjectStore {
     return o ? { md5: o.md5, encoding: o.encoding } : null;
   }
 
-  async put(block: number, object: ObjectToStore): Promise<string> {
+  async put(block: number, object: ObjectToStore): Promise<undefined> {
     this.counters.add("puts");
-    const md5 = md5Hex(object.body);
-    this.objects.set(block, { body: object.body.slice(), md5, encoding: object.encoding ?? null, hmac: object.hmac ?? null });
-    return md5;
+    this.objects.set(block, new HashedLater(object.body.slice(), object.encoding ?? null, object.hmac ?? null));
   }
 
   async delete(block: number): Promise<void> {

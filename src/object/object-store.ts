@@ -5,6 +5,7 @@
  * zero blocks, encodings or caches: it keeps bytes and says what it holds.
  */
 import type { StatGroup } from "../store/block-store.ts";
+import { md5Hex } from "../util/md5.ts";
 
 /** An object as the codec hands it down: the body and the headers that say how to read it. */
 export interface ObjectToStore {
@@ -21,9 +22,23 @@ export interface ObjectHead {
   encoding: string | null;
 }
 
+/** An object as read. A store that keeps no MD5 (a directory, memory) may hash its body when `md5` is first read. */
 export interface StoredObject extends ObjectHead {
   body: Uint8Array;
   hmac: string | null;
+}
+
+/** A stored object whose MD5 is hashed from its body when first asked for (and then kept). */
+export class HashedLater implements StoredObject {
+  private digest: string | undefined;
+  constructor(
+    readonly body: Uint8Array,
+    readonly encoding: string | null,
+    readonly hmac: string | null,
+  ) {}
+  get md5(): string {
+    return (this.digest ??= md5Hex(this.body));
+  }
 }
 
 export interface ObjectStore {
@@ -35,8 +50,11 @@ export interface ObjectStore {
   get(block: number): Promise<StoredObject | null>;
   /** A block's object without its body (null: none). */
   head(block: number): Promise<ObjectHead | null>;
-  /** Stores a block's object; returns the MD5 hex of the body now stored. The body is only lent. */
-  put(block: number, object: ObjectToStore): Promise<string>;
+  /**
+   * Stores a block's object (the body is only lent). Returns the MD5 hex of the body now stored
+   * where the store has it without hashing again (S3: the upload's Content-MD5), else undefined.
+   */
+  put(block: number, object: ObjectToStore): Promise<string | undefined>;
   delete(block: number): Promise<void>;
   /** Calls `found` for every block that has an object (in no particular order). */
   list(found: (block: number) => void): Promise<void>;

@@ -60,7 +60,8 @@ export class Codec implements VerifiedStore {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
-    return (await this.readVerified(block)).data ?? this.zero;
+    const object = await this.inner.get(block);
+    return object ? this.decode(block, object) : this.zero;
   }
 
   async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
@@ -70,10 +71,16 @@ export class Codec implements VerifiedStore {
   }
 
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
-    await this.writeVerified(block, data);
+    await this.store(block, data);
   }
 
   async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
+    const stored = await this.store(block, data);
+    return stored && (stored.md5 ?? md5Hex(stored.body));
+  }
+
+  /** Stores a block (null: deletes it); returns what was put and its MD5 where the store knew it, or null. */
+  private async store(block: number, data: Uint8Array | null): Promise<{ body: Uint8Array; md5: string | undefined } | null> {
     if (data && isAllZero(data)) data = null;
     // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
     // and with it the only record of the sizes).
@@ -82,7 +89,8 @@ export class Codec implements VerifiedStore {
       await this.inner.delete(block);
       return null;
     }
-    return this.inner.put(block, await this.encode(block, data));
+    const object = await this.encode(block, data);
+    return { body: object.body, md5: await this.inner.put(block, object) };
   }
 
   readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
