@@ -168,6 +168,27 @@ describe("NBD: ext4 over S3", () => {
   });
 });
 
+describe("NBD: a server that fails", () => {
+  test("reads that cannot be verified are EIO in the reply, never data; bodies damaged on the way are fetched again", async () => {
+    const dir = scratch("nbd-eio");
+    const peer = embeddedPeer(server);
+    const bucket = await freshBucket(peer, "nbdeio");
+    const args = [...peerArgs(peer), "--size=4M", "--blockSize=64k", "--blockCacheSize=0", "--maxRetryPause=300", "--initialRetryPause=20"];
+    const disk = await serveNbd(args, { dir, source: bucket });
+    try {
+      await ok(["qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 256k", "-c", "flush", disk.qemu]);
+      server.setFaults({ corruptRate: 0.5, keyPattern: /^[0-9a-f]{8}$/ });
+      await ok(["qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 256k", disk.qemu]); // retried until whole
+      server.setFaults({ errorRate: 1, keyPattern: /^[0-9a-f]{8}$/ });
+      const failed = await runAsync(["qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 64k", disk.qemu]);
+      expect(`${failed.stdout}${failed.stderr}`).toContain("Input/output error");
+    } finally {
+      server.setFaults({ errorRate: 0, corruptRate: 0, keyPattern: undefined });
+    }
+    await disk.stop();
+  });
+});
+
 describe("NBD: unprivileged, without /dev/fuse", () => {
   test("served as nobody from a chroot holding the binary, its libraries and /proc", async () => {
     const root = scratch("nbd-chroot");
