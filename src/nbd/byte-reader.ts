@@ -10,10 +10,6 @@ export class ByteReader {
   private waiting: { length: number; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
 
-  get available(): number {
-    return this.buffered;
-  }
-
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);

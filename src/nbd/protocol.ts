@@ -33,11 +33,8 @@ export const Rep = {
   INFO: 3,
   META_CONTEXT: 4,
   ERR_UNSUP: ERR + 1,
-  ERR_POLICY: ERR + 2,
   ERR_INVALID: ERR + 3,
   ERR_UNKNOWN: ERR + 6,
-  ERR_SHUTDOWN: ERR + 7,
-  ERR_TOO_BIG: ERR + 9,
 } as const;
 
 export const Info = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
@@ -73,7 +70,7 @@ export const ReplyFlag = { DONE: 1 << 0 } as const;
 export const ReplyType = { NONE: 0, OFFSET_DATA: 1, OFFSET_HOLE: 2, BLOCK_STATUS: 5, ERROR: (1 << 15) + 1 } as const;
 
 /** Errors a reply may carry (Linux values, fixed by the protocol). */
-export const NbdErrno = { EPERM: 1, EIO: 5, ENOMEM: 12, EINVAL: 22, ENOSPC: 28, EOVERFLOW: 75, ENOTSUP: 95, ESHUTDOWN: 108 } as const;
+export const NbdErrno = { EPERM: 1, EIO: 5, ENOMEM: 12, EINVAL: 22, ENOSPC: 28, ENOTSUP: 95, ESHUTDOWN: 108 } as const;
 
 /** The one metadata context: which extents are holes, and read as zeros. */
 export const BASE_ALLOCATION = "base:allocation";

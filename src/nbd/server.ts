@@ -43,10 +43,6 @@ export class NbdServer {
     return nbd;
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   private accept(stream: StreamConnection, device: NbdDevice, spec: ExportSpec, log: Logger): StreamSession {
     const wire: Wire = { write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end() };
     const connection = new NbdConnection(wire, device, spec, log, stream.peer);
