@@ -1,4 +1,5 @@
 /** The byte-range file over a block store: splitting at block edges, write order per block, trim, zeroing. */
+import { concatBytes } from "../src/util/bytes.ts";
 import { expect, test } from "bun:test";
 import { BackedFile } from "../src/file/backed-file.ts";
 import { FsError } from "../src/errors.ts";
@@ -14,12 +15,7 @@ function file(blocks = 8) {
   return { objects, file: new BackedFile(plainCodec(objects)) };
 }
 
-const joined = (pieces: Uint8Array[]) => {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of pieces) (out.set(p, at), (at += p.length));
-  return out;
-};
+const joined = concatBytes;
 
 test("a write across three blocks lands in each, reads back whole and in parts, clipped at the end", async () => {
   const { file: f, objects } = file();

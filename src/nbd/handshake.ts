@@ -3,6 +3,7 @@
  * (EXPORT_NAME or GO) starts the transmission phase. One export is offered, under the disk's file
  * name or the empty (default) name.
  */
+import { concatBytes } from "../util/bytes.ts";
 import type { ByteReader } from "./byte-reader.ts";
 import {
   BASE_ALLOCATION, blockSizeInfo, decodeOptionHeader, EXPORT_NAME_PADDING, exportInfo, greeting, HandshakeFlag, Info, Opt,
@@ -100,7 +101,7 @@ export async function negotiate(reader: ByteReader, send: (bytes: Uint8Array) =>
           const name = new TextDecoder().decode(data);
           if (!known(name)) return undefined; // this option has no way to say no but closing
           const info = exportInfo(spec.size, transmissionFlags(spec, structured)).subarray(2);
-          send(noZeroes ? info : concat(info, new Uint8Array(EXPORT_NAME_PADDING)));
+          send(noZeroes ? info : concatBytes([info, new Uint8Array(EXPORT_NAME_PADDING)]));
           return { structured, allocation, strictAlignment: false, flags: transmissionFlags(spec, structured) };
         }
         case Opt.ABORT:
@@ -108,7 +109,7 @@ export async function negotiate(reader: ByteReader, send: (bytes: Uint8Array) =>
           return undefined;
         case Opt.LIST:
           if (data.length !== 0) throw new Invalid("NBD_OPT_LIST takes no data");
-          reply(Rep.SERVER, concat(withU32(new TextEncoder().encode(spec.name).length, spec.name), new TextEncoder().encode(spec.description)));
+          reply(Rep.SERVER, concatBytes([withU32(new TextEncoder().encode(spec.name).length, spec.name), new TextEncoder().encode(spec.description)]));
           reply(Rep.ACK);
           break;
         case Opt.STARTTLS:
@@ -177,12 +178,5 @@ function withInfoType(type: number, text: string): Uint8Array {
   const out = new Uint8Array(2 + body.length);
   new DataView(out.buffer).setUint16(0, type);
   out.set(body, 2);
-  return out;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
   return out;
 }

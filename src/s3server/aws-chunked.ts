@@ -4,6 +4,7 @@
  * request's own (STREAMING-AWS4-HMAC-SHA256-PAYLOAD); or, unsigned, the trailing checksum is
  * checked where it is one we know (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
  */
+import { concatBytes } from "../util/bytes.ts";
 import { createHash, createHmac } from "node:crypto";
 import { runtime } from "../runtime/index.ts";
 
@@ -55,7 +56,7 @@ export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undef
     at += 2;
     parts.push(chunk);
   }
-  const data = concat(parts);
+  const data = concatBytes(parts);
   // What follows the last chunk: trailers (name:value lines), then an empty line.
   const trailers = latin1.decode(body.subarray(at)).split(CRLF).filter((l) => l !== "");
   for (const line of trailers) {
@@ -82,15 +83,4 @@ function checksumMismatch(name: string, value: string, data: Uint8Array): string
 function indexOfCrlf(b: Uint8Array, from: number): number {
   for (let i = from; i + 1 < b.length && i < from + 200; i++) if (b[i] === 13 && b[i + 1] === 10) return i;
   return -1;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
