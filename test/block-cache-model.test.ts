@@ -77,6 +77,7 @@ const cases: Case[] = [
   { name: "8 blocks, read-ahead, a write delay", options: { size: 8, maxDirty: 8, readAhead: 3, readAheadTrigger: 1, writeDelayMs: 2 } },
   { name: "8 blocks, write-through", options: { size: 8, maxDirty: 8, sync: true } },
   { name: "6 blocks, failing writes", options: { size: 6, maxDirty: 6 }, failRate: 0.05 },
+  { name: "4 blocks, the first 3 protected", options: { size: 4, maxDirty: 4, numProtected: 3 } },
 ];
 
 for (const c of cases) {
@@ -86,7 +87,7 @@ for (const c of cases) {
     const random = seededRandom(seed);
     const memory = plainCodec(new MemoryObjects(BS, BLOCKS));
     const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), {
-      size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
+      size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2, numProtected: 0,
       log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,
     });
     const file = new BackedFile(cache, cache);

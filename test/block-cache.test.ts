@@ -27,12 +27,12 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
     baseURL: server.url, bucket: "bc", vhost: false, region: "us-east-1",
     credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
     timeoutMs: 5000, initialRetryPauseMs: 5, maxRetryPauseMs: 50, insecure: false, caFile: undefined,
-    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger(),
   });
   const s3 = plainCodec(new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4 }));
   const zero = new ZeroBlockCache(s3);
   const cache = new BlockCache(zero, {
-    size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
+    size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2, numProtected: 0,
     log: new Logger({ kind: "file", path: "/dev/null" }), ...options,
   });
   caches.push(cache);
@@ -40,6 +40,25 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
 }
 
 const stat = (c: BlockCache, name: string) => Number(c.stats()[0]!.values.find(([n]) => n === name)![1]);
+
+test("--blockCacheNumProtected: the first blocks stay while others come and go, and go last", async () => {
+  const { cache, s3 } = stack({ size: 4, numProtected: 2 });
+  for (let b = 0; b < 8; b++) await s3.writeBlock(b, pattern(BS, b + 1));
+  server.counters.reset();
+  for (const b of [0, 1, 2, 3, 4, 5, 6, 7]) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+  expect(server.counters.requests.GET).toBe(8);
+  for (const b of [0, 1]) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1)); // still cached
+  expect(server.counters.requests.GET).toBe(8);
+  // With every unprotected block dirty, a protected one is the one to go.
+  for (const b of [6, 7]) await cache.writeBlock(b, pattern(BS, 50 + b));
+  await cache.readBlock(2);
+  expect(server.counters.requests.GET).toBe(9);
+  await cache.flush();
+  server.counters.reset();
+  await cache.readBlock(0);
+  await cache.readBlock(1);
+  expect(server.counters.requests.GET).toBe(1);
+});
 
 test("reads: a miss fetches once, hits cost nothing; LRU evicts clean blocks beyond the size", async () => {
   const { cache, s3 } = stack({ size: 4 });

@@ -115,14 +115,18 @@ test("both engines give the original's bytes at every key size, and a long --key
   }
 });
 
-test("deflate round trip at levels 1, 6, 9; never inflates past one block; corrupt data is an error", async () => {
+test("deflate (levels 1, 6, 9) and zstd (levels -5, 3, 19) round trips; never past one block; corrupt data is an error", async () => {
   const data = new Uint8Array(65536).map((_, i) => (i * 7) % 13);
-  for (const level of [1, 6, 9]) {
-    const packed = await compress(data, level);
+  const cases = [["deflate", 1], ["deflate", 6], ["deflate", 9], ["zstd", -5], ["zstd", 3], ["zstd", 19]] as const;
+  for (const [algorithm, level] of cases) {
+    const packed = await compress(data, { algorithm, level });
     expect(packed.length).toBeLessThan(data.length / 4);
-    expect(await decompress("deflate", packed, data.length)).toEqual(data);
-    expect(await errorOf(decompress("deflate", packed, data.length - 1))).toMatch(/inflates beyond one block/);
-    expect(await errorOf(decompress("deflate", packed.subarray(0, packed.length >> 1), data.length))).toMatch(/corrupt or truncated/);
+    // What the original's compress2() and ZSTD_compress() write: a zlib header, a zstd frame.
+    if (algorithm === "deflate") expect(packed[0]).toBe(0x78);
+    else expect([...packed.subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+    expect(await decompress(algorithm, packed, data.length)).toEqual(data);
+    expect(await errorOf(decompress(algorithm, packed, data.length - 1))).toMatch(/inflates beyond one block/);
+    expect(await errorOf(decompress(algorithm, packed.subarray(0, packed.length >> 1), data.length))).toMatch(/corrupt or truncated/);
   }
 });
 

@@ -10,6 +10,7 @@ import { isAllZero } from "../src/store/block-store.ts";
 import { BlockEncryption } from "../src/object/codec/block-encryption.ts";
 import { cipherByName } from "../src/object/codec/ciphers.ts";
 import { Codec } from "../src/object/codec/codec.ts";
+import type { Algorithm } from "../src/object/codec/compression.ts";
 import { checkDiskEncoding } from "../src/object/codec/disk-check.ts";
 import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
 import { S3Client } from "../src/object/s3/s3-client.ts";
@@ -30,15 +31,15 @@ function objects(blockSize: number, prefix = `${Math.random().toString(36).slice
     baseURL: server.url, bucket: "cdc", vhost: false, region: "us-east-1",
     credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
     timeoutMs: 5000, initialRetryPauseMs: 5, maxRetryPauseMs: 200, insecure: false, caFile: undefined,
-    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger(),
   });
   return new S3Store(client, { prefix, hashPrefix: false, blockSize, numBlocks: 64, putHeaders: {}, listThreads: 4 });
 }
 
-async function codec(opts: { blockSize?: number; level?: number; password?: string; prefix?: string; keepSizes?: boolean; defaultEncoding?: string } = {}) {
+async function codec(opts: { blockSize?: number; level?: number; algorithm?: Algorithm; password?: string; prefix?: string; keepSizes?: boolean; defaultEncoding?: string } = {}) {
   const s3 = objects(opts.blockSize ?? 4096, opts.prefix);
   const encryption = opts.password === undefined ? undefined : await BlockEncryption.create(AES128, opts.password, `cdc/${s3.key(0).split("/")[0]}/`, 16);
-  const c = new Codec(s3, { compressLevel: opts.level ?? (encryption ? 6 : undefined), encryption, defaultEncoding: opts.defaultEncoding, keepSizes: opts.keepSizes ?? false });
+  const c = new Codec(s3, { compression: opts.level !== undefined ? { algorithm: opts.algorithm ?? "deflate", level: opts.level } : encryption ? { algorithm: "deflate", level: 6 } : undefined, encryption, defaultEncoding: opts.defaultEncoding, keepSizes: opts.keepSizes ?? false });
   return { s3, codec: c };
 }
 
@@ -72,9 +73,10 @@ async function tamper(s3: S3Store, block: number, change: (o: { body: Uint8Array
 
 describe("round trips", () => {
   for (const blockSize of [512, 4096, 65536, 1 << 20]) {
-    for (const [level, password] of [[undefined, undefined], [1, undefined], [9, undefined], [undefined, "pw"], [9, "pw"]] as const) {
-      test(`${blockSize}-byte blocks, level ${level ?? "-"}, ${password ? "encrypted" : "clear"}`, async () => {
-        const { s3, codec: c } = await codec({ blockSize, level, password });
+    const cases = [[undefined, undefined, undefined], ["deflate", 1, undefined], ["deflate", 9, undefined], ["zstd", 3, undefined], ["zstd", -5, undefined], [undefined, undefined, "pw"], ["deflate", 9, "pw"], ["zstd", 19, "pw"]] as const;
+    for (const [algorithm, level, password] of cases) {
+      test(`${blockSize}-byte blocks, ${algorithm ?? "no"} compression ${level ?? ""}, ${password ? "encrypted" : "clear"}`, async () => {
+        const { s3, codec: c } = await codec({ blockSize, algorithm, level, password });
         const compressible = pattern(blockSize, 3).map((b, i) => (i % 64 < 48 ? 0x41 : b));
         const noise = random(blockSize);
         await c.writeBlock(1, compressible);
@@ -83,7 +85,7 @@ describe("round trips", () => {
         expect(await c.readBlock(2)).toEqual(noise);
         const encrypt = password ? ["encrypt-AES-128-CBC"] : [];
         const compress = level !== undefined || password !== undefined;
-        expect(stored(s3, 1)!.contentEncoding).toBe([...(compress ? ["deflate"] : []), ...encrypt].join(", ") || undefined);
+        expect(stored(s3, 1)!.contentEncoding).toBe([...(compress ? [algorithm ?? "deflate"] : []), ...encrypt].join(", ") || undefined);
         // Noise does not shrink: stored raw (then encrypted when asked).
         expect(stored(s3, 2)!.contentEncoding).toBe(encrypt.join(", ") || undefined);
         if (compress) expect(stored(s3, 1)!.body.length).toBeLessThan(blockSize / 2);
@@ -163,14 +165,14 @@ describe("a bucket someone tampers with: never data, always EIO", () => {
     expect(await eio(c.readBlock(1))).toMatch(/it is not encrypted, but this disk is/);
     expect(await eio(c.readBlock(2))).toMatch(/encrypted with AES-256-CBC, not AES-128-CBC/);
     expect(await eio(c.readBlock(3))).toMatch(/unknown Content-Encoding 'gzip'/);
-    const plain = new Codec(s3, { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+    const plain = new Codec(s3, { compression: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
     await c.writeBlock(4, pattern(4096, 4));
     expect(await eio(plain.readBlock(4))).toMatch(/it is encrypted \(AES-128-CBC\) but --encrypt was not given/);
   });
 
   test("a deflate body that inflates past one block, and one that is not deflate at all", async () => {
     const { s3, codec: c } = await codec({ level: 6 });
-    const big = new Codec(objects(8192, s3.key(0).split("/")[0] + "/"), { compressLevel: 6, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+    const big = new Codec(objects(8192, s3.key(0).split("/")[0] + "/"), { compression: { algorithm: "deflate", level: 6 }, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
     await big.writeBlock(1, new Uint8Array(8192).fill(7));
     await c.writeBlock(2, new Uint8Array(4096).fill(7));
     await tamper(s3, 2, (o) => (o.body = o.body.map((b) => b ^ 0x55)));

@@ -32,7 +32,7 @@ function s3store(): S3Store {
     baseURL: server.url, bucket: "ec", vhost: false, region: "us-east-1",
     credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
     timeoutMs: 5000, initialRetryPauseMs: 10, maxRetryPauseMs: 1000, insecure: false, caFile: undefined,
-    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+    maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger(),
   });
   return new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: 64, putHeaders: {}, listThreads: 4 });
 }

@@ -4,7 +4,7 @@
  * unsaved blocks of a cache file recoverable.
  */
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BINARY, cleanupDisks, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
@@ -78,4 +78,61 @@ test("a crash while the flag is being set leaves the cache file's unsaved blocks
   const third = await mountWith([...args, "--blockCacheRecoverDirtyBlocks", bucket], join(dir, "c"), true);
   expect(new Uint8Array(await readFile(third.file)).subarray(3 * 65536, 4 * 65536)).toEqual(data);
   await third.unmount();
+});
+
+test("servers that refuse or ignore If-None-Match: the mount goes ahead with a warning; a 409 is another mount", async () => {
+  const dir = workDir("odd");
+  for (const [mode, warning] of [["refuse", /does not support conditional PUT/], ["ignore", /ignores If-None-Match/]] as const) {
+    const bucket = await freshBucket(peer, mode);
+    server.setFaults({ conditionalPut: mode });
+    const disk = await mountWith([...peerArgs(peer), "--size=1M", bucket], join(dir, mode), true);
+    expect(disk.startup).toMatch(warning);
+    expect(disk.startup).toMatch(/not kept apart/);
+    expect(await tokenOf(bucket)).toMatch(/^[0-9a-f]{8}$/);
+    await disk.unmount();
+    // Where conditional PUT works, the probe finds the flag set and nothing is said.
+    server.reset();
+    const quiet = await mountWith([...peerArgs(peer), bucket], join(dir, `${mode}-ok`), true);
+    expect(quiet.startup).not.toMatch(/If-None-Match|conditional/);
+    await quiet.unmount();
+  }
+  const bucket = await freshBucket(peer, "conflict");
+  server.setFaults({ conditionalPut: "conflict" });
+  const mnt = join(dir, "conflict");
+  mkdirSync(mnt);
+  const r = await runAsync([BINARY, ...peerArgs(peer), "--size=1M", bucket, mnt]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/looks mounted elsewhere .*another mount setting the flag at this moment/);
+});
+
+test("--sharedDiskMode: shared mounts side by side see each other's writes; a normal mount is kept out, and they out of it", async () => {
+  const bucket = await freshBucket(peer, "shared");
+  const dir = workDir("shared");
+  const args = [...peerArgs(peer), "--blockSize=4k", "--size=1M", "--sharedDiskMode"];
+  const a = await mountWith([...args, bucket], join(dir, "a"), true);
+  const b = await mountWith([...args, bucket], join(dir, "b"), true);
+  expect(await tokenOf(bucket)).toBe("7fffffff");
+  const data = pattern(8192, 5);
+  const source = join(dir, "data");
+  await Bun.write(source, data);
+  expect((await runAsync(["dd", `if=${source}`, `of=${a.file}`, "bs=8192", "conv=notrunc", "status=none"])).code).toBe(0);
+  // No cache anywhere (the file is opened for direct I/O): b reads what a wrote, at once.
+  const copy = join(dir, "copy");
+  expect((await runAsync(["dd", `if=${b.file}`, `of=${copy}`, "bs=8192", "count=1", "status=none"])).code).toBe(0);
+  expect(new Uint8Array(await readFile(copy))).toEqual(data);
+  mkdirSync(join(dir, "n"));
+  mkdirSync(join(dir, "s2"));
+  const normal = await runAsync([BINARY, ...peerArgs(peer), "--size=1M", bucket, join(dir, "n")]);
+  expect(normal.code).toBe(1);
+  expect(normal.stderr).toMatch(/mounted in shared disk mode.*--sharedDiskMode/);
+  await a.unmount();
+  await b.unmount();
+  expect(await tokenOf(bucket)).toBe("7fffffff"); // left for the other shared mounts, as the original does
+
+  const other = await freshBucket(peer, "notshared");
+  const n = await mountWith([...peerArgs(peer), "--size=1M", other], join(dir, "n2"), true);
+  const refused = await runAsync([BINARY, ...args, other, join(dir, "s2")]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/looks mounted elsewhere/);
+  await n.unmount();
 });

@@ -21,7 +21,7 @@ const compressible = () => new Uint8Array(BS).fill(7, 0, 3000);
 test("codec: compressed and encrypted objects carry their Content-Encoding and read back; zero blocks are no object", async () => {
   const objects = new MemoryObjects(BS, 16);
   const encryption = await BlockEncryption.create(cipherByName("aes-128-cbc")!, "pw", "bucket/prefix/", 16);
-  const codec = new Codec(objects, { compressLevel: 6, encryption, defaultEncoding: undefined, keepSizes: false });
+  const codec = new Codec(objects, { compression: { algorithm: "deflate", level: 6 }, encryption, defaultEncoding: undefined, keepSizes: false });
   const data = compressible();
   const stored = await codec.writeVerified(3, data);
   const object = (await objects.get(3))!;
@@ -38,7 +38,7 @@ test("codec: compressed and encrypted objects carry their Content-Encoding and r
 test("codec: a tampered encrypted body, or a plain one on an encrypted disk, is EIO, never data", async () => {
   const objects = new MemoryObjects(BS, 16);
   const encryption = await BlockEncryption.create(cipherByName("aes-128-cbc")!, "pw", "bucket/prefix/", 16);
-  const codec = new Codec(objects, { compressLevel: 6, encryption, defaultEncoding: undefined, keepSizes: false });
+  const codec = new Codec(objects, { compression: { algorithm: "deflate", level: 6 }, encryption, defaultEncoding: undefined, keepSizes: false });
   await codec.writeBlock(1, pattern(BS, 1));
   const object = (await objects.get(1))!;
   object.body[10] = object.body[10]! ^ 1;

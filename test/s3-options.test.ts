@@ -89,7 +89,7 @@ test("--maxUploadSpeed holds a transfer to the given rate", async () => {
     baseURL: s.url, bucket: "slow", vhost: false, region: "us-east-1",
     credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: SECRET }) },
     timeoutMs: 5000, initialRetryPauseMs: 10, maxRetryPauseMs: 100, insecure: false, caFile: undefined,
-    maxUploadBps: 64 * 1024 * 8, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+    maxUploadBps: 64 * 1024 * 8, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger(),
   });
   const started = performance.now();
   await client.send({ method: "PUT", kind: "PUT", key: "k", body: pattern(32 * 1024, 1), expect: [200] });

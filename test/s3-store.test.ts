@@ -22,7 +22,7 @@ function store(opts: { blocks?: number; maxRetryPauseMs?: number; secret?: strin
     baseURL: server.url, bucket: "bkt", vhost: false, region: "us-east-1",
     credentials: { origin: "test", get: async () => ({ accessKeyId: ACCESS, secretAccessKey: opts.secret ?? SECRET }) },
     timeoutMs: opts.timeoutMs ?? 5000, initialRetryPauseMs: 5, maxRetryPauseMs: opts.maxRetryPauseMs ?? 2000,
-    insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger(),
+    insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger(),
   });
   const objects = new S3Store(client, { prefix: opts.prefix ?? `p${Math.random().toString(36).slice(2)}/`, hashPrefix: opts.hashPrefix ?? false, blockSize: BS, numBlocks: opts.blocks ?? 4096, putHeaders: { "x-amz-acl": "private" }, listThreads: 16 });
   return { s3: plainCodec(objects), objects, client };
@@ -131,7 +131,7 @@ test("a server slower than --timeout is retried and then fails", async () => {
 
 test("URLs: path style by default, virtual-hosted with --vhost, keys encoded", () => {
   const mk = (vhost: boolean, baseURL: string) =>
-    new S3Client({ baseURL, bucket: "my-bucket", vhost, region: "r", credentials: { origin: "", get: async () => undefined }, timeoutMs: 1, initialRetryPauseMs: 1, maxRetryPauseMs: 1, insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, log: new Logger() });
+    new S3Client({ baseURL, bucket: "my-bucket", vhost, region: "r", credentials: { origin: "", get: async () => undefined }, timeoutMs: 1, initialRetryPauseMs: 1, maxRetryPauseMs: 1, insecure: false, caFile: undefined, maxUploadBps: 0, maxDownloadBps: 0, debugHttp: false, keepAlive: true, log: new Logger() });
   expect(mk(false, "http://127.0.0.1:9000/").url("a/0000000f")).toBe("http://127.0.0.1:9000/my-bucket/a/0000000f");
   expect(mk(true, "https://s3.eu-west-1.amazonaws.com/").url("a b/x")).toBe("https://my-bucket.s3.eu-west-1.amazonaws.com/a%20b/x");
   expect(mk(false, "http://h/base/").url("", { prefix: "a b", "list-type": "2" })).toBe("http://h/base/my-bucket?prefix=a%20b&list-type=2");

@@ -12,6 +12,7 @@ import type { BlockStore, VerifiedStore } from "../store/block-store.ts";
 import { blockName } from "../object/block-names.ts";
 import { LocalDirStore, LocalMountFlag } from "../object/local-dir.ts";
 import { MemoryObjects } from "../object/memory-objects.ts";
+import { FaultyObjects } from "../object/test-faults.ts";
 import type { MountFlagStore } from "../object/mount-flag.ts";
 import { detectGeometry, type Detected } from "../object/s3/auto-detect.ts";
 import { credentialSource } from "../object/s3/credentials.ts";
@@ -51,16 +52,16 @@ export interface Disk {
 export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const disk = await openBackend(config, log);
   if (config.mode !== "mount" || config.cache.size === 0) return disk;
-  const size = Math.min(config.cache.size, disk.geometry.numBlocks);
-  const path = config.cache.file;
+  const c = config.cache;
+  const size = Math.min(c.size, disk.geometry.numBlocks);
+  const path = c.file;
   // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
   if (path) keepPrivate(path, log);
-  const file = path ? CacheFile.open(path, disk.geometry.blockSize, disk.geometry.numBlocks, size + 16) : undefined;
+  const file = path ? CacheFile.open(path, disk.geometry.blockSize, disk.geometry.numBlocks, size + 16, c.fileAdvise) : undefined;
   if (file?.damaged) log.warn(`cache file: ${file.damaged} damaged records ignored (their blocks are read from S3)`);
-  const c = config.cache;
   const cache = new BlockCache(disk.store, {
     size, threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, disk.geometry.numBlocks),
-    timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, log,
+    timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, numProtected: c.numProtected, log,
   }, file);
   if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
   const fromFile = file && path ? { path, tokens: file.tokens, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
@@ -111,10 +112,12 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     const geometry = maintenance && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
     const { blockSize, numBlocks } = geometry;
     const inMemory = config.bucket === MEMORY_BUCKET;
-    const objects = inMemory
+    const store = inMemory
       ? new MemoryObjects(blockSize, numBlocks)
       : await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize, numBlocks, hashPrefix: config.blockHashPrefix });
-    const codec = new Codec(objects, { compressLevel: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+    const f = config.testFaults;
+    const objects = f.errors || f.delays || f.discard ? new FaultyObjects(store, f) : store;
+    const codec = new Codec(objects, { compression: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
     return guarded(config, codec, geometry, inMemory ? undefined : new LocalMountFlag(config.bucket, config.prefix), maintenance);
   }
 
@@ -125,7 +128,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     baseURL: s3.baseURL, bucket: config.bucket, vhost: s3.vhost, region: s3.region, credentials,
     timeoutMs: s3.timeoutMs, initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
     insecure: s3.insecure, caFile: s3.cacert, maxUploadBps: s3.maxUploadBps, maxDownloadBps: s3.maxDownloadBps,
-    debugHttp: s3.debugHttp, log,
+    debugHttp: s3.debugHttp, keepAlive: s3.keepAlive, log,
   });
   let geometry: Geometry;
   let detected: Detected | undefined;
@@ -144,7 +147,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   // The salt binds the key to the bucket and prefix, as in the original.
   const encryption = enc && (await BlockEncryption.create(enc.cipher, enc.password!, `${config.bucket}/${config.prefix}`, enc.keyLength));
   const backend = new Codec(objects, {
-    compressLevel: config.codec.compressLevel, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: !maintenance,
+    compression: config.codec.compression, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: !maintenance,
   });
   if (!maintenance) await checkDiskEncoding(objects, backend, encryption !== undefined, config.codec.defaultEncoding);
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
@@ -155,7 +158,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
 /** The consistency guard over the codec, unless it is off (--md5CacheSize=0) or the disk is not mounted. */
 function guarded(config: Config, backend: VerifiedStore, geometry: Geometry, flag: MountFlagStore | undefined, maintenance: boolean): Disk {
   const ec = config.consistency;
-  if (maintenance || ec.md5CacheSize === 0) return stack(backend, backend, geometry, flag, maintenance);
+  if (maintenance || ec.md5CacheSize === 0) return stack(backend, backend, geometry, flag, maintenance, config.sharedDisk);
   // As the original: never remember more blocks than the disk has; "forever" only if all fit.
   if (ec.md5CacheTimeMs === 0 && ec.md5CacheSize < geometry.numBlocks) {
     throw new ConfigError(`--md5CacheTime=0 (forever) needs --md5CacheSize of at least the ${geometry.numBlocks} blocks of the disk`);
@@ -164,11 +167,13 @@ function guarded(config: Config, backend: VerifiedStore, geometry: Geometry, fla
     cacheSize: Math.min(ec.md5CacheSize, geometry.numBlocks), cacheTimeMs: ec.md5CacheTimeMs, minWriteDelayMs: ec.minWriteDelayMs,
     initialRetryPauseMs: config.s3.initialRetryPauseMs, maxRetryPauseMs: config.s3.maxRetryPauseMs,
   });
-  return stack(backend, guard, geometry, flag, maintenance);
+  return stack(backend, guard, geometry, flag, maintenance, config.sharedDisk);
 }
 
 /** The zero-block cache over `below` (the backend, or the consistency guard over it). */
-function stack(backend: VerifiedStore, below: BlockStore, geometry: Geometry, flag: MountFlagStore | undefined, maintenance: boolean): Disk {
+function stack(backend: VerifiedStore, below: BlockStore, geometry: Geometry, flag: MountFlagStore | undefined, maintenance: boolean, sharedDisk: boolean): Disk {
+  // Another host may write any block at any time: nothing may be remembered, not even zeros.
+  if (sharedDisk && !maintenance) return { store: below, backend, zeroBlockCache: undefined, geometry, flag, knownZero: () => false };
   if (maintenance) return { store: backend, backend, zeroBlockCache: undefined, geometry, flag, knownZero: () => false };
   const zeroBlockCache = new ZeroBlockCache(below);
   return { store: zeroBlockCache, backend, zeroBlockCache, geometry, flag, knownZero: (block) => zeroBlockCache.isZero(block) };

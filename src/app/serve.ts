@@ -11,7 +11,7 @@ import { log } from "../log.ts";
 import { statsText } from "./stats-text.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
 import { openDisk, type Disk } from "./open-disk.ts";
-import { newToken, type MountFlagStore } from "../object/mount-flag.ts";
+import { newToken, SHARED_TOKEN, type MountFlagStore } from "../object/mount-flag.ts";
 import type { MountedCache } from "../store/block-cache/block-cache.ts";
 import { Progress } from "./progress.ts";
 import type { FrontEnd } from "./front-end.ts";
@@ -35,10 +35,11 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   if (flag) {
     // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
     const own = await recoveringOwnCrash(config, disk.cacheFile, flag);
-    const token = newToken();
+    const token = config.sharedDisk ? SHARED_TOKEN : newToken();
     // The cache file learns the token first, so that a crash at any instant leaves it matching the flag.
     disk.blockCache?.announceFileToken(token);
-    await flag.acquire(config.force || own, token);
+    const warning = await flag.acquire(config.force || own, token);
+    if (warning) log.warn(warning);
     disk.blockCache?.setFileToken(token);
   } else if (disk.cacheFile?.dirty) {
     throw new ConfigError(`${disk.cacheFile.path} holds unsaved blocks: mount without --readOnly to save them`);
@@ -53,7 +54,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   try {
     front = config.nbd ? await startNbd(context) : startFuse(context);
   } catch (err) {
-    await flag?.clear(); // nothing was written
+    if (!config.sharedDisk) await flag?.clear(); // nothing was written
     throw err;
   }
   memory.start();
@@ -82,8 +83,9 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   }
   for (const s of signals) process.off(s, onSignal);
   memory.stop();
-  // Cleared only after a clean flush, so that after a failure the next mount sees the flag.
-  if (code === 0 && flag) {
+  // Cleared only after a clean flush, so that after a failure the next mount sees the flag. The
+  // shared flag stays, as in the original: other shared mounts may still be using the disk.
+  if (code === 0 && flag && !config.sharedDisk) {
     await flag.clear().catch((err) => log.error(`clearing the mounted flag: ${messageOf(err)}`));
   }
   if (config.pidFile) rmSync(config.pidFile, { force: true });

@@ -39,22 +39,29 @@ export const FLAGS: readonly Flag[] = [
   { name: "fileMode", value: "MODE", default: "0600 (0400 with --readOnly)", group: "Disk layout", help: "Permissions of the backed file, octal" },
   { name: "readOnly", group: "Disk layout", help: "Refuse every write with 'Read-only file system'" },
   { name: "listBlocks", group: "Disk layout", help: "List existing blocks at start-up so absent blocks cost no request" },
+  { name: "sharedDiskMode", group: "Disk layout", help: "For cluster filesystems (GFS2, OCFS2) shared by several mounts: no caching at all, and the mounted flag admits other shared mounts" },
   { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks" },
   { name: "force", group: "Disk layout", help: "Mount even if auto-detected sizes differ or the disk looks mounted elsewhere" },
   { name: "noAutoDetect", group: "Disk layout", help: "Do not read block and file size from the disk's metadata" },
   { name: "test", group: "Disk layout", help: "Local test mode: the bucket argument is a directory (':memory:' keeps blocks in RAM)" },
+  { name: "test-errors", group: "Disk layout", help: "In --test mode, fail one block read or write in a hundred with an I/O error" },
+  { name: "test-delays", group: "Disk layout", help: "In --test mode, delay each block read and write by 0 to 200 ms at random" },
+  { name: "test-discard", group: "Disk layout", help: "In --test mode, store nothing: writes are dropped and every block reads as zeros" },
 
   // S3 connection
   { name: "baseURL", value: "URL", default: "https://s3.amazonaws.com/", group: "S3 connection", help: "Base URL of the S3 service (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)" },
   { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing (else AWS_REGION, AWS_DEFAULT_REGION)" },
   { name: "vhost", group: "S3 connection", help: "Virtual-hosted style URLs (bucket.host/key)" },
+  { name: "no-vhost", group: "S3 connection", help: "Path-style URLs (host/bucket/key): the default" },
   { name: "ssl", group: "S3 connection", help: "Require https (the default base URL already uses it)" },
   { name: "insecure", group: "S3 connection", help: "Do not verify the server's TLS certificate" },
   { name: "cacert", value: "FILE", group: "S3 connection", help: "CA certificate file for TLS" },
   { name: "accessId", value: "ID", group: "S3 connection", help: "S3 access key ID (else --accessFile, then AWS_* variables)" },
   { name: "accessKey", value: "KEY", group: "S3 connection", help: "S3 secret access key" },
+  { name: "accessKeyEnv", value: "VARNAME", group: "S3 connection", help: "Take the secret access key from this environment variable" },
   { name: "accessFile", value: "FILE", default: "~/.s3backer_passwd", group: "S3 connection", help: "File of 'accessId:accessKey' lines" },
   { name: "accessEC2IAM", value: "ROLE", group: "S3 connection", help: "Take credentials from the EC2 instance metadata for ROLE" },
+  { name: "accessEC2IAM-IMDSv2", group: "S3 connection", help: "Accepted for the original's command lines: the instance metadata is always read IMDSv2 style" },
   { name: "accessType", value: "TYPE", default: "private", group: "S3 connection", help: "ACL for new objects: private, public-read, public-read-write, authenticated-read" },
   { name: "authVersion", value: "TYPE", default: "aws4", group: "S3 connection", help: "Request signing: aws4 only" },
   { name: "storageClass", value: "TYPE", group: "S3 connection", help: "Storage class of written blocks" },
@@ -68,6 +75,9 @@ export const FLAGS: readonly Flag[] = [
   { name: "maxDownloadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Download bandwidth limit (0: none)" },
   { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header" },
   { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
+  { name: "http11", group: "S3 connection", help: "Accepted for the original's command lines: requests always use HTTP/1.1" },
+  { name: "noCurlCache", group: "S3 connection", help: "Open a new connection for every request (no keep-alive), for debugging" },
+  { name: "ipTOS", value: "VALUE", group: "S3 connection", help: "IP type of service of the HTTP sockets: refused with the reason, the runtime's HTTP client cannot set it" },
 
   // Consistency
   { name: "md5CacheSize", value: "NUM", default: "10000", group: "Consistency", help: "Blocks whose MD5 is remembered after a write to catch stale reads (0 disables the guard)" },
@@ -84,11 +94,14 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart" },
   { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3" },
   { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up" },
+  { name: "blockCacheNumProtected", value: "NUM", default: "0", group: "Block cache", help: "Evict the first NUM blocks of the disk (where file systems keep their journal) only when nothing else can go" },
+  { name: "blockCacheFileAdvise", group: "Block cache", help: "Tell the kernel not to keep the cache file's pages in its page cache (posix_fadvise), so blocks are not cached twice" },
   { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Fetches kept in flight ahead of a sequential reader" },
   { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 
   // Compression and encryption
-  { name: "compress", value: "LEVEL", optionalValue: true, group: "Compression and encryption", help: "Deflate blocks, level 1 (fast) to 9 (small)" },
+  { name: "compress", value: "ALGORITHM", optionalValue: true, group: "Compression and encryption", help: "Compress new blocks: deflate (the default) or zstd, optionally :LEVEL; a bare number is a deflate level, as in 1.x" },
+  { name: "compress-level", value: "LEVEL", group: "Compression and encryption", help: "Level of --compress: deflate 1 (fast) to 9 (small), zstd -7 to 22 (default: 6 for deflate, 3 for zstd)" },
   { name: "encrypt", value: "CIPHER", optionalValue: true, group: "Compression and encryption", help: "Encrypt and authenticate blocks (default AES-128-CBC; implies --compress)" },
   { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)" },
   { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password" },
@@ -117,6 +130,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "quiet", group: "Mount and process", help: "No progress output" },
   { name: "version", group: "Mount and process", help: "Print the version and exit" },
   { name: "help", short: "h", group: "Mount and process", help: "Print this help and exit" },
+  { name: "configFile", short: "F", value: "FILE", group: "Mount and process", help: "Read more flags from FILE, one a line (# starts a comment), in place of this flag; may nest" },
 ];
 
 export const FLAG_BY_NAME: ReadonlyMap<string, Flag> = new Map(FLAGS.map((f) => [f.name, f]));

@@ -1,12 +1,12 @@
 /**
- * Command line to raw flag values, with cac.
- *
- * cac (through mri) turns number-like text into numbers, which would make `--prefix=007` the prefix
- * "7" and a password "0123" the password "123". So every value is swapped for an opaque token before
- * cac sees it and swapped back afterwards: the text a user typed is the text we get.
+ * Command line to raw flag values. The flag table (flags.ts) is the grammar: `--name=value` or
+ * `--name value`, on/off flags that never take the next word, optional values only attached
+ * (`--compress=zstd`), `-f`, `-d` (--debug plus -f, as the original), `-o OPTS`, `-h`. Values keep
+ * the exact text typed (`--prefix=007` is "007"), and an error names a flag as the user typed it.
+ * `--configFile=FILE` / `-F FILE` are replaced by the file's lines first (config-file.ts).
  */
-import { cac } from "cac";
 import { UsageError } from "../errors.ts";
+import { expandConfigFiles, type ReadText } from "./config-file.ts";
 import { FLAG_BY_NAME, FLAGS, type Flag } from "./flags.ts";
 
 export interface ParsedArgs {
@@ -17,81 +17,66 @@ export interface ParsedArgs {
   readonly positionals: string[];
 }
 
-const TOKEN = "\uE000";
+const SHORT: ReadonlyMap<string, Flag> = new Map(FLAGS.filter((f) => f.short).map((f) => [f.short!, f]));
 
-export function parseArgs(argv: readonly string[]): ParsedArgs {
-  const saved: string[] = [];
-  const protect = (text: string) => TOKEN + (saved.push(text) - 1);
-  const restore = (v: unknown): string => {
-    const s = String(v);
-    return s.startsWith(TOKEN) ? saved[Number(s.slice(1))]! : s;
-  };
-  // As in the original, -d is --debug plus -f, while --debug alone keeps the background mode.
-  const expanded = argv.flatMap((arg) => (arg === "-d" ? ["--debug", "-f"] : [arg]));
-  const protectedArgv = expanded.map((arg) => {
-    if (!arg.startsWith("-") || arg.length === 1) return protect(arg);
-    if (!arg.startsWith("--")) return arg;
-    const eq = arg.indexOf("=");
-    const flag = FLAG_BY_NAME.get(arg.slice(2, eq < 0 ? undefined : eq));
-    if (eq > 0) {
-      if (flag && !flag.value) throw new UsageError(`--${flag.name} takes no value`);
-      return arg.slice(0, eq + 1) + protect(arg.slice(eq + 1));
-    }
-    // As in the original, an optional value must be attached (`--compress=9`): the next word is not it.
-    if (flag?.optionalValue) return `${arg}=${protect("")}`;
-    // Spelt out, so that mri cannot take the next word as the value of an on/off flag.
-    if (flag && !flag.value) return `${arg}=true`;
-    return arg;
-  });
-
-  const cli = cac("s3backer");
-  for (const flag of FLAGS) cli.option(optionSpec(flag), flag.help);
-  let positionals: string[] = [];
-  cli.command("[...args]").action((args: unknown[]) => {
-    positionals = args.map(restore);
-  });
-
-  let options: Record<string, unknown>;
-  try {
-    ({ options } = cli.parse(["", "", ...protectedArgv], { run: false }));
-    cli.runMatchedCommand();
-  } catch (err) {
-    if (err instanceof Error && err.name === "CACError") throw new UsageError(err.message.replace(/`/g, "'"));
-    throw err;
-  }
-
+export function parseArgs(argv: readonly string[], readText?: ReadText): ParsedArgs {
+  const args = expandConfigFiles(argv, readText);
   const values = new Map<string, string | true>();
   const mountOptions: string[] = [];
-  for (const flag of FLAGS) {
-    const raw = options[camelCase(flag.name)];
-    if (raw === undefined || raw === false) continue;
-    const list = Array.isArray(raw) ? raw : [raw];
-    if (flag.name === "options") {
-      for (const v of list) mountOptions.push(...restore(v).split(",").filter((o) => o !== ""));
+  const positionals: string[] = [];
+  const set = (flag: Flag, value: string | true) => {
+    if (flag.name === "options") mountOptions.push(...String(value).split(",").filter((o) => o !== ""));
+    else values.set(flag.name, value);
+  };
+
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const typed = eq < 0 ? arg : arg.slice(0, eq);
+      const flag = FLAG_BY_NAME.get(typed.slice(2));
+      if (!flag) throw new UsageError(`unknown flag '${typed}'`);
+      if (eq >= 0) {
+        if (!flag.value) throw new UsageError(`${typed} takes no value`);
+        set(flag, flag.optionalValue && eq === arg.length - 1 ? true : arg.slice(eq + 1));
+      } else if (!flag.value || flag.optionalValue) {
+        set(flag, true);
+      } else {
+        if (i + 1 >= args.length) throw new UsageError(`${typed} needs a value (${flag.value})`);
+        set(flag, args[++i]!);
+      }
       continue;
     }
-    const last = list[list.length - 1];
-    if (!flag.value) {
-      values.set(flag.name, true);
-    } else if (last === true) {
-      throw new UsageError(`--${flag.name} needs a value (${flag.value})`);
-    } else {
-      const text = restore(last);
-      values.set(flag.name, flag.optionalValue && text === "" ? true : text);
+    if (arg.startsWith("-") && arg.length > 1) {
+      // A cluster of one-letter flags (`-fd`); one that takes a value ends it (`-oallow_other`).
+      for (let c = 1; c < arg.length; c++) {
+        const letter = arg[c]!;
+        if (letter === "d") {
+          values.set("debug", true);
+          values.set("foreground", true);
+          continue;
+        }
+        const flag = SHORT.get(letter);
+        if (!flag) throw new UsageError(`unknown flag '-${letter}'`);
+        if (!flag.value) {
+          set(flag, true);
+          continue;
+        }
+        const rest = arg.slice(c + 1);
+        if (rest !== "") set(flag, rest);
+        else if (i + 1 < args.length) set(flag, args[++i]!);
+        else throw new UsageError(`-${letter} needs a value (${flag.value})`);
+        break;
+      }
+      continue;
     }
+    positionals.push(arg);
   }
   return { values, mountOptions, positionals };
-}
-
-function optionSpec(flag: Flag): string {
-  const long = `--${flag.name}`;
-  const names = flag.short ? `-${flag.short}, ${long}` : long;
-  if (!flag.value) return names;
-  return flag.optionalValue ? `${names} [${flag.value}]` : `${names} <${flag.value}>`;
-}
-
-function camelCase(name: string): string {
-  return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
 /** Splits `-o` options into our own flags (`size=1G`) and the rest, which go to the kernel mount. */

@@ -56,9 +56,16 @@ export function buildConfig(
   }
   const codec = codecSettings(flag, text);
   const test = on("test");
-  if (test && (codec.compressLevel !== undefined || codec.encryption)) {
+  if (test && (codec.compression !== undefined || codec.encryption)) {
     throw new ConfigError("--compress and --encrypt work on S3 disks, not in --test mode");
   }
+  const testFaults = { errors: on("test-errors"), delays: on("test-delays"), discard: on("test-discard") };
+  for (const [name, given] of Object.entries(testFaults)) {
+    if (given && !test) throw new ConfigError(`--test-${name} needs --test`);
+  }
+  const sharedDisk = on("sharedDiskMode");
+  const cached = SHARED_DISK_REFUSES.find((name) => values.has(name));
+  if (sharedDisk && cached) throw new ConfigError(`--sharedDiskMode caches nothing: --${cached} cannot be combined with it`);
   const [bucketArg, second = ""] = args.positionals as [string, string?];
   const nbd = nbdMode ? nbdTarget(second) : undefined;
   const mountpoint = nbdMode ? "" : second;
@@ -113,9 +120,11 @@ export function buildConfig(
     fileMode,
     readOnly: readOnly || fuse.mountFlags.includes("ro"),
     listBlocks: on("listBlocks"),
+    sharedDisk,
+    testFaults,
     force: on("force"),
     noAutoDetect: on("noAutoDetect"),
-    directIO: on("directIO"),
+    directIO: on("directIO") || sharedDisk,
     foreground: on("foreground"),
     debug,
     quiet: on("quiet"),
@@ -127,11 +136,22 @@ export function buildConfig(
     statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1),
     fuse,
     s3,
-    cache: cacheSettings(text, on),
-    consistency: consistencySettings(text, readOnly || fuse.mountFlags.includes("ro")),
+    cache: sharedDisk ? { ...cacheSettings(text, on), size: 0 } : cacheSettings(text, on),
+    // Discarded writes read back as zeros: there is nothing for the guard to check.
+    consistency: sharedDisk || testFaults.discard ? NO_GUARD : consistencySettings(text, readOnly || fuse.mountFlags.includes("ro")),
     codec,
   };
 }
+
+const NO_GUARD = { md5CacheSize: 0, md5CacheTimeMs: 0, minWriteDelayMs: 0 };
+
+/** What --sharedDiskMode turns off, so these may not be given with it (as in the original). */
+const SHARED_DISK_REFUSES = [
+  "listBlocks", "listBlocksThreads", "blockCacheSize", "blockCacheSync", "blockCacheThreads", "blockCacheTimeout",
+  "blockCacheWriteDelay", "blockCacheMaxDirty", "blockCacheRecoverDirtyBlocks", "readAhead", "readAheadTrigger",
+  "blockCacheNumProtected", "blockCacheFile", "blockCacheNoVerify", "blockCacheFileAdvise", "minWriteDelay",
+  "md5CacheSize", "md5CacheTime",
+];
 
 /** unix:PATH, tcp:HOST:PORT (an IPv6 host in brackets) or a /dev/nbdX device. */
 function nbdTarget(text: string): NbdTarget {

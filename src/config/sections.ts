@@ -3,20 +3,14 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { flagDefault } from "../cli/flags.ts";
 import { envRegion } from "../object/s3/credentials.ts";
 import { CIPHERS, cipherByName, MAX_KEY_LENGTH } from "../object/codec/ciphers.ts";
-import { DEFAULT_LEVEL, isCompression } from "../object/codec/compression.ts";
-import { cipherOfLayer, parseEncoding } from "../object/codec/content-encoding.ts";
+import { type Compression, isCompression, LEVELS } from "../object/codec/compression.ts";
+import { cipherOfLayer, DEFLATE, parseEncoding, ZSTD } from "../object/codec/content-encoding.ts";
 import type { CacheSettings, CodecSettings, ConsistencySettings, EncryptionSettings, S3Settings } from "./settings.ts";
 
 /** Compression and encryption as the original takes them: --encrypt implies --compress. */
 export function codecSettings(flag: (name: string) => string | true | undefined, text: (name: string) => string | undefined): CodecSettings {
-  const compress = flag("compress");
   const encrypt = flag("encrypt");
-  let compressLevel: number | undefined;
-  if (compress === true || compress === "deflate") compressLevel = DEFAULT_LEVEL;
-  else if (compress !== undefined) {
-    if (!/^[1-9]$/.test(compress)) throw new ConfigError(`--compress=${compress}: expected a level from 1 (fast) to 9 (small)`);
-    compressLevel = Number(compress);
-  }
+  let compression = compressionOf(flag("compress"), text("compress-level"));
   const password = text("password");
   const passwordFile = text("passwordFile");
   const keyLengthText = text("keyLength");
@@ -38,7 +32,7 @@ export function codecSettings(flag: (name: string) => string | true | undefined,
       }
     }
     encryption = { cipher, keyLength, password, passwordFile };
-    compressLevel ??= DEFAULT_LEVEL;
+    compression ??= { algorithm: DEFLATE, level: LEVELS[DEFLATE].default };
   }
   const defaultEncoding = text("defaultContentEncoding");
   if (defaultEncoding !== undefined) {
@@ -48,7 +42,35 @@ export function codecSettings(flag: (name: string) => string | true | undefined,
       throw new ConfigError(`--defaultContentEncoding=${defaultEncoding}: expected deflate, zstd and/or encrypt-CIPHER, e.g. 'deflate, encrypt-AES-128-CBC'`);
     }
   }
-  return { compressLevel, encryption, defaultEncoding };
+  return { compression, encryption, defaultEncoding };
+}
+
+/**
+ * `--compress` (deflate), `--compress=deflate|zstd[:LEVEL]`, or 1.x's `--compress=LEVEL` (deflate);
+ * `--compress-level` sets the level of the algorithm chosen.
+ */
+function compressionOf(compress: string | true | undefined, levelText: string | undefined): Compression | undefined {
+  if (compress === undefined) {
+    if (levelText !== undefined) throw new ConfigError("--compress-level needs --compress");
+    return undefined;
+  }
+  let name = compress === true ? DEFLATE : compress.toLowerCase();
+  let level = levelText;
+  let typed = `--compress-level=${levelText}`;
+  const colon = name.indexOf(":");
+  if (/^-?\d+$/.test(name)) [name, level, typed] = [DEFLATE, name, `--compress=${compress}`];
+  else if (colon >= 0) {
+    if (levelText !== undefined) throw new UsageError("give the level in --compress=ALGORITHM:LEVEL or in --compress-level, not both");
+    [name, level, typed] = [name.slice(0, colon), name.slice(colon + 1), `--compress=${compress}`];
+  }
+  if (name !== DEFLATE && name !== ZSTD) throw new ConfigError(`--compress=${compress}: expected deflate or zstd (optionally :LEVEL), or a deflate level`);
+  const range = LEVELS[name];
+  if (level === undefined) return { algorithm: name, level: range.default };
+  const n = Number(level);
+  if (!/^-?\d+$/.test(level) || n < range.min || n > range.max) {
+    throw new ConfigError(`${typed}: expected a ${name} level from ${range.min} to ${range.max}`);
+  }
+  return { algorithm: name, level: n };
 }
 
 /** Defaults and rules of the original (Debian's 1.5.4): a 10 s memory of 10000 blocks, 500 ms apart. */
@@ -103,6 +125,8 @@ export function cacheSettings(text: (name: string) => string | undefined, on: (n
     file,
     noVerify: on("blockCacheNoVerify"),
     recoverDirty: on("blockCacheRecoverDirtyBlocks"),
+    numProtected: count("blockCacheNumProtected"),
+    fileAdvise: on("blockCacheFileAdvise"),
   };
 }
 
@@ -146,7 +170,18 @@ export function s3Settings(
     putHeaders["x-amz-server-side-encryption-aws-kms-key-id"] = sseKeyId;
   }
   const accessId = text("accessId");
-  const accessKey = text("accessKey");
+  const accessKeyEnv = text("accessKeyEnv");
+  if (accessKeyEnv !== undefined && text("accessKey") !== undefined) throw new UsageError("give --accessKey or --accessKeyEnv, not both");
+  if (accessKeyEnv !== undefined && !env[accessKeyEnv]) throw new ConfigError(`--accessKeyEnv=${accessKeyEnv}: that environment variable is not set`);
+  const accessKey = accessKeyEnv !== undefined ? env[accessKeyEnv] : text("accessKey");
+  if (on("vhost") && on("no-vhost")) throw new UsageError("give --vhost or --no-vhost, not both");
+  const ipTos = text("ipTOS");
+  if (ipTos !== undefined) {
+    if (!/^(\d+|0x[0-9a-f]+|lowdelay|throughput|reliability|lowcost|mincost)$/i.test(ipTos) || Number(ipTos) > 255) {
+      throw new ConfigError(`--ipTOS=${ipTos}: expected a number from 0 to 255, or lowdelay, throughput, reliability, lowcost`);
+    }
+    throw new ConfigError(`--ipTOS=${ipTos}: cannot be honoured here: the runtime's HTTP client (fetch) gives no access to its sockets' IP options`);
+  }
   const accessEC2IAM = text("accessEC2IAM");
   if (accessEC2IAM !== undefined && (accessId !== undefined || accessKey !== undefined)) {
     throw new UsageError("--accessEC2IAM cannot be combined with --accessId/--accessKey");
@@ -161,6 +196,7 @@ export function s3Settings(
     accessKey,
     accessFile: text("accessFile"),
     accessEC2IAM,
+    keepAlive: !on("noCurlCache"),
     putHeaders,
     timeoutMs: count("timeout", 1) * 1000,
     initialRetryPauseMs: count("initialRetryPause", 1),

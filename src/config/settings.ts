@@ -1,5 +1,6 @@
 /** The checked settings a command line becomes (build-config.ts makes them): types only. */
 import { type CipherSpec } from "../object/codec/ciphers.ts";
+import type { Compression } from "../object/codec/compression.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 
@@ -36,6 +37,10 @@ export interface Config {
   fileMode: number;
   readOnly: boolean;
   listBlocks: boolean;
+  /** --sharedDiskMode: no caching anywhere, and other shared mounts admitted. */
+  sharedDisk: boolean;
+  /** --test-errors, --test-delays, --test-discard (only with --test). */
+  testFaults: TestFaults;
   force: boolean;
   noAutoDetect: boolean;
   directIO: boolean;
@@ -55,12 +60,18 @@ export interface Config {
   codec: CodecSettings;
 }
 
+export interface TestFaults {
+  errors: boolean;
+  delays: boolean;
+  discard: boolean;
+}
+
 /** An NBD socket to serve on, or a kernel NBD device to attach through nbd-client. */
 export type NbdTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } | { kind: "device"; path: string };
 
 export interface CodecSettings {
-  /** Deflate level for new blocks; undefined: no compression (reading still inflates). */
-  compressLevel: number | undefined;
+  /** How new blocks are compressed; undefined: not at all (reading still decompresses). */
+  compression: Compression | undefined;
   encryption: EncryptionSettings | undefined;
   /** Content-Encoding assumed when a server drops the header. */
   defaultEncoding: string | undefined;
@@ -96,6 +107,10 @@ export interface CacheSettings {
   file: string | undefined;
   noVerify: boolean;
   recoverDirty: boolean;
+  /** The first blocks of the disk, evicted only when no other block can be. */
+  numProtected: number;
+  /** posix_fadvise(DONTNEED) on the cache file's pages after each write. */
+  fileAdvise: boolean;
 }
 
 export interface S3Settings {
@@ -108,6 +123,8 @@ export interface S3Settings {
   accessKey: string | undefined;
   accessFile: string | undefined;
   accessEC2IAM: string | undefined;
+  /** False with --noCurlCache: a new connection for every request. */
+  keepAlive: boolean;
   /** Headers of every block PUT: ACL, storage class, server-side encryption. */
   putHeaders: Record<string, string>;
   timeoutMs: number;

@@ -13,7 +13,7 @@ import type { StatGroup } from "../store/block-store.ts";
 import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 import { blockName, parseBlockName } from "./block-names.ts";
 import { Counters } from "../util/counters.ts";
-import { flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "./mount-flag.ts";
+import { checkHeld, flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } from "./mount-flag.ts";
 
 export interface LocalDirOptions {
   dir: string;
@@ -178,13 +178,17 @@ export class LocalMountFlag implements MountFlagStore {
     return lines ? parseInt(lines[2] ?? "0", 16) || 0 : undefined;
   }
 
-  async acquire(force: boolean, token: number): Promise<void> {
+  async acquire(force: boolean, token: number): Promise<undefined> {
+    const holder = await this.holder();
+    const held = holder === undefined ? undefined : { holder, token: (await this.token()) ?? 0 };
+    if (checkHeld(this.path, held, token, force)) return undefined;
     try {
-      await writeFile(this.path, flagText(token), { flag: force ? "w" : "wx" });
+      await writeFile(this.path, flagText(token), { flag: force || held ? "w" : "wx" });
     } catch (err) {
       if ((err as { code?: string }).code === "EEXIST") throw mountedError(this.path, (await this.holder()) ?? "unknown");
       throw err;
     }
+    return undefined;
   }
 
   async clear(): Promise<void> {

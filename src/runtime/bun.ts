@@ -1,7 +1,7 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
-import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
+import { POSIX_FADV_DONTNEED, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./bun-stream.ts";
@@ -31,6 +31,7 @@ function openLibc() {
     tcsetattr: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+    posix_fadvise: { args: [FFIType.i32, FFIType.i64_fast, FFIType.i64_fast, FFIType.i32], returns: FFIType.i32 },
   });
   return symbols;
 }
@@ -100,6 +101,11 @@ class BunLibc implements Libc {
     const errno = read.i32(this.c.__errno_location()!, 0);
     if (errno === EAGAIN) return -1;
     throw errnoError("read", errno);
+  }
+
+  dropCachedPages(fd: number, offset: number, length: number): void {
+    const errno = this.c.posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED);
+    if (errno !== 0) throw errnoError("posix_fadvise", errno);
   }
 }
 

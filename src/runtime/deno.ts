@@ -9,7 +9,7 @@ import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./node-stream.ts";
-import { setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
+import { POSIX_FADV_DONTNEED, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
 type Pointer = object | null;
 /** The part of Deno's API used here (declared, so that the code type-checks without Deno's types). */
@@ -40,6 +40,7 @@ const c = Deno.dlopen("libc.so.6", {
   tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
 }).symbols;
 
 
@@ -95,6 +96,10 @@ const libc: Libc = {
     const errno = new Deno.UnsafePointerView(c.__errno_location!() as Pointer).getInt32();
     if (errno === EAGAIN) return -1;
     throw errnoError("read", errno);
+  },
+  dropCachedPages(fd, offset, length) {
+    const errno = Number(c.posix_fadvise!(fd, BigInt(offset), BigInt(length), POSIX_FADV_DONTNEED));
+    if (errno !== 0) throw errnoError("posix_fadvise", errno);
   },
 };
 

@@ -18,7 +18,11 @@ export interface Libc {
   ioctl(fd: number, request: number, arg: Uint8Array): void;
   /** read(2) on a non-blocking descriptor: the length read, or -1 when nothing is waiting (EAGAIN). */
   tryRead(fd: number, buffer: Uint8Array): number;
+  /** posix_fadvise(POSIX_FADV_DONTNEED): the kernel may drop its cached pages of the range. */
+  dropCachedPages(fd: number, offset: number, length: number): void;
 }
+
+export const POSIX_FADV_DONTNEED = 4;
 
 /** Room for a Linux struct termios, and tcsetattr's "apply now". */
 export const TERMIOS_SIZE = 64;

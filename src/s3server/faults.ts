@@ -19,6 +19,11 @@ export interface FaultSettings {
   keyPattern: RegExp | undefined;
   /** The next this many PUTs (whose key matches) are carried out, and their answers never come. */
   lostPutAnswers: number;
+  /**
+   * PUT with If-None-Match / If-Match: honoured as AWS does, ignored (stored anyway), refused
+   * with 501 NotImplemented, or answered 409 ConditionalRequestConflict.
+   */
+  conditionalPut: "honour" | "ignore" | "refuse" | "conflict";
 }
 
 export const NO_FAULTS: FaultSettings = {
@@ -30,6 +35,7 @@ export const NO_FAULTS: FaultSettings = {
   staleMs: 0,
   keyPattern: undefined,
   lostPutAnswers: 0,
+  conditionalPut: "honour",
 };
 
 export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "OTHER";

@@ -28,8 +28,6 @@ export interface S3ServerOptions {
   buckets?: string[];
   /** Let unsigned requests read (a public bucket). */
   anonymousRead?: boolean;
-  /** Accept `If-None-Match: *` / `If-Match` on PUT (set false to act like a server without conditional writes). */
-  conditionalWrites?: boolean;
   port?: number;
   hostname?: string;
   /** PEM certificate and key: serve https. */
@@ -263,7 +261,10 @@ export class S3Server {
       if (given.toString("hex") !== etag) return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "PUT");
     }
     const existing = this.objects.get(bucket, key);
-    if (this.options.conditionalWrites !== false) {
+    const conditional = req.headers.has("if-none-match") || req.headers.has("if-match");
+    if (conditional && this.faults.conditionalPut === "refuse") return this.error(501, "NotImplemented", "A header you provided implies functionality that is not implemented", resource, "PUT");
+    if (conditional && this.faults.conditionalPut === "conflict") return this.error(409, "ConditionalRequestConflict", "A conflicting conditional operation is currently in progress against this resource", resource, "PUT");
+    if (this.faults.conditionalPut === "honour") {
       const ifNoneMatch = req.headers.get("if-none-match");
       const ifMatch = req.headers.get("if-match");
       if ((ifNoneMatch === "*" && existing) || (ifMatch !== null && (!existing || !etagMatches(ifMatch, existing.etag)))) {

@@ -4,7 +4,7 @@
  * zero block is no object: writing one deletes it, and an absent object reads as zeros.
  *
  * Writing: all-zero blocks are deleted before anything else (so zero-block elision survives
- * encryption); with --compress the block is deflated, and kept raw if that does not shrink it;
+ * encryption); with --compress the block is compressed (deflate or zstd), and kept raw if that does not shrink it;
  * with --encrypt it is then encrypted and signed. Reading: every layer the object's
  * Content-Encoding names is undone, last first, whatever the flags (so --compress can change
  * between mounts); with --encrypt an object that is not encrypted and signed is refused, and
@@ -21,12 +21,12 @@ import { Counters } from "../../util/counters.ts";
 import { readPartOf, writePartOf } from "../../store/partial.ts";
 import type { ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
-import { compress, decompress, isCompression } from "./compression.ts";
-import { cipherOfLayer, DEFLATE, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
+import { compress, decompress, isCompression, type Compression } from "./compression.ts";
+import { cipherOfLayer, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
 
 export interface CodecOptions {
-  /** Deflate level for new blocks; undefined: store them uncompressed. */
-  compressLevel: number | undefined;
+  /** How new blocks are compressed; undefined: store them uncompressed. */
+  compression: Compression | undefined;
   encryption: BlockEncryption | undefined;
   /** --defaultContentEncoding: assumed when a server drops the header. */
   defaultEncoding: string | undefined;
@@ -56,7 +56,7 @@ export class Codec implements VerifiedStore {
 
   /** True when blocks are transformed on the way out (so a stored ETag is not the MD5 of the data). */
   get transforms(): boolean {
-    return this.o.compressLevel !== undefined || this.o.encryption !== undefined;
+    return this.o.compression !== undefined || this.o.encryption !== undefined;
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
@@ -123,11 +123,11 @@ export class Codec implements VerifiedStore {
   async encode(block: number, data: Uint8Array): Promise<ObjectToStore> {
     const layers: string[] = [];
     let body = data;
-    if (this.o.compressLevel !== undefined) {
-      const packed = await compress(data, this.o.compressLevel);
+    if (this.o.compression !== undefined) {
+      const packed = await compress(data, this.o.compression);
       if (packed.length < data.length) {
         body = packed;
-        layers.push(DEFLATE);
+        layers.push(this.o.compression.algorithm);
         this.counters.add("blocks compressed");
       } else this.counters.add("blocks stored raw");
     }

@@ -28,6 +28,8 @@ export interface S3ClientOptions {
   maxUploadBps: number;
   maxDownloadBps: number;
   debugHttp: boolean;
+  /** False: every request on a new connection (--noCurlCache). */
+  keepAlive: boolean;
   log: Logger;
 }
 
@@ -116,7 +118,7 @@ export class S3Client {
     let response: Response;
     let body: Uint8Array;
     try {
-      const headers = await this.signedHeaders(url, req.method, req.headers);
+      const headers = await this.signedHeaders(url, req.method, this.o.keepAlive ? req.headers : { ...req.headers, connection: "close" });
       response = await fetch(url, {
         method: req.method,
         headers,

@@ -57,6 +57,8 @@ export interface BlockCacheOptions {
   sync: boolean;
   readAhead: number;
   readAheadTrigger: number;
+  /** Blocks below this number are evicted only when no other clean block can be. */
+  numProtected: number;
   log: Logger;
 }
 
@@ -528,16 +530,19 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   /**
-   * Drops least recently used clean blocks until the cache fits. Dirty blocks are never dropped.
+   * Drops least recently used clean blocks until the cache fits, the protected ones (below
+   * --blockCacheNumProtected) only once no other is left. Dirty blocks are never dropped.
    * Each upload in flight takes a block's room: the HTTP client holds its own copy of the bytes.
    * `forWrite`: a write makes the room, and the next writes may take the evicted buffers.
    */
   private evict(forWrite = false, newEntries = 0): void {
     const room = this.o.size - this.uploads - newEntries;
     if (this.entries.size <= room) return;
-    for (const entry of this.entries.values()) {
-      if (this.entries.size <= room) return;
-      if (entry.state === "clean") this.forget(entry, forWrite);
+    for (const protectedToo of [false, true]) {
+      for (const entry of this.entries.values()) {
+        if (this.entries.size <= room) return;
+        if (entry.state === "clean" && (protectedToo || entry.block >= this.o.numProtected)) this.forget(entry, forWrite);
+      }
     }
   }
 

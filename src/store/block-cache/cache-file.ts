@@ -70,6 +70,8 @@ export class CacheFile {
   private readonly dataStart: number;
   /** Records that failed their own CRC when the file was read. */
   private damaged = 0;
+  /** --blockCacheFileAdvise: the kernel is told to drop the pages of each slot written or read. */
+  private advise = false;
 
   private constructor(
     private readonly fd: number,
@@ -87,7 +89,14 @@ export class CacheFile {
    * size is refused if it holds dirty blocks, else started afresh; one with another slot count is
    * rewritten to the new count, dirty blocks first.
    */
-  static open(path: string, blockSize: number, numBlocks: number, slots: number): CacheFileContents {
+  static open(path: string, blockSize: number, numBlocks: number, slots: number, advise = false): CacheFileContents {
+    const contents = CacheFile.openFile(path, blockSize, numBlocks, slots);
+    contents.file.advise = advise;
+    if (advise) runtime.libc.dropCachedPages(contents.file.fd, 0, 0); // what loading read (0: to the end)
+    return contents;
+  }
+
+  private static openFile(path: string, blockSize: number, numBlocks: number, slots: number): CacheFileContents {
     let blocks: LoadedBlock[] = [];
     let tokens: number[] = [];
     let damaged = 0;
@@ -211,7 +220,9 @@ export class CacheFile {
     if (slot === undefined) return undefined;
     let crc = 0;
     if (data) {
-      writeSync(this.fd, data, 0, data.length, this.dataStart + slot * this.blockSize);
+      const at = this.dataStart + slot * this.blockSize;
+      writeSync(this.fd, data, 0, data.length, at);
+      if (this.advise) runtime.libc.dropCachedPages(this.fd, at, data.length);
       crc = runtime.crc32(data);
     }
     const state = data ? (dirty ? SlotState.Dirty : SlotState.Clean) : dirty ? SlotState.ZeroDirty : SlotState.ZeroClean;
