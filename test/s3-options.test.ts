@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Logger } from "../src/log.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { S3Client } from "../src/object/s3/s3-client.ts";
+import { S3Client, type S3ClientOptions } from "../src/object/s3/s3-client.ts";
 import { cleanupDisks, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs } from "./helpers/s3.ts";
 
@@ -83,7 +83,7 @@ test("no credentials at all: unsigned requests read a public bucket", async () =
   expect(rw.stderr).toMatch(/HTTP 403 AccessDenied/);
 });
 
-test("--maxUploadSpeed holds a transfer to the given rate", async () => {
+test("--maxUploadSpeed and --maxDownloadSpeed hold a transfer to the given rate", async () => {
   const s = server({ buckets: ["slow"] });
   const client = new S3Client({
     baseURL: s.url, bucket: "slow", vhost: false, region: "us-east-1",
@@ -94,6 +94,10 @@ test("--maxUploadSpeed holds a transfer to the given rate", async () => {
   const started = performance.now();
   await client.send({ method: "PUT", kind: "PUT", key: "k", body: pattern(32 * 1024, 1), expect: [200] });
   expect(performance.now() - started).toBeGreaterThanOrEqual(450); // 32 KiB at 64 KiB/s
+  const reader = new S3Client({ ...(client as unknown as { o: S3ClientOptions }).o, maxUploadBps: 0, maxDownloadBps: 64 * 1024 * 8 });
+  const fetched = performance.now();
+  expect((await reader.send({ method: "GET", kind: "GET", key: "k", expect: [200] })).body.length).toBe(32 * 1024);
+  expect(performance.now() - fetched).toBeGreaterThanOrEqual(450);
 });
 
 test("the secret key appears nowhere: not in the debug log, not in the stats file", async () => {

@@ -46,7 +46,8 @@ export function parseArgs(argv: readonly string[], readText?: ReadText): ParsedA
       } else if (!flag.value || flag.optionalValue) {
         set(flag, true);
       } else {
-        if (i + 1 >= args.length) throw new UsageError(`${typed} needs a value (${flag.value})`);
+        // The next word is the value, unless it is a flag (`--blockSize --size=1M` lacks one).
+        if (i + 1 >= args.length || args[i + 1]!.startsWith("--")) throw new UsageError(`${typed} needs a value (${flag.value})`);
         set(flag, args[++i]!);
       }
       continue;

@@ -70,8 +70,13 @@ export class CacheFile {
   private readonly dataStart: number;
   /** Records that failed their own CRC when the file was read. */
   private damaged = 0;
-  /** --blockCacheFileAdvise: the kernel is told to drop the pages of each slot written or read. */
+  /**
+   * --blockCacheFileAdvise: the kernel is told to drop the pages of each slot written. Pages still
+   * dirty then stay (the advice only starts their write-out), so the whole file is advised again
+   * every second: that costs a walk of only the pages still cached.
+   */
   private advise = false;
+  private adviser: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
     private readonly fd: number,
@@ -91,8 +96,14 @@ export class CacheFile {
    */
   static open(path: string, blockSize: number, numBlocks: number, slots: number, advise = false): CacheFileContents {
     const contents = CacheFile.openFile(path, blockSize, numBlocks, slots);
-    contents.file.advise = advise;
-    if (advise) runtime.libc.dropCachedPages(contents.file.fd, 0, 0); // what loading read (0: to the end)
+    const file = contents.file;
+    file.advise = advise;
+    if (advise) {
+      const dropAll = () => runtime.libc.dropCachedPages(file.fd, 0, 0); // 0: to the end
+      dropAll(); // what loading read
+      file.adviser = setInterval(dropAll, 1000);
+      file.adviser.unref?.();
+    }
     return contents;
   }
 
@@ -243,6 +254,7 @@ export class CacheFile {
   }
 
   close(): void {
+    clearInterval(this.adviser);
     fsyncSync(this.fd);
     closeSync(this.fd);
   }
