@@ -4,9 +4,9 @@ import type { Config } from "../config/settings.ts";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Progress } from "./progress.ts";
+import { ZERO_WRITES_IN_FLIGHT } from "../store/block-store.ts";
 import { openDisk } from "./open-disk.ts";
 
-const ERASE_PARALLEL = 16;
 
 export async function resetMountedFlag(config: Config, log: Logger): Promise<number> {
   const disk = await openDisk(config, log);
@@ -39,7 +39,7 @@ export async function erase(config: Config, log: Logger): Promise<number> {
       progress.add();
     }
   };
-  await Promise.all(Array.from({ length: ERASE_PARALLEL }, worker));
+  await Promise.all(Array.from({ length: ZERO_WRITES_IN_FLIGHT }, worker));
   progress.finish();
   await disk.flag!.clear();
   await disk.backend.close();

@@ -24,6 +24,8 @@ export interface FaultSettings {
    * with 501 NotImplemented, or answered 409 ConditionalRequestConflict.
    */
   conditionalPut: "honour" | "ignore" | "refuse" | "conflict";
+  /** False: DeleteObjects is answered 501 NotImplemented, as by servers without it. */
+  deleteObjects: boolean;
 }
 
 export const NO_FAULTS: FaultSettings = {
@@ -36,13 +38,16 @@ export const NO_FAULTS: FaultSettings = {
   keyPattern: undefined,
   lostPutAnswers: 0,
   conditionalPut: "honour",
+  deleteObjects: true,
 };
 
-export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "OTHER";
+export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "BULK_DELETE" | "OTHER";
 
 /** What the server saw: per kind, and what it did on purpose. */
 export class ServerCounters {
-  requests: Record<RequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, OTHER: 0 };
+  requests: Record<RequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, BULK_DELETE: 0, OTHER: 0 };
+  /** Keys removed by DeleteObjects requests. */
+  bulkDeletedKeys = 0;
   injectedErrors = 0;
   droppedConnections = 0;
   corruptedBodies = 0;

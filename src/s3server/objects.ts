@@ -17,6 +17,10 @@ export interface StoredObject {
 export interface ObjectStore {
   hasBucket(bucket: string): boolean;
   createBucket(bucket: string): void;
+  /** Removes a bucket (the caller checks it is empty). */
+  deleteBucket(bucket: string): void;
+  /** Every bucket, in byte order. */
+  buckets(): string[];
   get(bucket: string, key: string): StoredObject | undefined;
   put(bucket: string, key: string, object: StoredObject): void;
   delete(bucket: string, key: string): void;
@@ -25,25 +29,31 @@ export interface ObjectStore {
 }
 
 export class MemoryObjects implements ObjectStore {
-  private readonly buckets = new Map<string, Map<string, StoredObject>>();
+  private readonly bucketMap = new Map<string, Map<string, StoredObject>>();
 
   hasBucket(bucket: string) {
-    return this.buckets.has(bucket);
+    return this.bucketMap.has(bucket);
   }
   createBucket(bucket: string) {
-    if (!this.buckets.has(bucket)) this.buckets.set(bucket, new Map());
+    if (!this.bucketMap.has(bucket)) this.bucketMap.set(bucket, new Map());
+  }
+  deleteBucket(bucket: string) {
+    this.bucketMap.delete(bucket);
+  }
+  buckets() {
+    return [...this.bucketMap.keys()].sort(byteOrder);
   }
   get(bucket: string, key: string) {
-    return this.buckets.get(bucket)?.get(key);
+    return this.bucketMap.get(bucket)?.get(key);
   }
   put(bucket: string, key: string, object: StoredObject) {
-    this.buckets.get(bucket)!.set(key, object);
+    this.bucketMap.get(bucket)!.set(key, object);
   }
   delete(bucket: string, key: string) {
-    this.buckets.get(bucket)?.delete(key);
+    this.bucketMap.get(bucket)?.delete(key);
   }
   keys(bucket: string) {
-    return [...(this.buckets.get(bucket)?.keys() ?? [])].sort(byteOrder);
+    return [...(this.bucketMap.get(bucket)?.keys() ?? [])].sort(byteOrder);
   }
 }
 
@@ -89,6 +99,13 @@ export class DirObjects implements ObjectStore {
   }
   createBucket(bucket: string) {
     mkdirSync(join(this.dir, bucket), { recursive: true });
+  }
+  deleteBucket(bucket: string) {
+    rmSync(join(this.dir, bucket), { recursive: true, force: true });
+    this.index.delete(bucket);
+  }
+  buckets() {
+    return readdirSync(this.dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort(byteOrder);
   }
   get(bucket: string, key: string): StoredObject | undefined {
     const id = this.keysOf(bucket).get(key);

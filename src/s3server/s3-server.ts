@@ -1,6 +1,8 @@
 /**
- * The embedded S3 server: the subset of S3 that s3backer uses, over real HTTP, with SigV4 checked,
- * Content-MD5 checked, conditional requests, Range, ListObjects (v1 and v2), and fault injection.
+ * The embedded S3 server: the subset of S3 that s3backer uses, over real HTTP, with SigV4 checked
+ * (headers or a presigned URL), Content-MD5 checked, conditional requests, Range, ListObjects (v1
+ * and v2), DeleteObjects, and fault injection; and what a user's AWS CLI or s3cmd needs to look at
+ * or clean a bucket: ListBuckets, DeleteBucket, GetBucketLocation, multipart uploads (multipart.ts).
  * It backs the tests and the quick-start demo, and runs as `s3backer s3-server`.
  *
  * What it promises to a client it does not trust: the signature is checked before the body is
@@ -17,7 +19,8 @@ import { MemoryObjects, type ObjectStore, type StoredObject } from "./objects.ts
 import { checkPayload, verifySigV4, type Credential } from "./sigv4-verify.ts";
 import { messageOf } from "../errors.ts";
 import { isBucketName } from "../util/bucket-name.ts";
-import { errorXml, listXml } from "./xml.ts";
+import { MultipartUploads } from "./multipart.ts";
+import { aclXml, bucketsXml, completeXml, deleteResultXml, errorXml, initiateXml, listXml, locationXml, parseDeleteRequest } from "./xml.ts";
 
 export interface S3ServerOptions {
   /** Where objects live (default: memory). */
@@ -44,6 +47,9 @@ interface Stale {
 }
 
 const LIST_LIMIT = 1000;
+const MAX_DELETE_KEYS = 1000;
+/** Sub-resources a client may ask about that this server does not keep (only a private ACL). */
+const SUBRESOURCES = ["acl", "policy", "cors", "lifecycle", "tagging", "versioning", "website", "logging", "notification", "replication", "encryption", "accelerate", "requestPayment", "object-lock", "retention", "legal-hold", "ownershipControls", "publicAccessBlock", "versions", "torrent", "restore", "select", "analytics", "inventory", "metrics", "intelligent-tiering"];
 const MAX_KEY_BYTES = 1024;
 const MAX_BODY = 256 * 2 ** 20;
 const utf8 = new TextEncoder();
@@ -54,6 +60,7 @@ export class S3Server {
   faults: FaultSettings = { ...NO_FAULTS };
   private readonly credentials: Map<string, Credential>;
   private readonly stale = new Map<string, Stale>();
+  private readonly uploads = new MultipartUploads();
   private http: HttpServer | undefined;
 
   constructor(private readonly options: S3ServerOptions) {
@@ -104,7 +111,10 @@ export class S3Server {
     const url = new URL(req.url);
     const [, bucket = "", ...rest] = url.pathname.split("/");
     const rawKey = rest.join("/");
-    const kind: RequestKind = rawKey === "" ? (req.method === "GET" && bucket ? "LIST" : "OTHER") : (["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER");
+    const kind: RequestKind =
+      rawKey === ""
+        ? req.method === "GET" && bucket ? "LIST" : req.method === "POST" && url.searchParams.has("delete") ? "BULK_DELETE" : "OTHER"
+        : ["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER";
     this.counters.requests[kind]++;
     const resource = url.pathname;
 
@@ -151,12 +161,19 @@ export class S3Server {
     if (lose) this.faults.lostPutAnswers--;
 
     if (!bucket) {
-      if (req.method === "GET") return this.error(501, "NotImplemented", "ListBuckets is not supported", resource, req.method);
+      if (req.method === "GET") return this.xml(200, bucketsXml(this.objects.buckets(), verdict.accessKeyId ?? "anonymous"));
       return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on the service`, resource, req.method);
     }
+    const q = url.searchParams;
+    const sub = SUBRESOURCES.find((name) => q.has(name));
+    if (sub === "acl" && req.method === "GET" && this.objects.hasBucket(bucket) && (key === "" || this.objects.get(bucket, key))) {
+      return this.xml(200, aclXml(verdict.accessKeyId ?? "anonymous"));
+    }
+    if (sub) return this.error(501, "NotImplemented", `?${sub} is not supported by this server`, resource, req.method);
     let response: Response;
-    if (key === "") response = this.bucketRequest(req, bucket, url, resource);
+    if (key === "") response = this.bucketRequest(req, bucket, url, body, resource);
     else if (!this.objects.hasBucket(bucket)) response = this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
+    else if (q.has("uploads") || q.has("uploadId")) response = this.multipart(req, bucket, key, q, body, resource);
     else {
       switch (req.method) {
         case "PUT":
@@ -202,16 +219,72 @@ export class S3Server {
     return new Response(stream, { status: response.status, headers: { "content-length": "1048576" } });
   }
 
-  private bucketRequest(req: Request, bucket: string, url: URL, resource: string): Response {
+  private bucketRequest(req: Request, bucket: string, url: URL, body: Uint8Array, resource: string): Response {
     if (req.method === "PUT") {
       this.objects.createBucket(bucket);
       return new Response(null, { status: 200 });
     }
     if (!this.objects.hasBucket(bucket)) return this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
+    const q = url.searchParams;
     if (req.method === "HEAD") return new Response(null, { status: 200 });
-    if (req.method === "GET") return this.list(bucket, url.searchParams);
-    if (req.method === "POST") return this.error(501, "NotImplemented", "POST on a bucket (DeleteObjects) is not supported", resource, req.method);
+    if (req.method === "GET" && q.has("location")) return this.xml(200, locationXml(this.options.region ?? "us-east-1"));
+    if (req.method === "GET" && q.has("uploads")) return this.xml(200, this.uploads.listUploads(bucket));
+    if (req.method === "GET") return this.list(bucket, q);
+    if (req.method === "POST" && q.has("delete")) return this.deleteObjects(req, bucket, body, resource);
+    if (req.method === "DELETE") {
+      if (this.objects.keys(bucket).length > 0) return this.error(409, "BucketNotEmpty", "The bucket you tried to delete is not empty", resource, req.method);
+      this.objects.deleteBucket(bucket);
+      this.uploads.forget(bucket);
+      return new Response(null, { status: 204 });
+    }
     return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on a bucket`, resource, req.method);
+  }
+
+  /** DeleteObjects: up to 1000 keys, the body's MD5 (or a checksum) given as AWS requires. */
+  private deleteObjects(req: Request, bucket: string, body: Uint8Array, resource: string): Response {
+    if (!this.faults.deleteObjects) return this.error(501, "NotImplemented", "A header you provided implies functionality that is not implemented", resource, "POST");
+    const contentMd5 = req.headers.get("content-md5");
+    const checksummed = [...req.headers.keys()].some((h) => h.startsWith("x-amz-checksum-"));
+    if (contentMd5 === null && !checksummed) return this.error(400, "InvalidRequest", "Missing required header for this request: Content-MD5", resource, "POST");
+    if (contentMd5 !== null && Buffer.from(contentMd5, "base64").toString("hex") !== md5Hex(body)) {
+      return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "POST");
+    }
+    const request = parseDeleteRequest(new TextDecoder().decode(body));
+    if (!request || request.keys.length > MAX_DELETE_KEYS) return this.error(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema", resource, "POST");
+    for (const key of request.keys) {
+      this.remember(bucket, key);
+      this.objects.delete(bucket, key);
+    }
+    this.counters.bulkDeletedKeys += request.keys.length;
+    return this.xml(200, deleteResultXml(request.quiet ? [] : request.keys));
+  }
+
+  private multipart(req: Request, bucket: string, key: string, q: URLSearchParams, body: Uint8Array, resource: string): Response {
+    const id = q.get("uploadId") ?? "";
+    const answer = (r: string | { status: number; code: string; message: string } | undefined, ok: (text: string) => Response) =>
+      typeof r === "object" ? this.error(r.status, r.code, r.message, resource, req.method) : ok(r ?? "");
+    if (req.method === "POST" && q.has("uploads")) {
+      const uploadId = this.uploads.create(bucket, key, {
+        contentType: req.headers.get("content-type") ?? "binary/octet-stream",
+        contentEncoding: objectEncoding(req.headers.get("content-encoding")),
+        meta: metaHeaders(req.headers),
+      });
+      return this.xml(200, initiateXml(bucket, key, uploadId));
+    }
+    if (req.method === "PUT" && q.has("partNumber")) {
+      const r = this.uploads.putPart(bucket, key, id, q.get("partNumber")!, body);
+      return "etag" in r ? new Response(null, { status: 200, headers: { etag: `"${r.etag}"` } }) : answer(r, () => new Response());
+    }
+    if (req.method === "GET") return answer(this.uploads.listParts(bucket, key, id), (xml) => this.xml(200, xml));
+    if (req.method === "DELETE") return answer(this.uploads.abort(bucket, key, id), () => new Response(null, { status: 204 }));
+    if (req.method === "POST") {
+      const done = this.uploads.complete(bucket, key, id, new TextDecoder().decode(body));
+      if ("status" in done) return answer(done, () => new Response());
+      this.remember(bucket, key);
+      this.objects.put(bucket, key, done);
+      return this.xml(200, completeXml(`${this.url}${bucket}/${key}`, bucket, key, done.etag));
+    }
+    return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on a multipart upload`, resource, req.method);
   }
 
   private list(bucket: string, q: URLSearchParams): Response {
@@ -272,10 +345,7 @@ export class S3Server {
         return this.error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", resource, "PUT");
       }
     }
-    const meta: Record<string, string> = {};
-    req.headers.forEach((value, name) => {
-      if (name.startsWith("x-amz-meta-")) meta[name] = value;
-    });
+    const meta = metaHeaders(req.headers);
     this.remember(bucket, key);
     this.objects.put(bucket, key, {
       body,
@@ -358,6 +428,14 @@ export class S3Server {
     if (method === "HEAD") return new Response(null, { status, headers: { "x-amz-error-code": code } });
     return this.xml(status, errorXml(code, message, resource));
   }
+}
+
+function metaHeaders(headers: Headers): Record<string, string> {
+  const meta: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    if (name.startsWith("x-amz-meta-")) meta[name] = value;
+  });
+  return meta;
 }
 
 /** The object's Content-Encoding as sent, less aws-chunked: the upload's framing, already taken off. */

@@ -1,5 +1,5 @@
 /**
- * Server-side check of AWS Signature Version 4 (header form): rebuilds the canonical request from
+ * Server-side check of AWS Signature Version 4 (the Authorization header, or a presigned URL's query): rebuilds the canonical request from
  * what arrived, signs it with the secret we know for the access key, and compares. It needs only
  * the headers (the payload's hash is a header), so it runs before the body is read; the body is
  * then checked against that hash by `checkPayload`.
@@ -36,6 +36,7 @@ const deny = (status: number, code: string, message: string): Verdict => ({ ok: 
 
 export async function verifySigV4(req: Request, credentials: ReadonlyMap<string, Credential>, allowAnonymous: boolean, serverRegion: string): Promise<Verdict> {
   const auth = req.headers.get("authorization");
+  if (!auth && new URL(req.url).searchParams.has("X-Amz-Algorithm")) return verifyPresigned(req, credentials, serverRegion);
   if (!auth) {
     if (!allowAnonymous) return deny(403, "AccessDenied", "Anonymous access is not allowed");
     return { ok: true, accessKeyId: undefined, payloadHash: "UNSIGNED-PAYLOAD", signature: "", datetime: "", scope: "", secret: "", region: serverRegion };
@@ -82,6 +83,46 @@ export async function verifySigV4(req: Request, credentials: ReadonlyMap<string,
     return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
   }
   return { ok: true, accessKeyId, payloadHash, signature: signature!, datetime, scope: `${date}/${region}/${service}/aws4_request`, secret: credential.secretAccessKey, region: region! };
+}
+
+const PRESIGNED_CREDENTIAL = /^([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request$/;
+const MAX_EXPIRES_S = 7 * 24 * 3600;
+
+/** A presigned URL: the signature and its parts in the query string, the payload unsigned, an expiry honoured. */
+async function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Credential>, serverRegion: string): Promise<Verdict> {
+  const url = new URL(req.url);
+  const q = url.searchParams;
+  if (q.get("X-Amz-Algorithm") !== "AWS4-HMAC-SHA256") return deny(400, "AuthorizationQueryParametersError", "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"");
+  const m = PRESIGNED_CREDENTIAL.exec(q.get("X-Amz-Credential") ?? "");
+  const datetime = q.get("X-Amz-Date") ?? "";
+  const expires = Number(q.get("X-Amz-Expires") ?? "");
+  const signature = q.get("X-Amz-Signature") ?? "";
+  const signedHeaders = q.get("X-Amz-SignedHeaders") ?? "";
+  if (!m || !/^\d{8}T\d{6}Z$/.test(datetime) || !Number.isInteger(expires) || expires < 1 || expires > MAX_EXPIRES_S || !/^[0-9a-f]{64}$/.test(signature)) {
+    return deny(400, "AuthorizationQueryParametersError", "Query-string authentication requires X-Amz-Credential, X-Amz-Date, X-Amz-Expires (1 to 604800), X-Amz-SignedHeaders and X-Amz-Signature");
+  }
+  const [, accessKeyId, date, region, service] = m as unknown as string[];
+  const credential = credentials.get(accessKeyId!);
+  if (!credential) return deny(403, "InvalidAccessKeyId", "The access key ID does not exist");
+  if (region !== serverRegion || service !== "s3") return deny(400, "AuthorizationQueryParametersError", `The credential scope '${region}/${service}' is wrong; expecting '${serverRegion}/s3'`);
+  const when = Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
+  if (!datetime.startsWith(date!)) return deny(403, "AccessDenied", "Bad X-Amz-Date");
+  if (Date.now() > when + expires * 1000) return deny(403, "AccessDenied", "Request has expired");
+  if (when - Date.now() > MAX_SKEW_MS) return deny(403, "AccessDenied", "Request is not valid yet");
+  const token = q.get("X-Amz-Security-Token") ?? undefined;
+  if (credential.sessionToken !== undefined && token !== credential.sessionToken) return deny(403, "InvalidToken", "The security token is missing or invalid");
+  const names = signedHeaders.split(";");
+  if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
+  const headers = new Headers();
+  for (const name of names) if (name !== "host") headers.set(name, req.headers.get(name) ?? "");
+  q.delete("X-Amz-Signature");
+  const signer = new AwsV4Signer({
+    method: req.method, url: url.toString(), headers, accessKeyId: accessKeyId!, secretAccessKey: credential.secretAccessKey,
+    sessionToken: token, service: "s3", region: region!, datetime, signQuery: true, allHeaders: true,
+  });
+  const expected = await signer.signature().catch(() => undefined);
+  if (expected !== signature) return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
+  return { ok: true, accessKeyId, payloadHash: "UNSIGNED-PAYLOAD", signature, datetime, scope: `${date}/${region}/s3/aws4_request`, secret: credential.secretAccessKey, region: region! };
 }
 
 /** The body as the client meant it (aws-chunked framing taken off), once it matches what was signed. */

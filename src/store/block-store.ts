@@ -72,6 +72,12 @@ export interface ImmediateStore {
 /** A settled promise for operations that finished at once (callers may test for it). */
 export const DONE: Promise<void> = Promise.resolve();
 
+/**
+ * How many zero-block writes (deletes) a layer sends down at once: enough for a few bulk
+ * deletes of 1000 objects each, which the S3 store gathers them into.
+ */
+export const ZERO_WRITES_IN_FLIGHT = 4096;
+
 /** True when every byte is zero; reads four bytes at a time where the alignment allows. */
 export function isAllZero(data: Uint8Array): boolean {
   let i = 0;

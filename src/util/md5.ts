@@ -25,6 +25,11 @@ interface Waiting {
   resolve(digest: Uint8Array): void;
 }
 
+/** The MD5 of `data` at once, in base64 (a Content-MD5 header's form). */
+export function md5Base64(data: Uint8Array): string {
+  return createHash("md5").update(data).digest("base64");
+}
+
 /** The MD5 of `data` at once, as lowercase hex (an ETag's form). */
 export function md5Hex(data: Uint8Array): string {
   return createHash("md5").update(data).digest("hex");

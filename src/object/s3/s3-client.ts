@@ -34,7 +34,7 @@ export interface S3ClientOptions {
 }
 
 export interface S3Request {
-  method: "GET" | "PUT" | "DELETE" | "HEAD";
+  method: "GET" | "PUT" | "DELETE" | "HEAD" | "POST";
   kind: RequestKind;
   /** Object key, or "" for the bucket itself. */
   key: string;
@@ -64,6 +64,10 @@ export class S3Client {
 
   constructor(private readonly o: S3ClientOptions) {
     this.fetchOptions = runtime.fetchOptions(o.insecure, o.caFile);
+  }
+
+  get log(): Logger {
+    return this.o.log;
   }
 
   url(key: string, query?: Record<string, string>): string {

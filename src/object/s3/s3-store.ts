@@ -9,6 +9,8 @@ import { blockName, parseBlockName } from "../block-names.ts";
 import { Md5Batch, md5InTurns } from "../../util/md5.ts";
 import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
+import { decodeXml } from "../../util/xml.ts";
+import { BulkDeleter } from "./bulk-delete.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
@@ -32,6 +34,7 @@ export class S3Store implements ObjectStore {
   readonly numBlocks: number;
   readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
+  private readonly deleter: BulkDeleter;
 
   constructor(
     private readonly client: S3Client,
@@ -39,6 +42,7 @@ export class S3Store implements ObjectStore {
   ) {
     this.blockSize = o.blockSize;
     this.numBlocks = o.numBlocks;
+    this.deleter = new BulkDeleter(client, client.log);
   }
 
   key(block: number): string {
@@ -74,8 +78,9 @@ export class S3Store implements ObjectStore {
     return r.status === 404 ? null : { md5: unquote(r.headers.get("etag")), encoding: r.headers.get("content-encoding") };
   }
 
-  async delete(block: number): Promise<void> {
-    await this.client.send({ method: "DELETE", kind: "DELETE", key: this.key(block), expect: [200, 204, 404] });
+  /** Gathered with the other deletes of the moment into DeleteObjects requests (bulk-delete.ts). */
+  delete(block: number): Promise<void> {
+    return this.deleter.delete(this.key(block));
   }
 
   /** Stores a block's object and returns the MD5 in hex of what is now stored. */
@@ -155,8 +160,4 @@ export class S3Store implements ObjectStore {
   resetStats(): void {
     this.client.stats.reset();
   }
-}
-
-function decodeXml(s: string): string {
-  return s.replace(/&(lt|gt|amp|apos|quot);/g, (_, e: string) => ({ lt: "<", gt: ">", amp: "&", apos: "'", quot: '"' })[e]!);
 }

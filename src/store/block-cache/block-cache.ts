@@ -35,7 +35,7 @@
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BlockStore, ImmediateStore, StatGroup } from "../block-store.ts";
-import { DONE, isAllZero } from "../block-store.ts";
+import { DONE, isAllZero, ZERO_WRITES_IN_FLIGHT } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
@@ -118,6 +118,11 @@ export class BlockCache extends Layer implements MountedCache {
   private readonly queued: WriteBackQueue<Entry>;
   /** Write-backs in flight (at most --blockCacheThreads). */
   private uploads = 0;
+  /**
+   * Write-backs of zero blocks in flight: deletes, which hold no bytes and which the object store
+   * may gather into bulk requests, so they are not held to --blockCacheThreads.
+   */
+  private deletes = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerAt = Infinity;
   private closed = false;
@@ -401,19 +406,25 @@ export class BlockCache extends Layer implements MountedCache {
     this.pump();
   }
 
-  /** Starts write-backs that are due, up to --blockCacheThreads at once; else sets a timer for the next. */
+  /**
+   * Starts write-backs that are due, up to --blockCacheThreads uploads at once (and many more
+   * deletes); else sets a timer for the next.
+   */
   private pump(): void {
-    while (this.uploads < this.o.threads && !this.paused) {
+    while (this.uploads < this.o.threads && this.deletes < ZERO_WRITES_IN_FLIGHT && !this.paused) {
       // Writers waiting for room, or unmounting: everything is due now.
       const entry = this.queued.takeDue(this.closed || this.roomWaiters.length > 0);
       if (typeof entry === "number") {
         this.arm(entry);
         return;
       }
-      this.uploads++;
+      const upload = entry.data !== null;
+      if (upload) this.uploads++;
+      else this.deletes++;
       this.evict();
       void this.writeBack(entry).finally(() => {
-        this.uploads--;
+        if (upload) this.uploads--;
+        else this.deletes--;
         this.pump();
       });
     }
@@ -626,7 +637,7 @@ export class BlockCache extends Layer implements MountedCache {
     for (const e of [...this.dirty, ...this.queued.all()]) {
       if (this.entries.get(e.block) !== e) fail(`block ${e.block} (${e.state}) is queued but not in the cache`);
     }
-    if (uploading > this.uploads) fail(`${uploading} blocks uploading, ${this.uploads} uploads counted`);
+    if (uploading > this.uploads + this.deletes) fail(`${uploading} blocks uploading, ${this.uploads + this.deletes} write-backs counted`);
     for (const b of buffers.keys()) if (this.buffers.holds(b)) fail("a spare buffer still holds a cached block");
   }
 
