@@ -8,7 +8,7 @@ import { pbkdf2 } from "@noble/hashes/pbkdf2.js";
 import { sha1 } from "@noble/hashes/legacy.js";
 import { CIPHERS, cipherByName, nobleCrypto, webCrypto, type BlockCrypto } from "../src/object/codec/ciphers.ts";
 import { AuthenticationError, BlockEncryption } from "../src/object/codec/block-encryption.ts";
-import { compress, decompress } from "../src/object/codec/compression.ts";
+import { compress, decompress, zstdContentSize } from "../src/object/codec/compression.ts";
 import { cipherOfLayer, parseEncoding } from "../src/object/codec/content-encoding.ts";
 
 const hex = (s: string) => new Uint8Array(s.match(/../g)!.map((b) => parseInt(b, 16)));
@@ -123,7 +123,10 @@ test("deflate (levels 1, 6, 9) and zstd (levels -5, 3, 19) round trips; never pa
     expect(packed.length).toBeLessThan(data.length / 4);
     // What the original's compress2() and ZSTD_compress() write: a zlib header, a zstd frame.
     if (algorithm === "deflate") expect(packed[0]).toBe(0x78);
-    else expect([...packed.subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+    else {
+      expect([...packed.subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+      expect(zstdContentSize(packed)).toBe(data.length);
+    }
     expect(await decompress(algorithm, packed, data.length)).toEqual(data);
     expect(await errorOf(decompress(algorithm, packed, data.length - 1))).toMatch(/inflates beyond one block/);
     expect(await errorOf(decompress(algorithm, packed.subarray(0, packed.length >> 1), data.length))).toMatch(/corrupt or truncated/);

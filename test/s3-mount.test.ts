@@ -249,6 +249,7 @@ describe("embedded server only", () => {
     await pwrite(disk.file, 65536, pattern(65536, 5));
     await disk.unmount();
     disk = await mountWith([...peerArgs(embedded), "--listBlocks", "--directIO", bucket], dir, true);
+    await waitFor("the listing", async () => /listing\s+done/.test(await readFile(disk.stats, "utf8")));
     server.counters.reset();
     const whole = await readFile(disk.file);
     expect(new Uint8Array(whole.subarray(65536, 131072))).toEqual(pattern(65536, 5));

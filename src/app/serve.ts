@@ -1,6 +1,6 @@
 /**
  * The life of a mount, whatever the front end: open the disk, set its mounted flag, serve it (FUSE
- * or NBD) until unmounted or signalled, then flush every dirty block, clear the flag and close.
+ * or NBD; with --listBlocks, listing the bucket meanwhile) until unmounted or signalled, then flush every dirty block, clear the flag and close.
  * The exit code says whether everything reached storage.
  */
 import { rmSync, writeFileSync } from "node:fs";
@@ -18,19 +18,13 @@ import type { FrontEnd } from "./front-end.ts";
 import { startFuse } from "./fuse-front-end.ts";
 import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
 import { StatsMirror } from "./stats-mirror.ts";
+import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
 
 export async function serve(config: Config, onReady: () => void): Promise<number> {
   if (config.nbd) checkNbdTarget(config.nbd);
   else checkMountpoint(config.mountpoint);
   const disk = await openDisk(config, log);
   const { store, geometry } = disk;
-  if (config.listBlocks && disk.zeroBlockCache) {
-    const started = performance.now();
-    const progress = new Progress("listing blocks", undefined, config.quiet || !config.foreground);
-    const found = await disk.zeroBlockCache.loadListing(() => progress.add());
-    progress.finish();
-    log.info(`listed ${found} existing blocks of ${geometry.numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  }
   const flag = config.readOnly ? undefined : disk.flag;
   if (flag) {
     // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
@@ -58,6 +52,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
     throw err;
   }
   memory.start();
+  if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
   const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
 
@@ -90,6 +85,18 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   }
   if (config.pidFile) rmSync(config.pidFile, { force: true });
   return code;
+}
+
+/**
+ * --listBlocks, as upstream does it since 1.6.2: the disk is served at once, and blocks are looked
+ * up one by one until the listing is done (its progress is in the stats file).
+ */
+function listInBackground(zeroBlockCache: ZeroBlockCache, numBlocks: number): void {
+  const started = performance.now();
+  zeroBlockCache.loadListing().then(
+    (found) => log.info(`listed ${found} existing blocks of ${numBlocks} in ${((performance.now() - started) / 1000).toFixed(1)} s`),
+    (err) => log.warn(`listing blocks failed (${messageOf(err)}): blocks are looked up one by one`),
+  );
 }
 
 /** While the cache writes its dirty blocks at unmount: progress on a terminal. Returns the stop. */

@@ -9,6 +9,8 @@ export interface FaultSettings {
   errorStatuses: number[];
   /** Added delay of every request, in ms: a fixed value or a [min, max] range (reorders requests). */
   latencyMs: number | [number, number];
+  /** Added delay of each ListObjects request, in ms (a slow listing of a big bucket). */
+  listLatencyMs: number;
   /** Fraction of object requests whose connection breaks in the middle of the response. */
   dropRate: number;
   /** Fraction of GET responses whose body has one byte flipped (headers, ETag included, unchanged). */
@@ -32,6 +34,7 @@ export const NO_FAULTS: FaultSettings = {
   errorRate: 0,
   errorStatuses: [500, 503],
   latencyMs: 0,
+  listLatencyMs: 0,
   dropRate: 0,
   corruptRate: 0,
   staleMs: 0,

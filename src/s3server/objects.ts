@@ -30,6 +30,8 @@ export interface ObjectStore {
 
 export class MemoryObjects implements ObjectStore {
   private readonly bucketMap = new Map<string, Map<string, StoredObject>>();
+  /** Each bucket's keys in order, until a key comes or goes (listing a big bucket sorts once). */
+  private readonly sorted = new Map<string, string[]>();
 
   hasBucket(bucket: string) {
     return this.bucketMap.has(bucket);
@@ -39,6 +41,7 @@ export class MemoryObjects implements ObjectStore {
   }
   deleteBucket(bucket: string) {
     this.bucketMap.delete(bucket);
+    this.sorted.delete(bucket);
   }
   buckets() {
     return [...this.bucketMap.keys()].sort(byteOrder);
@@ -47,13 +50,20 @@ export class MemoryObjects implements ObjectStore {
     return this.bucketMap.get(bucket)?.get(key);
   }
   put(bucket: string, key: string, object: StoredObject) {
-    this.bucketMap.get(bucket)!.set(key, object);
+    const objects = this.bucketMap.get(bucket)!;
+    if (!objects.has(key)) this.sorted.delete(bucket);
+    objects.set(key, object);
   }
   delete(bucket: string, key: string) {
-    this.bucketMap.get(bucket)?.delete(key);
+    if (this.bucketMap.get(bucket)?.delete(key)) this.sorted.delete(bucket);
   }
   keys(bucket: string) {
-    return [...(this.bucketMap.get(bucket)?.keys() ?? [])].sort(byteOrder);
+    let keys = this.sorted.get(bucket);
+    if (!keys) {
+      keys = [...(this.bucketMap.get(bucket)?.keys() ?? [])].sort(byteOrder);
+      this.sorted.set(bucket, keys);
+    }
+    return keys;
   }
 }
 

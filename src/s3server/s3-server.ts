@@ -118,7 +118,7 @@ export class S3Server {
     this.counters.requests[kind]++;
     const resource = url.pathname;
 
-    const latency = delayFor(this.faults.latencyMs);
+    const latency = delayFor(this.faults.latencyMs) + (kind === "LIST" ? this.faults.listLatencyMs : 0);
     if (latency > 0) await delay(latency);
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
@@ -298,7 +298,11 @@ export class S3Server {
     const prefixes: string[] = [];
     let next: string | undefined;
     let last = "";
-    for (const key of this.objects.keys(bucket)) {
+    const keys = this.objects.keys(bucket);
+    const from = Math.max(firstAfter(keys, after), firstAfter(keys, prefix) - 1, 0);
+    for (let i = from; i < keys.length; i++) {
+      const key = keys[i]!;
+      if (key > prefix && !key.startsWith(prefix)) break; // sorted: past the prefix's keys
       if (!key.startsWith(prefix) || key <= after) continue;
       if (contents.length + prefixes.length >= maxKeys) {
         next = last;
@@ -442,6 +446,18 @@ function metaHeaders(headers: Headers): Record<string, string> {
 function objectEncoding(header: string | null): string | undefined {
   if (header === null || !/aws-chunked/i.test(header)) return header ?? undefined;
   return header.split(",").map((e) => e.trim()).filter((e) => e !== "" && e.toLowerCase() !== "aws-chunked").join(", ") || undefined;
+}
+
+/** The index of the first key greater than `bound` in sorted `keys`. */
+function firstAfter(keys: readonly string[], bound: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! <= bound) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function etagMatches(header: string, etag: string): boolean {

@@ -7,9 +7,9 @@ export function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `s3b-${tag}-`));
 }
 
-export async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }

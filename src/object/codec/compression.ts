@@ -29,7 +29,8 @@ export const LEVELS: Readonly<Record<Algorithm, { min: number; max: number; defa
 export async function compress(data: Uint8Array, how: Compression): Promise<Uint8Array> {
   const out =
     how.algorithm === ZSTD
-      ? await zstdCompressAsync(data, { params: { [constants.ZSTD_c_compressionLevel]: how.level } })
+      ? // The size pledged goes into the frame header, as ZSTD_compress() puts it (Deno leaves it out otherwise).
+        await zstdCompressAsync(data, { params: { [constants.ZSTD_c_compressionLevel]: how.level }, pledgedSrcSize: data.length })
       : await deflateAsync(data, { level: how.level });
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }

@@ -1,7 +1,9 @@
 /**
  * Knows which blocks are zero (absent), so that reading them or writing zeros over them costs no
- * request. With --listBlocks every block is known from the start; otherwise the layer learns from
- * the reads and writes that pass through it.
+ * request. It learns from the reads and writes that pass through it, and with --listBlocks from a
+ * listing of the bucket that runs while the disk is in use: when it ends, every block it did not
+ * find is known zero, and every block it found is known not to be, except the blocks written
+ * since it began, whose state the writes told.
  *
  * A read learns "zero" only from an answer no write overtook: one that began before a write ended
  * may be from before it. Writes are tracked per slot (block modulo SLOTS): a write to another block
@@ -22,6 +24,9 @@ export class ZeroBlockCache extends Layer {
   /** Per slot: writes begun plus writes ended, and writes in flight. */
   private readonly changes = new Uint32Array(SLOTS);
   private readonly writing = new Uint32Array(SLOTS);
+  /** While a listing runs: one bit per block written since it began (the listing may predate the write). */
+  private touched: Uint8Array | undefined;
+  private listing: { found: number; state: string } | undefined;
 
   constructor(inner: BlockStore) {
     super(inner);
@@ -29,19 +34,34 @@ export class ZeroBlockCache extends Layer {
     this.zero = new Uint8Array(inner.blockSize);
   }
 
-  /** Lists the blocks that exist; every other block is then known to be zero. Returns how many exist. */
-  async loadListing(onBlock: () => void = () => {}): Promise<number> {
+  /**
+   * Lists the blocks that exist, alongside reads and writes; once done, every block not found and
+   * not written meanwhile is known zero. Returns how many exist. Its progress is in the stats.
+   */
+  async loadListing(): Promise<number> {
     const existing = new Uint8Array(this.zeroBits.length);
-    let count = 0;
-    await this.inner.listBlocks((b) => {
-      existing[b >>> 3]! |= 1 << (b & 7);
-      count++;
-      onBlock();
-    });
-    for (let i = 0; i < this.zeroBits.length; i++) this.zeroBits[i] = ~existing[i]! & 0xff;
+    const touched = (this.touched = new Uint8Array(this.zeroBits.length));
+    const listing = (this.listing = { found: 0, state: "running" });
+    const started = performance.now();
+    try {
+      await this.inner.listBlocks((b) => {
+        existing[b >>> 3]! |= 1 << (b & 7);
+        listing.found++;
+      });
+    } catch (err) {
+      listing.state = "failed";
+      throw err;
+    } finally {
+      this.touched = undefined;
+    }
+    for (let i = 0; i < this.zeroBits.length; i++) {
+      // Untouched bits take the listing's word; touched ones keep what their writes set.
+      this.zeroBits[i] = (this.zeroBits[i]! & touched[i]!) | (~existing[i]! & ~touched[i]! & 0xff);
+    }
     // Bits past the last block stay clear.
     for (let b = this.numBlocks; b < this.zeroBits.length * 8; b++) this.zeroBits[b >>> 3]! &= ~(1 << (b & 7));
-    return count;
+    listing.state = `done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    return listing.found;
   }
 
   /** True when the block is known to be absent (it reads as zeros); false when it may hold data. */
@@ -80,6 +100,7 @@ export class ZeroBlockCache extends Layer {
   private async tracked(block: number, write: () => Promise<void>): Promise<void> {
     const slot = block % SLOTS;
     this.mark(block, false);
+    if (this.touched) this.touched[block >>> 3]! |= 1 << (block & 7);
     this.changes[slot]!++;
     this.writing[slot]!++;
     try {
@@ -110,7 +131,8 @@ export class ZeroBlockCache extends Layer {
       let b = byte;
       for (; b; known++) b &= b - 1;
     }
-    return { layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known]] };
+    const listing = this.listing ? ([["listing", this.listing.state], ["blocks listed", this.listing.found]] as const) : [];
+    return { layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known], ...listing] };
   }
 
   protected resetOwnStats(): void {
