@@ -24,6 +24,8 @@ afterAll(() => {
 });
 
 const PASSWORD_FILE = join(tempDir("password"), "pw");
+const UPSTREAM = process.env.UPSTREAM_S3BACKER;
+if (!UPSTREAM) console.log("upstream s3backer compatibility: skipped (set UPSTREAM_S3BACKER to a build of upstream master, see the README)");
 writeFileSync(PASSWORD_FILE, "correct horse battery staple\n");
 
 function workDir(tag: string): string {
@@ -121,9 +123,16 @@ for (const peer of peers) {
       expect(list).not.toContain("<Key>");
     });
 
-    // The same image written by each program and read back by the other, for each format.
-    for (const [mode, codecArgs] of [["plain", []], ["--compress", ["--compress=9"]], ["--encrypt", ["--encrypt", `--passwordFile=${PASSWORD_FILE}`]]] as const) {
-      test(`format compatibility with Debian's s3backer 1.5.4, both ways: ${mode}`, async () => {
+    // The same image written by each program and read back by the other, for each format: Debian's
+    // 1.5.4, and upstream master (built from source, see the README) where UPSTREAM_S3BACKER names it.
+    const formats = [["plain", []], ["--compress", ["--compress=9"]], ["--encrypt", ["--encrypt", `--passwordFile=${PASSWORD_FILE}`]]] as const;
+    const upstreamFormats = [["--compress=zstd", ["--compress=zstd"]], ["--compress=zstd --compress-level=19 --encrypt", ["--compress=zstd", "--compress-level=19", "--encrypt", `--passwordFile=${PASSWORD_FILE}`]]] as const;
+    const programs = [
+      ["Debian's s3backer 1.5.4", "s3backer", formats],
+      ["upstream master", UPSTREAM ?? "", [...formats, ...upstreamFormats]],
+    ] as const;
+    for (const [program, binary, modes] of programs) for (const [mode, codecArgs] of modes) {
+      test.skipIf(binary === "")(`format compatibility with ${program}, both ways: ${mode}`, async () => {
         const bucket = await freshBucket(peer, "compat");
         const dir = workDir("compat");
         // Half compressible text, half noise: both the deflated and the stored-raw paths.
@@ -131,13 +140,13 @@ for (const peer of peers) {
         image.fill(0x61, 0, 1 << 20);
         const imageFile = await tmpFile(image);
         const original = (mnt: string, ...args: string[]) =>
-          runAsync(["s3backer", `--baseURL=${peer.url}`, `--accessId=${peer.accessKey}`, `--accessKey=${peer.secretKey}`, ...codecArgs, ...args, bucket, mnt]);
+          runAsync([binary, `--baseURL=${peer.url}`, `--accessId=${peer.accessKey}`, `--accessKey=${peer.secretKey}`, ...codecArgs, ...args, bucket, mnt]);
         const stopOriginal = async (mnt: string) => {
           await runAsync(["umount", mnt]);
           await waitFor("the original to exit", () => !isMounted(mnt));
           // Its unmount returns before its write-back finished: wait for the process to go.
           await waitFor("the original's process", () => {
-            const r = Bun.spawnSync(["pgrep", "-f", `s3backer .* ${mnt}$`]);
+            const r = Bun.spawnSync(["pgrep", "-f", `${binary} .* ${mnt}$`]);
             return r.stdout.toString().trim().split("\n").filter(Boolean).every((pid) => readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "));
           });
         };
@@ -150,6 +159,12 @@ for (const peer of peers) {
         await stopOriginal(om);
         const stored = new TextDecoder().decode((await rawClient(peer)("GET", `${bucket}?list-type=2&prefix=orig/`)).body);
         expect(stored).toContain("<Key>orig/0000001f</Key>");
+        const encodings: Record<string, string> = {
+          plain: "", "--compress": "deflate", "--encrypt": "deflate, encrypt-AES-128-CBC",
+          "--compress=zstd": "zstd", "--compress=zstd --compress-level=19 --encrypt": "zstd, encrypt-AES-128-CBC",
+        };
+        // Block 1 is text: compressed by the original wherever it was asked to.
+        expect((await rawClient(peer)("HEAD", `${bucket}/orig/00000001`)).headers.get("content-encoding") ?? "").toBe(encodings[mode]!);
         let disk = await mountWith([...peerArgs(peer), ...codecArgs, "--readOnly", "--blockSize=64k", "--size=4M", `${bucket}/orig`], join(dir, "a"), true);
         expect(new Uint8Array((await readFile(disk.file)).subarray(0, image.length))).toEqual(image);
         await disk.unmount();
@@ -158,7 +173,7 @@ for (const peer of peers) {
         expect((await runAsync(["dd", `if=${imageFile}`, `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
         await disk.unmount();
         const head = await rawClient(peer)("HEAD", `${bucket}/ours/00000000`);
-        expect(head.headers.get("content-encoding") ?? "").toBe({ plain: "", "--compress": "deflate", "--encrypt": "deflate, encrypt-AES-128-CBC" }[mode]);
+        expect(head.headers.get("content-encoding") ?? "").toBe(encodings[mode]!);
         const o2 = await original(om, "--prefix=ours/", "--readOnly");
         expect(o2.stderr).toMatch(/auto-detected block size=64k and total size=4m/);
         expect(new Uint8Array((await readFile(join(om, "file"))).subarray(0, image.length))).toEqual(image);
