@@ -38,7 +38,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "statsFilename", value: "NAME", default: "stats", group: "Disk layout", help: "Name of the statistics file; empty for none (delete it to reset counters)" },
   { name: "fileMode", value: "MODE", default: "0600 (0400 with --readOnly)", group: "Disk layout", help: "Permissions of the backed file, octal" },
   { name: "readOnly", group: "Disk layout", help: "Refuse every write with 'Read-only file system'" },
-  { name: "listBlocks", group: "Disk layout", help: "List existing blocks at start-up so absent blocks cost no request" },
+  { name: "listBlocks", group: "Disk layout", help: "List existing blocks in the background while the disk is in use, so absent blocks then cost no request (progress in the stats file)" },
   { name: "sharedDiskMode", group: "Disk layout", help: "For cluster filesystems (GFS2, OCFS2) shared by several mounts: no caching at all, and the mounted flag admits other shared mounts" },
   { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks" },
   { name: "force", group: "Disk layout", help: "Mount even if auto-detected sizes differ or the disk looks mounted elsewhere" },

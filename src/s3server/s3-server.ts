@@ -20,7 +20,9 @@ import { checkPayload, verifySigV4, type Credential } from "./sigv4-verify.ts";
 import { messageOf } from "../errors.ts";
 import { isBucketName } from "../util/bucket-name.ts";
 import { MultipartUploads } from "./multipart.ts";
-import { aclXml, bucketsXml, completeXml, deleteResultXml, errorXml, initiateXml, listXml, locationXml, parseDeleteRequest } from "./xml.ts";
+import { aclXml, bucketsXml } from "./xml.ts";
+import { BucketRequests } from "./bucket-requests.ts";
+import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
 
 export interface S3ServerOptions {
   /** Where objects live (default: memory). */
@@ -46,8 +48,6 @@ interface Stale {
   until: number;
 }
 
-const LIST_LIMIT = 1000;
-const MAX_DELETE_KEYS = 1000;
 /** Sub-resources a client may ask about that this server does not keep (only a private ACL). */
 const SUBRESOURCES = ["acl", "policy", "cors", "lifecycle", "tagging", "versioning", "website", "logging", "notification", "replication", "encryption", "accelerate", "requestPayment", "object-lock", "retention", "legal-hold", "ownershipControls", "publicAccessBlock", "versions", "torrent", "restore", "select", "analytics", "inventory", "metrics", "intelligent-tiering"];
 const MAX_KEY_BYTES = 1024;
@@ -60,13 +60,24 @@ export class S3Server {
   faults: FaultSettings = { ...NO_FAULTS };
   private readonly credentials: Map<string, Credential>;
   private readonly stale = new Map<string, Stale>();
-  private readonly uploads = new MultipartUploads();
+  private readonly buckets: BucketRequests;
   private http: HttpServer | undefined;
 
   constructor(private readonly options: S3ServerOptions) {
     this.objects = options.objects ?? new MemoryObjects();
     this.credentials = new Map(Object.entries(options.credentials));
     for (const b of options.buckets ?? []) this.objects.createBucket(b);
+    const server = this;
+    this.buckets = new BucketRequests({
+      objects: this.objects, uploads: new MultipartUploads(), counters: this.counters, region: options.region ?? "us-east-1",
+      get faults() {
+        return server.faults;
+      },
+      get url() {
+        return server.url;
+      },
+      remember: (bucket, key) => this.remember(bucket, key),
+    });
   }
 
   /** Starts listening (port 0: the OS picks a free port) and returns the base URL. */
@@ -171,9 +182,9 @@ export class S3Server {
     }
     if (sub) return this.error(501, "NotImplemented", `?${sub} is not supported by this server`, resource, req.method);
     let response: Response;
-    if (key === "") response = this.bucketRequest(req, bucket, url, body, resource);
+    if (key === "") response = this.buckets.handle(req, bucket, url, body, resource);
     else if (!this.objects.hasBucket(bucket)) response = this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
-    else if (q.has("uploads") || q.has("uploadId")) response = this.multipart(req, bucket, key, q, body, resource);
+    else if (q.has("uploads") || q.has("uploadId")) response = this.buckets.multipart(req, bucket, key, q, body, resource);
     else {
       switch (req.method) {
         case "PUT":
@@ -217,116 +228,6 @@ export class S3Server {
       },
     });
     return new Response(stream, { status: response.status, headers: { "content-length": "1048576" } });
-  }
-
-  private bucketRequest(req: Request, bucket: string, url: URL, body: Uint8Array, resource: string): Response {
-    if (req.method === "PUT") {
-      this.objects.createBucket(bucket);
-      return new Response(null, { status: 200 });
-    }
-    if (!this.objects.hasBucket(bucket)) return this.error(404, "NoSuchBucket", "The specified bucket does not exist", resource, req.method);
-    const q = url.searchParams;
-    if (req.method === "HEAD") return new Response(null, { status: 200 });
-    if (req.method === "GET" && q.has("location")) return this.xml(200, locationXml(this.options.region ?? "us-east-1"));
-    if (req.method === "GET" && q.has("uploads")) return this.xml(200, this.uploads.listUploads(bucket));
-    if (req.method === "GET") return this.list(bucket, q);
-    if (req.method === "POST" && q.has("delete")) return this.deleteObjects(req, bucket, body, resource);
-    if (req.method === "DELETE") {
-      if (this.objects.keys(bucket).length > 0) return this.error(409, "BucketNotEmpty", "The bucket you tried to delete is not empty", resource, req.method);
-      this.objects.deleteBucket(bucket);
-      this.uploads.forget(bucket);
-      return new Response(null, { status: 204 });
-    }
-    return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on a bucket`, resource, req.method);
-  }
-
-  /** DeleteObjects: up to 1000 keys, the body's MD5 (or a checksum) given as AWS requires. */
-  private deleteObjects(req: Request, bucket: string, body: Uint8Array, resource: string): Response {
-    if (!this.faults.deleteObjects) return this.error(501, "NotImplemented", "A header you provided implies functionality that is not implemented", resource, "POST");
-    const contentMd5 = req.headers.get("content-md5");
-    const checksummed = [...req.headers.keys()].some((h) => h.startsWith("x-amz-checksum-"));
-    if (contentMd5 === null && !checksummed) return this.error(400, "InvalidRequest", "Missing required header for this request: Content-MD5", resource, "POST");
-    if (contentMd5 !== null && Buffer.from(contentMd5, "base64").toString("hex") !== md5Hex(body)) {
-      return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "POST");
-    }
-    const request = parseDeleteRequest(new TextDecoder().decode(body));
-    if (!request || request.keys.length > MAX_DELETE_KEYS) return this.error(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema", resource, "POST");
-    for (const key of request.keys) {
-      this.remember(bucket, key);
-      this.objects.delete(bucket, key);
-    }
-    this.counters.bulkDeletedKeys += request.keys.length;
-    return this.xml(200, deleteResultXml(request.quiet ? [] : request.keys));
-  }
-
-  private multipart(req: Request, bucket: string, key: string, q: URLSearchParams, body: Uint8Array, resource: string): Response {
-    const id = q.get("uploadId") ?? "";
-    const answer = (r: string | { status: number; code: string; message: string } | undefined, ok: (text: string) => Response) =>
-      typeof r === "object" ? this.error(r.status, r.code, r.message, resource, req.method) : ok(r ?? "");
-    if (req.method === "POST" && q.has("uploads")) {
-      const uploadId = this.uploads.create(bucket, key, {
-        contentType: req.headers.get("content-type") ?? "binary/octet-stream",
-        contentEncoding: objectEncoding(req.headers.get("content-encoding")),
-        meta: metaHeaders(req.headers),
-      });
-      return this.xml(200, initiateXml(bucket, key, uploadId));
-    }
-    if (req.method === "PUT" && q.has("partNumber")) {
-      const r = this.uploads.putPart(bucket, key, id, q.get("partNumber")!, body);
-      return "etag" in r ? new Response(null, { status: 200, headers: { etag: `"${r.etag}"` } }) : answer(r, () => new Response());
-    }
-    if (req.method === "GET") return answer(this.uploads.listParts(bucket, key, id), (xml) => this.xml(200, xml));
-    if (req.method === "DELETE") return answer(this.uploads.abort(bucket, key, id), () => new Response(null, { status: 204 }));
-    if (req.method === "POST") {
-      const done = this.uploads.complete(bucket, key, id, new TextDecoder().decode(body));
-      if ("status" in done) return answer(done, () => new Response());
-      this.remember(bucket, key);
-      this.objects.put(bucket, key, done);
-      return this.xml(200, completeXml(`${this.url}${bucket}/${key}`, bucket, key, done.etag));
-    }
-    return this.error(405, "MethodNotAllowed", `${req.method} is not allowed on a multipart upload`, resource, req.method);
-  }
-
-  private list(bucket: string, q: URLSearchParams): Response {
-    const v2 = q.get("list-type") === "2";
-    const prefix = q.get("prefix") ?? "";
-    const delimiter = q.get("delimiter") || undefined;
-    const maxKeys = Math.min(LIST_LIMIT, Number(q.get("max-keys") ?? LIST_LIMIT));
-    const token = q.get("continuation-token") ?? undefined;
-    const after = v2 ? (token !== undefined ? Buffer.from(token, "base64url").toString() : (q.get("start-after") ?? "")) : (q.get("marker") ?? "");
-    const contents: { key: string; etag: string; size: number; lastModified: number }[] = [];
-    const prefixes: string[] = [];
-    let next: string | undefined;
-    let last = "";
-    const keys = this.objects.keys(bucket);
-    const from = Math.max(firstAfter(keys, after), firstAfter(keys, prefix) - 1, 0);
-    for (let i = from; i < keys.length; i++) {
-      const key = keys[i]!;
-      if (key > prefix && !key.startsWith(prefix)) break; // sorted: past the prefix's keys
-      if (!key.startsWith(prefix) || key <= after) continue;
-      if (contents.length + prefixes.length >= maxKeys) {
-        next = last;
-        break;
-      }
-      const cut = delimiter ? key.indexOf(delimiter, prefix.length) : -1;
-      if (cut >= 0) {
-        const common = key.slice(0, cut + delimiter!.length);
-        if (!prefixes.includes(common)) prefixes.push(common);
-      } else {
-        const o = this.objects.get(bucket, key)!;
-        contents.push({ key, etag: o.etag, size: o.body.length, lastModified: o.lastModified });
-      }
-      last = key;
-    }
-    let xml = listXml({
-      bucket, prefix, delimiter, maxKeys, contents, commonPrefixes: prefixes,
-      startAfter: v2 ? (q.get("start-after") ?? undefined) : undefined,
-      continuationToken: token,
-      nextContinuationToken: v2 && next !== undefined ? Buffer.from(next).toString("base64url") : undefined,
-    });
-    // ListObjects v1 marks truncation with IsTruncated and NextMarker instead of a token.
-    if (!v2 && next !== undefined) xml = xml.replace("<IsTruncated>false</IsTruncated>", `<IsTruncated>true</IsTruncated><NextMarker>${next}</NextMarker>`);
-    return this.xml(200, xml);
   }
 
   private putObject(req: Request, bucket: string, key: string, body: Uint8Array, resource: string): Response {
@@ -425,40 +326,14 @@ export class S3Server {
   }
 
   private xml(status: number, xml: string): Response {
-    return new Response(xml, { status, headers: { "content-type": "application/xml" } });
+    return xmlResponse(status, xml);
   }
 
   private error(status: number, code: string, message: string, resource: string, method: string): Response {
-    if (method === "HEAD") return new Response(null, { status, headers: { "x-amz-error-code": code } });
-    return this.xml(status, errorXml(code, message, resource));
+    return errorResponse(status, code, message, resource, method);
   }
 }
 
-function metaHeaders(headers: Headers): Record<string, string> {
-  const meta: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    if (name.startsWith("x-amz-meta-")) meta[name] = value;
-  });
-  return meta;
-}
-
-/** The object's Content-Encoding as sent, less aws-chunked: the upload's framing, already taken off. */
-function objectEncoding(header: string | null): string | undefined {
-  if (header === null || !/aws-chunked/i.test(header)) return header ?? undefined;
-  return header.split(",").map((e) => e.trim()).filter((e) => e !== "" && e.toLowerCase() !== "aws-chunked").join(", ") || undefined;
-}
-
-/** The index of the first key greater than `bound` in sorted `keys`. */
-function firstAfter(keys: readonly string[], bound: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! <= bound) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 function etagMatches(header: string, etag: string): boolean {
   return header.split(",").some((t) => {
