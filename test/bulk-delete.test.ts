@@ -3,28 +3,15 @@
  * --erase cost about one request per thousand blocks, and a server without DeleteObjects gets
  * single DELETEs instead, with one warning.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
-import { mkdirSync, rmSync } from "node:fs";
+import { expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BINARY, cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
-import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "./helpers/s3.ts";
+import { BINARY, isMounted, mountWith, pattern, runAsync } from "./helpers/disk.ts";
+import { freshBucket, peerArgs, rawClient } from "./helpers/s3.ts";
+import { embeddedSuite } from "./helpers/suite.ts";
 
-const server = startEmbedded();
-const peer = embeddedPeer(server);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => server.stop());
-
-const work = (tag: string) => {
-  const d = tempDir(tag);
-  dirs.push(d);
-  return d;
-};
+const { server, peer, workDir: work } = embeddedSuite();
 const blocksIn = async (bucket: string) => {
   let n = 0;
   let after = "";

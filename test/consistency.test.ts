@@ -7,29 +7,19 @@
  *
  * The seed is printed; MODEL_SEED=N replays one, MODEL_SECONDS=S runs longer.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
-import { cleanupDisks, tempDir } from "./helpers/disk.ts";
+import { describe, expect, test } from "bun:test";
 import { MODEL_CASES, runModelCase } from "./helpers/model.ts";
-import { startEmbedded } from "./helpers/s3.ts";
+import { embeddedSuite } from "./helpers/suite.ts";
 
-const server = startEmbedded();
+const { server, workDir } = embeddedSuite();
 const SECONDS = Number(process.env.MODEL_SECONDS ?? 4);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => server.stop());
 
 describe("model-based concurrency through the mount", () => {
   for (const c of MODEL_CASES) {
     test(c.name, async () => {
       const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
       console.log(`model test "${c.name}": seed ${seed} (replay with MODEL_SEED=${seed})`);
-      const dir = tempDir("model");
-      dirs.push(dir);
+      const dir = workDir("model");
       const { run, check } = await runModelCase(server, c, seed, SECONDS, dir);
       console.log(`  ${JSON.stringify(run.counts)}`);
       expect(run.failures).toEqual([]);

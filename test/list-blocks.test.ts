@@ -3,24 +3,16 @@
  * 100,000 blocks, the listing runs beside reads and writes, and what was written meanwhile (data
  * and holes, over blocks that existed and blocks that did not) reads back exactly afterwards.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { expect, test } from "bun:test";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { md5Hex } from "../src/util/md5.ts";
 import { blockName } from "../src/object/block-names.ts";
-import { cleanupDisks, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
-import { embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
+import { mountWith, pattern, runAsync, waitFor } from "./helpers/disk.ts";
+import { freshBucket, peerArgs } from "./helpers/s3.ts";
+import { embeddedSuite } from "./helpers/suite.ts";
 
-const server = startEmbedded();
-const peer = embeddedPeer(server);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => server.stop());
+const { server, peer, workDir } = embeddedSuite();
 
 const BS = 4096;
 const EXISTING = 100_000;
@@ -29,8 +21,7 @@ const blockData = (b: number) => pattern(BS, b + 1);
 
 test("a bucket of 100k blocks: the mount answers within a second; writes during the listing read back exactly", async () => {
   const bucket = await freshBucket(peer, "list100k");
-  const dir = tempDir("list100k");
-  dirs.push(dir);
+  const dir = workDir("list100k");
   const args = [...peerArgs(peer), `--blockSize=${BS}`, `--size=${BLOCKS * BS}`];
   const first = await mountWith([...args, bucket], join(dir, "a"), true); // block 0 with the sizes
   await first.unmount();

@@ -3,28 +3,15 @@
  * back, and a crash while the flag is being set. Both must leave the disk mountable and any
  * unsaved blocks of a cache file recoverable.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
-import { mkdirSync, rmSync } from "node:fs";
+import { expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BINARY, cleanupDisks, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
-import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "./helpers/s3.ts";
+import { BINARY, isMounted, killHard, mountWith, pattern, runAsync, waitFor } from "./helpers/disk.ts";
+import { freshBucket, peerArgs, rawClient } from "./helpers/s3.ts";
+import { embeddedSuite } from "./helpers/suite.ts";
 
-const server = startEmbedded();
-const peer = embeddedPeer(server);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => server.stop());
-
-function workDir(tag: string) {
-  const d = tempDir(tag);
-  dirs.push(d);
-  return d;
-}
+const { server, peer, workDir } = embeddedSuite();
 
 const FLAG = /s3backer-mounted$/;
 const tokenOf = async (bucket: string) => (await rawClient(peer)("HEAD", `${bucket}/s3backer-mounted`)).headers.get("x-amz-meta-s3backer-mount-token");
