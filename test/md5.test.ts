@@ -68,17 +68,6 @@ test("batched digests: any number at once, of mixed lengths, each its own", asyn
   // One alone is answered after the short wait for company.
   const alone = random(2 ** 20);
   expect(hex(await batch.digest(alone))).toBe(native(alone));
-  // One with no company expected is not held back; one that finds others waiting joins them.
-  const lone = random(2 ** 20);
-  let settled = false;
-  const now = batch.digest(lone, false).then((d) => ((settled = true), d));
-  await new Promise((resolve) => setImmediate(resolve));
-  for (let turn = 0; turn < 40 && !settled; turn++) await new Promise((resolve) => setImmediate(resolve));
-  expect(settled).toBe(true); // within turns of the event loop, not after a timer
-  expect(hex(await now)).toBe(native(lone));
-  const pair = [random(2 ** 20), random(2 ** 20)];
-  const joined = await Promise.all([batch.digest(pair[0]!), batch.digest(pair[1]!, false)]);
-  expect(joined.map(hex)).toEqual(pair.map(native));
 });
 
 test("a body hashed a slice per turn: the same digest, with other work let in between", async () => {

@@ -4,10 +4,10 @@
  * waits for it, and so does the program reading the disk.
  * - md5InTurns: a body read is hashed a slice per turn of the event loop, with requests served
  *   between slices (cold sequential reads 430-470 MB/s against 400-410 in one go).
- * - Md5Batch: uploads, and the bodies of reads that arrive while others are on their way (read-ahead
- *   keeps several in flight), are hashed four at a time. A request for a digest waits a moment
- *   (WAIT_MS, nothing next to a round trip) for others of the same length, and they are hashed
- *   together in SIMD lanes (md5x4.ts): half the CPU per block of the runtime's MD5. Fewer than three waiting are hashed one by one, natively and in
+ * - Md5Batch: uploads are hashed four at a time. Write-back sends many blocks of one size at once,
+ *   so a request for a digest waits a moment (WAIT_MS, nothing next to an upload's round trip) for
+ *   others of the same length, and they are hashed together in SIMD lanes (md5x4.ts): half the CPU
+ *   per block of the runtime's MD5. Fewer than three waiting are hashed one by one, natively and in
  *   turns (two lanes cost what two native hashes do).
  */
 import { createHash } from "node:crypto";
@@ -50,12 +50,9 @@ export class Md5Batch {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly lanes = md5x4Available();
 
-  /**
-   * The MD5 of `data`, which must not change until the promise settles. `companions`: whether
-   * others of its size are expected in a moment; if not, and none waits, it is hashed at once.
-   */
-  digest(data: Uint8Array, companions = true): Promise<Uint8Array> {
-    if (!this.lanes || (!companions && !this.waiting.has(data.length))) return md5InTurns(data);
+  /** The MD5 of `data`, which must not change until the promise settles. */
+  digest(data: Uint8Array): Promise<Uint8Array> {
+    if (!this.lanes) return md5InTurns(data);
     return new Promise((resolve) => {
       const group = this.waiting.get(data.length) ?? [];
       group.push({ data, resolve });

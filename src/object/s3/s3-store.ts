@@ -6,7 +6,7 @@
 import { Errno, FsError } from "../../errors.ts";
 import type { StatGroup } from "../../store/block-store.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
-import { Md5Batch } from "../../util/md5.ts";
+import { Md5Batch, md5InTurns } from "../../util/md5.ts";
 import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
@@ -34,9 +34,6 @@ export class S3Store implements ObjectStore {
   readonly numBlocks: number;
   readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
-  private readonly bodyMd5 = new Md5Batch();
-  /** GETs sent whose bodies have not arrived: a body that arrives with others on the way waits to be hashed with them. */
-  private bodiesDue = 0;
   private readonly deleter: BulkDeleter;
 
   constructor(
@@ -58,34 +55,21 @@ export class S3Store implements ObjectStore {
    */
   async get(block: number): Promise<StoredObject | null> {
     let digest = "";
-    let due = true;
-    const arrived = () => {
-      if (due) this.bodiesDue--;
-      due = false;
-    };
-    this.bodiesDue++;
-    try {
-      const r = await this.client.send({
-        method: "GET",
-        kind: "GET",
-        key: this.key(block),
-        expect: [200, 404],
-        validate: async (answer) => {
-          arrived();
-          if (answer.status !== 200) return;
-          const etag = unquote(answer.headers.get("etag"));
-          // Whole blocks (not compressed ones, whose sizes differ) with others on the way are hashed together.
-          const companions = this.bodiesDue > 0 && answer.body.length === this.blockSize;
-          digest = Buffer.from(await this.bodyMd5.digest(answer.body, companions)).toString("hex");
-          // A body that does not match its ETag was damaged on the way: ask again.
-          if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
-        },
-      });
-      if (r.status === 404) return null;
-      return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
-    } finally {
-      arrived();
-    }
+    const r = await this.client.send({
+      method: "GET",
+      kind: "GET",
+      key: this.key(block),
+      expect: [200, 404],
+      validate: async (answer) => {
+        if (answer.status !== 200) return;
+        const etag = unquote(answer.headers.get("etag"));
+        digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
+        // A body that does not match its ETag was damaged on the way: ask again.
+        if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
+      },
+    });
+    if (r.status === 404) return null;
+    return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
   }
 
   /** A block's object without its body (a HEAD): its MD5 from the ETag and its Content-Encoding; null when there is none. */
