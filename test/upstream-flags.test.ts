@@ -10,7 +10,7 @@ import { parseArgs } from "../src/cli/parse.ts";
 import { FLAG_BY_NAME } from "../src/cli/flags.ts";
 import { buildConfig } from "../src/config/build-config.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { cleanupDisks, mountDisk, mountWith, runAsync, tempDir } from "./helpers/disk.ts";
+import { BINARY, cleanupDisks, mountDisk, mountWith, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET } from "./helpers/s3.ts";
 
 /** Upstream master's option table, in its order (the NBD and config-file flags are parsed apart). */
@@ -76,6 +76,18 @@ test("every flag of upstream master's option table is one of ours, and each is t
     const mentioned = token !== undefined ? text.includes(token) : text.includes(`--${name}`) || text.includes(`"${name}"`);
     expect(mentioned, `--${name} in test/${where}.test.ts`).toBe(true);
   }
+});
+
+test("the binary takes every one of them (each given to it, with --help so nothing else runs)", async () => {
+  const results = await Promise.all(
+    UPSTREAM.map(async (name) => {
+      const flag = FLAG_BY_NAME.get(name)!;
+      const arg = name === "configFile" ? "--configFile=/dev/null" : flag.value && !flag.optionalValue ? `--${name}=1` : `--${name}`;
+      const r = await runAsync([BINARY, arg, "--help"]);
+      return { arg, code: r.code, stderr: r.stderr };
+    }),
+  );
+  expect(results.filter((r) => r.code !== 0 || r.stderr !== "")).toEqual([]);
 });
 
 test("--configFile / -F / -o configFile=: one argument a line, comments and blanks skipped, nested, in place", () => {
