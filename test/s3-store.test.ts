@@ -10,6 +10,7 @@ import { detectGeometry } from "../src/object/s3/auto-detect.ts";
 import { pattern } from "./helpers/data.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
 import { plainCodec } from "./helpers/stores.ts";
+import { crc32Base64 } from "../src/util/checksum.ts";
 
 const server = startEmbedded(["bkt"]);
 afterAll(() => server.stop());
@@ -103,6 +104,33 @@ test("a body damaged in transit is never returned: it is fetched again", async (
   const err = await store({ prefix, maxRetryPauseMs: 100 }).s3.readBlock(0).catch((e) => e);
   expect(err).toBeInstanceOf(FsError);
   expect((err as FsError).errno).toBe(5);
+});
+
+test("blocks go up with their CRC-32 and come back checked by it; without one (or a multipart one), by their MD5", async () => {
+  const prefix = `crc${Date.now()}/`;
+  const { s3, objects } = store({ prefix, maxRetryPauseMs: 100 });
+  const data = pattern(BS, 7);
+  await s3.writeBlock(3, data);
+  const key = objects.key(3);
+  const stored = server.objects.get("bkt", key)!;
+  expect(stored.checksumCrc32).toBe(crc32Base64(data));
+  expect(await s3.readBlock(3)).toEqual(data);
+  const eio = async () => {
+    const err = await s3.readBlock(3).catch((e) => e);
+    expect(err).toBeInstanceOf(FsError);
+    expect((err as Error).message).toMatch(/does not match its (CRC-32|ETag)/);
+    return (err as Error).message;
+  };
+  // The same CRC-32 and ETag over other bytes: only the CRC-32 can tell.
+  const other = pattern(BS, 8);
+  server.objects.put("bkt", key, { ...stored, body: other });
+  expect(await eio()).toMatch(/CRC-32/);
+  // No checksum kept (an older server, another program): the MD5 tells.
+  server.objects.put("bkt", key, { ...stored, body: other, checksumCrc32: undefined });
+  expect(await eio()).toMatch(/ETag/);
+  // A multipart upload's composite checksum is not the body's CRC-32: the MD5 is used.
+  server.objects.put("bkt", key, { ...stored, checksumCrc32: "AAAAAA==-2" });
+  expect(await s3.readBlock(3)).toEqual(data);
 });
 
 test("a hopeless server fails with EIO once the retry budget is spent; 403 fails at once", async () => {

@@ -11,6 +11,8 @@ export interface StoredObject {
   contentEncoding: string | undefined;
   /** x-amz-meta-* headers, names in lower case. */
   meta: Record<string, string>;
+  /** The CRC-32 the client sent (x-amz-checksum-crc32, base64), answered when asked for. */
+  checksumCrc32?: string;
   lastModified: number;
 }
 

@@ -22,6 +22,7 @@ import { isBucketName } from "../util/bucket-name.ts";
 import { MultipartUploads } from "./multipart.ts";
 import { aclXml, bucketsXml } from "./xml.ts";
 import { BucketRequests } from "./bucket-requests.ts";
+import { crc32Base64 } from "../util/checksum.ts";
 import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
 
 export interface S3ServerOptions {
@@ -238,6 +239,10 @@ export class S3Server {
       if (given.length !== 16) return this.error(400, "InvalidDigest", "The Content-MD5 you specified was invalid", resource, "PUT");
       if (given.toString("hex") !== etag) return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "PUT");
     }
+    const crc = req.headers.get("x-amz-checksum-crc32") ?? undefined;
+    if (crc !== undefined && crc !== crc32Base64(body)) {
+      return this.error(400, "BadDigest", "The CRC32 you specified did not match the calculated checksum.", resource, "PUT");
+    }
     const existing = this.objects.get(bucket, key);
     const conditional = req.headers.has("if-none-match") || req.headers.has("if-match");
     if (conditional && this.faults.conditionalPut === "refuse") return this.error(501, "NotImplemented", "A header you provided implies functionality that is not implemented", resource, "PUT");
@@ -259,6 +264,7 @@ export class S3Server {
       contentEncoding: objectEncoding(req.headers.get("content-encoding")),
       meta,
       lastModified: Date.now(),
+      ...(crc !== undefined ? { checksumCrc32: crc } : {}),
     });
     return new Response(null, { status: 200, headers: { etag: `"${etag}"` } });
   }
@@ -275,6 +281,10 @@ export class S3Server {
       ...object.meta,
     };
     if (object.contentEncoding) headers["content-encoding"] = object.contentEncoding;
+    const range = req.headers.get("range");
+    if (object.checksumCrc32 && range === null && req.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED") {
+      headers["x-amz-checksum-crc32"] = object.checksumCrc32;
+    }
     const ifMatch = req.headers.get("if-match");
     if (ifMatch !== null && !etagMatches(ifMatch, object.etag)) {
       this.counters.conditionalFailures++;
@@ -285,11 +295,11 @@ export class S3Server {
 
     let data = object.body;
     let status = 200;
-    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.get("range") ?? "");
-    if (range) {
+    const ranged = /^bytes=(\d*)-(\d*)$/.exec(range ?? "");
+    if (ranged) {
       const size = data.length;
-      const start = range[1] === "" ? Math.max(0, size - Number(range[2])) : Number(range[1]);
-      const end = range[1] === "" || range[2] === "" ? size - 1 : Math.min(size - 1, Number(range[2]));
+      const start = ranged[1] === "" ? Math.max(0, size - Number(ranged[2])) : Number(ranged[1]);
+      const end = ranged[1] === "" || ranged[2] === "" ? size - 1 : Math.min(size - 1, Number(ranged[2]));
       if (start >= size || start > end) return this.error(416, "InvalidRange", "The requested range is not satisfiable", resource, req.method);
       data = data.subarray(start, end + 1);
       headers["content-range"] = `bytes ${start}-${end}/${size}`;
