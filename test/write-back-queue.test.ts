@@ -7,15 +7,15 @@ const entry = (name: string): Queued & { name: string } => ({ name, dirtySince: 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test("a block is due once it rested for the delay; one written again waits again; pressed, all are due", async () => {
-  const q = new WriteBackQueue<ReturnType<typeof entry>>(40);
+  const q = new WriteBackQueue<ReturnType<typeof entry>>(400); // wide margins: timers run late on a busy machine
   const a = entry("a");
   const b = entry("b");
   q.add(a);
   q.add(b);
   expect(typeof q.takeDue(false)).toBe("number"); // nothing rested yet: when the first will be
-  await sleep(20);
+  await sleep(200);
   q.rewritten(a); // its delay starts again: b is now first
-  await sleep(30);
+  await sleep(300);
   expect(q.takeDue(false)).toBe(b);
   expect(typeof q.takeDue(false)).toBe("number");
   expect(q.takeDue(true)).toBe(a); // writers wait for room: due now
