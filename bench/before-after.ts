@@ -1,5 +1,5 @@
 /**
- * Two builds of s3backer side by side, rows in turns, for "not slower than before": a sequential
+ * Two builds of s3backer (or ours and upstream's) side by side, rows in turns, for "not slower than before": a sequential
  * O_DIRECT write with fsync, a cold O_DIRECT read after a fresh mount, and fio 4 KiB random
  * read/write (4 jobs, O_DIRECT, 8 s), each against a fresh bundled server in a process of its own
  * (1 MiB blocks, --size=4G --listBlocks). Prints every round, then medians and ranges with the
@@ -20,6 +20,8 @@ if (binaries.length !== 2) {
   process.exit(2);
 }
 const work = "/dev/shm/s3b-before-after";
+/** Every row's server is the bundled one of this checkout's build, so another program can be a row too (upstream's s3backer). */
+const SERVER = join(import.meta.dir, "../dist/s3backer");
 const mnt = join(work, "mnt");
 
 const cpuOf = (pid: number) => {
@@ -31,7 +33,7 @@ const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${
 interface Result { write: number; writeCpu: number; read: number; readCpu: number; iops: number }
 
 async function once(binary: string, source: string): Promise<Result> {
-  const server = spawn([binary, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
+  const server = spawn([SERVER, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
   const reader = server.stdout.getReader();
   let said = "";
   while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
