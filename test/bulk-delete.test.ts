@@ -48,8 +48,9 @@ test("fstrim after deleting 40 MB of files on ext4: the freed 4k blocks go in De
     const freed = server.counters.bulkDeletedKeys;
     console.log(`fstrim: ${freed} blocks freed in ${bulk} DeleteObjects requests and ${single} single DELETEs`);
     expect(freed).toBeGreaterThan(10_000); // 40 MB of 4k blocks
-    // Batches are cut short by the block cache's dirty limit (1000 blocks by default): ~2.5 per 1000.
-    expect(bulk).toBeLessThanOrEqual(Math.ceil(freed / 1000) * 3);
+    // Batches are cut short by the block cache's size (1000 blocks by default): 2.5 to 3 per 1000
+    // here, depending on timing; one per block is what this guards against.
+    expect(bulk).toBeLessThanOrEqual(Math.ceil(freed / 1000) * 5);
     expect(single).toBeLessThan(50);
   } finally {
     if (isMounted(fs)) await runAsync(["umount", fs]);
