@@ -21,7 +21,7 @@ import { messageOf } from "../errors.ts";
 import { isBucketName } from "../util/bucket-name.ts";
 import { MultipartUploads } from "./multipart.ts";
 import { aclXml, bucketsXml } from "./xml.ts";
-import { BucketRequests } from "./bucket-requests.ts";
+import { BucketRequests, type ServerParts } from "./bucket-requests.ts";
 import { crc32Base64 } from "../util/checksum.ts";
 import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
 
@@ -55,12 +55,14 @@ const MAX_KEY_BYTES = 1024;
 const MAX_BODY = 256 * 2 ** 20;
 const utf8 = new TextEncoder();
 
-export class S3Server {
+export class S3Server implements ServerParts {
   readonly objects: ObjectStore;
   readonly counters = new ServerCounters();
   faults: FaultSettings = { ...NO_FAULTS };
   private readonly credentials: Map<string, Credential>;
   private readonly stale = new Map<string, Stale>();
+  readonly uploads = new MultipartUploads();
+  readonly region: string;
   private readonly buckets: BucketRequests;
   private http: HttpServer | undefined;
 
@@ -68,17 +70,8 @@ export class S3Server {
     this.objects = options.objects ?? new MemoryObjects();
     this.credentials = new Map(Object.entries(options.credentials));
     for (const b of options.buckets ?? []) this.objects.createBucket(b);
-    const server = this;
-    this.buckets = new BucketRequests({
-      objects: this.objects, uploads: new MultipartUploads(), counters: this.counters, region: options.region ?? "us-east-1",
-      get faults() {
-        return server.faults;
-      },
-      get url() {
-        return server.url;
-      },
-      remember: (bucket, key) => this.remember(bucket, key),
-    });
+    this.region = options.region ?? "us-east-1";
+    this.buckets = new BucketRequests(this);
   }
 
   /** Starts listening (port 0: the OS picks a free port) and returns the base URL. */
@@ -134,7 +127,7 @@ export class S3Server {
     if (latency > 0) await delay(latency);
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
-    const verdict = await verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.options.region ?? "us-east-1");
+    const verdict = await verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.region);
     if (!verdict.ok) {
       this.counters.rejectedSignatures++;
       return this.error(verdict.status, verdict.code, verdict.message, resource, req.method);
@@ -326,7 +319,7 @@ export class S3Server {
     return this.objects.get(bucket, key);
   }
 
-  private remember(bucket: string, key: string): void {
+  remember(bucket: string, key: string): void {
     if (this.faults.staleMs <= 0) return;
     const id = `${bucket}/${key}`;
     const current = this.stale.get(id);
