@@ -170,17 +170,18 @@ export class LocalMountFlag implements MountFlagStore {
   }
 
   async holder(): Promise<string | undefined> {
-    return (await this.lines())?.slice(0, 2).join(" since ") || undefined;
+    const lines = await this.lines();
+    return lines && holderOf(lines);
   }
 
   async token(): Promise<number | undefined> {
     const lines = await this.lines();
-    return lines ? parseInt(lines[2] ?? "0", 16) || 0 : undefined;
+    return lines && tokenOf(lines);
   }
 
   async acquire(force: boolean, token: number): Promise<undefined> {
-    const holder = await this.holder();
-    const held = holder === undefined ? undefined : { holder, token: (await this.token()) ?? 0 };
+    const lines = await this.lines();
+    const held = lines && { holder: holderOf(lines), token: tokenOf(lines) };
     if (checkHeld(this.path, held, token, force)) return undefined;
     try {
       await writeFile(this.path, flagText(token), { flag: force || held ? "w" : "wx" });
@@ -195,6 +196,10 @@ export class LocalMountFlag implements MountFlagStore {
     await unlink(this.path).catch(() => {});
   }
 }
+
+/** The flag file's lines: host, time, token (as flagText writes them). */
+const holderOf = (lines: string[]) => lines.slice(0, 2).join(" since ") || "unknown";
+const tokenOf = (lines: string[]) => parseInt(lines[2] ?? "0", 16) || 0;
 
 async function syncPath(path: string): Promise<void> {
   let handle;

@@ -50,7 +50,7 @@ export async function verifySigV4(req: Request, credentials: ReadonlyMap<string,
   if (service !== "s3") return deny(400, "AuthorizationHeaderMalformed", `The service '${service}' is wrong; expecting 's3'`);
 
   const datetime = req.headers.get("x-amz-date") ?? "";
-  const when = Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
+  const when = amzDateMs(datetime);
   if (!datetime.startsWith(date!) || Number.isNaN(when)) return deny(403, "AccessDenied", "Bad X-Amz-Date");
   if (Math.abs(Date.now() - when) > MAX_SKEW_MS) return deny(403, "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large");
 
@@ -63,8 +63,7 @@ export async function verifySigV4(req: Request, credentials: ReadonlyMap<string,
 
   const names = signedHeaders!.split(";");
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
-  const headers = new Headers();
-  for (const name of names) if (name !== "host") headers.set(name, req.headers.get(name) ?? "");
+  const headers = signedHeaderValues(req, names);
   const signer = new AwsV4Signer({
     method: req.method,
     url: req.url,
@@ -83,6 +82,16 @@ export async function verifySigV4(req: Request, credentials: ReadonlyMap<string,
     return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
   }
   return { ok: true, accessKeyId, payloadHash, signature: signature!, datetime, scope: `${date}/${region}/${service}/aws4_request`, secret: credential.secretAccessKey, region: region! };
+}
+
+/** An X-Amz-Date (20261202T180000Z) as milliseconds since the epoch; NaN if it is not one. */
+const amzDateMs = (datetime: string) => Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
+
+/** The values of the headers a client says it signed, as they arrived (host is the URL's). */
+function signedHeaderValues(req: Request, names: readonly string[]): Headers {
+  const headers = new Headers();
+  for (const name of names) if (name !== "host") headers.set(name, req.headers.get(name) ?? "");
+  return headers;
 }
 
 const PRESIGNED_CREDENTIAL = /^([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request$/;
@@ -105,7 +114,7 @@ async function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Cr
   const credential = credentials.get(accessKeyId!);
   if (!credential) return deny(403, "InvalidAccessKeyId", "The access key ID does not exist");
   if (region !== serverRegion || service !== "s3") return deny(400, "AuthorizationQueryParametersError", `The credential scope '${region}/${service}' is wrong; expecting '${serverRegion}/s3'`);
-  const when = Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
+  const when = amzDateMs(datetime);
   if (!datetime.startsWith(date!)) return deny(403, "AccessDenied", "Bad X-Amz-Date");
   if (Date.now() > when + expires * 1000) return deny(403, "AccessDenied", "Request has expired");
   if (when - Date.now() > MAX_SKEW_MS) return deny(403, "AccessDenied", "Request is not valid yet");
@@ -113,8 +122,7 @@ async function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Cr
   if (credential.sessionToken !== undefined && token !== credential.sessionToken) return deny(403, "InvalidToken", "The security token is missing or invalid");
   const names = signedHeaders.split(";");
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
-  const headers = new Headers();
-  for (const name of names) if (name !== "host") headers.set(name, req.headers.get(name) ?? "");
+  const headers = signedHeaderValues(req, names);
   q.delete("X-Amz-Signature");
   const signer = new AwsV4Signer({
     method: req.method, url: url.toString(), headers, accessKeyId: accessKeyId!, secretAccessKey: credential.secretAccessKey,
