@@ -4,6 +4,11 @@
  * and, in one case, fails writes. Every read is judged against the versions it may legally
  * return, the cache's invariant check runs after every step, and after the last flush the store
  * holds exactly the last writes. The seed is printed; MODEL_SEED=N replays one.
+ *
+ * The cases with a cache file hold few blocks in memory, so bytes go back and forth between memory
+ * and the file. Copies of the file taken at random moments stand for a crash there: each must
+ * load, and every unsaved block it would recover must be no older than what the last completed
+ * flush made durable (a recovery must never write older bytes over them).
  */
 import { expect, test } from "bun:test";
 import { BackedFile } from "../src/file/backed-file.ts";
@@ -16,6 +21,10 @@ import { plainCodec } from "./helpers/stores.ts";
 import type { StatGroup } from "../src/store/block-store.ts";
 import { Layer } from "../src/store/layer.ts";
 import { seededRandom } from "./helpers/data.ts";
+import { CacheFile } from "../src/store/block-cache/cache-file.ts";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const BS = 64;
 const UNIT = 16;
@@ -69,6 +78,8 @@ interface Case {
   name: string;
   options: Partial<BlockCacheOptions>;
   failRate?: number;
+  /** Kept in a cache file. */
+  file?: boolean;
 }
 
 const cases: Case[] = [
@@ -78,6 +89,9 @@ const cases: Case[] = [
   { name: "8 blocks, write-through", options: { size: 8, maxDirty: 8, sync: true } },
   { name: "6 blocks, failing writes", options: { size: 6, maxDirty: 6 }, failRate: 0.05 },
   { name: "4 blocks, the first 3 protected", options: { size: 4, maxDirty: 4, numProtected: 3 } },
+  { name: "a cache file of 24 blocks, 3 in memory", options: { size: 24, maxDirty: 24, memoryBlocks: 3 }, file: true },
+  { name: "a cache file, 2 in memory, read-ahead, failing writes", options: { size: 12, maxDirty: 12, memoryBlocks: 2, readAhead: 3, readAheadTrigger: 1 }, file: true, failRate: 0.05 },
+  { name: "a cache file, 4 in memory, write-through", options: { size: 16, maxDirty: 16, memoryBlocks: 4, sync: true }, file: true },
 ];
 
 for (const c of cases) {
@@ -86,10 +100,46 @@ for (const c of cases) {
     console.log(`block cache model "${c.name}": seed ${seed} (replay with MODEL_SEED=${seed})`);
     const random = seededRandom(seed);
     const memory = plainCodec(new MemoryObjects(BS, BLOCKS));
-    const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), {
-      size: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2, numProtected: 0,
-      log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,
-    });
+    const options: BlockCacheOptions = {
+      size: 4, memoryBlocks: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
+      numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,
+    };
+    const dir = mkdtempSync(join(tmpdir(), "model-"));
+    const path = join(dir, "cache");
+    const slots = options.size + 16;
+    const opened = c.file ? CacheFile.open(path, BS, BLOCKS, slots) : undefined;
+    const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), options, opened && { file: opened.file, blocks: [], check: undefined });
+    cache.resume();
+    // Per unit: where in its history is the write the last completed flush made durable.
+    const durable = new Array<number>(UNITS).fill(0);
+    let crashes = 0;
+    /** Loads a copy of the cache file as it is now, as a crash here would leave it. */
+    async function crashHere(): Promise<void> {
+      const copy = join(dir, `crash-${crashes++}`);
+      copyFileSync(path, copy);
+      const floor = [...durable];
+      const { file, blocks } = CacheFile.open(copy, BS, BLOCKS, slots);
+      const bytes = new Uint8Array(BS);
+      for (const b of blocks.filter((b) => b.dirty)) {
+        if (b.zero) bytes.fill(0);
+        else if (!(await file.readSlot(b.slot, b.crc, bytes))) continue; // torn: the older version is what recovery keeps
+        for (let i = 0; i < BS / UNIT; i++) {
+          const unit = b.block * (BS / UNIT) + i;
+          const got = identify(unit, bytes, i * UNIT);
+          const order = history[unit]!.map(([v]) => v);
+          if (typeof got !== "number" || order.lastIndexOf(got) < floor[unit]!) {
+            wrong.push(`crash ${crashes}: block ${b.block} would recover unit ${unit} at ${got}, older than the durable ${order[floor[unit]!]}`);
+          }
+        }
+      }
+      file.close();
+      rmSync(copy);
+    }
+    async function flush(): Promise<void> {
+      const done = history.map((h) => h.findLastIndex(([, , end]) => end !== Infinity));
+      await cache.flush();
+      done.forEach((at, u) => (durable[u] = Math.max(durable[u]!, at)));
+    }
     const file = new BackedFile(cache, cache);
     // Per unit: [version, start, end] of every write, in order (writes to a block never overlap).
     const history: [number, number, number][][] = Array.from({ length: UNITS }, () => [[0, 0, 0]]);
@@ -163,10 +213,11 @@ for (const c of cases) {
         if (r < 0.45) await read(first, n);
         else if (r < 0.85) await write(first, n, false);
         else if (r < 0.93) await write(first, n, true);
-        else await cache.flush().catch((err) => {
+        else await flush().catch((err) => {
           if (!c.failRate) throw err;
         });
         check();
+        if (c.file && random() < 0.03) await crashHere();
       }
     }
 
@@ -184,5 +235,7 @@ for (const c of cases) {
       expect(`unit ${u}: ${identify(u, stored, (u * UNIT) % BS)}`).toBe(`unit ${u}: ${last}`);
     }
     await cache.close();
+    if (c.file) expect(crashes).toBeGreaterThan(10);
+    rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 }

@@ -32,7 +32,7 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
   const s3 = plainCodec(new S3Store(client, { prefix: `${Math.random().toString(36).slice(2)}/`, hashPrefix: false, blockSize: BS, numBlocks: blocks, putHeaders: {}, listThreads: 4 }));
   const zero = new ZeroBlockCache(s3);
   const cache = new BlockCache(zero, {
-    size: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2, numProtected: 0,
+    size: 16, memoryBlocks: 16, threads: 4, writeDelayMs: 0, maxDirty: 16, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2, numProtected: 0,
     log: new Logger({ kind: "file", path: "/dev/null" }), ...options,
   });
   caches.push(cache);

@@ -53,22 +53,35 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const disk = await openBackend(config, log);
   if (config.mode !== "mount" || config.cache.size === 0) return disk;
   const c = config.cache;
-  const size = Math.min(c.size, disk.geometry.numBlocks);
+  const { blockSize, numBlocks } = disk.geometry;
+  const size = Math.min(c.size, numBlocks);
   const path = c.file;
-  // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
   if (path) keepPrivate(path, log);
-  const file = path ? CacheFile.open(path, disk.geometry.blockSize, disk.geometry.numBlocks, size + 16, c.fileAdvise) : undefined;
-  if (file?.damaged) log.warn(`cache file: ${file.damaged} damaged records ignored (their blocks are read from S3)`);
+  // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
+  const opened = path ? CacheFile.open(path, blockSize, numBlocks, size + SPARE_SLOTS, c.fileAdvise) : undefined;
+  if (opened?.damaged) log.warn(`cache file: ${opened.damaged} damaged records ignored (their blocks are read from S3)`);
+  const quiet = config.quiet || !config.foreground;
+  const backend = disk.backend;
+  const check = config.cache.noVerify ? undefined : {
+    storedMd5: (block: number) => backend.storedMd5(block),
+    zeroMd5: md5Hex(new Uint8Array(blockSize)),
+    progress: new Progress("checking cached blocks", opened?.blocks.filter((b) => !b.dirty).length, quiet),
+  };
   const cache = new BlockCache(disk.store, {
-    size, threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, disk.geometry.numBlocks),
+    size, memoryBlocks: Math.min(size, Math.max(MIN_MEMORY_BLOCKS, Math.floor(c.memoryBytes / blockSize))),
+    threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, numBlocks),
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, numProtected: c.numProtected, log,
-  }, file);
-  if (file && !config.cache.noVerify) await verifyCacheFile(cache, disk.backend, log, config.quiet || !config.foreground);
-  const fromFile = file && path ? { path, tokens: file.tokens, dirty: file.blocks.filter((b) => b.dirty).length } : undefined;
+  }, opened && { file: opened.file, blocks: opened.blocks, check });
+  const fromFile = opened && path ? { path, tokens: opened.tokens, dirty: opened.blocks.filter((b) => b.dirty).length } : undefined;
   const below = disk.knownZero;
   const knownZero = (block: number) => cache.cachedZero(block) ?? below(block);
   return { ...disk, store: cache, blockCache: cache, cacheFile: fromFile, knownZero };
 }
+
+/** Slots of the cache file beyond --blockCacheSize: room for the saves in flight. */
+const SPARE_SLOTS = 16;
+/** The least --blockCacheMemory holds, in blocks. */
+const MIN_MEMORY_BLOCKS = 64;
 
 /** The cache file holds plaintext blocks (even with --encrypt): readable by its owner alone. */
 function keepPrivate(path: string, log: Logger): void {
@@ -78,33 +91,6 @@ function keepPrivate(path: string, log: Logger): void {
   chmodSync(path, mode & 0o700);
   log.warn(`${path} was readable by others (mode ${mode.toString(8)}): now ${(mode & 0o700).toString(8)}`);
 }
-
-/** Checks the clean blocks reloaded from a cache file against storage; those that differ are dropped. */
-async function verifyCacheFile(cache: BlockCache, backend: VerifiedStore, log: Logger, quiet: boolean): Promise<void> {
-  const blocks = cache.cleanBlocksFromFile();
-  if (blocks.length === 0) return;
-  const progress = new Progress("checking cached blocks", blocks.length, quiet);
-  const zeroMd5 = md5Hex(new Uint8Array(backend.blockSize));
-  let next = 0;
-  let dropped = 0;
-  const check = async () => {
-    while (next < blocks.length) {
-      const { block, md5 } = blocks[next++]!;
-      const stored = await backend.storedMd5(block);
-      const same = md5 === null ? stored === null || stored === zeroMd5 : stored === md5;
-      if (!same) {
-        cache.discard(block);
-        dropped++;
-      }
-      progress.add();
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, check));
-  progress.finish();
-  log.info(`cache file: ${blocks.length - dropped} clean blocks verified${dropped ? `, ${dropped} out of date and dropped` : ""}`);
-}
-
-
 
 async function openBackend(config: Config, log: Logger): Promise<Disk> {
   const maintenance = config.mode !== "mount";

@@ -41,7 +41,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   disk.blockCache?.resume();
 
   const cache = disk.blockCache;
-  const memory = new MemoryBudget((cache ? cache.capacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
+  const memory = new MemoryBudget((cache ? cache.memoryCapacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
   const statsNow = () => statsText([...store.stats(), memory.stats()], config.statsFormat);
   const context = { config, disk, statsText: statsNow, resetStats: () => store.resetStats() };
   let front: FrontEnd;

@@ -92,6 +92,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
   { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },
   { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart" },
+  { name: "blockCacheMemory", value: "SIZE", default: "64M", group: "Block cache", help: "With --blockCacheFile: memory for the blocks in use (at least 64 blocks); the rest are read from the file" },
   { name: "blockCacheNoVerify", group: "Block cache", help: "Trust a reloaded cache file without checking it against S3" },
   { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up" },
   { name: "blockCacheNumProtected", value: "NUM", default: "0", group: "Block cache", help: "Evict the first NUM blocks of the disk (where file systems keep their journal) only when nothing else can go" },

@@ -1,6 +1,7 @@
 /** The settings of each layer from its flags: codec, consistency guard, block cache, S3. */
 import { ConfigError, UsageError } from "../errors.ts";
 import { flagDefault } from "../cli/flags.ts";
+import { sizeFlag } from "./geometry.ts";
 import { envRegion } from "../object/s3/credentials.ts";
 import { CIPHERS, cipherByName, MAX_KEY_LENGTH } from "../object/codec/ciphers.ts";
 import { type Compression, isCompression, LEVELS } from "../object/codec/compression.ts";
@@ -110,8 +111,8 @@ export function cacheSettings(text: (name: string) => string | undefined, on: (n
   if (size === 0 && (sync || file !== undefined || text("readAhead") !== undefined)) {
     throw new ConfigError("--blockCacheSync, --blockCacheFile and --readAhead need the block cache (--blockCacheSize > 0)");
   }
-  if (file === undefined && (on("blockCacheNoVerify") || on("blockCacheRecoverDirtyBlocks"))) {
-    throw new ConfigError("--blockCacheNoVerify and --blockCacheRecoverDirtyBlocks need --blockCacheFile");
+  if (file === undefined && (on("blockCacheNoVerify") || on("blockCacheRecoverDirtyBlocks") || text("blockCacheMemory") !== undefined)) {
+    throw new ConfigError("--blockCacheNoVerify, --blockCacheRecoverDirtyBlocks and --blockCacheMemory need --blockCacheFile");
   }
   return {
     size,
@@ -123,6 +124,7 @@ export function cacheSettings(text: (name: string) => string | undefined, on: (n
     readAhead: count("readAhead"),
     readAheadTrigger: count("readAheadTrigger", 1),
     file,
+    memoryBytes: sizeFlag("blockCacheMemory", text("blockCacheMemory") ?? flagDefault("blockCacheMemory")),
     noVerify: on("blockCacheNoVerify"),
     recoverDirty: on("blockCacheRecoverDirtyBlocks"),
     numProtected: count("blockCacheNumProtected"),

@@ -105,6 +105,8 @@ export interface CacheSettings {
   readAheadTrigger: number;
   /** Keep the cache in this file (survives restarts). */
   file: string | undefined;
+  /** With a file: bytes of block data held in memory too. */
+  memoryBytes: number;
   noVerify: boolean;
   recoverDirty: boolean;
   /** The first blocks of the disk, evicted only when no other block can be. */

@@ -1,10 +1,11 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readFileSync, readSync } from "node:fs";
-import { POSIX_FADV_DONTNEED, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
+import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./bun-stream.ts";
+import { readAt, writeAt } from "./positioned-io.ts";
 
 
 /** glibc's name first, then musl's (the musl build of the binary). */
@@ -32,6 +33,7 @@ function openLibc() {
     ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
     posix_fadvise: { args: [FFIType.i32, FFIType.i64_fast, FFIType.i64_fast, FFIType.i32], returns: FFIType.i32 },
+    fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64_fast, FFIType.i64_fast], returns: FFIType.i32 },
   });
   return symbols;
 }
@@ -107,6 +109,10 @@ class BunLibc implements Libc {
     const errno = this.c.posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED);
     if (errno !== 0) throw errnoError("posix_fadvise", errno);
   }
+
+  punchHole(fd: number, offset: number, length: number): void {
+    this.check("fallocate", this.c.fallocate(fd, PUNCH_HOLE_KEEP_SIZE, offset, length));
+  }
 }
 
 const compiled = () => import.meta.url.startsWith("file:///$bunfs/");
@@ -142,6 +148,8 @@ export const bunRuntime: Runtime = {
   readSync(fd, buffer) {
     return readSync(fd, buffer, 0, buffer.length, null);
   },
+  readAt,
+  writeAt,
   crc32(data) {
     return Bun.hash.crc32(data);
   },

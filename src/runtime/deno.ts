@@ -9,7 +9,8 @@ import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./node-stream.ts";
-import { POSIX_FADV_DONTNEED, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
+import { readAt, writeAt } from "./positioned-io.ts";
+import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 
 type Pointer = object | null;
 /** The part of Deno's API used here (declared, so that the code type-checks without Deno's types). */
@@ -41,6 +42,7 @@ const c = Deno.dlopen("libc.so.6", {
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
 }).symbols;
 
 
@@ -101,6 +103,9 @@ const libc: Libc = {
     const errno = Number(c.posix_fadvise!(fd, BigInt(offset), BigInt(length), POSIX_FADV_DONTNEED));
     if (errno !== 0) throw errnoError("posix_fadvise", errno);
   },
+  punchHole(fd, offset, length) {
+    check("fallocate", c.fallocate!(fd, PUNCH_HOLE_KEEP_SIZE, BigInt(offset), BigInt(length)));
+  },
 };
 
 export const denoRuntime: Runtime = {
@@ -113,6 +118,8 @@ export const denoRuntime: Runtime = {
   readSync(fd, buffer) {
     return check("read", c.read!(fd, buffer, BigInt(buffer.length)));
   },
+  readAt,
+  writeAt,
   crc32,
   collectGarbage: () => false,
   // Deno's fetch leaves a deflate body as it is.

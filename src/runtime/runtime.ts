@@ -20,7 +20,12 @@ export interface Libc {
   tryRead(fd: number, buffer: Uint8Array): number;
   /** posix_fadvise(POSIX_FADV_DONTNEED): the kernel may drop its cached pages of the range. */
   dropCachedPages(fd: number, offset: number, length: number): void;
+  /** fallocate(2) punching a hole: the range reads as zeros and takes no disk space (the file keeps its size). */
+  punchHole(fd: number, offset: number, length: number): void;
 }
+
+/** fallocate's FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE. */
+export const PUNCH_HOLE_KEEP_SIZE = 0x01 | 0x02;
 
 export const POSIX_FADV_DONTNEED = 4;
 
@@ -88,6 +93,10 @@ export interface Runtime {
   listenStream(address: StreamAddress, open: (connection: StreamConnection) => StreamSession): Promise<StreamListener>;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
   readSync(fd: number, buffer: Uint8Array): number;
+  /** pread(2) off the main thread: the length read (short only at the end of the file). */
+  readAt(fd: number, buffer: Uint8Array, position: number): Promise<number>;
+  /** pwrite(2) of all of `buffer` off the main thread; the caller leaves the bytes alone until it settles. */
+  writeAt(fd: number, buffer: Uint8Array, position: number): Promise<void>;
   /** CRC-32 (IEEE) of bytes, natively where the runtime has it. */
   crc32(data: Uint8Array): number;
   /** Runs a full garbage collection now; false where the runtime offers no way to (Deno). */

@@ -101,6 +101,21 @@ class Model:
                 last = i
         return {h[last][0]} | {v for v, s, _ in h[last + 1:] if s < end}
 
+    def pieces(self, unit, data):
+        """Which versions of `unit` (or other bytes) each stretch of a torn read came from."""
+        with self.lock:
+            candidates = [v for v, _, _ in self.history[unit]]
+        stamps = {v: stamp(unit, v) for v in [0] + candidates}
+        runs = []
+        for at in range(0, UNIT, 8):
+            chunk = data[at:at + 8]
+            label = next((f"v{v}" for v, s in stamps.items() if s[at:at + 8] == chunk), "other")
+            if runs and runs[-1][1] == label:
+                runs[-1][2] = at + 8
+            else:
+                runs.append([at, label, at + 8])
+        return ", ".join(f"{a}-{b - 1}: {label}" for a, label, b in runs)
+
     def synced(self, start):
         """An fsync that began at `start` returned: every write completed before it is durable."""
         with self.lock:
@@ -249,7 +264,8 @@ class Worker(threading.Thread):
             if kind == "foreign":
                 self.report("foreign", f"unit {unit} (block {unit // self.model.block_units}) held unit {value}'s bytes")
             elif kind == "garbage":
-                self.report("garbage", f"unit {unit} held bytes of no write")
+                mode = "O_DIRECT" if direct else "buffered"
+                self.report("garbage", f"unit {unit} (block {unit // self.model.block_units}) held bytes of no write, {mode} read of units {first}-{first + n - 1}: {self.model.pieces(unit, bytes(view[i * UNIT:(i + 1) * UNIT]))}")
             else:
                 legal = self.model.legal(unit, start, end)
                 if value not in legal:

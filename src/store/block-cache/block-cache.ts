@@ -1,19 +1,29 @@
 /**
- * The block cache: an LRU of blocks in memory with write-back and read-ahead.
+ * The block cache: an LRU of blocks with write-back and read-ahead, in memory or (with
+ * --blockCacheFile) in a local file with a bounded working set in memory.
  *
  * Writes land in the cache and return; write-backs to the store below run several at once, in
  * the order write-back-queue.ts keeps. `flush` (fsync, close, unmount) returns only when every
  * block dirtied before it is stored; a failed write-back fails the flush with EIO and the block
  * stays dirty. Sequential readers get --readAhead fetches kept in flight ahead of them. Freed
- * buffers are reused through buffer-pool.ts; cache-file.ts mirrors the cache into a file.
+ * buffers are reused through buffer-pool.ts.
+ *
+ * With a cache file (cache-file.ts), every block's bytes are saved to a slot of the file in the
+ * background (SAVES_IN_FLIGHT at a time), and a block whose current bytes are saved may drop them
+ * from memory (`data` is then IN_FILE) once more than --blockCacheMemory is held: reads and
+ * write-backs read them back from the file. The file holds as many blocks as --blockCacheSize,
+ * and so may hold far more dirty blocks than memory. A slot never holds a version older than the
+ * one stored below: a write-back that passes the saved version frees the slot at once, so that a
+ * crash can never bring the older bytes back.
  *
  * This file is over 400 lines on purpose: every move of the state table below is one synchronous
- * step over the entries, the dirty set and the queues together, so they live in one class.
+ * step over the entries, the dirty set, the queues and the file's slots together, so they live in
+ * one class.
  *
- * Buffers: a block being uploaded, or read from a store below that keeps its bytes, is not ours
- * to change, so a write copies it first; otherwise writes change the cached bytes in place. A
- * reader gets the cached bytes themselves, valid for its turn of the event loop (see
- * block-store.ts).
+ * Buffers: a block's bytes lent to an upload or a save, or read from a store below that keeps its
+ * bytes, are not ours to change, so a write copies them first; otherwise writes change the cached
+ * bytes in place. A reader gets the cached bytes themselves, valid for its turn of the event loop
+ * (see block-store.ts).
  *
  * Each entry is in one state (`state`), and only these moves happen:
  *
@@ -30,6 +40,8 @@
  * - clean -> dirty, dirty -> uploading, uploading -> redirtied by writes; write-back ends
  *   uploading -> clean, or -> dirty (redirtied, or failed: queued for a retry).
  * - clean -> (none) by eviction; nothing else leaves the map, so one block never has two entries.
+ * - Apart from the state, clean and dirty bytes may be in memory or IN_FILE (an upload reads
+ *   them back before it starts); bytes lent to an upload or a save stay in memory.
  * `checkInvariants` asserts the table; the tests run it after every step.
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
@@ -37,15 +49,20 @@ import type { Logger } from "../../log.ts";
 import type { BlockStore, ImmediateStore, StatGroup } from "../block-store.ts";
 import { DONE, isAllZero, ZERO_WRITES_IN_FLIGHT } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
+import { Md5Batch } from "../../util/md5.ts";
+import { runtime } from "../../runtime/index.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import { WriteBackQueue } from "./write-back-queue.ts";
 import { ReadAhead } from "./read-ahead.ts";
+import { ReloadCheck, type ReloadCheckHost } from "./reload-check.ts";
 
 export interface BlockCacheOptions {
-  /** Most blocks held (clean and dirty). */
+  /** Most blocks held (clean and dirty), in memory or in the cache file. */
   size: number;
+  /** With a cache file: most blocks whose bytes are held in memory too. */
+  memoryBlocks: number;
   /** Parallel write-backs. */
   threads: number;
   writeDelayMs: number;
@@ -62,15 +79,30 @@ export interface BlockCacheOptions {
   log: Logger;
 }
 
+/** A cache file and what it held when opened; `check`: how its clean blocks are checked against storage (none: trusted). */
+export interface FromFile {
+  file: CacheFile;
+  blocks: LoadedBlock[];
+  check: Omit<ReloadCheckHost, "drop" | "log"> | undefined;
+}
+
 type State = "loading" | "clean" | "dirty" | "uploading" | "redirtied";
+
+/** The bytes are in the cache file's slot alone (a symbol, so that no use can mistake it for bytes). */
+const IN_FILE: unique symbol = Symbol("in the cache file");
+
+/** Saves to the cache file in flight: enough to keep a disk busy; each holds a slot of the file's spare ones. */
+const SAVES_IN_FLIGHT = 8;
 
 interface Entry {
   block: number;
   state: State;
   /** null: the zero block. */
-  data: Uint8Array | null;
-  /** We may modify `data` in place (nobody else holds it). */
+  data: Uint8Array | null | typeof IN_FILE;
+  /** `data` came from nobody else (our copy, or a fresh read): we may change it unless it is lent. */
   owned: boolean;
+  /** Buffers of this block an upload or a save reads now: not to be changed or reused. */
+  lent: Uint8Array[];
   /** Settles when a loading entry's read is done. */
   loading: Promise<void> | undefined;
   /** Bumped by every write; `stored` is the version the store below has. */
@@ -84,15 +116,23 @@ interface Entry {
   /** Fetched by read-ahead and not read yet. */
   aheadUnread: boolean;
   lastUsed: number;
-  /** Where the bytes are in the cache file, if anywhere. */
+  /** The cache file's slot whose record names this block, which version it holds, and its CRC. */
   slot: number | undefined;
+  slotVersion: number;
+  slotCrc: number;
+  /** A save to the cache file is in flight. */
+  saving: boolean;
+  /** Callers waiting to use the bytes being read back: they stay in memory until then (see readMiss). */
+  pins: number;
+  /** Settles when the bytes are read back from the cache file. */
+  paging: Promise<Uint8Array | undefined> | undefined;
 }
 
 
 /** What the life of a mount (app/serve.ts) needs of the cache. */
 export interface MountedCache extends ImmediateStore {
-  /** Most blocks held, and how many are dirty now. */
-  readonly capacity: number;
+  /** Most blocks whose bytes are held in memory, and how many are dirty now. */
+  readonly memoryCapacity: number;
   readonly dirtyCount: number;
   /** Told the size of each block buffer let go (for the memory budget). */
   onBlockDropped: ((bytes: number) => void) | undefined;
@@ -106,13 +146,19 @@ export class BlockCache extends Layer implements MountedCache {
   private readonly entries = new Map<number, Entry>();
   /** Entries dirty, uploading or redirtied: what --blockCacheMaxDirty counts. */
   private readonly dirty = new Set<Entry>();
+  /** Entries with their bytes in memory, in LRU order (for paging out to the cache file). */
+  private readonly resident = new Set<Entry>();
+  /** Bytes on their way into memory (loads and reads from the cache file). */
+  private arriving = 0;
   private readonly zero: Uint8Array;
   private readonly counters = new Counters([
     "read hits", "read misses", "read-ahead fetches", "read-ahead hits", "writes", "coalesced writes",
     "write-backs", "write-back bytes", "write-back errors", "evictions", "writer waits",
+    "cache file reads", "cache file writes", "cache file errors",
   ] as const);
   /** Waiting for a block's write-back: resolve when stored >= version, reject on failure. */
   private readonly storeWaiters = new Map<Entry, { version: number; resolve: () => void; reject: (e: unknown) => void }[]>();
+  /** Waiting for room: for a dirty block, or in memory. */
   private roomWaiters: (() => void)[] = [];
   /** Dirty blocks waiting for their write-back (not uploading). */
   private readonly queued: WriteBackQueue<Entry>;
@@ -137,43 +183,57 @@ export class BlockCache extends Layer implements MountedCache {
   /** With a cache file, write-back waits until the mount is cleared to write (see resume). */
   private paused: boolean;
   private readonly file: CacheFile | undefined;
-  /** Clean blocks reloaded from the cache file and their MD5, until checked against storage. */
-  private readonly cleanFromFile: { block: number; md5: string | null }[];
+  /** Entries whose bytes are newer than their slot in the cache file, in the order they changed. */
+  private readonly unsaved = new Set<Entry>();
+  /** Cache file work in flight: saves, and the MD5s of blocks to be marked clean. */
+  private fileWork = 0;
+  private fileIdle: (() => void)[] = [];
+  private readonly md5 = new Md5Batch();
+  /** Last time a failed save was logged (they come in runs: a full disk fails them all). */
+  private saveErrorLogged = -Infinity;
+  /** Clean blocks reloaded from the cache file, until checked against storage. */
+  private check: ReloadCheck | undefined;
 
-  /** With `fromFile`, the cache is kept in that file too (see cache-file.ts), starting with its blocks. */
+  /** With `fromFile`, the cache is kept in that file (see cache-file.ts), starting with its blocks. */
   constructor(
     inner: BlockStore,
     private readonly o: BlockCacheOptions,
-    fromFile?: { file: CacheFile; blocks: LoadedBlock[] },
+    fromFile?: FromFile,
   ) {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);
     this.queued = new WriteBackQueue(o.writeDelayMs);
     this.buffers = new BufferPool(inner.blockSize, (bytes) => this.onBlockDropped?.(bytes));
     this.ahead = new ReadAhead(o.readAhead, o.readAheadTrigger, inner.numBlocks, {
-      has: (block) => this.entries.has(block),
-      hasRoom: (inFlight) => this.dirty.size + inFlight < this.o.size,
+      has: (block) => {
+        const entry = this.entries.get(block);
+        return entry !== undefined && (entry.data !== IN_FILE || entry.paging !== undefined);
+      },
+      hasRoom: (inFlight) => this.dirty.size + inFlight < this.o.size && (!this.file || this.memoryHeld() + inFlight < this.o.memoryBlocks),
       fetch: (block) => {
         this.counters.add("read-ahead fetches");
+        const entry = this.entries.get(block);
         // Nobody awaits a read-ahead: a failed one is left to the reader, who tries again.
-        return this.load(block, true).loading!.catch(() => {});
+        return (entry ? this.pageIn(entry).then(() => {}) : this.load(block, true).loading!).catch(() => {});
       },
     });
     this.file = fromFile?.file;
     this.paused = this.file !== undefined;
-    // Only the summary is kept: the loaded bytes belong to the entries, which may drop them.
-    this.cleanFromFile = (fromFile?.blocks ?? []).filter((b) => !b.dirty).map((b) => ({ block: b.block, md5: b.data ? (b.md5 ?? null) : null }));
+    const toCheck: { block: number; md5: string | null }[] = [];
     for (const b of fromFile?.blocks ?? []) {
       const entry = this.create(b.block, "clean", false);
-      entry.data = b.data;
+      entry.data = b.zero ? null : IN_FILE;
       entry.slot = b.slot;
+      entry.slotCrc = b.crc;
       if (b.dirty) {
-        entry.version = 1;
+        entry.version = entry.slotVersion = 1;
         entry.state = "dirty";
         this.dirty.add(entry);
         this.queue(entry);
-      }
+      } else toCheck.push({ block: b.block, md5: b.zero ? null : b.md5! });
     }
+    const check = fromFile?.check;
+    if (check && toCheck.length > 0) this.check = new ReloadCheck(toCheck, { ...check, log: o.log, drop: (block) => this.discard(block) });
     if (o.timeoutMs > 0) {
       this.sweeper = setInterval(() => this.dropIdle(), Math.max(50, o.timeoutMs / 2));
       this.sweeper.unref?.();
@@ -192,17 +252,17 @@ export class BlockCache extends Layer implements MountedCache {
 
   readBlock(block: number): Promise<Uint8Array> {
     const entry = this.hit(block);
-    return entry ? Promise.resolve(this.share(entry)) : this.readMiss(block).then((e) => this.share(e));
+    return entry ? Promise.resolve(this.bytesOf(entry)) : this.readMiss(block);
   }
 
   override readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
     const now = this.readBlockPartNow(block, offset, length);
-    return now ? Promise.resolve(now) : this.readMiss(block).then((e) => this.share(e).subarray(offset, offset + length));
+    return now ? Promise.resolve(now) : this.readMiss(block).then((data) => data.subarray(offset, offset + length));
   }
 
   readBlockPartNow(block: number, offset: number, length: number): Uint8Array | undefined {
     const entry = this.hit(block);
-    return entry && this.share(entry).subarray(offset, offset + length);
+    return entry && this.bytesOf(entry).subarray(offset, offset + length);
   }
 
   /**
@@ -211,31 +271,54 @@ export class BlockCache extends Layer implements MountedCache {
    */
   cachedZero(block: number): boolean | undefined {
     const entry = this.entries.get(block);
-    if (!entry || entry.state === "loading") return undefined;
+    if (!entry || entry.state === "loading" || this.check?.has(block)) return undefined;
     return entry.data === null;
   }
 
-  /** The entry of a cached block that is there to read now (counted and touched), or undefined. */
+  /** The entry of a cached block whose bytes are there to read now (counted and touched), or undefined. */
   private hit(block: number): Entry | undefined {
     const entry = this.entries.get(block);
-    if (!entry || entry.state === "loading") return undefined;
+    if (!entry || entry.state === "loading" || entry.data === IN_FILE || this.check?.has(block)) return undefined;
     this.counters.add("read hits");
     this.read(entry);
     return entry;
   }
 
-  private async readMiss(block: number): Promise<Entry> {
-    let entry = this.entries.get(block);
-    if (entry) this.counters.add("read hits");
-    else {
-      this.counters.add("read misses");
-      entry = this.load(block, false);
+  /** A read that must wait: for the block's bytes from below or from the cache file, its check, or room. */
+  private async readMiss(block: number): Promise<Uint8Array> {
+    let counted = false;
+    for (;;) {
+      // The reader is at this block from now on: read-ahead looks past it while it waits. (Its
+      // fetches may evict, so the entry is looked up after.)
+      this.ahead.noteRead(block);
+      let entry = this.entries.get(block);
+      const miss = !entry;
+      if (!entry) {
+        if (!this.memoryRoom(1)) {
+          await this.roomFreed();
+          continue;
+        }
+        entry = this.load(block, false);
+      }
+      if (!counted) this.counters.add(miss ? "read misses" : "read hits");
+      counted = true;
+      if (entry.loading) await entry.loading;
+      else if (this.check?.has(block)) await this.check.check(block);
+      else if (entry.data === IN_FILE) {
+        // Pinned until this reader has them: else waiters for memory could take turns paging out each other's blocks.
+        entry.pins++;
+        try {
+          const bytes = await this.pageIn(entry);
+          if (bytes) return bytes;
+        } finally {
+          entry.pins--;
+          this.released();
+        }
+      } else {
+        this.read(entry, false);
+        return this.bytesOf(entry);
+      }
     }
-    // The reader is at this block from now on: read-ahead looks past it while it waits.
-    this.ahead.noteRead(block);
-    await entry.loading;
-    this.read(entry, false);
-    return entry;
   }
 
   private read(entry: Entry, note = true): void {
@@ -247,16 +330,18 @@ export class BlockCache extends Layer implements MountedCache {
     if (note) this.ahead.noteRead(entry.block);
   }
 
-  /** The entry's bytes for a reader. */
-  private share(entry: Entry): Uint8Array {
+  /** The bytes of an entry that has them in memory, for a reader. */
+  private bytesOf(entry: Entry): Uint8Array {
+    if (entry.data === IN_FILE) throw new Error(`block cache: block ${entry.block} read while in the cache file only`);
     return entry.data ?? this.zero;
   }
 
   /** A new entry, most recently used; its bytes are zeros until loaded or written. */
   private create(block: number, state: State, ahead: boolean): Entry {
     const entry: Entry = {
-      block, state, data: null, owned: false, loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
-      retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined,
+      block, state, data: null, owned: false, lent: [], loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
+      retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined, slotVersion: 0, slotCrc: 0,
+      saving: false, pins: 0, paging: undefined,
     };
     this.entries.set(block, entry);
     return entry;
@@ -266,19 +351,24 @@ export class BlockCache extends Layer implements MountedCache {
   private load(block: number, ahead: boolean): Entry {
     this.evict(false, 1);
     const entry = this.create(block, "loading", ahead);
+    this.arriving++;
     // Writes wait for a loading entry, so what arrives is the newest there is.
     entry.loading = this.inner.readBlock(block).then(
       (data) => {
+        this.arriving--;
         entry.loading = undefined;
         entry.state = "clean";
-        entry.data = isAllZero(data) ? null : data;
+        this.setBytes(entry, isAllZero(data) ? null : data);
+        if (entry.data === null) this.released();
         // Bytes nobody else holds can take writes in place: no copy of a whole block for a small write.
         entry.owned = entry.data !== null && this.inner.freshReads;
-        this.save(entry, false);
+        this.toSave(entry);
       },
       (err) => {
+        this.arriving--;
         entry.loading = undefined;
         if (this.entries.get(block) === entry) this.entries.delete(block);
+        this.wake();
         throw err;
       },
     );
@@ -309,35 +399,48 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   private putWhole(entry: Entry, data: Uint8Array | null): Promise<void> {
-    if (entry.data && !(data && entry.owned)) this.onBlockDropped?.(entry.data.byteLength);
-    if (!data) entry.data = null;
-    else if (entry.owned && entry.data) entry.data.set(data);
-    else entry.data = this.buffers.take(data);
+    const old = entry.data;
+    const inPlace = data !== null && this.changeable(entry);
+    if (old instanceof Uint8Array && !inPlace) this.onBlockDropped?.(old.byteLength);
+    if (!data) this.setBytes(entry, null);
+    else if (inPlace) (old as Uint8Array).set(data);
+    else this.setBytes(entry, this.buffers.take(data));
     entry.owned = data !== null;
     return this.dirtied(entry);
   }
 
   private putPart(entry: Entry, offset: number, data: Uint8Array): Promise<void> {
-    if (!entry.owned || !entry.data) {
+    if (!this.changeable(entry)) {
       const old = entry.data;
-      entry.data = this.buffers.take(old);
+      if (old === IN_FILE) throw new Error(`block cache: partial write of block ${entry.block} while in the cache file only`);
+      this.setBytes(entry, this.buffers.take(old));
       if (old) this.onBlockDropped?.(old.byteLength);
       entry.owned = true;
     }
-    entry.data.set(data, offset);
-    if (isAllZero(data) && isAllZero(entry.data)) entry.data = null;
+    const bytes = entry.data as Uint8Array;
+    bytes.set(data, offset);
+    if (isAllZero(data) && isAllZero(bytes)) this.setBytes(entry, null);
     return this.dirtied(entry);
   }
 
+  /** Whether a write may change the entry's bytes in place. */
+  private changeable(entry: Entry): boolean {
+    return entry.owned && entry.data instanceof Uint8Array && !entry.lent.includes(entry.data);
+  }
+
   /**
-   * The entry a write can go to right now (no wait for room or for the old bytes), or undefined.
-   * The caller writes to it before anything else runs.
+   * The entry a write can go to right now (no wait for room, the old bytes or their check), or
+   * undefined. The caller writes to it before anything else runs.
    */
   private writableNow(block: number, needOld: boolean): Entry | undefined {
     const entry = this.entries.get(block);
     if (entry ? entry.state === "loading" : needOld) return undefined;
+    if (entry && needOld && (entry.data === IN_FILE || this.check?.has(block))) return undefined;
     if ((!entry || entry.state === "clean") && this.dirty.size >= this.o.maxDirty) return undefined;
+    // Room in memory before the entry is looked at again: making it never drops a block that is not in memory.
+    if (!(entry?.data instanceof Uint8Array) && !this.memoryRoom(1)) return undefined;
     if (entry) {
+      if (!needOld) this.check?.skip(block); // written whole: what storage held no longer matters
       this.touch(entry);
       return entry;
     }
@@ -349,34 +452,45 @@ export class BlockCache extends Layer implements MountedCache {
   /**
    * Writes once there is room for one more dirty block: `put` runs in the same step as the last
    * check, so nothing can evict or replace the entry in between. A partial write needs the old
-   * bytes: from the cache, else read below (free for a block the zero cache knows).
+   * bytes: from the cache (or its file), else read below (free for a block the zero cache knows).
    */
   private async writeWhenReady(block: number, needOld: boolean, put: (entry: Entry) => Promise<void>): Promise<void> {
     for (;;) {
+      const ready = this.writableNow(block, needOld);
+      if (ready) return put(ready);
       const entry = this.entries.get(block);
       if (entry?.state === "loading") {
         // A failed read (even a read-ahead) only matters if this write needs the old bytes.
         await entry.loading!.catch((err) => (needOld ? Promise.reject(err) : undefined));
-        continue;
-      }
-      if ((!entry || entry.state === "clean") && this.dirty.size >= this.o.maxDirty) {
+      } else if ((!entry || entry.state === "clean") && this.dirty.size >= this.o.maxDirty) {
         this.counters.add("writer waits");
-        await new Promise<void>((resolve) => {
-          this.roomWaiters.push(resolve);
-          this.pump(); // room is made by writing back at once
-        });
-        continue;
+        await this.roomFreed();
+      } else if (entry && needOld && this.check?.has(block)) {
+        await this.check.check(block);
+      } else if (entry && needOld && entry.data === IN_FILE) {
+        entry.pins++; // until written to (see readMiss)
+        try {
+          await this.pageIn(entry);
+          const now = this.writableNow(block, needOld);
+          if (now) return put(now);
+        } finally {
+          entry.pins--;
+          this.released();
+        }
+      } else if (!entry && needOld && this.memoryRoom(1)) {
+        await this.load(block, false).loading;
+      } else {
+        this.counters.add("writer waits");
+        await this.roomFreed(); // for memory
       }
-      if (entry || !needOld) return put(this.writableNow(block, needOld)!);
-      await this.load(block, false).loading;
     }
   }
 
   private dirtied(entry: Entry): Promise<void> {
-    this.save(entry, true);
     this.counters.add("writes");
     entry.version++;
     entry.aheadUnread = false;
+    this.toSave(entry);
     if (this.dirty.has(entry)) {
       this.counters.add("coalesced writes");
       this.queued.rewritten(entry);
@@ -442,22 +556,29 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   private async writeBack(entry: Entry): Promise<void> {
-    const version = entry.version;
-    const data = entry.data;
     entry.state = "uploading";
-    entry.owned = false; // the bytes travel now: the next write copies
+    let data: Uint8Array | null = null;
     try {
+      // Bytes in the file alone are read back first; what a write put there meanwhile is newer still.
+      while (entry.data === IN_FILE) {
+        await this.pageIn(entry);
+        if (this.entries.get(entry.block) !== entry) return; // abandoned
+      }
+      entry.state = "uploading";
+      const version = entry.version;
+      data = entry.data;
+      if (data) entry.lent.push(data);
       await this.inner.writeBlock(entry.block, data);
       entry.stored = version;
       entry.failures = 0;
       entry.retryAt = 0;
       this.counters.add("write-backs");
       this.counters.add("write-back bytes", data ? data.length : 0);
+      this.storedInFile(entry, version, data);
       if (entry.state === "uploading") {
         entry.state = "clean";
-        if (entry.slot !== undefined) this.file!.markClean(entry.slot, entry.block, data);
         this.dirty.delete(entry);
-        this.roomWaiters.splice(0).forEach((resolve) => resolve());
+        this.wake();
         this.evict();
       } else {
         entry.state = "dirty";
@@ -466,14 +587,14 @@ export class BlockCache extends Layer implements MountedCache {
       }
       this.settleWaiters(entry, undefined);
     } catch (err) {
+      if (this.entries.get(entry.block) !== entry) return; // abandoned (see abandon)
       entry.state = "dirty";
       this.queued.failedOnce(entry);
       this.counters.add("write-back errors");
       this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}`);
       this.settleWaiters(entry, err);
     } finally {
-      // The upload is done with the bytes: if they are still the entry's, they are ours again.
-      if (entry.data === data && data !== null) entry.owned = true;
+      if (data) this.giveBack(entry, data);
     }
   }
 
@@ -513,9 +634,12 @@ export class BlockCache extends Layer implements MountedCache {
     await this.inner.flush();
   }
 
-  /** Most blocks held. */
-  get capacity(): number {
-    return this.o.size;
+  /**
+   * Most blocks whose bytes are held in memory. With a cache file, uploads in flight come on top
+   * (the HTTP client holds a copy of each); without one, they take room in the cache (see evict).
+   */
+  get memoryCapacity(): number {
+    return this.file ? this.o.memoryBlocks + this.o.threads : this.o.size;
   }
 
   get dirtyCount(): number {
@@ -528,8 +652,239 @@ export class BlockCache extends Layer implements MountedCache {
     while (this.dirty.size > 0) await this.flush();
     clearTimeout(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
+    while (this.fileWork > 0) await new Promise<void>((resolve) => this.fileIdle.push(resolve));
     this.file?.close();
     await this.inner.close();
+  }
+
+  // ---- memory and the cache file ----
+
+  /** Sets an entry's bytes in memory (null: the zero block, which takes none). */
+  private setBytes(entry: Entry, data: Uint8Array | null): void {
+    entry.data = data;
+    const was = this.resident.delete(entry);
+    if (data) this.resident.add(entry);
+    else if (was) this.released();
+  }
+
+  /** Memory was freed: those waiting for room try again, once the step that freed it is done. */
+  private released(): void {
+    if (this.roomWaiters.length > 0) queueMicrotask(() => this.wake());
+  }
+
+  /** Blocks in memory, and on their way there. */
+  private memoryHeld(): number {
+    return this.resident.size + this.arriving;
+  }
+
+  /**
+   * Makes room in memory for `n` more blocks (with a cache file; without one, the cache size is the
+   * bound): least recently used bytes already saved in the file are dropped from memory, clean ones
+   * that could not be saved are evicted. False if there is not enough room now.
+   */
+  private memoryRoom(n: number): boolean {
+    if (!this.file) return true;
+    const fits = () => this.memoryHeld() + n <= this.o.memoryBlocks;
+    if (fits()) return true;
+    const held = this.resident.size;
+    for (const entry of this.resident) {
+      if (fits()) break;
+      if (entry.lent.length > 0 || entry.pins > 0 || entry.saving || this.unsaved.has(entry)) continue;
+      if (entry.state !== "clean" && entry.state !== "dirty") continue;
+      if (entry.slot !== undefined && entry.slotVersion === entry.version) {
+        if (entry.owned) this.buffers.give(entry.data as Uint8Array);
+        else this.onBlockDropped?.((entry.data as Uint8Array).byteLength);
+        entry.data = IN_FILE;
+        this.resident.delete(entry);
+      } else if (entry.state === "clean") this.forget(entry);
+    }
+    if (this.resident.size < held) this.released(); // others waiting may fit in what this freed
+    return fits();
+  }
+
+  /** Waits until a block's write-back, a save or a read ends (and makes write-back urgent meanwhile). */
+  private roomFreed(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.roomWaiters.push(resolve);
+      this.pump(); // room is made by writing back at once
+    });
+  }
+
+  private wake(): void {
+    if (this.roomWaiters.length > 0) this.roomWaiters.splice(0).forEach((resolve) => resolve());
+  }
+
+  /** Reads an entry's bytes back from the cache file (once, however many wait for them). */
+  private pageIn(entry: Entry): Promise<Uint8Array | undefined> {
+    entry.paging ??= this.readFromFile(entry).finally(() => (entry.paging = undefined));
+    return entry.paging;
+  }
+
+  /** The bytes read back, which are the entry's now; undefined if the entry changed meanwhile. */
+  private async readFromFile(entry: Entry): Promise<Uint8Array | undefined> {
+    while (!this.memoryRoom(1)) await this.roomFreed();
+    const slot = entry.slot;
+    if (entry.data !== IN_FILE || slot === undefined || this.entries.get(entry.block) !== entry) return undefined;
+    const into = this.buffers.takeToFill();
+    this.arriving++;
+    let ok = false;
+    let why = "its CRC does not match";
+    try {
+      ok = await this.file!.readSlot(slot, entry.slotCrc, into);
+    } catch (err) {
+      why = messageOf(err);
+    } finally {
+      this.arriving--;
+      this.wake();
+    }
+    // Written whole, evicted or saved again meanwhile: what was read is not the block's now.
+    if (entry.data !== IN_FILE || entry.slot !== slot || this.entries.get(entry.block) !== entry) return undefined;
+    if (ok) {
+      this.counters.add("cache file reads");
+      this.setBytes(entry, into);
+      entry.owned = true;
+      return into;
+    }
+    this.counters.add("cache file errors");
+    if (entry.state === "clean") {
+      this.o.log.warn(`cache file: block ${entry.block} could not be read back (${why}): reading it from storage`);
+      this.forget(entry);
+      return undefined;
+    }
+    this.abandon(entry, why);
+    return undefined;
+  }
+
+  /**
+   * Gives up a dirty block whose only copy, in the cache file, is unreadable (a slot torn by a power
+   * loss, or damaged): it was never stored, so no fsync promised it. Reads then get what storage
+   * holds, and a flush waiting for it fails.
+   */
+  private abandon(entry: Entry, why: string): void {
+    this.o.log.error(`cache file: unsaved block ${entry.block} could not be read back (${why}): it is lost, reads get what storage holds`);
+    this.queued.remove(entry);
+    this.dirty.delete(entry);
+    this.entries.delete(entry.block);
+    this.unsaved.delete(entry);
+    this.file!.release(entry.slot!);
+    entry.slot = undefined;
+    this.settleWaiters(entry, new Error("its unsaved bytes in the cache file are unreadable"));
+    this.wake();
+  }
+
+  /** The entry's bytes changed: they are saved to the cache file in the background. */
+  private toSave(entry: Entry): void {
+    if (!this.file) return;
+    this.unsaved.add(entry);
+    this.pumpSaves();
+  }
+
+  private pumpSaves(): void {
+    const file = this.file;
+    if (!file || this.closed) return;
+    for (const entry of this.unsaved) {
+      if (this.fileWork >= SAVES_IN_FLIGHT) return;
+      if (entry.saving) continue; // saved again when the save in flight ends
+      this.unsaved.delete(entry);
+      const data = entry.data;
+      if (this.entries.get(entry.block) !== entry || data === IN_FILE || (entry.slot !== undefined && entry.slotVersion === entry.version)) continue;
+      const slot = file.takeSlot();
+      if (slot === undefined) throw new Error("block cache: the cache file has no free slot");
+      if (data === null) this.committed(entry, slot, entry.version, null, 0, undefined);
+      else void this.save(entry, slot, data);
+    }
+  }
+
+  private async save(entry: Entry, slot: number, data: Uint8Array): Promise<void> {
+    const version = entry.version;
+    const clean = entry.stored === version;
+    entry.saving = true;
+    entry.lent.push(data);
+    this.fileWork++;
+    try {
+      const crc = runtime.crc32(data);
+      const [md5] = await Promise.all([clean ? this.md5.digest(data) : undefined, this.file!.writeSlot(slot, data)]);
+      this.counters.add("cache file writes");
+      this.committed(entry, slot, version, data, crc, md5 && Buffer.from(md5).toString("hex"));
+    } catch (err) {
+      this.file!.putBack(slot);
+      this.saveFailed(entry, err);
+    } finally {
+      entry.saving = false;
+      this.giveBack(entry, data);
+      this.fileWorkDone();
+      this.pumpSaves();
+    }
+  }
+
+  /**
+   * A slot holds a block's `version` (null: the zero block, which needs no bytes): its record
+   * points to it now, unless that version is older than storage's, and the old slot is freed.
+   */
+  private committed(entry: Entry, slot: number, version: number, data: Uint8Array | null, crc: number, md5: string | undefined): void {
+    const file = this.file!;
+    if (this.entries.get(entry.block) !== entry || version < entry.stored) {
+      file.putBack(slot);
+      return;
+    }
+    const clean = entry.stored === version;
+    file.commit(slot, entry.block, data, crc, !(clean && (md5 !== undefined || data === null)), md5);
+    if (entry.slot !== undefined) file.release(entry.slot);
+    entry.slot = slot;
+    entry.slotVersion = version;
+    entry.slotCrc = crc;
+    // Stored while being saved: the record says dirty until its MD5 is known.
+    if (clean && md5 === undefined && data !== null) void this.markClean(entry, slot, version, data);
+  }
+
+  /**
+   * `version` is stored below now: the slot that holds it is marked clean, and one that holds an
+   * older version is freed at once, since after a crash it would be written back over newer data.
+   */
+  private storedInFile(entry: Entry, version: number, data: Uint8Array | null): void {
+    const slot = entry.slot;
+    if (slot === undefined || entry.slotVersion > version) return;
+    if (entry.slotVersion < version) {
+      this.file!.release(slot);
+      entry.slot = undefined;
+      if (entry.data !== IN_FILE) this.toSave(entry);
+    } else if (data === null) this.file!.commit(slot, entry.block, null, 0, false);
+    else void this.markClean(entry, slot, version, data);
+  }
+
+  private async markClean(entry: Entry, slot: number, version: number, data: Uint8Array): Promise<void> {
+    entry.lent.push(data);
+    this.fileWork++;
+    try {
+      const md5 = Buffer.from(await this.md5.digest(data)).toString("hex");
+      // Saved again or evicted meanwhile: the slot is not this version's any more.
+      if (this.entries.get(entry.block) === entry && entry.slot === slot && entry.slotVersion === version && entry.stored === version) {
+        this.file!.commit(slot, entry.block, data, entry.slotCrc, false, md5);
+      }
+    } finally {
+      this.giveBack(entry, data);
+      this.fileWorkDone();
+    }
+  }
+
+  private saveFailed(entry: Entry, err: unknown): void {
+    this.counters.add("cache file errors");
+    const now = performance.now();
+    if (now - this.saveErrorLogged < 10_000) return;
+    this.saveErrorLogged = now;
+    this.o.log.error(
+      `cache file: saving block ${entry.block} failed (${messageOf(err)}); blocks that cannot be saved stay in memory until stored in S3`,
+    );
+  }
+
+  /** An upload or a save is done with bytes it read: the block may leave memory now. */
+  private giveBack(entry: Entry, data: Uint8Array): void {
+    entry.lent.splice(entry.lent.indexOf(data), 1);
+    this.wake();
+  }
+
+  private fileWorkDone(): void {
+    if (--this.fileWork === 0) this.fileIdle.splice(0).forEach((resolve) => resolve());
   }
 
   // ---- housekeeping ----
@@ -538,16 +893,18 @@ export class BlockCache extends Layer implements MountedCache {
     entry.lastUsed = performance.now();
     this.entries.delete(entry.block);
     this.entries.set(entry.block, entry);
+    if (this.file && this.resident.delete(entry)) this.resident.add(entry);
   }
 
   /**
    * Drops least recently used clean blocks until the cache fits, the protected ones (below
    * --blockCacheNumProtected) only once no other is left. Dirty blocks are never dropped.
-   * Each upload in flight takes a block's room: the HTTP client holds its own copy of the bytes.
-   * `forWrite`: a write makes the room, and the next writes may take the evicted buffers.
+   * Without a cache file, each upload in flight takes a block's room: the HTTP client holds its
+   * own copy of the bytes. `forWrite`: a write makes the room, and the next writes may take the
+   * evicted buffers.
    */
   private evict(forWrite = false, newEntries = 0): void {
-    const room = this.o.size - this.uploads - newEntries;
+    const room = this.o.size - (this.file ? 0 : this.uploads) - newEntries;
     if (this.entries.size <= room) return;
     for (const protectedToo of [false, true]) {
       for (const entry of this.entries.values()) {
@@ -568,28 +925,21 @@ export class BlockCache extends Layer implements MountedCache {
   private forget(entry: Entry, reuse = false): void {
     if (entry.state !== "clean") throw new Error(`block cache: evicting block ${entry.block} in state ${entry.state}`);
     this.entries.delete(entry.block);
-    if (entry.data && entry.owned && reuse) this.buffers.give(entry.data);
-    else if (entry.data) this.onBlockDropped?.(entry.data.byteLength);
+    if (this.resident.delete(entry)) this.released();
+    this.unsaved.delete(entry);
+    this.check?.skip(entry.block);
+    const data = entry.data;
+    if (data instanceof Uint8Array) {
+      if (entry.owned && reuse && entry.lent.length === 0) this.buffers.give(data);
+      else this.onBlockDropped?.(data.byteLength);
+    }
     if (entry.slot !== undefined) this.file!.release(entry.slot);
     entry.slot = undefined;
     this.counters.add("evictions");
   }
 
-  /** Mirrors an entry's bytes into the cache file: a new slot first, then the old one is freed. */
-  private save(entry: Entry, dirty: boolean): void {
-    if (!this.file) return;
-    const old = entry.slot;
-    entry.slot = this.file.store(entry.block, entry.data, dirty);
-    if (old !== undefined) this.file.release(old);
-  }
-
-  /** Blocks loaded from the cache file, clean, with the MD5 they had: for checking against S3. */
-  cleanBlocksFromFile(): { block: number; md5: string | null }[] {
-    return this.cleanFromFile;
-  }
-
-  /** Drops a block that failed its check against S3. */
-  discard(block: number): void {
+  /** Drops a block that failed its check against storage. */
+  private discard(block: number): void {
     const entry = this.entries.get(block);
     if (entry?.state === "clean") this.forget(entry);
   }
@@ -604,9 +954,10 @@ export class BlockCache extends Layer implements MountedCache {
     this.file?.setToken(token);
   }
 
-  /** Lets write-back start (after the mounted flag says the disk is ours). */
+  /** Lets write-back start (after the mounted flag says the disk is ours), and the check of a reloaded file. */
   resume(): void {
     this.paused = false;
+    this.check?.start();
     this.pump();
   }
 
@@ -627,7 +978,10 @@ export class BlockCache extends Layer implements MountedCache {
       if (inQueues < 0) fail(`block ${block} in only one of the waiting queues`);
       if (e.state === "dirty" ? inQueues !== 1 : inQueues !== 0) fail(`block ${block} ${e.state} in ${inQueues} write-back queues`);
       if (e.state === "uploading" || e.state === "redirtied") uploading++;
-      if (e.data) {
+      if ((e.data instanceof Uint8Array) !== this.resident.has(e)) fail(`block ${block} ${this.resident.has(e) ? "" : "not "}counted in memory`);
+      if (e.data === IN_FILE && (e.slot === undefined || e.slotVersion !== e.version)) fail(`block ${block} at version ${e.version} only in the file, whose slot holds ${e.slotVersion}`);
+      if (e.slot !== undefined && (!this.file || e.slotVersion < e.stored)) fail(`block ${block}'s slot holds version ${e.slotVersion}, older than the stored ${e.stored}: a crash would bring it back`);
+      if (e.data instanceof Uint8Array) {
         const offsets = buffers.get(e.data.buffer) ?? new Set<number>();
         if (offsets.has(e.data.byteOffset)) fail(`block ${block} shares its bytes with another block`);
         offsets.add(e.data.byteOffset);
@@ -637,12 +991,18 @@ export class BlockCache extends Layer implements MountedCache {
     for (const e of [...this.dirty, ...this.queued.all()]) {
       if (this.entries.get(e.block) !== e) fail(`block ${e.block} (${e.state}) is queued but not in the cache`);
     }
+    if (this.resident.size > this.entries.size) fail(`${this.resident.size} blocks counted in memory, ${this.entries.size} cached`);
     if (uploading > this.uploads + this.deletes) fail(`${uploading} blocks uploading, ${this.uploads + this.deletes} write-backs counted`);
     for (const b of buffers.keys()) if (this.buffers.holds(b)) fail("a spare buffer still holds a cached block");
   }
 
   protected ownStats(): StatGroup {
-    return { layer: "block cache", values: [...this.counters.entries(), ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size]] };
+    const values: [string, number][] = [...this.counters.entries(), ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size]];
+    if (this.file) {
+      values.push(["blocks in memory", this.resident.size], ["blocks not yet in the file", this.unsaved.size + this.fileWork]);
+      values.push(["blocks to verify", this.check?.left ?? 0]);
+    }
+    return { layer: "block cache", values };
   }
 
   protected resetOwnStats(): void {

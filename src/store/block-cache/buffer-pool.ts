@@ -27,6 +27,11 @@ export class BufferPool {
     return spare;
   }
 
+  /** A buffer whose bytes the caller overwrites in full (no need to clear a spare one). */
+  takeToFill(): Uint8Array {
+    return this.spare.pop() ?? new Uint8Array(this.blockSize);
+  }
+
   /** Takes back a whole block's buffer that nobody else holds (or lets it go, when enough are kept). */
   give(data: Uint8Array): void {
     const whole = data.byteLength === this.blockSize && data.buffer.byteLength === this.blockSize;

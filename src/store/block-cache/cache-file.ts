@@ -6,14 +6,16 @@
  * sequence number, CRC32 of the slot's bytes, MD5 of the bytes (clean blocks, for checking them
  * against S3 after a restart), and a CRC32 of the record itself.
  *
- * Crash safety: a block's new bytes always go to a free slot, then its record is written, then the
- * old slot's record is cleared. Killed at any instant, the file holds the old or the new version of
+ * Crash safety: a block's new bytes always go to a free slot, then (once they are written) its
+ * record, then the old slot's record is cleared. Killed at any instant, the file holds the old or the new version of
  * each block, and a torn slot fails its CRC and is ignored, so the file always loads. A record that
  * fails its own CRC (damaged on disk) is never acted on: its block is read from S3 instead.
  *
  * The header holds the token of the mount that uses the file, and the token of a mount about to
  * set its flag: written before the flag, so that after a crash at any instant one of the two is
  * the flag's. Version 1 files (records without their own CRC) are read once and rewritten.
+ *
+ * Opening reads the directory alone; a slot's bytes are read when its block is wanted.
  */
 import { md5Hex } from "../../util/md5.ts";
 import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
@@ -40,13 +42,16 @@ export const enum SlotState {
   ZeroDirty = 4,
 }
 
+/** A block the file holds, as its record says (its bytes stay in the slot until read). */
 export interface LoadedBlock {
   block: number;
-  /** null: the zero block. */
-  data: Uint8Array | null;
+  /** The zero block: a record with no bytes. */
+  zero: boolean;
   dirty: boolean;
   /** MD5 hex of the bytes, for clean blocks. */
   md5: string | undefined;
+  /** CRC-32 of the slot's bytes (0 for the zero block), checked when they are read. */
+  crc: number;
   slot: number;
   seq: number;
 }
@@ -60,6 +65,12 @@ export interface CacheFileContents {
   damaged: number;
 }
 
+/**
+ * Free slots kept as they are for the next writes; a slot freed beyond these has its disk space
+ * punched out, so the file takes the room of the blocks it holds.
+ */
+const UNPUNCHED_FREE_SLOTS = 64;
+
 const u8 = (n: number) => new Uint8Array(n);
 
 export class CacheFile {
@@ -71,16 +82,16 @@ export class CacheFile {
   /** Records that failed their own CRC when the file was read. */
   private damaged = 0;
   /**
-   * --blockCacheFileAdvise: the kernel is told to drop the pages of each slot written. Pages still
-   * dirty then stay (the advice only starts their write-out), so the whole file is advised again
-   * every second: that costs a walk of only the pages still cached.
+   * --blockCacheFileAdvise: the kernel is told to drop the pages of each slot written or read.
+   * Pages still dirty then stay (the advice only starts their write-out), so the whole file is
+   * advised again every second: that costs a walk of only the pages still cached.
    */
   private advise = false;
   private adviser: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
     private readonly fd: number,
-    private readonly blockSize: number,
+    readonly blockSize: number,
     readonly slots: number,
     private readonly version = VERSION,
   ) {
@@ -90,9 +101,9 @@ export class CacheFile {
   }
 
   /**
-   * Opens (or creates) the file for `slots` slots of `blockSize`. A file made for another disk
-   * size is refused if it holds dirty blocks, else started afresh; one with another slot count is
-   * rewritten to the new count, dirty blocks first.
+   * Opens (or creates) the file for `slots` slots of `blockSize`, reading its directory only. A
+   * file made for another disk size is refused if it holds dirty blocks, else started afresh; one
+   * with another slot count is rewritten to the new count, dirty blocks first.
    */
   static open(path: string, blockSize: number, numBlocks: number, slots: number, advise = false): CacheFileContents {
     const contents = CacheFile.openFile(path, blockSize, numBlocks, slots);
@@ -100,7 +111,7 @@ export class CacheFile {
     file.advise = advise;
     if (advise) {
       const dropAll = () => runtime.libc.dropCachedPages(file.fd, 0, 0); // 0: to the end
-      dropAll(); // what loading read
+      dropAll();
       file.adviser = setInterval(dropAll, 1000);
       file.adviser.unref?.();
     }
@@ -111,6 +122,7 @@ export class CacheFile {
     let blocks: LoadedBlock[] = [];
     let tokens: number[] = [];
     let damaged = 0;
+    let old: CacheFile | undefined;
     if (existsSync(path)) {
       const fd = openSync(path, "r+");
       const header = u8(HEADER);
@@ -118,9 +130,9 @@ export class CacheFile {
       const h = new DataView(header.buffer);
       const version = h.getUint32(4, true);
       if (h.getUint32(0, true) === MAGIC && RECORD[version] !== undefined) {
-        const old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
+        old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
         tokens = [h.getUint32(TOKEN_AT, true), version >= 2 ? h.getUint32(PENDING_TOKEN_AT, true) : 0].filter((t) => t !== 0);
-        blocks = old.readAll();
+        blocks = old.readIndex();
         damaged = old.damaged;
         const sameDisk = h.getUint32(8, true) === blockSize && h.getUint32(16, true) === numBlocks;
         if (!sameDisk) {
@@ -137,11 +149,10 @@ export class CacheFile {
           for (let s = 0; s < slots; s++) if (!used.has(s)) old.writeRecord(s, SlotState.Empty, 0, 0, undefined);
           return { file: old, blocks, tokens, damaged };
         }
-      }
-      closeSync(fd);
+      } else closeSync(fd);
     }
-    // A new file, another slot count or an older version: the blocks worth keeping go into a fresh
-    // file beside it, which then takes the old one's place (a crash meanwhile leaves the old one).
+    // A new file, another slot count or an older version: the blocks worth keeping are copied into
+    // a fresh file beside it, which then takes the old one's place (a crash meanwhile leaves the old one).
     const fresh = `${path}.new`;
     const fd = openSync(fresh, "w+", 0o600);
     const file = new CacheFile(fd, blockSize, slots);
@@ -155,22 +166,30 @@ export class CacheFile {
     h.setUint32(TOKEN_AT, tokens[0] ?? 0, true);
     h.setUint32(PENDING_TOKEN_AT, tokens[1] ?? 0, true);
     writeSync(fd, header, 0, HEADER, 0);
-    writeSync(fd, u8(file.dataStart - HEADER), 0, file.dataStart - HEADER, HEADER); // an empty directory
+    // The whole directory is written now, so that a record never needs new disk space.
+    writeSync(fd, u8(file.dataStart - HEADER), 0, file.dataStart - HEADER, HEADER);
     for (let s = slots - 1; s >= 0; s--) file.free.push(s);
-    const kept = blocks.sort((a, b) => Number(b.dirty) - Number(a.dirty)).slice(0, slots);
-    for (const b of kept) b.slot = file.store(b.block, b.data, b.dirty, b.md5)!;
+    const kept: LoadedBlock[] = [];
+    const data = u8(blockSize);
+    for (const b of blocks.sort((a, b) => Number(b.dirty) - Number(a.dirty))) {
+      if (kept.length === slots) break;
+      if (!b.zero && !old!.readSlotSync(b.slot, b.crc, data)) continue; // torn by a crash: the older version is gone too
+      const slot = file.store(b.block, b.zero ? null : data, b.dirty, b.md5);
+      kept.push({ ...b, slot, seq: file.seq - 1 });
+    }
+    old?.close();
     fsyncSync(fd);
     renameSync(fresh, path);
     return { file, blocks: kept, tokens, damaged };
   }
 
-  /** Every valid block of the file: the newest record per block whose bytes pass their CRC. */
-  private readAll(): LoadedBlock[] {
+  /** Every block the directory names: the newest valid record per block (the bytes are checked when read). */
+  private readIndex(): LoadedBlock[] {
     const size = RECORD[this.version]!;
     const dir = u8(this.slots * size);
     readSync(this.fd, dir, 0, dir.length, HEADER);
     const v = new DataView(dir.buffer);
-    const best = new Map<number, { slot: number; seq: number; state: number; crc: number; md5: string | undefined }>();
+    const best = new Map<number, LoadedBlock>();
     for (let s = 0; s < this.slots; s++) {
       const at = s * size;
       const record = dir.subarray(at, at + size);
@@ -186,22 +205,30 @@ export class CacheFile {
       }
       const block = v.getUint32(at + 4, true);
       const seq = v.getUint32(at + 8, true);
-      const md5 = state === SlotState.Clean ? Buffer.from(dir.subarray(at + 16, at + 32)).toString("hex") : undefined;
       const current = best.get(block);
-      if (!current || seq > current.seq) best.set(block, { slot: s, seq, state, crc: v.getUint32(at + 12, true), md5 });
+      if (current && seq <= current.seq) continue;
+      best.set(block, {
+        block, slot: s, seq, crc: v.getUint32(at + 12, true),
+        zero: state === SlotState.ZeroClean || state === SlotState.ZeroDirty,
+        dirty: state === SlotState.Dirty || state === SlotState.ZeroDirty,
+        md5: state === SlotState.Clean ? Buffer.from(dir.subarray(at + 16, at + 32)).toString("hex") : undefined,
+      });
     }
-    const blocks: LoadedBlock[] = [];
-    for (const [block, r] of best) {
-      const zero = r.state === SlotState.ZeroClean || r.state === SlotState.ZeroDirty;
-      let data: Uint8Array | null = null;
-      if (!zero) {
-        data = u8(this.blockSize);
-        const got = readSync(this.fd, data, 0, this.blockSize, this.dataStart + r.slot * this.blockSize);
-        if (got !== this.blockSize || runtime.crc32(data) !== r.crc) continue; // torn by a crash: the older version is gone too
-      }
-      blocks.push({ block, data, dirty: r.state === SlotState.Dirty || r.state === SlotState.ZeroDirty, md5: r.md5, slot: r.slot, seq: r.seq });
-    }
-    return blocks;
+    return [...best.values()];
+  }
+
+  /** Reads a slot's bytes into `into`, synchronously; false if they fail their CRC. */
+  private readSlotSync(slot: number, crc: number, into: Uint8Array): boolean {
+    const got = readSync(this.fd, into, 0, this.blockSize, this.slotAt(slot));
+    return got === this.blockSize && runtime.crc32(into) === crc;
+  }
+
+  /** Reads a slot's bytes into `into`; false if they fail their CRC (torn, or damaged on disk). */
+  async readSlot(slot: number, crc: number, into: Uint8Array): Promise<boolean> {
+    const at = this.slotAt(slot);
+    const got = await runtime.readAt(this.fd, into, at);
+    if (this.advise) runtime.libc.dropCachedPages(this.fd, at, this.blockSize);
+    return got === this.blockSize && runtime.crc32(into) === crc;
   }
 
   /** Records, durably, the token of a mount about to set its flag. */
@@ -222,41 +249,66 @@ export class CacheFile {
     fsyncSync(this.fd);
   }
 
-  /**
-   * Writes a block's bytes to a free slot and points a record at it; returns the slot, or
-   * undefined when no slot is free (the caller then keeps the block in memory only).
-   */
-  store(block: number, data: Uint8Array | null, dirty: boolean, md5?: string): number | undefined {
-    const slot = this.free.pop();
-    if (slot === undefined) return undefined;
-    let crc = 0;
-    if (data) {
-      const at = this.dataStart + slot * this.blockSize;
-      writeSync(this.fd, data, 0, data.length, at);
-      if (this.advise) runtime.libc.dropCachedPages(this.fd, at, data.length);
-      crc = runtime.crc32(data);
-    }
+  /** A free slot to write new bytes to (undefined when none is), not yet pointed to by any record. */
+  takeSlot(): number | undefined {
+    return this.free.pop();
+  }
+
+  /** Writes a block's bytes to a slot from takeSlot; a record (`commit`) may point to it once this settles. */
+  async writeSlot(slot: number, data: Uint8Array): Promise<void> {
+    const at = this.slotAt(slot);
+    await runtime.writeAt(this.fd, data, at);
+    if (this.advise) runtime.libc.dropCachedPages(this.fd, at, data.length);
+  }
+
+  /** Points a slot's record at the block whose bytes (CRC `crc`) the slot holds; the zero block needs no bytes. */
+  commit(slot: number, block: number, data: Uint8Array | null, crc: number, dirty: boolean, md5?: string): void {
     const state = data ? (dirty ? SlotState.Dirty : SlotState.Clean) : dirty ? SlotState.ZeroDirty : SlotState.ZeroClean;
     this.writeRecord(slot, state, block, crc, state === SlotState.Clean ? (md5 ?? md5Hex(data!)) : undefined);
+  }
+
+  /** Writes a block to a free slot and points a record at it, synchronously (for a rewrite of the file). */
+  store(block: number, data: Uint8Array | null, dirty: boolean, md5?: string): number {
+    const slot = this.takeSlot();
+    if (slot === undefined) throw new Error("cache file: no free slot");
+    if (data) writeSync(this.fd, data, 0, data.length, this.slotAt(slot));
+    this.commit(slot, block, data, data ? runtime.crc32(data) : 0, dirty, md5);
     return slot;
   }
 
   /** Marks a slot's block as stored in S3 (clean). */
-  markClean(slot: number, block: number, data: Uint8Array | null): void {
-    if (!data) return this.writeRecord(slot, SlotState.ZeroClean, block, 0, undefined);
-    this.writeRecord(slot, SlotState.Clean, block, runtime.crc32(data), md5Hex(data));
+  markClean(slot: number, block: number, data: Uint8Array | null, crc: number): void {
+    this.commit(slot, block, data, crc, false);
   }
 
-  /** Frees a slot (its record is cleared first, so the slot is never read again). */
+  /** Frees a slot: its record is cleared first, so the slot is never read again. */
   release(slot: number): void {
     this.writeRecord(slot, SlotState.Empty, 0, 0, undefined);
+    this.putBack(slot);
+  }
+
+  /** Returns a slot no record points to (from takeSlot, unused) to the free ones. */
+  putBack(slot: number): void {
     this.free.push(slot);
+    if (this.free.length > UNPUNCHED_FREE_SLOTS) this.punch(slot);
+  }
+
+  private punch(slot: number): void {
+    try {
+      runtime.libc.punchHole(this.fd, this.slotAt(slot), this.blockSize);
+    } catch {
+      // A file system without holes keeps the space: the file is correct either way.
+    }
   }
 
   close(): void {
     clearInterval(this.adviser);
     fsyncSync(this.fd);
     closeSync(this.fd);
+  }
+
+  private slotAt(slot: number): number {
+    return this.dataStart + slot * this.blockSize;
   }
 
   /** Writes a record (only ever of the current version: older files are rewritten before use). */

@@ -90,6 +90,13 @@ export class WriteBackQueue<E extends Queued> {
     return dueAt;
   }
 
+  /** Takes a block out of every queue. */
+  remove(entry: E): void {
+    this.unqueue(entry);
+    this.urgent.delete(entry);
+    this.failed.delete(entry);
+  }
+
   private unqueue(entry: E): void {
     this.waiting.delete(entry);
     this.byAge.delete(entry);
