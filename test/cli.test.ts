@@ -62,6 +62,8 @@ const BAD: [string[], number, RegExp][] = [
   [["--blockCacheSync", ...ok], 1, /--blockCacheSync needs --blockCacheWriteDelay=0/],
   [["--blockCacheSize=10", "--blockCacheMaxDirty=20", ...ok], 1, /larger than --blockCacheSize/],
   [["--blockCacheNoVerify", ...ok], 1, /need --blockCacheFile/],
+  [["--blockCacheMemory=1G", ...ok], 1, /--blockCacheMemory need --blockCacheFile/],
+  [["--blockCacheMemory=lots", "--blockCacheFile=/tmp/x", ...ok], 1, /--blockCacheMemory=lots: not a size/],
   [["--blockCacheSize=0", "--blockCacheFile=/nonexistent/x", ...ok], 1, /need the block cache/],
   [["--encrypt", "--password=x", ...ok], 1, /--compress and --encrypt work on S3 disks, not in --test mode/],
   [["--compress=10", ...s3], 1, /--compress=10: expected a deflate level from 1 to 9/],

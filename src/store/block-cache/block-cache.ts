@@ -652,6 +652,8 @@ export class BlockCache extends Layer implements MountedCache {
     while (this.dirty.size > 0) await this.flush();
     clearTimeout(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
+    // What is not in the file yet goes there too: the next mount finds every block it held.
+    this.pumpSaves();
     while (this.fileWork > 0) await new Promise<void>((resolve) => this.fileIdle.push(resolve));
     this.file?.close();
     await this.inner.close();
@@ -781,7 +783,7 @@ export class BlockCache extends Layer implements MountedCache {
 
   private pumpSaves(): void {
     const file = this.file;
-    if (!file || this.closed) return;
+    if (!file) return;
     for (const entry of this.unsaved) {
       if (this.fileWork >= SAVES_IN_FLIGHT) return;
       if (entry.saving) continue; // saved again when the save in flight ends
