@@ -91,9 +91,7 @@ test("kill -9 before write-back: with --blockCacheRecoverDirtyBlocks every writt
   sh(["dd", `of=${disk.file}`, "bs=1M", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "a", synced)}`]);
   // Written but neither fsync'ed nor closed (a close would flush it): it is only in the cache.
   await writeAndHold(disk, 2 << 20, writeTemp(dir, "b", unsynced), () => process.kill(disk.pid, "SIGKILL"));
-  await killHard(disk.pid);
-  run(["umount", "-l", disk.mnt]);
-  await cleanupDisks();
+  await crashed(disk);
 
   const refused = run([BINARY, "--test", ...args, disk.blocks, disk.mnt]);
   expect(refused.code).toBe(1);
@@ -116,9 +114,7 @@ test("unsaved blocks are not recovered over a disk that was mounted elsewhere si
   const args = ["--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
   let disk = await mountDisk(args, { dir });
   await writeAndHold(disk, 0, writeTemp(dir, "x", pattern(65536, 5)), () => process.kill(disk.pid, "SIGKILL"));
-  await killHard(disk.pid);
-  run(["umount", "-l", disk.mnt]);
-  await cleanupDisks();
+  await crashed(disk);
   expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
   disk = await mountDisk(["--blockSize=64k", "--size=4M"], { dir }); // someone else's mount
   await disk.unmount();
@@ -136,9 +132,7 @@ test("--force mounts despite the flag, never with blocks from before another mou
   const p2 = pattern(65536, 43);
   let disk = await mountDisk(args, { dir });
   await writeAndHold(disk, 5 * 65536, writeTemp(dir, "p1", p1), () => process.kill(disk.pid, "SIGKILL"));
-  await killHard(disk.pid);
-  run(["umount", "-l", disk.mnt]);
-  await cleanupDisks();
+  await crashed(disk);
   expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
   disk = await mountDisk(geometry, { dir }); // another mount writes newer data, durably
   sh(["dd", `of=${disk.file}`, "bs=64k", "seek=5", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "p2", p2)}`]);
@@ -280,12 +274,7 @@ test("the cache file loads after kills at random moments, and every fsync'ed wri
     const out = await new Response(writer.stdout).text();
     await writer.exited;
     clearTimeout(kill);
-    try {
-      process.kill(disk.pid, "SIGKILL");
-    } catch {}
-    await killHard(disk.pid);
-    run(["umount", "-l", disk.mnt]);
-    await cleanupDisks();
+    await crashed(disk);
     const durable = out.trim() === "" ? -1 : Number(out.trim().split("\n").pop());
     durableChunks.push(...chunks.slice(0, durable + 1));
     // The next mount must load the cache file and show every durable chunk of every round so far.
@@ -342,12 +331,7 @@ test("a cache file bigger than memory: 3 GiB writes killed at random moments, 10
     const out = await new Response(p.stdout).text();
     await p.exited;
     clearTimeout(kill);
-    try {
-      process.kill(disk.pid, "SIGKILL");
-    } catch {}
-    await killHard(disk.pid);
-    run(["umount", "-l", disk.mnt]);
-    await cleanupDisks();
+    await crashed(disk);
     const durable = Number(out.trim().split("\n").filter(Boolean).pop() ?? 0);
     last = { round, chunks: durable }; // (what it wrote past its last fsync may or may not be there)
     durableChunks += durable;
@@ -360,6 +344,16 @@ test("a cache file bigger than memory: 3 GiB writes killed at random moments, 10
   expect(sh(["python3", "-c", checker(disk.file, last.round, last.chunks)]).trim()).toBe("0 []");
   await disk.unmount();
 }, 600_000);
+
+/** Kills a mount with SIGKILL (if still alive) and clears what it leaves: the dead mountpoint, its temp files. */
+async function crashed(disk: { pid: number; mnt: string }): Promise<void> {
+  try {
+    process.kill(disk.pid, "SIGKILL");
+  } catch {}
+  await killHard(disk.pid);
+  run(["umount", "-l", disk.mnt]);
+  await cleanupDisks();
+}
 
 /**
  * Writes with a process that then holds the file open (a close would flush), and calls `then` once

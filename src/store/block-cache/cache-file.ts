@@ -276,11 +276,6 @@ export class CacheFile {
     return slot;
   }
 
-  /** Marks a slot's block as stored in S3 (clean). */
-  markClean(slot: number, block: number, data: Uint8Array | null, crc: number): void {
-    this.commit(slot, block, data, crc, false);
-  }
-
   /** Frees a slot: its record is cleared first, so the slot is never read again. */
   release(slot: number): void {
     this.writeRecord(slot, SlotState.Empty, 0, 0, undefined);
