@@ -80,6 +80,8 @@ interface Case {
   failRate?: number;
   /** Kept in a cache file. */
   file?: boolean;
+  /** Saves to the cache file fail after this many, as on a disk that fills up. */
+  savesUntilFull?: number;
 }
 
 const cases: Case[] = [
@@ -92,6 +94,7 @@ const cases: Case[] = [
   { name: "a cache file of 24 blocks, 3 in memory", options: { size: 24, maxDirty: 24, memoryBlocks: 3 }, file: true },
   { name: "a cache file, 2 in memory, read-ahead, failing writes", options: { size: 12, maxDirty: 12, memoryBlocks: 2, readAhead: 3, readAheadTrigger: 1 }, file: true, failRate: 0.05 },
   { name: "a cache file, 4 in memory, write-through", options: { size: 16, maxDirty: 16, memoryBlocks: 4, sync: true }, file: true },
+  { name: "a cache file on a disk that fills up, 2 in memory", options: { size: 16, maxDirty: 16, memoryBlocks: 2, threads: 1, writeDelayMs: 20 }, file: true, savesUntilFull: 40 },
 ];
 
 for (const c of cases) {
@@ -108,6 +111,11 @@ for (const c of cases) {
     const path = join(dir, "cache");
     const slots = options.size + 16;
     const opened = c.file ? CacheFile.open(path, BS, BLOCKS, slots) : undefined;
+    if (opened && c.savesUntilFull !== undefined) {
+      const writeSlot = opened.file.writeSlot.bind(opened.file);
+      let saves = 0;
+      opened.file.writeSlot = (slot, data) => (saves++ >= c.savesUntilFull! ? Promise.reject(new Error("ENOSPC: injected")) : writeSlot(slot, data));
+    }
     const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), options, opened && { file: opened.file, blocks: [], check: undefined });
     cache.resume();
     // Per unit: where in its history is the write the last completed flush made durable.

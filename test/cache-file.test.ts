@@ -377,3 +377,34 @@ function writeTemp(dir: string, name: string, data: Uint8Array): string {
   closeSync(fd);
   return path;
 }
+
+test("a full file system under the cache file: one clear error, writes go on to storage, nothing is lost", async () => {
+  const dir = workDir("full");
+  const small = join(dir, "small");
+  sh(["mkdir", "-p", small]);
+  sh(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small]);
+  try {
+    const cache = join(small, "cache");
+    // 16 MiB of slots on 2 MiB of room, 1 MiB of memory: the file fills after a few blocks.
+    const args = ["--blockSize=64k", "--size=16M", "--blockCacheSize=256", "--blockCacheMemory=1M", `--blockCacheFile=${cache}`];
+    const disk = await mountDisk(args, { dir });
+    const data = writeTemp(dir, "data", pattern(12 << 20, 7));
+    sh(["dd", `if=${data}`, `of=${disk.file}`, "bs=1M", "conv=fsync,notrunc", "status=none"]);
+    expect(sh(["cmp", data, disk.file, "-n", String(12 << 20)]).trim()).toBe("");
+    await disk.unmount();
+    const log = readFileSync(join(dir, "log"), "utf8");
+    const errors = log.split("\n").filter((l) => /cache file: saving block/.test(l));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(/No space left on device|ENOSPC/);
+    // The file loads again, and what it holds is right.
+    const again = await mountDisk(args, { dir });
+    expect(sh(["cmp", data, again.file, "-n", String(12 << 20)]).trim()).toBe("");
+    await again.unmount();
+    // Every byte is in storage: a mount without the cache reads it back.
+    const plain = await mountDisk(["--blockSize=64k", "--size=16M", "--blockCacheSize=0"], { dir: workDir("full-read"), blocks: disk.blocks });
+    expect(sh(["cmp", data, plain.file, "-n", String(12 << 20)]).trim()).toBe("");
+    await plain.unmount();
+  } finally {
+    run(["umount", "-l", small]);
+  }
+}, 120_000);

@@ -558,16 +558,27 @@ export class BlockCache extends Layer implements MountedCache {
   private async writeBack(entry: Entry): Promise<void> {
     entry.state = "uploading";
     let data: Uint8Array | null = null;
+    let own = false;
     try {
-      // Bytes in the file alone are read back first; what a write put there meanwhile is newer still.
+      // Bytes in the file alone are read back into a buffer of the upload's own, which takes no room
+      // in memory: that may be full of blocks waiting for uploads to leave it (a cache file on a full
+      // disk cannot take them). What a write put in memory meanwhile is newer still.
       while (entry.data === IN_FILE) {
-        await this.pageIn(entry);
+        const into = this.buffers.takeToFill();
+        if (await this.readSlotOf(entry, into)) {
+          data = into;
+          own = true;
+          break;
+        }
+        this.buffers.give(into);
         if (this.entries.get(entry.block) !== entry) return; // abandoned
       }
-      entry.state = "uploading";
+      entry.state = "uploading"; // (a write while the bytes were read back is in them)
       const version = entry.version;
-      data = entry.data;
-      if (data) entry.lent.push(data);
+      if (!own) {
+        data = entry.data as Uint8Array | null;
+        if (data) entry.lent.push(data);
+      }
       await this.inner.writeBlock(entry.block, data);
       entry.stored = version;
       entry.failures = 0;
@@ -594,8 +605,15 @@ export class BlockCache extends Layer implements MountedCache {
       this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}`);
       this.settleWaiters(entry, err);
     } finally {
-      if (data) this.giveBack(entry, data);
+      if (own) this.uploadCopyDone(entry, data!);
+      else if (data) this.giveBack(entry, data);
     }
+  }
+
+  /** An upload's own copy of a block is free again: reused, unless its MD5 is being taken (see storedInFile). */
+  private uploadCopyDone(entry: Entry, data: Uint8Array): void {
+    if (entry.lent.includes(data)) this.onBlockDropped?.(data.byteLength);
+    else this.buffers.give(data);
   }
 
   private storedAt(entry: Entry, version: number): Promise<void> {
@@ -635,11 +653,12 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   /**
-   * Most blocks whose bytes are held in memory. With a cache file, uploads in flight come on top
-   * (the HTTP client holds a copy of each); without one, they take room in the cache (see evict).
+   * Most blocks whose bytes are held in memory. With a cache file, uploads in flight come on top:
+   * each may hold its own copy read back from the file, and the HTTP client holds one more. Without
+   * one, uploads take room in the cache (see evict).
    */
   get memoryCapacity(): number {
-    return this.file ? this.o.memoryBlocks + this.o.threads : this.o.size;
+    return this.file ? this.o.memoryBlocks + 2 * this.o.threads : this.o.size;
   }
 
   get dirtyCount(): number {
@@ -725,36 +744,51 @@ export class BlockCache extends Layer implements MountedCache {
   /** The bytes read back, which are the entry's now; undefined if the entry changed meanwhile. */
   private async readFromFile(entry: Entry): Promise<Uint8Array | undefined> {
     while (!this.memoryRoom(1)) await this.roomFreed();
-    const slot = entry.slot;
-    if (entry.data !== IN_FILE || slot === undefined || this.entries.get(entry.block) !== entry) return undefined;
+    if (entry.data !== IN_FILE || this.entries.get(entry.block) !== entry) return undefined;
     const into = this.buffers.takeToFill();
     this.arriving++;
+    let read: boolean;
+    try {
+      read = await this.readSlotOf(entry, into);
+    } finally {
+      this.arriving--;
+      this.wake();
+    }
+    if (!read) {
+      this.buffers.give(into);
+      return undefined;
+    }
+    this.setBytes(entry, into);
+    entry.owned = true;
+    return into;
+  }
+
+  /**
+   * Reads the slot of an entry whose bytes are in the file alone into `into`. False if the entry
+   * changed meanwhile, or if the slot is unreadable: a clean block is then dropped (storage has
+   * it), a dirty one abandoned.
+   */
+  private async readSlotOf(entry: Entry, into: Uint8Array): Promise<boolean> {
+    const slot = entry.slot!;
     let ok = false;
     let why = "its CRC does not match";
     try {
       ok = await this.file!.readSlot(slot, entry.slotCrc, into);
     } catch (err) {
       why = messageOf(err);
-    } finally {
-      this.arriving--;
-      this.wake();
     }
     // Written whole, evicted or saved again meanwhile: what was read is not the block's now.
-    if (entry.data !== IN_FILE || entry.slot !== slot || this.entries.get(entry.block) !== entry) return undefined;
+    if (entry.data !== IN_FILE || entry.slot !== slot || this.entries.get(entry.block) !== entry) return false;
     if (ok) {
       this.counters.add("cache file reads");
-      this.setBytes(entry, into);
-      entry.owned = true;
-      return into;
+      return true;
     }
     this.counters.add("cache file errors");
     if (entry.state === "clean") {
       this.o.log.warn(`cache file: block ${entry.block} could not be read back (${why}): reading it from storage`);
       this.forget(entry);
-      return undefined;
-    }
-    this.abandon(entry, why);
-    return undefined;
+    } else this.abandon(entry, why);
+    return false;
   }
 
   /**
@@ -815,7 +849,6 @@ export class BlockCache extends Layer implements MountedCache {
       entry.saving = false;
       this.giveBack(entry, data);
       this.fileWorkDone();
-      this.pumpSaves();
     }
   }
 
@@ -885,8 +918,11 @@ export class BlockCache extends Layer implements MountedCache {
     this.wake();
   }
 
+  /** A save or an MD5 for the file is done: the next saves may start (both count to SAVES_IN_FLIGHT). */
   private fileWorkDone(): void {
-    if (--this.fileWork === 0) this.fileIdle.splice(0).forEach((resolve) => resolve());
+    this.fileWork--;
+    this.pumpSaves();
+    if (this.fileWork === 0) this.fileIdle.splice(0).forEach((resolve) => resolve());
   }
 
   // ---- housekeeping ----
