@@ -21,7 +21,7 @@ const disk = "/var/tmp/s3b-cache-file"; // the cache file is on a real disk
 const mnt = join(shm, "mnt");
 const cache = join(disk, "cache");
 
-const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
+const pidOf = async () => Number((await run(["pgrep", "-n", "-f", ` cf ${mnt}$`])).trim().split("\n")[0]);
 const cpuOf = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(f[11]) + Number(f[12])) / 100;
