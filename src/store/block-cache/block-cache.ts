@@ -573,7 +573,7 @@ export class BlockCache extends Layer implements MountedCache {
         this.buffers.give(into);
         if (this.entries.get(entry.block) !== entry) return; // abandoned
       }
-      entry.state = "uploading"; // (a write while the bytes were read back is in them)
+      entry.state = "uploading"; // a write while the slot was read made it redirtied: that write is what goes up now
       const version = entry.version;
       if (!own) {
         data = entry.data as Uint8Array | null;
