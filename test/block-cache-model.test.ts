@@ -229,7 +229,10 @@ for (const c of cases) {
       }
     }
 
+    // A hang shows up as a timeout: what the cache held then says where it stuck.
+    const hang = setTimeout(() => console.log(`block cache model "${c.name}" still running:`, JSON.stringify(cache.stats())), 50_000);
     await Promise.all(Array.from({ length: 4 }, () => client(400)));
+    clearTimeout(hang);
     while (cache.dirtyCount > 0) await cache.flush().catch(() => {});
     check();
     expect(wrong.slice(0, 10)).toEqual([]);

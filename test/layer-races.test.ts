@@ -1,7 +1,8 @@
 /**
  * Reads that race writes, one layer at a time and with no HTTP: the consistency guard over a codec
- * whose answers can be held back or lost, and the zero-block cache over a store whose reads can be
- * held back. Each case is one interleaving that went wrong before.
+ * whose answers can be held back or lost, the zero-block cache over a store whose reads can be held
+ * back, and the block cache with a cache file over a store whose writes can be held back. Each case
+ * is one interleaving that went wrong before.
  */
 import { expect, test } from "bun:test";
 import { Errno, FsError } from "../src/errors.ts";
@@ -9,7 +10,12 @@ import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { ObjectToStore } from "../src/object/object-store.ts";
 import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
 import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
-import { pattern } from "./helpers/data.ts";
+import { BlockCache } from "../src/store/block-cache/block-cache.ts";
+import { CacheFile } from "../src/store/block-cache/cache-file.ts";
+import { Logger } from "../src/log.ts";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { pattern, tempDir, waitFor } from "./helpers/data.ts";
 import { plainCodec } from "./helpers/stores.ts";
 
 const BS = 4096;
@@ -24,6 +30,8 @@ function gate() {
 /** Objects in memory whose answers can be held back, and whose next write can lose its answer. */
 class HeldObjects extends MemoryObjects {
   holdReads: Promise<void> | undefined;
+  /** Writes are stored once this settles. */
+  holdWrites: Promise<void> | undefined;
   /** The next write: "stored" stores and then fails (a lost answer), "refused" fails before storing. */
   failNext: "stored" | "refused" | undefined;
 
@@ -38,7 +46,8 @@ class HeldObjects extends MemoryObjects {
     return object;
   }
 
-  override put(block: number, object: ObjectToStore) {
+  override async put(block: number, object: ObjectToStore) {
+    await this.holdWrites;
     return this.failing(() => super.put(block, object));
   }
 
@@ -140,4 +149,35 @@ test("zero-block cache: a 404 that a write overtook does not make the block know
   const expected = pattern(BS, 9);
   expected.set(pattern(512, 1), 0);
   expect(await zero.readBlock(7)).toEqual(expected);
+});
+
+test("block cache with a cache file: a read waiting for memory to bring a block back ends when a write brings it there first", async () => {
+  const dir = tempDir("races");
+  const objects = new HeldObjects();
+  const { file } = CacheFile.open(join(dir, "cache"), BS, 64, 8);
+  const cache = new BlockCache(plainCodec(objects), {
+    size: 4, memoryBlocks: 1, threads: 1, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
+    numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }),
+  }, { file, blocks: [], check: undefined });
+  try {
+    cache.resume();
+    const inFile = () => Number(cache.stats()[0]!.values.find(([n]) => n === "blocks not yet in the file")![1]) === 0;
+    await cache.writeBlock(0, pattern(BS, 1));
+    await cache.flush();
+    await waitFor("block 0 in the cache file", inFile);
+    // Block 1 takes the one block of memory (block 0 is in the file alone) and keeps it while its upload is held.
+    const held = gate();
+    objects.holdWrites = held.opened;
+    await cache.writeBlock(1, pattern(BS, 2));
+    const write = cache.writeBlock(0, pattern(BS, 3)); // waits for memory first
+    const read = cache.readBlock(0); // then this, to bring block 0 back from the file
+    held.open();
+    await write;
+    const timeout = new Promise((r) => setTimeout(() => r("still waiting after 5 s"), 5000));
+    expect(await Promise.race([read, timeout])).toEqual(pattern(BS, 3));
+    cache.checkInvariants();
+  } finally {
+    await cache.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -743,8 +743,13 @@ export class BlockCache extends Layer implements MountedCache {
 
   /** The bytes read back, which are the entry's now; undefined if the entry changed meanwhile. */
   private async readFromFile(entry: Entry): Promise<Uint8Array | undefined> {
-    while (!this.memoryRoom(1)) await this.roomFreed();
-    if (entry.data !== IN_FILE || this.entries.get(entry.block) !== entry) return undefined;
+    // Looked at again after every wait: a write may bring the bytes into memory meanwhile, and the
+    // pins of those waiting for them keep them there, so waiting on for room would wait on itself.
+    for (;;) {
+      if (entry.data !== IN_FILE || this.entries.get(entry.block) !== entry) return undefined;
+      if (this.memoryRoom(1)) break;
+      await this.roomFreed();
+    }
     const into = this.buffers.takeToFill();
     this.arriving++;
     let read: boolean;
