@@ -7,7 +7,7 @@
  * With --noVerify the fresh mount trusts the file (--blockCacheNoVerify): no HEAD per block.
  * Run by hand as root:  bun bench/cache-file.ts [MiB] [--runs=N] [--noVerify]
  */
-import { spawn } from "bun";
+import { spawn, spawnSync } from "bun";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ddRate, run, waitGone } from "./helpers.ts";
@@ -28,7 +28,11 @@ const cpuOf = (pid: number) => {
 };
 const peakMiB = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 const stat = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, "m").exec(readFileSync(join(mnt, "stats"), "utf8"))![1]);
-const dropCaches = () => writeFileSync("/proc/sys/vm/drop_caches", "3");
+/** Cold: written back first (dirty pages stay cached, and their write-back would compete with the read). */
+const dropCaches = () => {
+  spawnSync(["sync"]);
+  writeFileSync("/proc/sys/vm/drop_caches", "3");
+};
 
 interface Round { write: number; writeCpu: number; writePeak: number; gets: number; cold: number; coldCpu: number; warm: number; readPeak: number; ddCold: number; ddWarm: number }
 
@@ -74,6 +78,9 @@ async function once(source: string): Promise<Round> {
     const ddWarm = ddRate(await run(["dd", `if=${cache}`, "of=/dev/null", "bs=1M", `count=${MIB}`]), MIB);
     return { write, writeCpu, writePeak, gets, cold, coldCpu, warm, readPeak, ddCold, ddWarm };
   } finally {
+    // A failed round leaves nothing behind for the next: not its mount, nor the mount's process.
+    await run(["umount", "-l", mnt]).catch(() => {});
+    await run(["pkill", "-9", "-f", ` cf ${mnt}$`]).catch(() => {});
     server.kill();
     await server.exited;
     rmSync(disk, { recursive: true, force: true });

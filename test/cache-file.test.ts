@@ -6,6 +6,10 @@ import { join } from "node:path";
 import { CacheFile, type LoadedBlock } from "../src/store/block-cache/cache-file.ts";
 import { runtime } from "../src/runtime/index.ts";
 import { seededRandom } from "./helpers/data.ts";
+import { BlockCache } from "../src/store/block-cache/block-cache.ts";
+import { MemoryObjects } from "../src/object/memory-objects.ts";
+import { Logger } from "../src/log.ts";
+import { plainCodec } from "./helpers/stores.ts";
 import { BINARY, cleanupDisks, isMounted, killHard, mountDisk, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
 const dirs: string[] = [];
@@ -151,6 +155,43 @@ test("--force mounts despite the flag, never with blocks from before another mou
   disk = await mountDisk([...geometry, "--blockCacheSize=0"], { dir });
   expect(new Uint8Array(await readFile(disk.file)).subarray(5 * 65536, 6 * 65536)).toEqual(p2);
   await disk.unmount();
+});
+
+test("read-ahead brings blocks back from the cache file once memory is full: a sequential reader finds them there", async () => {
+  const dir = workDir("cf-ahead");
+  const N = 96;
+  const { file } = CacheFile.open(join(dir, "cache"), BS, N, N + 8);
+  const cache = new BlockCache(plainCodec(new MemoryObjects(BS, N)), {
+    size: N, memoryBlocks: 8, threads: 2, writeDelayMs: 0, maxDirty: N, timeoutMs: 0, sync: false, readAhead: 3, readAheadTrigger: 1,
+    numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }),
+  }, { file, blocks: [], check: undefined });
+  const value = (name: string) => Number(cache.stats()[0]!.values.find(([n]) => n === name)![1]);
+  try {
+    cache.resume();
+    for (let b = 0; b < N; b++) await cache.writeBlock(b, pattern(BS, b + 1));
+    await cache.flush();
+    await waitFor("every block in the cache file", () => value("blocks not yet in the file") === 0);
+    expect(value("blocks in memory")).toBe(8); // full, of the last blocks written
+    cache.resetStats();
+    for (let b = 0; b < N; b++) {
+      expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+      await new Promise((r) => setTimeout(r, 2)); // the reader's pace: read-ahead keeps up
+    }
+    expect(value("cache file reads")).toBe(N); // each block once
+    // All but the first few were in memory when the reader came: read-ahead had brought them.
+    expect(value("read-ahead hits")).toBeGreaterThanOrEqual(N - 4);
+    expect(value("blocks in memory")).toBeLessThanOrEqual(8);
+    // A reader faster than the file: it catches up with read-ahead, which still keeps ahead of it
+    // (what the reader waited for counts as read), and each block still comes from the file once.
+    const readSlot = file.readSlot.bind(file);
+    file.readSlot = (slot, crc, into) => new Promise((r) => setTimeout(r, 5)).then(() => readSlot(slot, crc, into));
+    cache.resetStats();
+    for (let b = 0; b < N; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
+    expect(value("read-ahead fetches")).toBeGreaterThanOrEqual(N - 4);
+    expect(value("cache file reads")).toBe(N);
+  } finally {
+    await cache.close();
+  }
 });
 
 test("a record damaged on disk is never acted on: its block is read from storage, with one log line", async () => {

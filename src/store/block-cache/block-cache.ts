@@ -209,12 +209,16 @@ export class BlockCache extends Layer implements MountedCache {
         const entry = this.entries.get(block);
         return entry !== undefined && (entry.data !== IN_FILE || entry.paging !== undefined);
       },
-      hasRoom: (inFlight) => this.dirty.size + inFlight < this.o.size && (!this.file || this.memoryHeld() + inFlight < this.o.memoryBlocks),
+      // Memory stays full once it has filled: room is what paging out saved blocks frees, but never
+      // blocks read ahead and not read yet, nor room someone waits for. (Fetches in flight are
+      // counted there already, as bytes arriving.)
+      hasRoom: (inFlight) => this.dirty.size + inFlight < this.o.size && this.roomWaiters.length === 0 && this.memoryRoom(1, false),
       fetch: (block) => {
         this.counters.add("read-ahead fetches");
         const entry = this.entries.get(block);
         // Nobody awaits a read-ahead: a failed one is left to the reader, who tries again.
-        return (entry ? this.pageIn(entry).then(() => {}) : this.load(block, true).loading!).catch(() => {});
+        const fetched = entry ? this.pageIn(entry).then((bytes) => void (bytes && (entry.aheadUnread = true))) : this.load(block, true).loading!;
+        return fetched.catch(() => {});
       },
     });
     this.file = fromFile?.file;
@@ -251,8 +255,8 @@ export class BlockCache extends Layer implements MountedCache {
   // garbage of one per call is what the collector spends its time on.
 
   readBlock(block: number): Promise<Uint8Array> {
-    const entry = this.hit(block);
-    return entry ? Promise.resolve(this.bytesOf(entry)) : this.readMiss(block);
+    const bytes = this.hit(block);
+    return bytes ? Promise.resolve(bytes) : this.readMiss(block);
   }
 
   override readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {
@@ -261,8 +265,7 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   readBlockPartNow(block: number, offset: number, length: number): Uint8Array | undefined {
-    const entry = this.hit(block);
-    return entry && this.bytesOf(entry).subarray(offset, offset + length);
+    return this.hit(block)?.subarray(offset, offset + length);
   }
 
   /**
@@ -275,13 +278,17 @@ export class BlockCache extends Layer implements MountedCache {
     return entry.data === null;
   }
 
-  /** The entry of a cached block whose bytes are there to read now (counted and touched), or undefined. */
-  private hit(block: number): Entry | undefined {
+  /**
+   * The bytes of a cached block that has them to read now (counted and touched), or undefined. They
+   * are taken before read-ahead looks past the block: making room, it may page this one out too.
+   */
+  private hit(block: number): Uint8Array | undefined {
     const entry = this.entries.get(block);
     if (!entry || entry.state === "loading" || entry.data === IN_FILE || this.check?.has(block)) return undefined;
     this.counters.add("read hits");
+    const bytes = this.bytesOf(entry);
     this.read(entry);
-    return entry;
+    return bytes;
   }
 
   /** A read that must wait: for the block's bytes from below or from the cache file, its check, or room. */
@@ -309,7 +316,10 @@ export class BlockCache extends Layer implements MountedCache {
         entry.pins++;
         try {
           const bytes = await this.pageIn(entry);
-          if (bytes) return bytes;
+          if (bytes) {
+            this.read(entry, false); // read now, even if read-ahead had asked for it first
+            return bytes;
+          }
         } finally {
           entry.pins--;
           this.released();
@@ -701,23 +711,26 @@ export class BlockCache extends Layer implements MountedCache {
   /**
    * Makes room in memory for `n` more blocks (with a cache file; without one, the cache size is the
    * bound): least recently used bytes already saved in the file are dropped from memory, clean ones
-   * that could not be saved are evicted. False if there is not enough room now.
+   * that could not be saved are evicted. Blocks read ahead go last (`evenAhead`: they may go at
+   * all): their reader is on its way. False if there is not enough room now.
    */
-  private memoryRoom(n: number): boolean {
+  private memoryRoom(n: number, evenAhead = true): boolean {
     if (!this.file) return true;
     const fits = () => this.memoryHeld() + n <= this.o.memoryBlocks;
     if (fits()) return true;
     const held = this.resident.size;
-    for (const entry of this.resident) {
-      if (fits()) break;
-      if (entry.lent.length > 0 || entry.pins > 0 || entry.saving || this.unsaved.has(entry)) continue;
-      if (entry.state !== "clean" && entry.state !== "dirty") continue;
-      if (entry.slot !== undefined && entry.slotVersion === entry.version) {
-        if (entry.owned) this.buffers.give(entry.data as Uint8Array);
-        else this.onBlockDropped?.((entry.data as Uint8Array).byteLength);
-        entry.data = IN_FILE;
-        this.resident.delete(entry);
-      } else if (entry.state === "clean") this.forget(entry);
+    for (const aheadToo of evenAhead ? [false, true] : [false]) {
+      for (const entry of this.resident) {
+        if (fits()) break;
+        if ((entry.aheadUnread && !aheadToo) || entry.lent.length > 0 || entry.pins > 0 || entry.saving || this.unsaved.has(entry)) continue;
+        if (entry.state !== "clean" && entry.state !== "dirty") continue;
+        if (entry.slot !== undefined && entry.slotVersion === entry.version) {
+          if (entry.owned) this.buffers.give(entry.data as Uint8Array);
+          else this.onBlockDropped?.((entry.data as Uint8Array).byteLength);
+          entry.data = IN_FILE;
+          this.resident.delete(entry);
+        } else if (entry.state === "clean") this.forget(entry);
+      }
     }
     if (this.resident.size < held) this.released(); // others waiting may fit in what this freed
     return fits();
