@@ -43,6 +43,8 @@ test("a crash while the flag is being set leaves the cache file's unsaved blocks
   const writer = Bun.spawn(["python3", "-c", `import os,sys,time\nfd=os.open(sys.argv[1],os.O_WRONLY)\nos.pwrite(fd,open(sys.argv[2],"rb").read(),3*65536)\nprint("written",flush=True)\ntime.sleep(60)`, first.file, source], { stdout: "pipe" });
   const reader = writer.stdout.getReader();
   await reader.read(); // "written": in the cache only (no fsync, no close)
+  // Saved to the cache file in the background: the kill must come after, or there is nothing to recover.
+  await waitFor("block 3 in the cache file", async () => /blocks not yet in the file\s+0\n/.test(await readFile(first.stats, "utf8")));
   await killHard(first.pid);
   writer.kill();
   await runAsync(["umount", "-l", first.mnt]);
