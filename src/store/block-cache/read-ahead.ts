@@ -8,7 +8,7 @@
 export interface ReadAheadHost {
   /** The cache holds the block (or is fetching it): nothing to do. */
   has(block: number): boolean;
-  /** The cache has room for one more block besides `inFlight` fetches. */
+  /** The cache has (or makes) room for one more block besides `inFlight` fetches. */
   hasRoom(inFlight: number): boolean;
   /** Fetches a block into the cache; settles (never rejects) when done. */
   fetch(block: number): Promise<void>;
@@ -45,9 +45,14 @@ export class ReadAhead {
     // Only fetches past the reader count: the one it waits for is its own read now.
     let ahead = 0;
     for (const block of this.loading) if (block > this.lastRead) ahead++;
-    while (ahead < this.depth && this.next < limit && this.host.hasRoom(this.loading.size)) {
-      const block = this.next++;
-      if (this.host.has(block)) continue;
+    while (ahead < this.depth && this.next < limit) {
+      const block = this.next;
+      if (this.host.has(block)) {
+        this.next++;
+        continue;
+      }
+      if (!this.host.hasRoom(this.loading.size)) break; // asked only for a block to fetch: it may make room
+      this.next++;
       this.loading.add(block);
       ahead++;
       void this.host.fetch(block).then(() => {
