@@ -9,7 +9,7 @@ import { S3Store } from "../src/object/s3/s3-store.ts";
 import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
 import { pattern, waitFor } from "./helpers/disk.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
-import { plainCodec } from "./helpers/stores.ts";
+import { plainCodec, statOf } from "./helpers/stores.ts";
 
 const server = startEmbedded(["bc"]);
 afterAll(() => server.stop());
@@ -39,7 +39,6 @@ function stack(options: Partial<BlockCacheOptions> = {}, blocks = 256) {
   return { cache, s3, zero };
 }
 
-const stat = (c: BlockCache, name: string) => Number(c.stats()[0]!.values.find(([n]) => n === name)![1]);
 
 test("--blockCacheNumProtected: the first blocks stay while others come and go, and go last", async () => {
   const { cache, s3 } = stack({ size: 4, numProtected: 2, writeDelayMs: 60_000 }); // dirty blocks wait for the flush
@@ -72,8 +71,8 @@ test("reads: a miss fetches once, hits cost nothing; LRU evicts clean blocks bey
   expect(server.counters.requests.GET).toBe(5);
   await cache.readBlock(0);
   expect(server.counters.requests.GET).toBe(6);
-  expect(stat(cache, "evictions")).toBe(2);
-  expect([stat(cache, "read hits"), stat(cache, "read misses")]).toEqual([5, 6]);
+  expect(statOf(cache, "evictions")).toBe(2);
+  expect([statOf(cache, "read hits"), statOf(cache, "read misses")]).toEqual([5, 6]);
 });
 
 test("blocks being uploaded count against the size: the upload's copy of the bytes is memory too", async () => {
@@ -85,12 +84,12 @@ test("blocks being uploaded count against the size: the upload's copy of the byt
   await cache.writeBlock(3, pattern(BS, 4));
   await waitFor("two uploads in flight", () => server.counters.requests.PUT === 2, 2000);
   // 4 blocks held and 2 in flight: the least recently used clean blocks make room.
-  expect(stat(cache, "blocks cached")).toBe(2);
-  expect(stat(cache, "evictions")).toBe(2);
+  expect(statOf(cache, "blocks cached")).toBe(2);
+  expect(statOf(cache, "evictions")).toBe(2);
   await cache.flush();
   server.setFaults({});
   for (let b = 0; b < 2; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
-  expect(stat(cache, "blocks cached")).toBe(4); // the whole size again once the uploads are done
+  expect(statOf(cache, "blocks cached")).toBe(4); // the whole size again once the uploads are done
 });
 
 test("an evicted block's buffer takes a later write, from the next turn of the event loop on", async () => {
@@ -100,7 +99,7 @@ test("an evicted block's buffer takes a later write, from the next turn of the e
   // In this turn two writes evict blocks 0 and 1; neither may take their bytes yet.
   void cache.writeBlock(2, pattern(BS, 3));
   void cache.writeBlock(3, pattern(BS, 4));
-  expect(stat(cache, "evictions")).toBe(2);
+  expect(statOf(cache, "evictions")).toBe(2);
   expect(views).toEqual([pattern(BS, 1), pattern(BS, 2)]);
   await new Promise((resolve) => setTimeout(resolve, 5));
   await cache.flush();
@@ -117,7 +116,7 @@ test("write-back: writes return at once, repeated writes to a block coalesce int
   expect(cache.dirtyCount).toBe(1);
   await waitFor("write-back", () => cache.dirtyCount === 0, 3000);
   expect(server.counters.requests.PUT).toBe(1);
-  expect(stat(cache, "coalesced writes")).toBe(9);
+  expect(statOf(cache, "coalesced writes")).toBe(9);
   expect(await cache.readBlock(7)).toEqual(pattern(BS, 109));
 });
 
@@ -179,7 +178,7 @@ test("--blockCacheMaxDirty: writers wait for room while the store is slow", asyn
   const started = performance.now();
   for (let b = 0; b < 4; b++) await cache.writeBlock(b, pattern(BS, b));
   expect(performance.now() - started).toBeGreaterThan(200); // the third and fourth write waited
-  expect(stat(cache, "writer waits")).toBeGreaterThan(0);
+  expect(statOf(cache, "writer waits")).toBeGreaterThan(0);
   await cache.flush();
 });
 
@@ -212,7 +211,7 @@ test("answers at once: a cached block is read and a partial write lands without 
   expect(cache.readBlockPartNow(1, 100, 16)).toEqual(pattern(BS, 1).subarray(100, 116));
   expect(cache.writeBlockPartNow(1, 100, new Uint8Array([1, 2, 3]))).toBe(true);
   expect(cache.readBlockPartNow(1, 99, 5)).toEqual(new Uint8Array([pattern(BS, 1)[99]!, 1, 2, 3, pattern(BS, 1)[103]!]));
-  expect(stat(cache, "writes")).toBe(1);
+  expect(statOf(cache, "writes")).toBe(1);
   // Block 1 is the one dirty block allowed: a second block's writer must wait for room.
   await cache.readBlock(2);
   expect(cache.writeBlockPartNow(2, 0, new Uint8Array([5]))).toBe(false);
@@ -242,7 +241,7 @@ test("read-ahead starts after the trigger and serves the next reads from the cac
   expect(server.counters.requests.GET).toBe(10);
   server.faults.latencyMs = 0;
   for (let b = 2; b < 12; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
-  expect(stat(cache, "read-ahead hits")).toBeGreaterThanOrEqual(8);
+  expect(statOf(cache, "read-ahead hits")).toBeGreaterThanOrEqual(8);
   await Bun.sleep(50); // the last fetches ahead land
   await cache.readBlock(15); // a jump ends the sequence
   const before = server.counters.requests.GET;

@@ -6,10 +6,8 @@ import { join } from "node:path";
 import { CacheFile, type LoadedBlock } from "../src/store/block-cache/cache-file.ts";
 import { runtime } from "../src/runtime/index.ts";
 import { seededRandom } from "./helpers/data.ts";
-import { BlockCache } from "../src/store/block-cache/block-cache.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
-import { Logger } from "../src/log.ts";
-import { plainCodec } from "./helpers/stores.ts";
+import { cacheInFile, statOf } from "./helpers/stores.ts";
 import { BINARY, cleanupDisks, isMounted, killHard, mountDisk, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
 const dirs: string[] = [];
@@ -160,14 +158,9 @@ test("--force mounts despite the flag, never with blocks from before another mou
 test("read-ahead brings blocks back from the cache file once memory is full: a sequential reader finds them there", async () => {
   const dir = workDir("cf-ahead");
   const N = 96;
-  const { file } = CacheFile.open(join(dir, "cache"), BS, N, N + 8);
-  const cache = new BlockCache(plainCodec(new MemoryObjects(BS, N)), {
-    size: N, memoryBlocks: 8, threads: 2, writeDelayMs: 0, maxDirty: N, timeoutMs: 0, sync: false, readAhead: 3, readAheadTrigger: 1,
-    numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }),
-  }, { file, blocks: [], check: undefined });
-  const value = (name: string) => Number(cache.stats()[0]!.values.find(([n]) => n === name)![1]);
+  const { cache, file } = cacheInFile(new MemoryObjects(BS, N), join(dir, "cache"), N + 8, { size: N, memoryBlocks: 8, maxDirty: N, readAhead: 3, readAheadTrigger: 1 });
+  const value = (name: string) => statOf(cache, name);
   try {
-    cache.resume();
     for (let b = 0; b < N; b++) await cache.writeBlock(b, pattern(BS, b + 1));
     await cache.flush();
     await waitFor("every block in the cache file", () => value("blocks not yet in the file") === 0);

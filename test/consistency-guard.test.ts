@@ -14,7 +14,7 @@ import { S3Client } from "../src/object/s3/s3-client.ts";
 import { S3Store } from "../src/object/s3/s3-store.ts";
 import { cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3.ts";
-import { plainCodec } from "./helpers/stores.ts";
+import { plainCodec, statOf } from "./helpers/stores.ts";
 
 const server = startEmbedded(["ec"]);
 const STALE_MS = 300;
@@ -41,7 +41,6 @@ function guarded(options: Partial<ConsistencyGuardOptions> = {}): ConsistencyGua
   return new ConsistencyGuard(plainCodec(s3store()), { cacheSize: 64, cacheTimeMs: 2000, minWriteDelayMs: 50, initialRetryPauseMs: 20, maxRetryPauseMs: 3000, ...options });
 }
 
-const stat = (s: BlockStore, name: string) => Number(s.stats()[0]!.values.find(([n]) => n === name)![1]);
 
 /** Overwrites and deletes a few hot blocks, reading each back right away; returns the wrong reads. */
 async function hammer(store: BlockStore, rounds: number): Promise<number> {
@@ -63,8 +62,8 @@ test("guard on: every read right after a write or delete returns exactly what wa
   const guard = guarded();
   expect(await hammer(guard, 6)).toBe(0);
   expect(server.counters.staleAnswers).toBeGreaterThan(0); // the server did lie...
-  expect(stat(guard, "stale answers")).toBeGreaterThan(0); // ...and the guard saw it and asked again
-  expect(stat(guard, "stale retries")).toBeGreaterThan(0);
+  expect(statOf(guard, "stale answers")).toBeGreaterThan(0); // ...and the guard saw it and asked again
+  expect(statOf(guard, "stale retries")).toBeGreaterThan(0);
 });
 
 test("guard off: the same test reads wrong data (so the test above can fail)", async () => {
@@ -93,7 +92,7 @@ test("writes to one block stay in order and coalesce while they wait; the last o
   await Promise.all(writes);
   server.setFaults({ latencyMs: 0 });
   expect(await guard.readBlock(9)).toEqual(pattern(BS, 1009));
-  expect(stat(guard, "writes coalesced")).toBeGreaterThan(0);
+  expect(statOf(guard, "writes coalesced")).toBeGreaterThan(0);
   expect(server.counters.requests.PUT).toBeGreaterThanOrEqual(2);
   expect(server.counters.requests.PUT).toBeLessThan(10);
 });
@@ -105,9 +104,9 @@ test("--minWriteDelay spaces two PUTs of one block", async () => {
   const started = performance.now();
   await guard.writeBlock(3, pattern(BS, 2));
   expect(performance.now() - started).toBeGreaterThanOrEqual(200);
-  expect(stat(guard, "writes delayed")).toBe(1);
+  expect(statOf(guard, "writes delayed")).toBe(1);
   await guard.writeBlock(4, pattern(BS, 3)); // another block does not wait
-  expect(stat(guard, "writes delayed")).toBe(1);
+  expect(statOf(guard, "writes delayed")).toBe(1);
 });
 
 test("a full MD5 cache makes a write wait until the oldest entry expires", async () => {
@@ -118,7 +117,7 @@ test("a full MD5 cache makes a write wait until the oldest entry expires", async
   const started = performance.now();
   await guard.writeBlock(3, pattern(BS, 3));
   expect(performance.now() - started).toBeGreaterThanOrEqual(200);
-  expect(stat(guard, "cache full waits")).toBe(1);
+  expect(statOf(guard, "cache full waits")).toBe(1);
 });
 
 test("through FUSE: ext4 written and read back while the server lies: checksums equal, e2fsck clean", async () => {

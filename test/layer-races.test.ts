@@ -10,13 +10,10 @@ import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { ObjectToStore } from "../src/object/object-store.ts";
 import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
 import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
-import { BlockCache } from "../src/store/block-cache/block-cache.ts";
-import { CacheFile } from "../src/store/block-cache/cache-file.ts";
-import { Logger } from "../src/log.ts";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { pattern, tempDir, waitFor } from "./helpers/data.ts";
-import { plainCodec } from "./helpers/stores.ts";
+import { cacheInFile, plainCodec, statOf } from "./helpers/stores.ts";
 
 const BS = 4096;
 
@@ -69,7 +66,7 @@ function guardOver(objects: HeldObjects, maxRetryPauseMs = 200) {
   return new ConsistencyGuard(plainCodec(objects), { cacheSize: 64, cacheTimeMs: 10_000, minWriteDelayMs: 0, initialRetryPauseMs: 5, maxRetryPauseMs });
 }
 
-const staleAnswers = (g: ConsistencyGuard) => Number(g.stats()[0]!.values.find(([n]) => n === "stale answers")![1]);
+const staleAnswers = (g: ConsistencyGuard) => statOf(g, "stale answers");
 
 test("guard: an answer held back past a completed write is judged against that write, not taken as stale", async () => {
   const codec = new HeldObjects();
@@ -154,14 +151,9 @@ test("zero-block cache: a 404 that a write overtook does not make the block know
 test("block cache with a cache file: a read waiting for memory to bring a block back ends when a write brings it there first", async () => {
   const dir = tempDir("races");
   const objects = new HeldObjects();
-  const { file } = CacheFile.open(join(dir, "cache"), BS, 64, 8);
-  const cache = new BlockCache(plainCodec(objects), {
-    size: 4, memoryBlocks: 1, threads: 1, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
-    numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }),
-  }, { file, blocks: [], check: undefined });
+  const { cache } = cacheInFile(objects, join(dir, "cache"), 8, { memoryBlocks: 1, threads: 1 });
   try {
-    cache.resume();
-    const inFile = () => Number(cache.stats()[0]!.values.find(([n]) => n === "blocks not yet in the file")![1]) === 0;
+    const inFile = () => statOf(cache, "blocks not yet in the file") === 0;
     await cache.writeBlock(0, pattern(BS, 1));
     await cache.flush();
     await waitFor("block 0 in the cache file", inFile);

@@ -8,6 +8,7 @@ import { LocalDirStore } from "../src/object/local-dir.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { ObjectStore } from "../src/object/object-store.ts";
 import { pattern, tempDir } from "./helpers/data.ts";
+import { statOf } from "./helpers/stores.ts";
 
 const BS = 4096;
 const dirs: string[] = [];
@@ -21,7 +22,6 @@ async function localStore(prefix = "", hashPrefix = false) {
   return { dir, store: await LocalDirStore.open({ dir, prefix, blockSize: BS, numBlocks: 64, hashPrefix }) };
 }
 
-const stat = (store: ObjectStore, name: string) => Number(store.stats()[0]!.values.find(([n]) => n === name)![1]);
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
 const listed = async (store: ObjectStore) => {
   const blocks: number[] = [];
@@ -58,9 +58,9 @@ for (const [kind, make] of [
     await store.delete(3); // deleting nothing is fine
     expect(await listed(store)).toEqual([9]);
     expect(await store.get(3)).toBeNull();
-    expect(stat(store, "deletes")).toBe(2);
+    expect(statOf(store, "deletes")).toBe(2);
     store.resetStats();
-    expect(stat(store, "deletes")).toBe(0);
+    expect(statOf(store, "deletes")).toBe(0);
   });
 }
 
@@ -83,7 +83,7 @@ test("local directory: a block file of the wrong size is an I/O error, never dat
   const err = await store.get(2).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(FsError);
   expect((err as FsError).errno).toBe(5);
-  expect(stat(store, "errors")).toBe(1);
+  expect(statOf(store, "errors")).toBe(1);
   const encoded = await store.put(4, { body: pattern(BS, 1), encoding: "deflate" }).catch((e: unknown) => e);
   expect(encoded).toBeInstanceOf(FsError);
 });
