@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { createHash, createHmac } from "node:crypto";
 import { DirObjects } from "../src/s3server/objects.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { signingKey } from "../src/s3server/aws-chunked.ts";
+import { signingKey } from "../src/util/sigv4.ts";
 import { seededRandom, tempDir } from "./helpers/data.ts";
 
 const ACCESS = "FUZZACCESS";

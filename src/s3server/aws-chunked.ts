@@ -7,6 +7,7 @@
 import { concatBytes } from "../util/bytes.ts";
 import { createHash, createHmac } from "node:crypto";
 import { runtime } from "../runtime/index.ts";
+import { ALGORITHM } from "../util/sigv4.ts";
 
 export interface ChunkSigning {
   /** The request's signature: the first chunk's "previous" one. */
@@ -20,13 +21,6 @@ export interface ChunkSigning {
 const EMPTY_SHA256 = createHash("sha256").update("").digest("hex");
 const CRLF = "\r\n";
 const latin1 = new TextDecoder("latin1");
-
-/** The key SigV4 signs with for one day, region and service. */
-export function signingKey(secret: string, date: string, region: string, service: string): Uint8Array {
-  let key: Uint8Array = createHmac("sha256", `AWS4${secret}`).update(date).digest();
-  for (const part of [region, service, "aws4_request"]) key = createHmac("sha256", key).update(part).digest();
-  return key;
-}
 
 /** The decoded body, or why it is refused (a client's mistake); `forged`: a chunk signature failed. */
 export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undefined): { data: Uint8Array } | { error: string; forged?: true } {
@@ -45,7 +39,7 @@ export function decodeAwsChunked(body: Uint8Array, signing: ChunkSigning | undef
     const chunk = body.subarray(start, start + size);
     if (signing) {
       if (!m[2]) return { error: "a chunk has no signature" };
-      const toSign = ["AWS4-HMAC-SHA256-PAYLOAD", signing.datetime, signing.scope, previous, EMPTY_SHA256, createHash("sha256").update(chunk).digest("hex")].join("\n");
+      const toSign = [`${ALGORITHM}-PAYLOAD`, signing.datetime, signing.scope, previous, EMPTY_SHA256, createHash("sha256").update(chunk).digest("hex")].join("\n");
       const expected = createHmac("sha256", signing.signingKey).update(toSign).digest("hex");
       if (expected !== m[2]) return { error: "a chunk signature does not match", forged: true };
       previous = expected;

@@ -127,7 +127,7 @@ export class S3Server implements ServerParts {
     if (latency > 0) await delay(latency);
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
-    const verdict = await verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.region);
+    const verdict = verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.region);
     if (!verdict.ok) {
       this.counters.rejectedSignatures++;
       return this.error(verdict.status, verdict.code, verdict.message, resource, req.method);

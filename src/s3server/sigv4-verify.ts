@@ -4,9 +4,9 @@
  * the headers (the payload's hash is a header), so it runs before the body is read; the body is
  * then checked against that hash by `checkPayload`.
  */
-import { AwsV4Signer } from "aws4fetch";
 import { createHash } from "node:crypto";
-import { decodeAwsChunked, signingKey } from "./aws-chunked.ts";
+import { decodeAwsChunked } from "./aws-chunked.ts";
+import { ALGORITHM, sign, signingKey, UNSIGNED_PAYLOAD } from "../util/sigv4.ts";
 
 export interface Credential {
   secretAccessKey: string;
@@ -34,12 +34,12 @@ const MAX_SKEW_MS = 15 * 60 * 1000;
 
 const deny = (status: number, code: string, message: string): Verdict => ({ ok: false, status, code, message });
 
-export async function verifySigV4(req: Request, credentials: ReadonlyMap<string, Credential>, allowAnonymous: boolean, serverRegion: string): Promise<Verdict> {
+export function verifySigV4(req: Request, credentials: ReadonlyMap<string, Credential>, allowAnonymous: boolean, serverRegion: string): Verdict {
   const auth = req.headers.get("authorization");
   if (!auth && new URL(req.url).searchParams.has("X-Amz-Algorithm")) return verifyPresigned(req, credentials, serverRegion);
   if (!auth) {
     if (!allowAnonymous) return deny(403, "AccessDenied", "Anonymous access is not allowed");
-    return { ok: true, accessKeyId: undefined, payloadHash: "UNSIGNED-PAYLOAD", signature: "", datetime: "", scope: "", secret: "", region: serverRegion };
+    return { ok: true, accessKeyId: undefined, payloadHash: UNSIGNED_PAYLOAD, signature: "", datetime: "", scope: "", secret: "", region: serverRegion };
   }
   const m = AUTH.exec(auth);
   if (!m) return deny(400, "AuthorizationHeaderMalformed", "Unsupported Authorization header");
@@ -63,45 +63,30 @@ export async function verifySigV4(req: Request, credentials: ReadonlyMap<string,
 
   const names = signedHeaders!.split(";");
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
-  const headers = signedHeaderValues(req, names);
-  const signer = new AwsV4Signer({
-    method: req.method,
-    url: req.url,
-    headers,
-    accessKeyId: accessKeyId!,
-    secretAccessKey: credential.secretAccessKey,
-    sessionToken: token,
-    service: service!,
-    region: region!,
-    datetime,
-    allHeaders: true,
-  });
-  // A path no client could have signed (say, an undecodable escape) makes the signer throw.
-  const expected = await signer.signature().catch(() => undefined);
-  if (expected !== signature) {
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const expected = sign({ method: req.method, url: new URL(req.url), headers: signedHeaderValues(req, names), payloadHash }, signingKey(credential.secretAccessKey, date!, region!, service!), datetime, scope);
+  if (expected?.signature !== signature) {
     return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
   }
-  return { ok: true, accessKeyId, payloadHash, signature: signature!, datetime, scope: `${date}/${region}/${service}/aws4_request`, secret: credential.secretAccessKey, region: region! };
+  return { ok: true, accessKeyId, payloadHash, signature: signature!, datetime, scope, secret: credential.secretAccessKey, region: region! };
 }
 
 /** An X-Amz-Date (20261202T180000Z) as milliseconds since the epoch; NaN if it is not one. */
 const amzDateMs = (datetime: string) => Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
 
-/** The values of the headers a client says it signed, as they arrived (host is the URL's). */
-function signedHeaderValues(req: Request, names: readonly string[]): Headers {
-  const headers = new Headers();
-  for (const name of names) if (name !== "host") headers.set(name, req.headers.get(name) ?? "");
-  return headers;
+/** The headers a client says it signed, with their values as they arrived (host is the URL's). */
+function signedHeaderValues(req: Request, names: readonly string[]): [string, string][] {
+  return names.filter((name) => name !== "host").map((name) => [name, req.headers.get(name) ?? ""]);
 }
 
 const PRESIGNED_CREDENTIAL = /^([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request$/;
 const MAX_EXPIRES_S = 7 * 24 * 3600;
 
 /** A presigned URL: the signature and its parts in the query string, the payload unsigned, an expiry honoured. */
-async function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Credential>, serverRegion: string): Promise<Verdict> {
+function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Credential>, serverRegion: string): Verdict {
   const url = new URL(req.url);
   const q = url.searchParams;
-  if (q.get("X-Amz-Algorithm") !== "AWS4-HMAC-SHA256") return deny(400, "AuthorizationQueryParametersError", "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"");
+  if (q.get("X-Amz-Algorithm") !== ALGORITHM) return deny(400, "AuthorizationQueryParametersError", `X-Amz-Algorithm only supports "${ALGORITHM}"`);
   const m = PRESIGNED_CREDENTIAL.exec(q.get("X-Amz-Credential") ?? "");
   const datetime = q.get("X-Amz-Date") ?? "";
   const expires = Number(q.get("X-Amz-Expires") ?? "");
@@ -122,21 +107,18 @@ async function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Cr
   if (credential.sessionToken !== undefined && token !== credential.sessionToken) return deny(403, "InvalidToken", "The security token is missing or invalid");
   const names = signedHeaders.split(";");
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
-  const headers = signedHeaderValues(req, names);
-  q.delete("X-Amz-Signature");
-  const signer = new AwsV4Signer({
-    method: req.method, url: url.toString(), headers, accessKeyId: accessKeyId!, secretAccessKey: credential.secretAccessKey,
-    sessionToken: token, service: "s3", region: region!, datetime, signQuery: true, allHeaders: true,
-  });
-  const expected = await signer.signature().catch(() => undefined);
-  if (expected !== signature) return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
-  return { ok: true, accessKeyId, payloadHash: "UNSIGNED-PAYLOAD", signature, datetime, scope: `${date}/${region}/s3/aws4_request`, secret: credential.secretAccessKey, region: region! };
+  const query = new URLSearchParams(q);
+  query.delete("X-Amz-Signature");
+  const scope = `${date}/${region}/s3/aws4_request`;
+  const expected = sign({ method: req.method, url, headers: signedHeaderValues(req, names), payloadHash: UNSIGNED_PAYLOAD, query }, signingKey(credential.secretAccessKey, date!, region!, "s3"), datetime, scope);
+  if (expected?.signature !== signature) return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
+  return { ok: true, accessKeyId, payloadHash: UNSIGNED_PAYLOAD, signature, datetime, scope, secret: credential.secretAccessKey, region: region! };
 }
 
 /** The body as the client meant it (aws-chunked framing taken off), once it matches what was signed. */
 export function checkPayload(signed: Signed, body: Uint8Array): { data: Uint8Array } | { status: number; code: string; message: string } {
   const hash = signed.payloadHash;
-  if (hash === "UNSIGNED-PAYLOAD") return { data: body };
+  if (hash === UNSIGNED_PAYLOAD) return { data: body };
   if (/^[0-9a-f]{64}$/.test(hash)) {
     if (createHash("sha256").update(body).digest("hex") === hash) return { data: body };
     return { status: 400, code: "XAmzContentSHA256Mismatch", message: "The payload hash does not match" };

@@ -1,10 +1,9 @@
 /**
- * S3 over HTTP: signs with SigV4 (aws4fetch), builds path-style or virtual-hosted URLs, limits each
+ * S3 over HTTP: signs with SigV4 (util/sigv4.ts), builds path-style or virtual-hosted URLs, limits each
  * attempt with a timeout, and retries what may succeed later (network errors, timeouts, 5xx, 429,
  * SlowDown) with exponential backoff until --maxRetryPause is used up. Never retries a 4xx that
  * cannot succeed. Every request is counted.
  */
-import { AwsV4Signer } from "aws4fetch";
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { runtime } from "../../runtime/index.ts";
@@ -12,6 +11,7 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
+import { ALGORITHM, amzDate, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 
 export interface S3ClientOptions {
   baseURL: string;
@@ -58,8 +58,8 @@ export class RetryableError extends Error {}
 
 export class S3Client {
   readonly stats = new RequestStats();
-  /** aws4fetch's cache of derived signing keys, for the current credentials. */
-  private signingKeys: { credentials: string; cache: Map<string, ArrayBuffer> } | undefined;
+  /** The day's signing key, for the current credentials. */
+  private signingKey: { of: string; key: Uint8Array } | undefined;
   private readonly fetchOptions: Record<string, unknown>;
 
   constructor(private readonly o: S3ClientOptions) {
@@ -104,16 +104,24 @@ export class S3Client {
   }
 
   /**
-   * The request's headers signed with SigV4 (payload unsigned, as aws4fetch does for S3). Only the
-   * headers: a signed Request would hold its own copy of the body, and fetch makes another.
+   * The request's headers signed with SigV4, the payload unsigned (TLS and Content-MD5 guard it).
+   * Only the headers: a signed Request would hold its own copy of the body, and fetch makes another.
    */
-  private async signedHeaders(url: string, method: string, headers: Record<string, string> | undefined): Promise<Headers | Record<string, string> | undefined> {
+  private async signedHeaders(url: string, method: string, headers: Record<string, string> | undefined): Promise<Record<string, string> | undefined> {
     const credentials = await this.o.credentials.get();
     if (!credentials) return headers;
-    const key = `${credentials.accessKeyId}\0${credentials.sessionToken ?? ""}`;
-    if (this.signingKeys?.credentials !== key) this.signingKeys = { credentials: key, cache: new Map() };
-    const signer = new AwsV4Signer({ url, method, headers, ...credentials, service: "s3", region: this.o.region, cache: this.signingKeys.cache });
-    return (await signer.sign()).headers;
+    const datetime = amzDate(Date.now());
+    const date = datetime.slice(0, 8);
+    const of = `${credentials.accessKeyId}\0${credentials.secretAccessKey}\0${date}`;
+    if (this.signingKey?.of !== of) this.signingKey = { of, key: signingKey(credentials.secretAccessKey, date, this.o.region, "s3") };
+    const signed: Record<string, string> = { ...headers, "x-amz-content-sha256": UNSIGNED_PAYLOAD, "x-amz-date": datetime };
+    if (credentials.sessionToken) signed["x-amz-security-token"] = credentials.sessionToken;
+    const toSign = Object.entries(signed).map(([name, value]) => [name.toLowerCase(), value] as const).filter(([name]) => !UNSIGNED_HEADERS.has(name));
+    const scope = `${date}/${this.o.region}/s3/aws4_request`;
+    const s = sign({ method, url: new URL(url), headers: toSign, payloadHash: UNSIGNED_PAYLOAD }, this.signingKey.key, datetime, scope);
+    if (!s) throw new FsError(Errno.EINVAL, `${url}: cannot be signed`);
+    signed.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${s.signedHeaders}, Signature=${s.signature}`;
+    return signed;
   }
 
   private async attempt(req: S3Request): Promise<S3Response> {
