@@ -1,8 +1,9 @@
 /**
  * Through the mount against real S3 servers, 1 MiB blocks: dd write (with fsync) and cold read of
  * SIZE MiB, fio 4 KiB random read/write IOPS, PUT and GET requests per GiB written and read, and the
- * s3backer process's peak RSS. Compared with a plain parallel S3 client doing the same transfers
- * (the limit) and with Debian's s3backer on the same server (the peer).
+ * s3backer process's peak RSS and CPU-seconds per GiB written and read. Compared with a plain
+ * parallel S3 client doing the same transfers (the limit), with Debian's s3backer on the same
+ * server, and with upstream's when UPSTREAM_S3BACKER=/path/to/s3backer (the peers).
  *
  *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian]
  *       bundled server (its own process), and Ceph RGW too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY
@@ -27,7 +28,10 @@ const OURS = join(import.meta.dir, "../dist/s3backer");
 const work = "/dev/shm/s3b-s3bench";
 
 interface Peer { name: string; url: string; access: string; secret: string }
-interface Row { peer: string; client: string; write: number; read: number; iops: number | string; putsPerGiB: number | string; getsPerGiB: number | string; rssMiB: number | string }
+interface Row {
+  peer: string; client: string; write: number; read: number; iops: number | string; putsPerGiB: number | string; getsPerGiB: number | string; rssMiB: number | string;
+  writeCpu?: number; readCpu?: number;
+}
 
 async function fio(file: string): Promise<number> {
   const out = await run(["fio", "--name=r", `--filename=${file}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M", "--offset_increment=64M",
@@ -37,6 +41,10 @@ async function fio(file: string): Promise<number> {
 }
 
 const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
+const cpuOf = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
 const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
 
 function statCount(text: string, name: string): number {
@@ -54,13 +62,16 @@ async function plainClient(peer: Peer, bucket: string, source: string): Promise<
   return { peer: peer.name, client: `plain client, ${WRITE_CONCURRENCY}/${READ_CONCURRENCY} in flight`, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
 }
 
-async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian", source: string, extra: string[] = []): Promise<Row> {
+const UPSTREAM = process.env.UPSTREAM_S3BACKER;
+const PEERS = { debian: { binary: "s3backer", name: "Debian s3backer 1.5.4" }, upstream: { binary: UPSTREAM ?? "", name: "upstream s3backer" } };
+
+async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian" | "upstream", source: string, extra: string[] = []): Promise<Row> {
   const mnt = join(work, `mnt-${which}${extra.length}`);
   mkdirSync(mnt, { recursive: true });
   const creds = [`--baseURL=${peer.url}`, `--accessId=${peer.access}`, `--accessKey=${peer.secret}`];
   const mount = async (fresh: boolean) => {
     if (which === "ours") await run([OURS, ...creds, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt]);
-    else await run(["s3backer", ...creds, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
+    else await run([PEERS[which].binary, ...creds, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
   };
   const stats = () => readFileSync(join(mnt, "stats"), "utf8");
   const unmount = async () => {
@@ -69,7 +80,9 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   };
   await mount(true);
   let pid = await pidOf(mnt);
+  let cpu = cpuOf(pid);
   const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]), MIB);
+  const writeCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
   const s1 = stats();
   let rss = peakRssMiB(pid);
   const puts = which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
@@ -77,15 +90,17 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   await mount(false);
   pid = await pidOf(mnt);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
+  cpu = cpuOf(pid);
   const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
+  const readCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
   const gets = which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
   const iops = await fio(join(mnt, "file"));
   rss = Math.max(rss, peakRssMiB(pid));
   await unmount();
   const perGiB = (n: number) => Math.round((n * 1024) / MIB);
   return {
-    peer: peer.name, client: which === "ours" ? `s3backer (this)${extra.length ? ", no guard" : ""}` : "Debian s3backer 1.5.4",
-    write, read, iops, putsPerGiB: Number.isNaN(puts) ? "?" : perGiB(puts), getsPerGiB: Number.isNaN(gets) ? "?" : perGiB(gets), rssMiB: rss,
+    peer: peer.name, client: which === "ours" ? `s3backer (this)${extra.length ? ", no guard" : ""}` : PEERS[which].name,
+    write, read, iops, writeCpu, readCpu, putsPerGiB: Number.isNaN(puts) ? "?" : perGiB(puts), getsPerGiB: Number.isNaN(gets) ? "?" : perGiB(gets), rssMiB: rss,
   };
 }
 
@@ -121,6 +136,7 @@ const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
   (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile),
   (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]),
   ...(process.argv.includes("--no-debian") ? [] : [(peer: Peer, bucket: string) => throughMount(peer, bucket, "debian", sourceFile)]),
+  ...(UPSTREAM ? [(peer: Peer, bucket: string) => throughMount(peer, bucket, "upstream", sourceFile)] : []),
 ];
 
 const rows: Row[] = [];
@@ -169,7 +185,7 @@ for (const r of rows) {
 }
 console.log(`\n${MIB} MiB through 1 MiB blocks, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
 console.log("% of plain: the row's median against the plain client's on the same server\n");
-const header = ["server", "client", "write", "% of plain", "cold read", "% of plain", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
+const header = ["server", "client", "write", "% of plain", "CPU-s/GiB", "cold read", "% of plain", "CPU-s/GiB", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
 const table: string[][] = [];
 for (const runs of groups.values()) {
   const r = runs[0]!;
@@ -177,10 +193,11 @@ for (const runs of groups.values()) {
   const isPlain = runs === plain;
   const writes = runs.map((x) => x.write);
   const reads = runs.map((x) => x.read);
-  const numbers = (f: (x: Row) => number | string) => runs.map(f).filter((v): v is number => typeof v === "number");
+  const numbers = (f: (x: Row) => number | string | undefined) => runs.map(f).filter((v): v is number => typeof v === "number");
+  const cpu = (f: (x: Row) => number | undefined) => (numbers(f).length ? median(numbers(f)).toFixed(2) : "-");
   table.push([
-    r.peer, r.client, spread(writes), isPlain ? "" : share(median(writes), median(plain.map((x) => x.write))),
-    spread(reads), isPlain ? "" : share(median(reads), median(plain.map((x) => x.read))),
+    r.peer, r.client, spread(writes), isPlain ? "" : share(median(writes), median(plain.map((x) => x.write))), cpu((x) => x.writeCpu),
+    spread(reads), isPlain ? "" : share(median(reads), median(plain.map((x) => x.read))), cpu((x) => x.readCpu),
     numbers((x) => x.iops).length ? spread(numbers((x) => x.iops)) : "-",
     String(r.putsPerGiB), String(r.getsPerGiB), numbers((x) => x.rssMiB).length ? String(Math.max(...numbers((x) => x.rssMiB))) : "-",
   ]);
