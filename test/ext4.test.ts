@@ -6,8 +6,17 @@ import { blockFiles, cleanupDisks, isMounted, mountDisk, pattern, run, sh, tempD
 
 const cleanups: (() => void)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) c();
+  const failed: (() => void)[] = [];
+  for (const c of cleanups.splice(0).reverse()) {
+    try {
+      c();
+    } catch {
+      failed.push(c);
+    }
+  }
   await cleanupDisks();
+  // A folder that still held a mount can go once the disks are unmounted.
+  for (const c of failed) c();
 });
 
 function makeTree(root: string): void {
