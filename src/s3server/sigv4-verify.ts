@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { decodeAwsChunked } from "./aws-chunked.ts";
-import { ALGORITHM, sign, signingKey, UNSIGNED_PAYLOAD } from "../util/sigv4.ts";
+import { ALGORITHM, amzDateMs, credentialScope, sign, signingKey, UNSIGNED_PAYLOAD } from "../util/sigv4.ts";
 
 export interface Credential {
   secretAccessKey: string;
@@ -63,16 +63,13 @@ export function verifySigV4(req: Request, credentials: ReadonlyMap<string, Crede
 
   const names = signedHeaders!.split(";");
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
-  const scope = `${date}/${region}/${service}/aws4_request`;
+  const scope = credentialScope(date!, region!, service!);
   const expected = sign({ method: req.method, url: new URL(req.url), headers: signedHeaderValues(req, names), payloadHash }, signingKey(credential.secretAccessKey, date!, region!, service!), datetime, scope);
   if (expected?.signature !== signature) {
     return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
   }
   return { ok: true, accessKeyId, payloadHash, signature: signature!, datetime, scope, secret: credential.secretAccessKey, region: region! };
 }
-
-/** An X-Amz-Date (20261202T180000Z) as milliseconds since the epoch; NaN if it is not one. */
-const amzDateMs = (datetime: string) => Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
 
 /** The headers a client says it signed, with their values as they arrived (host is the URL's). */
 function signedHeaderValues(req: Request, names: readonly string[]): [string, string][] {
@@ -109,7 +106,7 @@ function verifyPresigned(req: Request, credentials: ReadonlyMap<string, Credenti
   if (!names.includes("host")) return deny(403, "AccessDenied", "Host must be signed");
   const query = new URLSearchParams(q);
   query.delete("X-Amz-Signature");
-  const scope = `${date}/${region}/s3/aws4_request`;
+  const scope = credentialScope(date!, region!, "s3");
   const expected = sign({ method: req.method, url, headers: signedHeaderValues(req, names), payloadHash: UNSIGNED_PAYLOAD, query }, signingKey(credential.secretAccessKey, date!, region!, "s3"), datetime, scope);
   if (expected?.signature !== signature) return deny(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided");
   return { ok: true, accessKeyId, payloadHash: UNSIGNED_PAYLOAD, signature, datetime, scope, secret: credential.secretAccessKey, region: region! };

@@ -28,6 +28,12 @@ export function signingKey(secret: string, date: string, region: string, service
 /** A time as SigV4 writes it: 20261203T150000Z. */
 export const amzDate = (ms: number) => new Date(ms).toISOString().replace(/[:-]|\.\d{3}/g, "");
 
+/** An X-Amz-Date as milliseconds since the epoch; NaN if it is not one. */
+export const amzDateMs = (datetime: string) => Date.parse(datetime.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
+
+/** What a signature is good for: "20261203/us-east-1/s3/aws4_request". */
+export const credentialScope = (date: string, region: string, service: string) => `${date}/${region}/${service}/aws4_request`;
+
 const rfc3986 = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** A URL's path in canonical form; undefined when it holds an escape that decodes to nothing valid. */

@@ -11,7 +11,7 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
-import { ALGORITHM, amzDate, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
+import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 
 export interface S3ClientOptions {
   baseURL: string;
@@ -117,7 +117,7 @@ export class S3Client {
     const signed: Record<string, string> = { ...headers, "x-amz-content-sha256": UNSIGNED_PAYLOAD, "x-amz-date": datetime };
     if (credentials.sessionToken) signed["x-amz-security-token"] = credentials.sessionToken;
     const toSign = Object.entries(signed).map(([name, value]) => [name.toLowerCase(), value] as const).filter(([name]) => !UNSIGNED_HEADERS.has(name));
-    const scope = `${date}/${this.o.region}/s3/aws4_request`;
+    const scope = credentialScope(date, this.o.region, "s3");
     const s = sign({ method, url: new URL(url), headers: toSign, payloadHash: UNSIGNED_PAYLOAD }, this.signingKey.key, datetime, scope);
     if (!s) throw new FsError(Errno.EINVAL, `${url}: cannot be signed`);
     signed.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${s.signedHeaders}, Signature=${s.signature}`;
