@@ -47,7 +47,11 @@ test("block 0 carries the size metadata the original writes, and auto-detection 
   const { s3, objects, client } = store({ blocks: 1000 });
   await s3.writeBlock(0, pattern(BS, 2));
   const meta = server.objects.get("bkt", objects.key(0))!.meta;
-  expect(meta).toEqual({ "x-amz-meta-s3backer-blocksize": "4096", "x-amz-meta-s3backer-filesize": String(1000 * BS) });
+  expect(meta).toEqual({
+    "x-amz-meta-s3backer-blocksize": "4096",
+    "x-amz-meta-s3backer-filesize": String(1000 * BS),
+    "x-amz-meta-s3backer-crc32": crc32Base64(pattern(BS, 2)),
+  });
   expect(await detectGeometry(client, objects.key(0))).toEqual({ blockSize: 4096, fileSize: 1000 * BS });
   expect(await detectGeometry(client, objects.key(1))).toBe("no disk");
 });
@@ -106,7 +110,7 @@ test("a body damaged in transit is never returned: it is fetched again", async (
   expect((err as FsError).errno).toBe(5);
 });
 
-test("blocks go up with their CRC-32 and come back checked by it; without one (or a multipart one), by their MD5", async () => {
+test("blocks go up with their CRC-32 (a checksum and our metadata) and come back checked by it; without one (or a multipart one), by their MD5", async () => {
   const prefix = `crc${Date.now()}/`;
   const { s3, objects } = store({ prefix, maxRetryPauseMs: 100 });
   const data = pattern(BS, 7);
@@ -125,11 +129,24 @@ test("blocks go up with their CRC-32 and come back checked by it; without one (o
   const other = pattern(BS, 8);
   server.objects.put("bkt", key, { ...stored, body: other });
   expect(await eio()).toMatch(/CRC-32/);
-  // No checksum kept (an older server, another program): the MD5 tells.
+  // A server that keeps no checksum of its own (Ceph RGW before Reef): our metadata's CRC-32 tells.
+  expect(stored.meta["x-amz-meta-s3backer-crc32"]).toBe(crc32Base64(data));
+  const hashed = () => count(objects, "GET bodies hashed");
+  server.objects.put("bkt", key, { ...stored, checksumCrc32: undefined });
+  const before = hashed();
+  expect(await s3.readBlock(3)).toEqual(data);
+  expect(hashed()).toBe(before);
   server.objects.put("bkt", key, { ...stored, body: other, checksumCrc32: undefined });
+  expect(await eio()).toMatch(/CRC-32/);
+  // Neither (another program wrote it): the MD5 tells.
+  const { "x-amz-meta-s3backer-crc32": _, ...otherMeta } = stored.meta;
+  server.objects.put("bkt", key, { ...stored, body: other, checksumCrc32: undefined, meta: otherMeta });
   expect(await eio()).toMatch(/ETag/);
+  server.objects.put("bkt", key, { ...stored, checksumCrc32: undefined, meta: otherMeta });
+  expect(await s3.readBlock(3)).toEqual(data);
+  expect(hashed()).toBeGreaterThan(before);
   // A multipart upload's composite checksum is not the body's CRC-32: the MD5 is used.
-  server.objects.put("bkt", key, { ...stored, checksumCrc32: "AAAAAA==-2" });
+  server.objects.put("bkt", key, { ...stored, checksumCrc32: "AAAAAA==-2", meta: otherMeta });
   expect(await s3.readBlock(3)).toEqual(data);
 });
 

@@ -1,10 +1,10 @@
 /**
- * Stream servers on Bun's own sockets (Bun.listen): a write goes straight to the socket, and only
- * what the socket does not take is copied and queued. (node:net under Bun buffers and joins every
- * large write: for NBD reads, a third of the process's CPU.)
+ * Stream servers and clients on Bun's own sockets (Bun.listen, Bun.connect): a write goes straight
+ * to the socket, and only what the socket does not take is copied and queued. (node:net under Bun
+ * buffers and joins every large write: for NBD reads, a third of the process's CPU.)
  */
 import type { Socket } from "bun";
-import type { StreamAddress, StreamConnection, StreamListener, StreamSession } from "./runtime.ts";
+import type { ClientTls, StreamAddress, StreamConnection, StreamListener, StreamSession } from "./runtime.ts";
 
 /** Queued bytes above which `write` says to wait. */
 const HIGH_WATER = 4 << 20;
@@ -52,8 +52,8 @@ function connection(socket: Socket<State>, state: () => State): StreamConnection
   };
 }
 
-export async function listenStream(address: StreamAddress, open: (c: StreamConnection) => StreamSession): Promise<StreamListener> {
-  const handlers = {
+function handlers(open: (c: StreamConnection) => StreamSession) {
+  return {
     open(socket: Socket<State>) {
       const state: State = { session: undefined!, queue: [], queued: 0, waiters: [], gone: false };
       socket.data = state;
@@ -88,10 +88,54 @@ export async function listenStream(address: StreamAddress, open: (c: StreamConne
       socket.data.session.closed(err.message);
     },
   };
+}
+
+export async function listenStream(address: StreamAddress, open: (c: StreamConnection) => StreamSession): Promise<StreamListener> {
+  const socket = handlers(open);
   if ("path" in address) {
-    const unix = Bun.listen<State>({ unix: address.path, socket: handlers });
+    const unix = Bun.listen<State>({ unix: address.path, socket });
     return { port: undefined, close: () => unix.stop(false) };
   }
-  const tcp = Bun.listen<State>({ hostname: address.host, port: address.port, socket: handlers });
+  const tcp = Bun.listen<State>({ hostname: address.host, port: address.port, socket });
   return { port: tcp.port, close: () => tcp.stop(false) };
+}
+
+/**
+ * A TCP connection to `host:port` (TLS when `tls` is given), once it can carry bytes: for TLS, once
+ * the handshake is done (bytes written before it are not sent). Rejects when it cannot connect.
+ */
+export function connectStream(host: string, port: number, tls: ClientTls | undefined, open: (c: StreamConnection) => StreamSession): Promise<StreamConnection> {
+  return new Promise((resolve, reject) => {
+    let connection: StreamConnection | undefined;
+    const socket = handlers((c) => {
+      connection = c;
+      const session = open(c);
+      return {
+        data: (chunk) => session.data(chunk),
+        closed: (why) => {
+          reject(new Error(`connection to ${host}:${port} closed: ${why}`));
+          session.closed(why);
+        },
+      };
+    });
+    Bun.connect<State>({
+      hostname: host,
+      port,
+      ...(tls ? { tls: { rejectUnauthorized: tls.verify, serverName: tls.serverName, ...(tls.ca ? { ca: tls.ca } : {}) } } : {}),
+      socket: {
+        ...socket,
+        open(s: Socket<State>) {
+          socket.open(s);
+          if (!tls) resolve(connection!);
+        },
+        handshake(_s: Socket<State>, ok: boolean, error: Error | null) {
+          if (ok && (!tls!.verify || !error)) resolve(connection!);
+          else reject(new Error(`TLS with ${host}:${port}: ${error?.message ?? "handshake failed"}`));
+        },
+        connectError(_s: Socket<State>, error: Error) {
+          reject(error);
+        },
+      },
+    }).catch(reject);
+  });
 }

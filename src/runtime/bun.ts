@@ -4,7 +4,7 @@ import { readFileSync, readSync } from "node:fs";
 import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
-import { listenStream } from "./bun-stream.ts";
+import { connectStream, listenStream } from "./bun-stream.ts";
 import { readAt, writeAt } from "./positioned-io.ts";
 
 
@@ -145,6 +145,7 @@ export const bunRuntime: Runtime = {
     return { port: server.port!, stop: () => server.stop(true) };
   },
   listenStream,
+  connectStream,
   readSync(fd, buffer) {
     return readSync(fd, buffer, 0, buffer.length, null);
   },

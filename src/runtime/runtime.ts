@@ -70,6 +70,13 @@ export interface StreamSession {
   closed(why: string): void;
 }
 
+/** TLS for a client connection: verify the server's certificate (against `ca`, PEM, if given) for `serverName`. */
+export interface ClientTls {
+  verify: boolean;
+  serverName: string;
+  ca: string | undefined;
+}
+
 export interface StreamListener {
   /** The TCP port (the system's choice for port 0); undefined on a Unix socket. */
   readonly port: number | undefined;
@@ -91,6 +98,11 @@ export interface Runtime {
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** Serves a Unix socket or a TCP port: `open` is called for each connection. Rejects when it cannot listen. */
   listenStream(address: StreamAddress, open: (connection: StreamConnection) => StreamSession): Promise<StreamListener>;
+  /**
+   * Opens a TCP connection (TLS when `tls` is given): `open` is called with it once connected.
+   * Undefined where the runtime's sockets are not used for S3 (its fetch() is then).
+   */
+  connectStream?(host: string, port: number, tls: ClientTls | undefined, open: (connection: StreamConnection) => StreamSession): Promise<StreamConnection>;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
   readSync(fd: number, buffer: Uint8Array): number;
   /** pread(2) off the main thread: the length read (short only at the end of the file). */

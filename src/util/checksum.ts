@@ -2,7 +2,12 @@
 import { runtime } from "../runtime/index.ts";
 
 export function crc32Base64(data: Uint8Array): string {
+  return crc32ToBase64(runtime.crc32(data));
+}
+
+/** A CRC-32 already taken, in that header's form. */
+export function crc32ToBase64(crc: number): string {
   const b = Buffer.alloc(4);
-  b.writeUInt32BE(runtime.crc32(data) >>> 0);
+  b.writeUInt32BE(crc >>> 0);
   return b.toString("base64");
 }

@@ -11,6 +11,8 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
+import { defaultGetThreads, GetError, GetPool, getThreadsUsable } from "./get-pool.ts";
+import { readFileSync } from "node:fs";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 
 export interface S3ClientOptions {
@@ -51,6 +53,8 @@ export interface S3Response {
   status: number;
   headers: Headers;
   body: Uint8Array;
+  /** The body's CRC-32, when it was taken off the main thread (GETs through the GET threads). */
+  crc32?: number;
 }
 
 /** A failure worth another attempt. */
@@ -61,9 +65,19 @@ export class S3Client {
   /** The day's signing key, for the current credentials. */
   private signingKey: { of: string; key: Uint8Array } | undefined;
   private readonly fetchOptions: Record<string, unknown>;
+  /** Object GETs go through threads of their own where they can (get-pool.ts); everything else through fetch(). */
+  private readonly getPool: GetPool | undefined;
 
   constructor(private readonly o: S3ClientOptions) {
     this.fetchOptions = runtime.fetchOptions(o.insecure, o.caFile);
+    if (getThreadsUsable()) {
+      this.getPool = new GetPool(defaultGetThreads(), { insecure: o.insecure, ca: o.caFile ? readFileSync(o.caFile, "utf8") : undefined });
+    }
+  }
+
+  /** Ends the GET threads. */
+  close(): void {
+    this.getPool?.close();
   }
 
   get log(): Logger {
@@ -127,34 +141,40 @@ export class S3Client {
   private async attempt(req: S3Request): Promise<S3Response> {
     const url = this.url(req.key, req.query);
     const started = performance.now();
-    let response: Response;
-    let body: Uint8Array;
+    let answer: S3Response;
     try {
       const headers = await this.signedHeaders(url, req.method, this.o.keepAlive ? req.headers : { ...req.headers, connection: "close" });
-      response = await fetch(url, {
-        method: req.method,
-        headers,
-        ...(req.body ? { body: req.body } : {}),
-        signal: AbortSignal.timeout(this.o.timeoutMs),
-        ...this.fetchOptions,
-      } as RequestInit);
-      body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
+      if (this.getPool && req.method === "GET" && req.key !== "") {
+        answer = await this.getPool.get(new URL(url), headers ?? {}, this.o.timeoutMs);
+      } else {
+        const response = await fetch(url, {
+          method: req.method,
+          headers,
+          ...(req.body ? { body: req.body } : {}),
+          signal: AbortSignal.timeout(this.o.timeoutMs),
+          ...this.fetchOptions,
+        } as RequestInit);
+        const body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
+        answer = { status: response.status, headers: response.headers, body };
+      }
     } catch (err) {
+      if (err instanceof FsError) throw err;
       const name = (err as Error).name;
-      throw new RetryableError(name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
+      const timedOut = err instanceof GetError ? err.timedOut : name === "TimeoutError" || name === "AbortError";
+      throw new RetryableError(timedOut ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
     }
-    if (this.o.debugHttp) this.o.log.debug(`${req.method} ${url} -> ${response.status}`);
+    const { status, body } = answer;
+    if (this.o.debugHttp) this.o.log.debug(`${req.method} ${url} -> ${status}`);
     await this.throttle(req.method === "PUT" ? (req.body?.length ?? 0) : body.length, req.method === "PUT" ? this.o.maxUploadBps : this.o.maxDownloadBps, started);
 
-    if (req.expect.includes(response.status)) {
-      const answer = { status: response.status, headers: response.headers, body };
+    if (req.expect.includes(status)) {
       await req.validate?.(answer);
       return answer;
     }
-    const code = /<Code>([^<]+)<\/Code>/.exec(new TextDecoder().decode(body))?.[1] ?? response.headers.get("x-amz-error-code") ?? "";
-    const what = `HTTP ${response.status}${code ? ` ${code}` : ""}`;
-    if (response.status >= 500 || response.status === 429 || code === "SlowDown" || code === "RequestTimeout") throw new RetryableError(what);
-    throw new FsError(response.status === 403 ? Errno.EACCES : Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${what}`);
+    const code = /<Code>([^<]+)<\/Code>/.exec(new TextDecoder().decode(body))?.[1] ?? answer.headers.get("x-amz-error-code") ?? "";
+    const what = `HTTP ${status}${code ? ` ${code}` : ""}`;
+    if (status >= 500 || status === 429 || code === "SlowDown" || code === "RequestTimeout") throw new RetryableError(what);
+    throw new FsError(status === 403 ? Errno.EACCES : Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${what}`);
   }
 
   /** Holds a transfer back so it averages at most `bps` bits per second. */

@@ -11,11 +11,14 @@ import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../ob
 import { RetryableError, type S3Client } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
 import { BulkDeleter } from "./bulk-delete.ts";
-import { crc32Base64 } from "../../util/checksum.ts";
+import { crc32Base64, crc32ToBase64 } from "../../util/checksum.ts";
+import { Counters } from "../../util/counters.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
 export const META_HMAC = "x-amz-meta-s3backer-hmac";
+/** The stored body's CRC-32 (as CHECKSUM), for servers that keep no additional checksums of their own. */
+export const META_CRC32 = "x-amz-meta-s3backer-crc32";
 export const BLOCK_CONTENT_TYPE = "application/x-s3backer-block";
 
 export interface S3StoreOptions {
@@ -29,12 +32,15 @@ export interface S3StoreOptions {
 }
 
 /**
- * Blocks are stored with a CRC-32 (S3's additional checksums), and asked for with it: a body that
- * matches its stored CRC-32 is checked without an MD5, which is what a cold read spends most of
- * its CPU on. The ETag is then the MD5 the consistency guard compares. Where a server keeps no
- * checksum (older servers, objects written by other programs), the body is hashed as before.
+ * Blocks are stored with a CRC-32, twice: as S3's additional checksum, and as metadata of our own
+ * for servers that keep none (Ceph RGW before Reef). A body that matches its CRC-32 is checked
+ * without an MD5, which is what a cold read spends most of its CPU on; the ETag is then the MD5
+ * the consistency guard compares. A PUT replaces an object's metadata with its body, so the two
+ * cannot come from different writes. Objects with neither (written by other programs) are hashed.
  */
 const CHECKSUM = "x-amz-checksum-crc32";
+/** A whole object's CRC-32 in base64 (a multipart upload's composite one is not this). */
+const WHOLE_CRC32 = /^[A-Za-z0-9+/]{6}==$/;
 
 const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
 
@@ -44,6 +50,7 @@ export class S3Store implements ObjectStore {
   readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
   private readonly deleter: BulkDeleter;
+  private readonly checks = new Counters(["GET bodies checked by CRC-32", "GET bodies hashed"] as const);
 
   constructor(
     private readonly client: S3Client,
@@ -74,13 +81,15 @@ export class S3Store implements ObjectStore {
       validate: async (answer) => {
         if (answer.status !== 200) return;
         const etag = unquote(answer.headers.get("etag"));
-        const crc = answer.headers.get(CHECKSUM);
-        // A whole object's CRC-32 is 4 bytes in base64 (a multipart upload's composite one is not).
-        if (crc !== null && /^[A-Za-z0-9+/]{6}==$/.test(crc) && /^[0-9a-f]{32}$/.test(etag)) {
-          if (crc32Base64(answer.body) !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
+        const crc = [answer.headers.get(CHECKSUM), answer.headers.get(META_CRC32)].find((c) => c !== null && WHOLE_CRC32.test(c));
+        if (crc !== undefined && /^[0-9a-f]{32}$/.test(etag)) {
+          const actual = answer.crc32 === undefined ? crc32Base64(answer.body) : crc32ToBase64(answer.crc32);
+          if (actual !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
+          this.checks.add("GET bodies checked by CRC-32");
           digest = etag;
           return;
         }
+        this.checks.add("GET bodies hashed");
         digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
         // A body that does not match its ETag was damaged on the way: ask again.
         if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
@@ -105,10 +114,12 @@ export class S3Store implements ObjectStore {
   async put(block: number, object: ObjectToStore): Promise<string> {
     const key = this.key(block);
     const digest = Buffer.from(await this.uploadMd5.digest(object.body));
+    const crc = crc32Base64(object.body);
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
       "content-md5": digest.toString("base64"),
-      [CHECKSUM]: crc32Base64(object.body),
+      [CHECKSUM]: crc,
+      [META_CRC32]: crc,
       ...this.o.putHeaders,
     };
     if (object.encoding) headers["content-encoding"] = object.encoding;
@@ -170,13 +181,16 @@ export class S3Store implements ObjectStore {
 
   async flush(): Promise<void> {} // every put is stored before it returns
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.client.close();
+  }
 
   stats(): StatGroup[] {
-    return [{ layer: "S3", values: this.client.stats.entries() }];
+    return [{ layer: "S3", values: [...this.client.stats.entries(), ...this.checks.entries()] }];
   }
 
   resetStats(): void {
     this.client.stats.reset();
+    this.checks.reset();
   }
 }

@@ -1,0 +1,133 @@
+/**
+ * A GET thread (see get-pool.ts): sends the requests it is given over keep-alive HTTP/1.1
+ * connections of its own, reads each response into one buffer of its size, takes the body's CRC-32,
+ * and hands the buffer back to the main thread (transferred, not copied).
+ *
+ * A request sent on a kept connection that the server had closed meanwhile gets no byte of answer:
+ * it is sent again at once on a new connection (a GET changes nothing), as fetch() does.
+ */
+import { runtime } from "../../runtime/index.ts";
+import type { StreamConnection } from "../../runtime/runtime.ts";
+import { messageOf } from "../../errors.ts";
+import { ResponseReader } from "./http1.ts";
+import type { GetAnswer, GetJob } from "./get-pool.ts";
+
+declare const self: Worker;
+
+interface Connection {
+  key: string;
+  stream: StreamConnection | undefined;
+  /** The request it carries, if any. */
+  current: Running | undefined;
+  reused: boolean;
+  gone: boolean;
+}
+
+interface Running {
+  job: GetJob;
+  reader: ResponseReader;
+  timer: ReturnType<typeof setTimeout>;
+  /** Whether this is the job's second try (after a kept connection turned out closed). */
+  retried: boolean;
+}
+
+/** Kept connections, per server, idle. */
+const idle = new Map<string, Connection[]>();
+
+const reply = (answer: GetAnswer, transfer: ArrayBuffer[] = []) => self.postMessage(answer, transfer);
+
+function finish(conn: Connection, run: Running): void {
+  clearTimeout(run.timer);
+  conn.current = undefined;
+}
+
+function drop(conn: Connection): void {
+  conn.gone = true;
+  const list = idle.get(conn.key);
+  const at = list?.indexOf(conn) ?? -1;
+  if (at >= 0) list!.splice(at, 1);
+  conn.stream?.end();
+}
+
+function fail(conn: Connection, run: Running, error: string, timedOut = false): void {
+  finish(conn, run);
+  drop(conn);
+  reply({ id: run.job.id, error, timedOut });
+}
+
+function received(conn: Connection, chunk: Uint8Array): void {
+  const run = conn.current;
+  if (!run) return drop(conn); // bytes nobody asked for: the connection is out of step
+  let done;
+  try {
+    done = run.reader.push(chunk);
+  } catch (err) {
+    return fail(conn, run, messageOf(err));
+  }
+  if (!done) return;
+  finish(conn, run);
+  const { response, used } = done;
+  let body = response.body;
+  if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
+  reply(
+    { id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 },
+    [body.buffer as ArrayBuffer],
+  );
+  if (response.close || used < chunk.length || run.job.close) return drop(conn);
+  conn.reused = true;
+  const list = idle.get(conn.key) ?? [];
+  list.push(conn);
+  idle.set(conn.key, list);
+}
+
+function closed(conn: Connection, why: string): void {
+  if (conn.gone && !conn.current) return;
+  conn.gone = true;
+  const run = conn.current;
+  const list = idle.get(conn.key);
+  const at = list?.indexOf(conn) ?? -1;
+  if (at >= 0) list!.splice(at, 1);
+  if (!run) return;
+  if (!run.reader.started && conn.reused && !run.retried) {
+    finish(conn, run);
+    return void start(run.job, true);
+  }
+  let response;
+  try {
+    response = run.reader.end();
+  } catch (err) {
+    return fail(conn, run, `${messageOf(err)} (${why})`);
+  }
+  finish(conn, run);
+  const body = response.body.slice();
+  reply({ id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 }, [body.buffer as ArrayBuffer]);
+}
+
+async function start(job: GetJob, retried = false): Promise<void> {
+  const key = `${job.host}:${job.port}:${job.tls ? "tls" : ""}`;
+  const kept = idle.get(key)?.pop();
+  const conn: Connection = kept ?? { key, stream: undefined, current: undefined, reused: false, gone: false };
+  const run: Running = {
+    job,
+    reader: new ResponseReader(job.method),
+    retried,
+    timer: setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs),
+  };
+  conn.current = run;
+  if (!conn.stream) {
+    try {
+      conn.stream = await runtime.connectStream!(job.host, job.port, job.tls, () => ({
+        data: (chunk) => received(conn, chunk),
+        closed: (why) => closed(conn, why),
+      }));
+    } catch (err) {
+      if (conn.current === run) fail(conn, run, messageOf(err));
+      return;
+    }
+    if (conn.current !== run) return void conn.stream.end(); // timed out while connecting
+  }
+  conn.stream.write(job.request);
+}
+
+self.onmessage = (event: MessageEvent<GetJob>) => void start(event.data);
+self.postMessage({ ready: true });

@@ -1,0 +1,124 @@
+/**
+ * The GET threads against real sockets: a normal server (keep-alive reuse, big bodies and their
+ * CRC-32), and raw servers that misbehave: closing kept connections, answering late, chunked.
+ */
+import { afterAll, expect, test } from "bun:test";
+import type { Socket, TCPSocketListener } from "bun";
+import { GetError, GetPool, getThreadsUsable } from "../src/object/s3/get-pool.ts";
+import { pattern } from "./helpers/data.ts";
+
+const pool = new GetPool(2, { insecure: false, ca: undefined });
+const listeners: TCPSocketListener<unknown>[] = [];
+afterAll(() => {
+  pool.close();
+  for (const l of listeners) l.stop(true);
+});
+
+const BIG = pattern(1 << 20, 5);
+let connections = 0;
+const http = Bun.serve({
+  port: 0,
+  hostname: "127.0.0.1",
+  fetch(req, server) {
+    void server;
+    const u = new URL(req.url);
+    if (u.pathname === "/big") return new Response(BIG, { headers: { etag: '"e"' } });
+    return new Response(`${req.method} ${u.pathname}${u.search} ${req.headers.get("x-test")}`, { status: 201 });
+  },
+});
+afterAll(() => http.stop(true));
+
+/** A raw server: `answer` decides what each request on a connection gets. */
+function raw(answer: (socket: Socket<{ n: number }>, n: number) => void): number {
+  const l = Bun.listen<{ n: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        connections++;
+        s.data = { n: 0 };
+      },
+      data(s, chunk) {
+        if (!new TextDecoder().decode(chunk).includes("\r\n\r\n")) return;
+        answer(s, s.data.n++);
+      },
+    },
+  });
+  listeners.push(l as TCPSocketListener<unknown>);
+  return l.port;
+}
+
+test("GET threads are used unless a proxy is set", () => {
+  expect(getThreadsUsable({})).toBe(true);
+  expect(getThreadsUsable({ HTTPS_PROXY: "http://proxy:3128" })).toBe(false);
+});
+
+test("answers, with their headers and body; the path and query as given; a 1 MiB body with its CRC-32", async () => {
+  const small = await pool.get(new URL(`http://127.0.0.1:${http.port}/b/k%20x?x=1`), { "x-test": "yes" }, 5000);
+  expect(small.status).toBe(201);
+  expect(new TextDecoder().decode(small.body)).toBe("GET /b/k%20x?x=1 yes");
+  const answers = await Promise.all(Array.from({ length: 8 }, () => pool.get(new URL(`http://127.0.0.1:${http.port}/big`), {}, 5000)));
+  for (const a of answers) {
+    expect(a.headers.get("etag")).toBe('"e"');
+    expect(a.body).toEqual(BIG);
+    expect(a.crc32).toBe(Bun.hash.crc32(BIG) >>> 0);
+  }
+});
+
+test("connections are kept and reused", async () => {
+  const port = raw((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  const before = connections;
+  for (let i = 0; i < 10; i++) expect((await pool.get(new URL(`http://127.0.0.1:${port}/x`), {}, 5000)).status).toBe(200);
+  expect(connections - before).toBeLessThanOrEqual(2);
+});
+
+test("a kept connection the server has closed: the GET goes again on a new one, without an error", async () => {
+  // Answers as if keeping the connection, then closes it after a moment (an idle timeout).
+  const port = raw((s) => {
+    s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    setTimeout(() => s.end(), 20);
+  });
+  for (let i = 0; i < 5; i++) {
+    expect((await pool.get(new URL(`http://127.0.0.1:${port}/x`), {}, 5000)).status).toBe(200);
+    await Bun.sleep(60);
+  }
+  // Closed at the moment the request arrives, before any answer: sent again too.
+  const rude = raw((s, n) => (n === 0 ? s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") : s.end()));
+  for (let i = 0; i < 4; i++) expect((await pool.get(new URL(`http://127.0.0.1:${rude}/x`), {}, 5000)).status).toBe(200);
+});
+
+test("chunked answers; a connection closed in the middle of a body is an error, not a short body", async () => {
+  const chunked = raw((s) => s.write("HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  const r = await pool.get(new URL(`http://127.0.0.1:${chunked}/x`), {}, 5000);
+  expect(r.status).toBe(404);
+  expect(new TextDecoder().decode(r.body)).toBe("abc");
+  const cut = raw((s) => {
+    s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
+    s.end();
+  });
+  const err = await pool.get(new URL(`http://127.0.0.1:${cut}/x`), {}, 5000).catch((e) => e);
+  expect(err).toBeInstanceOf(GetError);
+  expect((err as GetError).message).toMatch(/middle of a response body/);
+  expect((err as GetError).timedOut).toBe(false);
+});
+
+test("a server that does not answer in time: a timeout error; one that is not there: an error", async () => {
+  const silent = raw(() => {});
+  const started = performance.now();
+  const err = await pool.get(new URL(`http://127.0.0.1:${silent}/x`), {}, 200).catch((e) => e);
+  expect(err).toBeInstanceOf(GetError);
+  expect((err as GetError).timedOut).toBe(true);
+  expect(performance.now() - started).toBeLessThan(3000);
+  const closedPort = raw(() => {});
+  listeners.pop()!.stop(true);
+  const refused = await pool.get(new URL(`http://127.0.0.1:${closedPort}/x`), {}, 2000).catch((e) => e);
+  expect(refused).toBeInstanceOf(GetError);
+  expect((refused as GetError).timedOut).toBe(false);
+});
+
+test("Connection: close asks for a new connection each time", async () => {
+  const port = raw((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  const before = connections;
+  for (let i = 0; i < 3; i++) await pool.get(new URL(`http://127.0.0.1:${port}/x`), { connection: "close" }, 5000);
+  expect(connections - before).toBe(3);
+});
