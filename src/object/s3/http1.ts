@@ -134,7 +134,8 @@ export class ResponseReader {
     } else if (length !== undefined) {
       if (!/^\d+$/.test(length)) throw new Error(`bad content-length: ${length}`);
       const n = Number(length);
-      this.body = new Uint8Array(n);
+      // Not zeroed first: every byte is written by the body (a block's worth of needless memset).
+      this.body = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
       this.framing = { kind: "length", left: n };
     } else {
       this.framing = { kind: "until-close" };
