@@ -131,7 +131,7 @@ test("blocks go up with their CRC-32 (a checksum and our metadata) and come back
   expect(await eio()).toMatch(/CRC-32/);
   // A server that keeps no checksum of its own (Ceph RGW before Reef): our metadata's CRC-32 tells.
   expect(stored.meta["x-amz-meta-s3backer-crc32"]).toBe(crc32Base64(data));
-  const hashed = () => count(objects, "GET bodies hashed");
+  const hashed = () => count(objects, "GET bodies MD5-hashed");
   server.objects.put("bkt", key, { ...stored, checksumCrc32: undefined });
   const before = hashed();
   expect(await s3.readBlock(3)).toEqual(data);

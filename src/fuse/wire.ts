@@ -3,6 +3,7 @@
  * them out (little-endian). 64-bit fields are read and written as two 32-bit halves: the values we
  * handle (offsets, sizes, ids) stay far below 2^53, so a Number is exact and no BigInt is needed.
  */
+import { concatBytes } from "../util/bytes.ts";
 import type { Attr, DirEntry, SetattrIn, StatfsOut } from "./ops.ts";
 import { Size } from "./kernel-abi.ts";
 
@@ -219,11 +220,5 @@ export function dirents(entries: readonly DirEntry[], offset: number, maxSize: n
     records.push(bytes);
     total += size;
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const r of records) {
-    out.set(r, at);
-    at += r.length;
-  }
-  return out;
+  return concatBytes(records);
 }

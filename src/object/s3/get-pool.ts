@@ -112,12 +112,9 @@ export class GetPool {
     }
   }
 
+  /** The thread with the fewest GETs in flight. All start with the first GET: one that starts later makes its first GETs wait for it. */
   private leastBusy(): Thread {
-    if (this.threads.length < this.size) {
-      const idle = this.threads.find((t) => t.inFlight === 0);
-      if (idle) return idle;
-      return this.start();
-    }
+    while (this.threads.length < this.size) this.start();
     return this.threads.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
   }
 

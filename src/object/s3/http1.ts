@@ -4,6 +4,8 @@
  * into a buffer of that size), chunked, or by the end of the connection. Pure: no sockets here.
  */
 
+import { concatBytes } from "../../util/bytes.ts";
+
 const MAX_HEAD = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
 
@@ -61,7 +63,7 @@ export class ResponseReader {
         return undefined;
       }
       this.head.push(chunk.subarray(0, end));
-      this.parseHead(concat(this.head));
+      this.parseHead(concatBytes(this.head));
       this.head = [];
       at = end;
       // 1xx: informational, a real response follows (its head starts right after).
@@ -100,8 +102,8 @@ export class ResponseReader {
   /** Where the head ends (just past its blank line) in the head so far plus `chunk`, as an offset in `chunk`; -1 if not yet. */
   private headEnd(chunk: Uint8Array): number {
     // The blank line may straddle the previous chunk: look at its last 3 bytes too.
-    const tail = this.head.length ? concat(this.head).subarray(-3) : new Uint8Array(0);
-    const joined = tail.length ? concat([tail, chunk]) : chunk;
+    const tail = this.head.length ? concatBytes(this.head).subarray(-3) : new Uint8Array(0);
+    const joined = tail.length ? concatBytes([tail, chunk]) : chunk;
     for (let i = 0; i + 3 < joined.length; i++) {
       if (joined[i] === 13 && joined[i + 1] === 10 && joined[i + 2] === 13 && joined[i + 3] === 10) return i + 4 - tail.length;
     }
@@ -163,7 +165,7 @@ export class ResponseReader {
 
   private feedChunked(bytes: Uint8Array): number {
     const start = this.pending.length;
-    const data = start ? concat([this.pending, bytes]) : bytes;
+    const data = start ? concatBytes([this.pending, bytes]) : bytes;
     let at = 0;
     for (;;) {
       if (this.chunkState === "size" || this.chunkState === "trailer") {
@@ -205,7 +207,7 @@ export class ResponseReader {
   }
 
   private result(): ParsedResponse {
-    const body = this.chunks.length ? concat(this.chunks) : this.body;
+    const body = this.chunks.length ? concatBytes(this.chunks) : this.body;
     return { status: this.status, headers: this.headers, body, close: this.close };
   }
 }
@@ -213,17 +215,4 @@ export class ResponseReader {
 function indexOfCrlf(data: Uint8Array, from: number): number {
   for (let i = from; i + 1 < data.length; i++) if (data[i] === 13 && data[i + 1] === 10) return i;
   return -1;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -50,7 +50,7 @@ export class S3Store implements ObjectStore {
   readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
   private readonly deleter: BulkDeleter;
-  private readonly checks = new Counters(["GET bodies checked by CRC-32", "GET bodies hashed"] as const);
+  private readonly checks = new Counters(["GET bodies CRC-checked", "GET bodies MD5-hashed"] as const);
 
   constructor(
     private readonly client: S3Client,
@@ -85,11 +85,11 @@ export class S3Store implements ObjectStore {
         if (crc !== undefined && /^[0-9a-f]{32}$/.test(etag)) {
           const actual = answer.crc32 === undefined ? crc32Base64(answer.body) : crc32ToBase64(answer.crc32);
           if (actual !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
-          this.checks.add("GET bodies checked by CRC-32");
+          this.checks.add("GET bodies CRC-checked");
           digest = etag;
           return;
         }
-        this.checks.add("GET bodies hashed");
+        this.checks.add("GET bodies MD5-hashed");
         digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
         // A body that does not match its ETag was damaged on the way: ask again.
         if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
