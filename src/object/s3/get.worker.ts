@@ -9,7 +9,7 @@
 import { runtime } from "../../runtime/index.ts";
 import type { StreamConnection } from "../../runtime/runtime.ts";
 import { messageOf } from "../../errors.ts";
-import { ResponseReader } from "./http1.ts";
+import { ResponseReader, type ParsedResponse } from "./http1.ts";
 import type { GetAnswer, GetJob } from "./get-pool.ts";
 
 declare const self: Worker;
@@ -41,12 +41,24 @@ function finish(conn: Connection, run: Running): void {
   conn.current = undefined;
 }
 
-function drop(conn: Connection): void {
+/** Takes a connection out of the kept ones: it carries no more requests. */
+function forget(conn: Connection): void {
   conn.gone = true;
   const list = idle.get(conn.key);
   const at = list?.indexOf(conn) ?? -1;
   if (at >= 0) list!.splice(at, 1);
+}
+
+function drop(conn: Connection): void {
+  forget(conn);
   conn.stream?.end();
+}
+
+/** Hands the response to the main thread, its body's buffer transferred (copied first only if it is part of a bigger one). */
+function answer(run: Running, response: ParsedResponse): void {
+  let body = response.body;
+  if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
+  reply({ id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 }, [body.buffer as ArrayBuffer]);
 }
 
 function fail(conn: Connection, run: Running, error: string, timedOut = false): void {
@@ -67,12 +79,7 @@ function received(conn: Connection, chunk: Uint8Array): void {
   if (!done) return;
   finish(conn, run);
   const { response, used } = done;
-  let body = response.body;
-  if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
-  reply(
-    { id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 },
-    [body.buffer as ArrayBuffer],
-  );
+  answer(run, response);
   if (response.close || used < chunk.length || run.job.close) return drop(conn);
   conn.reused = true;
   const list = idle.get(conn.key) ?? [];
@@ -82,11 +89,8 @@ function received(conn: Connection, chunk: Uint8Array): void {
 
 function closed(conn: Connection, why: string): void {
   if (conn.gone && !conn.current) return;
-  conn.gone = true;
+  forget(conn);
   const run = conn.current;
-  const list = idle.get(conn.key);
-  const at = list?.indexOf(conn) ?? -1;
-  if (at >= 0) list!.splice(at, 1);
   if (!run) return;
   if (!run.reader.started && conn.reused && !run.retried) {
     finish(conn, run);
@@ -99,8 +103,7 @@ function closed(conn: Connection, why: string): void {
     return fail(conn, run, `${messageOf(err)} (${why})`);
   }
   finish(conn, run);
-  const body = response.body.slice();
-  reply({ id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 }, [body.buffer as ArrayBuffer]);
+  answer(run, response);
 }
 
 async function start(job: GetJob, retried = false): Promise<void> {
