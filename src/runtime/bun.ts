@@ -1,6 +1,6 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { readFileSync, readSync } from "node:fs";
+import { readSync } from "node:fs";
 import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
@@ -125,10 +125,10 @@ export const bunRuntime: Runtime = {
     const url = compiled() ? `file:///$bunfs/root/${modulePath}` : new URL(`../${modulePath}`, import.meta.url).href;
     return new Worker(url);
   },
-  fetchOptions(insecure, caFile) {
+  fetchOptions(insecure, ca) {
     const raw = { decompress: false };
-    if (!insecure && !caFile) return raw;
-    return { ...raw, tls: { rejectUnauthorized: !insecure, ...(caFile ? { ca: readFileSync(caFile, "utf8") } : {}) } };
+    if (!insecure && !ca) return raw;
+    return { ...raw, tls: { rejectUnauthorized: !insecure, ...(ca ? { ca } : {}) } };
   },
   serve({ port, hostname, tls }, handler) {
     const server = Bun.serve({

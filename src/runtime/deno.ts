@@ -3,7 +3,6 @@
  * the FUSE device go through FFI here: Deno's node:fs does not know a descriptor opened by another
  * thread.
  */
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
@@ -123,9 +122,9 @@ export const denoRuntime: Runtime = {
   crc32,
   collectGarbage: () => false,
   // Deno's fetch leaves a deflate body as it is.
-  fetchOptions(insecure, caFile) {
+  fetchOptions(insecure, ca) {
     if (insecure) throw new Error("--insecure is not available under Deno (its fetch always verifies certificates): use --cacert");
-    return caFile ? { client: Deno.createHttpClient({ caCerts: [readFileSync(caFile, "utf8")] }) } : {};
+    return ca ? { client: Deno.createHttpClient({ caCerts: [ca] }) } : {};
   },
   serve({ port, hostname, tls }, handler) {
     const server = Deno.serve({ port, hostname, ...(tls ?? {}), onListen: () => {} }, handler);

@@ -91,9 +91,9 @@ export interface Runtime {
   startWorker(modulePath: string): Worker;
   /**
    * Extra fetch() options for S3 requests: bodies exactly as stored (never decompressed because of
-   * their Content-Encoding: that is the codec's job), and TLS (skip verification, or a CA file).
+   * their Content-Encoding: that is the codec's job), and TLS (skip verification, or a CA's PEM text).
    */
-  fetchOptions(insecure: boolean, caFile: string | undefined): Record<string, unknown>;
+  fetchOptions(insecure: boolean, ca: string | undefined): Record<string, unknown>;
   /** Serves HTTP with a fetch-style handler. */
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** Serves a Unix socket or a TCP port: `open` is called for each connection. Rejects when it cannot listen. */

@@ -8,6 +8,7 @@ import { concatBytes } from "../../util/bytes.ts";
 
 const MAX_HEAD = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
+const ascii = new TextEncoder();
 
 /** The bytes of a request without a body. `target` is the path and query, as signed. */
 export function requestBytes(method: string, target: string, host: string, headers: Record<string, string>): Uint8Array {
@@ -16,7 +17,7 @@ export function requestBytes(method: string, target: string, host: string, heade
     if (/[\r\n]/.test(name + value)) throw new Error(`header ${name}: a line break in a header`);
     text += `${name}: ${value}\r\n`;
   }
-  return new TextEncoder().encode(`${text}\r\n`);
+  return ascii.encode(`${text}\r\n`);
 }
 
 export interface ParsedResponse {

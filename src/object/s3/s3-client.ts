@@ -69,10 +69,9 @@ export class S3Client {
   private readonly getPool: GetPool | undefined;
 
   constructor(private readonly o: S3ClientOptions) {
-    this.fetchOptions = runtime.fetchOptions(o.insecure, o.caFile);
-    if (getThreadsUsable()) {
-      this.getPool = new GetPool(defaultGetThreads(), { insecure: o.insecure, ca: o.caFile ? readFileSync(o.caFile, "utf8") : undefined });
-    }
+    const ca = o.caFile ? readFileSync(o.caFile, "utf8") : undefined;
+    this.fetchOptions = runtime.fetchOptions(o.insecure, ca);
+    if (getThreadsUsable()) this.getPool = new GetPool(defaultGetThreads(), { insecure: o.insecure, ca });
   }
 
   /** Ends the GET threads. */
