@@ -22,6 +22,7 @@ import type { StatGroup } from "../src/store/block-store.ts";
 import { Layer } from "../src/store/layer.ts";
 import { seededRandom } from "./helpers/data.ts";
 import { CacheFile } from "../src/store/block-cache/cache-file.ts";
+import { BufferPool } from "../src/util/buffer-pool.ts";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,10 +32,19 @@ const UNIT = 16;
 const BLOCKS = 48;
 const UNITS = (BS * BLOCKS) / UNIT;
 
-/** A memory store whose answers come after random delays, and whose writes fail at `failRate`. */
+/**
+ * A memory store whose answers come after random delays, and whose writes fail at `failRate`.
+ * With `spares`, it reads as the S3 store's GETs do: into a spare buffer of the cache's, which
+ * first moves away (every view of it here is detached) and comes back holding the body.
+ */
 class Delayed extends Layer<VerifiedStore> {
-  constructor(inner: VerifiedStore, private readonly random: () => number, private readonly failRate: number) {
+  constructor(inner: VerifiedStore, private readonly random: () => number, private readonly failRate: number, private readonly spares?: BufferPool) {
     super(inner);
+  }
+  /** Reads that went into a spare buffer. */
+  spareReads = 0;
+  override get freshReads(): boolean {
+    return this.spares !== undefined || this.inner.freshReads;
   }
   private pause(): Promise<void> {
     const ms = this.random() < 0.3 ? 0 : this.random() * 4;
@@ -42,7 +52,13 @@ class Delayed extends Layer<VerifiedStore> {
   }
   async readBlock(block: number): Promise<Uint8Array> {
     await this.pause();
-    return this.inner.readBlock(block);
+    const data = await this.inner.readBlock(block);
+    if (!this.spares) return data;
+    const spare = this.spares.takeSpare();
+    if (spare) this.spareReads++;
+    const body = spare ? structuredClone(spare, { transfer: [spare.buffer as ArrayBuffer] }) : new Uint8Array(data.length);
+    body.set(data);
+    return body;
   }
   async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
     await this.pause();
@@ -82,6 +98,8 @@ interface Case {
   file?: boolean;
   /** Saves to the cache file fail after this many, as on a disk that fills up. */
   savesUntilFull?: number;
+  /** The store reads bodies into the cache's spare buffers. */
+  spares?: boolean;
 }
 
 const cases: Case[] = [
@@ -91,6 +109,7 @@ const cases: Case[] = [
   { name: "8 blocks, write-through", options: { size: 8, maxDirty: 8, sync: true } },
   { name: "6 blocks, failing writes", options: { size: 6, maxDirty: 6 }, failRate: 0.05 },
   { name: "4 blocks, the first 3 protected", options: { size: 4, maxDirty: 4, numProtected: 3 } },
+  { name: "3 blocks, read-ahead, bodies read into spare buffers", options: { size: 3, maxDirty: 3, readAhead: 2, readAheadTrigger: 1 }, spares: true },
   { name: "a cache file of 24 blocks, 3 in memory", options: { size: 24, maxDirty: 24, memoryBlocks: 3 }, file: true },
   { name: "a cache file, 2 in memory, read-ahead, failing writes", options: { size: 12, maxDirty: 12, memoryBlocks: 2, readAhead: 3, readAheadTrigger: 1 }, file: true, failRate: 0.05 },
   { name: "a cache file, 4 in memory, write-through", options: { size: 16, maxDirty: 16, memoryBlocks: 4, sync: true }, file: true },
@@ -107,6 +126,8 @@ for (const c of cases) {
       size: 4, memoryBlocks: 4, threads: 3, writeDelayMs: 0, maxDirty: 4, timeoutMs: 0, sync: false, readAhead: 0, readAheadTrigger: 2,
       numProtected: 0, log: new Logger({ kind: "file", path: "/dev/null" }), ...c.options,
     };
+    const spares = c.spares ? new BufferPool(BS) : undefined;
+    options.spares = spares;
     const dir = mkdtempSync(join(tmpdir(), "model-"));
     const path = join(dir, "cache");
     const slots = options.size + 16;
@@ -116,7 +137,8 @@ for (const c of cases) {
       let saves = 0;
       opened.file.writeSlot = (slot, data) => (saves++ >= c.savesUntilFull! ? Promise.reject(new Error("ENOSPC: injected")) : writeSlot(slot, data));
     }
-    const cache = new BlockCache(new Delayed(memory, random, c.failRate ?? 0), options, opened && { file: opened.file, blocks: [], check: undefined });
+    const store = new Delayed(memory, random, c.failRate ?? 0, spares);
+    const cache = new BlockCache(store, options, opened && { file: opened.file, blocks: [], check: undefined });
     cache.resume();
     // Per unit: where in its history is the write the last completed flush made durable.
     const durable = new Array<number>(UNITS).fill(0);
@@ -237,6 +259,7 @@ for (const c of cases) {
     check();
     expect(wrong.slice(0, 10)).toEqual([]);
     expect(reads).toBeGreaterThan(100);
+    if (spares) expect(store.spareReads).toBeGreaterThan(10);
     expect(writes).toBeGreaterThan(100);
     // Stored: each unit's last write.
     for (let u = 0; u < UNITS; u++) {

@@ -6,6 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { GetError, GetPool, getThreadsUsable } from "../src/object/s3/get-pool.ts";
 import { pattern } from "./helpers/data.ts";
+import { BufferPool } from "../src/util/buffer-pool.ts";
 
 const pool = new GetPool(2, { insecure: false, ca: undefined });
 const listeners: TCPSocketListener<unknown>[] = [];
@@ -23,6 +24,8 @@ const http = Bun.serve({
     void server;
     const u = new URL(req.url);
     if (u.pathname === "/big") return new Response(BIG, { headers: { etag: '"e"' } });
+    if (u.pathname === "/half") return new Response(BIG.subarray(0, 1 << 19));
+    if (u.pathname === "/over") return new Response(pattern((1 << 20) + 1, 6));
     return new Response(`${req.method} ${u.pathname}${u.search} ${req.headers.get("x-test")}`, { status: 201 });
   },
 });
@@ -121,4 +124,43 @@ test("Connection: close asks for a new connection each time", async () => {
   const before = connections;
   for (let i = 0; i < 3; i++) await pool.get(new URL(`http://127.0.0.1:${port}/x`), { connection: "close" }, 5000);
   expect(connections - before).toBe(3);
+});
+
+test("a body is read into a spare buffer that fits; one not used (an error status, a body too big, a failure) comes back spare", async () => {
+  const spares = new BufferPool(1 << 20);
+  const give = (fill: number) => spares.give(new Uint8Array(1 << 20).fill(fill));
+  const turn = () => Bun.sleep(1);
+  give(1);
+  await turn();
+  const read = await pool.get(new URL(`http://127.0.0.1:${http.port}/half`), {}, 5000, spares);
+  expect(read.body.byteLength).toBe(1 << 19);
+  expect(read.body.buffer.byteLength).toBe(1 << 20); // the spare's memory, not a buffer of the body's size
+  expect(read.body).toEqual(BIG.subarray(0, 1 << 19));
+  expect(read.crc32).toBe(Bun.hash.crc32(read.body) >>> 0);
+  expect(spares.takeSpare()).toBeUndefined(); // it was used
+
+  give(2);
+  await turn();
+  const missing = raw((s) => s.write("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nno such k"));
+  expect((await pool.get(new URL(`http://127.0.0.1:${missing}/x`), {}, 5000, spares)).status).toBe(404);
+  await turn();
+  const back = spares.takeSpare();
+  expect(back?.byteLength).toBe(1 << 20); // handed back, whole
+
+  give(3);
+  await turn();
+  const big = await pool.get(new URL(`http://127.0.0.1:${http.port}/over`), {}, 5000, spares);
+  expect(big.body).toEqual(pattern((1 << 20) + 1, 6));
+  await turn();
+  expect(spares.takeSpare()?.byteLength).toBe(1 << 20);
+
+  give(4);
+  await turn();
+  const cut = raw((s) => {
+    s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
+    s.end();
+  });
+  expect(await pool.get(new URL(`http://127.0.0.1:${cut}/x`), {}, 5000, spares).catch((e) => e)).toBeInstanceOf(GetError);
+  await turn();
+  expect(spares.takeSpare()?.byteLength).toBe(1 << 20);
 });

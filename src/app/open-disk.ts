@@ -3,6 +3,7 @@
  * flag. The stack, from the bottom: an object store (S3, a local directory or memory) -> codec ->
  * consistency guard -> zero-block cache -> block cache.
  */
+import { BufferPool } from "../util/buffer-pool.ts";
 import { md5Hex } from "../util/md5.ts";
 import type { Config, Geometry } from "../config/settings.ts";
 import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, resolveGeometry } from "../config/geometry.ts";
@@ -47,6 +48,8 @@ export interface Disk {
   knownZero(block: number): boolean;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
+  /** Spare block buffers the store's GETs read bodies into, for the block cache to fill (S3 only). */
+  spares?: BufferPool;
 }
 
 export async function openDisk(config: Config, log: Logger): Promise<Disk> {
@@ -71,6 +74,7 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
     size, memoryBlocks: Math.min(size, Math.max(MIN_MEMORY_BLOCKS, Math.floor(c.memoryBytes / blockSize))),
     threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, numBlocks),
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, numProtected: c.numProtected, log,
+    spares: disk.spares,
   }, opened && { file: opened.file, blocks: opened.blocks, check });
   const fromFile = opened && path ? { path, tokens: opened.tokens, dirty: opened.blocks.filter((b) => b.dirty).length } : undefined;
   const below = disk.knownZero;
@@ -125,9 +129,10 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
     if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
   }
+  const spares = new BufferPool(geometry.blockSize);
   const objects = new S3Store(client, {
     prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
-    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads,
+    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, spares,
   });
   const enc = maintenance ? undefined : config.codec.encryption;
   // The salt binds the key to the bucket and prefix, as in the original.
@@ -138,7 +143,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
   if (!maintenance) await checkDiskEncoding(objects, backend, encryption !== undefined, config.codec.defaultEncoding);
   // A new disk records its sizes at once (in block 0), so the next mount can detect them.
   if (detected === "no disk" && !config.readOnly && !config.noAutoDetect) await backend.writeBlock(0, null);
-  return guarded(config, backend, geometry, new S3MountFlag(client, config.prefix), maintenance);
+  return { ...guarded(config, backend, geometry, new S3MountFlag(client, config.prefix), maintenance), spares };
 }
 
 /** The consistency guard over the codec, unless it is off (--md5CacheSize=0) or the disk is not mounted. */

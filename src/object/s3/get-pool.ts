@@ -13,6 +13,7 @@
 import { runtime } from "../../runtime/index.ts";
 import type { ClientTls } from "../../runtime/runtime.ts";
 import { requestBytes } from "./http1.ts";
+import type { BufferPool } from "../../util/buffer-pool.ts";
 
 /** What the main thread asks of a GET thread. */
 export interface GetJob {
@@ -25,12 +26,14 @@ export interface GetJob {
   timeoutMs: number;
   /** Close the connection after this request (--noCurlCache). */
   close: boolean;
+  /** A spare buffer (transferred) for the body, if it fits; handed back unused otherwise. */
+  into: ArrayBuffer | undefined;
 }
 
 /** A GET thread's answer: the response, or why there is none. */
 export type GetAnswer =
-  | { id: number; status: number; headers: [string, string][]; body: Uint8Array; crc32: number }
-  | { id: number; error: string; timedOut: boolean };
+  | { id: number; status: number; headers: [string, string][]; body: Uint8Array; crc32: number; unused: ArrayBuffer | undefined }
+  | { id: number; error: string; timedOut: boolean; unused: ArrayBuffer | undefined };
 
 export interface PooledResponse {
   status: number;
@@ -57,6 +60,9 @@ interface Thread {
   waiting: GetJob[] | undefined;
 }
 
+/** A job's transfer list: its spare buffer moves to the thread (no view of it here sees it any more). */
+const transferOf = (job: GetJob): ArrayBuffer[] => (job.into ? [job.into] : []);
+
 const PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"];
 
 /** Whether GETs can go through threads of their own here: the runtime has sockets, and no proxy is set. */
@@ -71,7 +77,7 @@ export function defaultGetThreads(): number {
 
 export class GetPool {
   private readonly threads: Thread[] = [];
-  private readonly pending = new Map<number, { resolve(r: PooledResponse): void; reject(e: unknown): void; thread: Thread }>();
+  private readonly pending = new Map<number, { resolve(r: PooledResponse): void; reject(e: unknown): void; thread: Thread; spares: BufferPool | undefined }>();
   private nextId = 1;
 
   constructor(
@@ -79,8 +85,12 @@ export class GetPool {
     private readonly tls: { insecure: boolean; ca: string | undefined },
   ) {}
 
-  /** GETs `url` with these (already signed) headers. */
-  get(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<PooledResponse> {
+  /**
+   * GETs `url` with these (already signed) headers. With `spares`, the body is read into a spare
+   * buffer if one fits: a read past a full cache then faults in no fresh memory (which costs more
+   * CPU than the rest of receiving the body).
+   */
+  get(url: URL, headers: Record<string, string>, timeoutMs: number, spares?: BufferPool): Promise<PooledResponse> {
     const https = url.protocol === "https:";
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     const job: GetJob = {
@@ -92,13 +102,14 @@ export class GetPool {
       request: requestBytes("GET", url.pathname + url.search, url.host, headers),
       timeoutMs,
       close: (headers.connection ?? "").toLowerCase() === "close",
+      into: spares?.takeSpare()?.buffer as ArrayBuffer | undefined,
     };
     const thread = this.leastBusy();
     thread.inFlight++;
     return new Promise((resolve, reject) => {
-      this.pending.set(job.id, { resolve, reject, thread });
+      this.pending.set(job.id, { resolve, reject, thread, spares });
       if (thread.waiting) thread.waiting.push(job);
-      else thread.worker.postMessage(job);
+      else thread.worker.postMessage(job, transferOf(job));
     });
   }
 
@@ -126,7 +137,7 @@ export class GetPool {
     worker.onmessage = (e: MessageEvent<GetAnswer | { ready: true }>) => {
       const data = e.data;
       if ("ready" in data) {
-        for (const job of thread.waiting ?? []) worker.postMessage(job);
+        for (const job of thread.waiting ?? []) worker.postMessage(job, transferOf(job));
         thread.waiting = undefined;
         return;
       }
@@ -151,6 +162,7 @@ export class GetPool {
     if (!p) return;
     this.pending.delete(answer.id);
     p.thread.inFlight--;
+    if (answer.unused) p.spares?.give(new Uint8Array(answer.unused));
     if ("error" in answer) return p.reject(new GetError(answer.error, answer.timedOut));
     p.resolve({ status: answer.status, headers: new Headers(answer.headers), body: answer.body, crc32: answer.crc32 });
   }

@@ -54,17 +54,20 @@ function drop(conn: Connection): void {
   conn.stream?.end();
 }
 
-/** Hands the response to the main thread, its body's buffer transferred (copied first only if it is part of a bigger one). */
+/** Hands the response to the main thread, its body's buffer transferred, and the spare buffer if unused. */
 function answer(run: Running, response: ParsedResponse): void {
-  let body = response.body;
-  if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
-  reply({ id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0 }, [body.buffer as ArrayBuffer]);
+  const body = response.body;
+  const unused = run.reader.unusedBuffer;
+  const transfer = [body.buffer as ArrayBuffer, ...(unused ? [unused] : [])];
+  reply({ id: run.job.id, status: response.status, headers: response.headers, body, crc32: runtime.crc32(body) >>> 0, unused }, transfer);
 }
 
 function fail(conn: Connection, run: Running, error: string, timedOut = false): void {
   finish(conn, run);
   drop(conn);
-  reply({ id: run.job.id, error, timedOut });
+  // The spare buffer goes back whole, even if a body was partly read into it: it is spare again.
+  const spare = run.job.into;
+  reply({ id: run.job.id, error, timedOut, unused: spare }, spare ? [spare] : []);
 }
 
 function received(conn: Connection, chunk: Uint8Array): void {
@@ -112,7 +115,7 @@ async function start(job: GetJob, retried = false): Promise<void> {
   const conn: Connection = kept ?? { key, stream: undefined, current: undefined, reused: false, gone: false };
   const run: Running = {
     job,
-    reader: new ResponseReader(job.method),
+    reader: new ResponseReader(job.method, job.into),
     retried,
     timer: setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs),
   };

@@ -1,7 +1,8 @@
 /**
  * HTTP/1.1 on the wire, for the GET threads (get-pool.ts): a request's bytes, and a response read
  * incrementally from the chunks a socket delivers. Bodies framed by Content-Length (copied once,
- * into a buffer of that size), chunked, or by the end of the connection. Pure: no sockets here.
+ * into a buffer of that size or a spare one given), chunked, or by the end of the connection.
+ * Pure: no sockets here.
  */
 
 import { concatBytes } from "../../util/bytes.ts";
@@ -24,6 +25,7 @@ export interface ParsedResponse {
   status: number;
   /** Names in lower case; repeated headers joined with ", ". */
   headers: [string, string][];
+  /** At the start of a buffer of its own (a spare buffer given may be longer): it can be transferred. */
   body: Uint8Array;
   /** The server will close the connection (or the body ran to its end): it cannot carry another request. */
   close: boolean;
@@ -50,7 +52,22 @@ export class ResponseReader {
   private chunkLeft = 0;
   private chunks: Uint8Array[] = [];
 
-  constructor(private readonly method: string) {}
+  /** The spare buffer, until a successful response's body is read into it. */
+  private into: ArrayBuffer | undefined;
+
+  /** `into`: a spare buffer for a successful response's Content-Length body, if it fits. */
+  constructor(
+    private readonly method: string,
+    into?: ArrayBuffer,
+  ) {
+    this.into = into;
+  }
+
+  /** The spare buffer given, if no body was read into it. */
+  get unusedBuffer(): ArrayBuffer | undefined {
+    return this.into;
+  }
+
 
   /** Feeds bytes; the response once it is whole, else undefined. Throws on a malformed response. */
   push(chunk: Uint8Array): { response: ParsedResponse; used: number } | undefined {
@@ -137,8 +154,13 @@ export class ResponseReader {
     } else if (length !== undefined) {
       if (!/^\d+$/.test(length)) throw new Error(`bad content-length: ${length}`);
       const n = Number(length);
-      // Not zeroed first: every byte is written by the body (a block's worth of needless memset).
-      this.body = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+      if (this.into && n <= this.into.byteLength && this.status >= 200 && this.status < 300) {
+        this.body = new Uint8Array(this.into, 0, n);
+        this.into = undefined;
+      } else {
+        // Not zeroed first: every byte is written by the body (a block's worth of needless memset).
+        this.body = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+      }
       this.framing = { kind: "length", left: n };
     } else {
       this.framing = { kind: "until-close" };

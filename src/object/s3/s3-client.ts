@@ -12,6 +12,7 @@ import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
 import { defaultGetThreads, GetError, GetPool, getThreadsUsable } from "./get-pool.ts";
+import type { BufferPool } from "../../util/buffer-pool.ts";
 import { readFileSync } from "node:fs";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 
@@ -47,6 +48,8 @@ export interface S3Request {
   expect: readonly number[];
   /** Checks an answer; throw RetryableError to have the request tried again (e.g. a corrupt body). */
   validate?: (response: S3Response) => void | Promise<void>;
+  /** Spare buffers a GET's body may be read into (through the GET threads). */
+  spares?: BufferPool;
 }
 
 export interface S3Response {
@@ -144,7 +147,7 @@ export class S3Client {
     try {
       const headers = await this.signedHeaders(url, req.method, this.o.keepAlive ? req.headers : { ...req.headers, connection: "close" });
       if (this.getPool && req.method === "GET" && req.key !== "") {
-        answer = await this.getPool.get(new URL(url), headers ?? {}, this.o.timeoutMs);
+        answer = await this.getPool.get(new URL(url), headers ?? {}, this.o.timeoutMs, req.spares);
       } else {
         const response = await fetch(url, {
           method: req.method,

@@ -13,6 +13,7 @@ import { decodeXml } from "../../util/xml.ts";
 import { BulkDeleter } from "./bulk-delete.ts";
 import { crc32Base64, crc32ToBase64 } from "../../util/checksum.ts";
 import { Counters } from "../../util/counters.ts";
+import type { BufferPool } from "../../util/buffer-pool.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
@@ -29,6 +30,8 @@ export interface S3StoreOptions {
   /** Headers every block PUT carries: ACL, storage class, server-side encryption. */
   putHeaders: Record<string, string>;
   listThreads: number;
+  /** Spare block buffers (the block cache's) for GET bodies to be read into. */
+  spares?: BufferPool;
 }
 
 /**
@@ -78,6 +81,7 @@ export class S3Store implements ObjectStore {
       key: this.key(block),
       headers: { "x-amz-checksum-mode": "ENABLED" },
       expect: [200, 404],
+      spares: this.o.spares,
       validate: async (answer) => {
         if (answer.status !== 200) return;
         const etag = unquote(answer.headers.get("etag"));

@@ -6,7 +6,8 @@
  * the order write-back-queue.ts keeps. `flush` (fsync, close, unmount) returns only when every
  * block dirtied before it is stored; a failed write-back fails the flush with EIO and the block
  * stays dirty. Sequential readers get --readAhead fetches kept in flight ahead of them. Freed
- * buffers are reused through buffer-pool.ts.
+ * buffers are reused through buffer-pool.ts: the pool may be shared with the store below, whose
+ * GETs then read bodies into them.
  *
  * With a cache file (cache-file.ts), every block's bytes are saved to a slot of the file in the
  * background (SAVES_IN_FLIGHT at a time), and a block whose current bytes are saved may drop them
@@ -53,7 +54,7 @@ import { Md5Batch } from "../../util/md5.ts";
 import { runtime } from "../../runtime/index.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
-import { BufferPool } from "./buffer-pool.ts";
+import { BufferPool } from "../../util/buffer-pool.ts";
 import { WriteBackQueue } from "./write-back-queue.ts";
 import { ReadAhead } from "./read-ahead.ts";
 import { ReloadCheck, type ReloadCheckHost } from "./reload-check.ts";
@@ -77,6 +78,8 @@ export interface BlockCacheOptions {
   /** Blocks below this number are evicted only when no other clean block can be. */
   numProtected: number;
   log: Logger;
+  /** Spare buffers shared with the store below (whose GETs fill them); else the cache keeps its own. */
+  spares?: BufferPool;
 }
 
 /** A cache file and what it held when opened; `check`: how its clean blocks are checked against storage (none: trusted). */
@@ -203,7 +206,7 @@ export class BlockCache extends Layer implements MountedCache {
     super(inner);
     this.zero = new Uint8Array(inner.blockSize);
     this.queued = new WriteBackQueue(o.writeDelayMs);
-    this.buffers = new BufferPool(inner.blockSize, (bytes) => this.onBlockDropped?.(bytes));
+    this.buffers = o.spares ?? new BufferPool(inner.blockSize);
     this.ahead = new ReadAhead(o.readAhead, o.readAheadTrigger, inner.numBlocks, {
       has: (block) => {
         const entry = this.entries.get(block);
@@ -359,7 +362,7 @@ export class BlockCache extends Layer implements MountedCache {
 
   /** Starts fetching a block into a new entry (`entry.loading` settles when it is there). */
   private load(block: number, ahead: boolean): Entry {
-    this.evict(false, 1);
+    this.evict(1);
     const entry = this.create(block, "loading", ahead);
     this.arriving++;
     // Writes wait for a loading entry, so what arrives is the newest there is.
@@ -455,7 +458,7 @@ export class BlockCache extends Layer implements MountedCache {
       return entry;
     }
     // Room first: the new entry must not be what the eviction picks.
-    this.evict(true, 1);
+    this.evict(1);
     return this.create(block, "dirty", false);
   }
 
@@ -580,7 +583,7 @@ export class BlockCache extends Layer implements MountedCache {
           own = true;
           break;
         }
-        this.buffers.give(into);
+        this.recycle(into);
         if (this.entries.get(entry.block) !== entry) return; // abandoned
       }
       entry.state = "uploading"; // a write while the slot was read made it redirtied: that write is what goes up now
@@ -623,7 +626,7 @@ export class BlockCache extends Layer implements MountedCache {
   /** An upload's own copy of a block is free again: reused, unless its MD5 is being taken (see storedInFile). */
   private uploadCopyDone(entry: Entry, data: Uint8Array): void {
     if (entry.lent.includes(data)) this.onBlockDropped?.(data.byteLength);
-    else this.buffers.give(data);
+    else this.recycle(data);
   }
 
   private storedAt(entry: Entry, version: number): Promise<void> {
@@ -725,8 +728,7 @@ export class BlockCache extends Layer implements MountedCache {
         if ((entry.aheadUnread && !aheadToo) || entry.lent.length > 0 || entry.pins > 0 || entry.saving || this.unsaved.has(entry)) continue;
         if (entry.state !== "clean" && entry.state !== "dirty") continue;
         if (entry.slot !== undefined && entry.slotVersion === entry.version) {
-          if (entry.owned) this.buffers.give(entry.data as Uint8Array);
-          else this.onBlockDropped?.((entry.data as Uint8Array).byteLength);
+          this.letGo(entry.data as Uint8Array, entry.owned);
           entry.data = IN_FILE;
           this.resident.delete(entry);
         } else if (entry.state === "clean") this.forget(entry);
@@ -773,7 +775,7 @@ export class BlockCache extends Layer implements MountedCache {
       this.wake();
     }
     if (!read) {
-      this.buffers.give(into);
+      this.recycle(into);
       return undefined;
     }
     this.setBytes(entry, into);
@@ -956,16 +958,15 @@ export class BlockCache extends Layer implements MountedCache {
    * Drops least recently used clean blocks until the cache fits, the protected ones (below
    * --blockCacheNumProtected) only once no other is left. Dirty blocks are never dropped.
    * Without a cache file, each upload in flight takes a block's room: the HTTP client holds its
-   * own copy of the bytes. `forWrite`: a write makes the room, and the next writes may take the
-   * evicted buffers.
+   * own copy of the bytes. The evicted buffers are spare for the next blocks' bytes.
    */
-  private evict(forWrite = false, newEntries = 0): void {
+  private evict(newEntries = 0): void {
     const room = this.o.size - (this.file ? 0 : this.uploads) - newEntries;
     if (this.entries.size <= room) return;
     for (const protectedToo of [false, true]) {
       for (const entry of this.entries.values()) {
         if (this.entries.size <= room) return;
-        if (entry.state === "clean" && (protectedToo || entry.block >= this.o.numProtected)) this.forget(entry, forWrite);
+        if (entry.state === "clean" && (protectedToo || entry.block >= this.o.numProtected)) this.forget(entry, true);
       }
     }
   }
@@ -986,12 +987,21 @@ export class BlockCache extends Layer implements MountedCache {
     this.check?.skip(entry.block);
     const data = entry.data;
     if (data instanceof Uint8Array) {
-      if (entry.owned && reuse && entry.lent.length === 0) this.buffers.give(data);
-      else this.onBlockDropped?.(data.byteLength);
+      this.letGo(data, entry.owned && reuse && entry.lent.length === 0);
     }
     if (entry.slot !== undefined) this.file!.release(entry.slot);
     entry.slot = undefined;
     this.counters.add("evictions");
+  }
+
+  /** A block buffer the cache is done with: spare if `reuse` (nothing else holds it) and the pool keeps it, else garbage. */
+  private letGo(data: Uint8Array, reuse: boolean): void {
+    if (!reuse || !this.buffers.give(data)) this.onBlockDropped?.(data.byteLength);
+  }
+
+  /** A buffer of the cache's own that nothing holds. */
+  private recycle(data: Uint8Array): void {
+    this.letGo(data, true);
   }
 
   /** Drops a block that failed its check against storage. */
