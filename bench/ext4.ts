@@ -4,14 +4,15 @@
  * time, the PUT/GET/DELETE requests, and the CPU-seconds of the mount process (its own rusage: it
  * runs in the foreground as our child) and of the server:
  *   copy    a tree of 9,349 small files and one 256 MiB file (~500 MB), cp -a, then sync, then
- *           umount of ext4, the loop device and the mount, until the process has exited;
+ *           umount of ext4, the loop device and the mount, until the process has exited (each
+ *           step's seconds are printed with the round);
  *   cold    a fresh mount, the tree read back with tar;
  *   fio     4 KiB random read/write, 4 jobs, O_DIRECT, 10 s, on a file inside the ext4.
  * Rows take turns, --runs=N rounds (3); medians and ranges. Rows: ours (dist/s3backer), Debian's
  * s3backer (/usr/bin/s3backer) when installed, and upstream's when UPSTREAM_S3BACKER=/path/to/it.
  * Extra flags for ours: OURS_FLAGS="--minWriteDelay=0 ...".
  *
- *   bun bench/ext4.ts [--runs=N]        (as root)
+ *   bun bench/ext4.ts [--runs=N] [--no-debian]        (as root)
  */
 import { spawn, type Subprocess } from "bun";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -30,7 +31,7 @@ const GEOMETRY = ["--blockSize=1M", "--size=4G"];
 interface Client { name: string; binary: string; flags: string[] }
 const clients: Client[] = [{ name: "ours", binary: join(import.meta.dir, "../dist/s3backer"), flags: ["--listBlocks", ...(process.env.OURS_FLAGS ?? "").split(" ").filter(Boolean)] }];
 if (process.env.UPSTREAM_S3BACKER) clients.push({ name: "upstream", binary: process.env.UPSTREAM_S3BACKER, flags: ["--listBlocks"] });
-if (existsSync("/usr/bin/s3backer")) clients.push({ name: "Debian 1.5.4", binary: "/usr/bin/s3backer", flags: ["--listBlocks"] });
+if (existsSync("/usr/bin/s3backer") && !process.argv.includes("--no-debian")) clients.push({ name: "Debian 1.5.4", binary: "/usr/bin/s3backer", flags: ["--listBlocks"] });
 
 /** The source tree: deterministic, on tmpfs, made once. */
 async function makeTree(): Promise<number> {
@@ -56,13 +57,7 @@ const cpu = () => {
   return (u.user + u.system) / 1e6;
 };
 
-async function sh(cmd: string[]): Promise<number> {
-  const started = performance.now();
-  await run(cmd);
-  return (performance.now() - started) / 1000;
-}
-
-interface Phase { seconds: number; puts: number; gets: number; deletes: number; mountCpu: number; serverCpu: number }
+interface Phase { seconds: number; puts: number; gets: number; deletes: number; mountCpu: number; serverCpu: number; steps?: string }
 
 /** Starts a mount in the foreground as our child; resolves once mounted. */
 async function startMount(c: Client, bucket: string, mnt: string) {
@@ -106,14 +101,23 @@ async function row(c: Client, round: number): Promise<Record<string, Phase>> {
   await run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", loop]);
   await run(["mount", loop, fs]);
   let before = procCpu(proc);
+  const steps: string[] = [];
+  const step = async (name: string, body: () => Promise<unknown>) => {
+    const started = performance.now();
+    await body();
+    steps.push(`${name} ${((performance.now() - started) / 1000).toFixed(1)}`);
+  };
   phases.copy = await phase(async () => {
-    await sh(["cp", "-a", `${tree}/.`, fs]);
-    await sh(["sync"]);
-    await run(["umount", fs]);
-    await run(["losetup", "-d", loop]);
-    await run(["umount", mnt]);
-    await proc.exited;
+    await step("cp", () => run(["cp", "-a", `${tree}/.`, fs]));
+    await step("sync", () => run(["sync"]));
+    await step("umount ext4", () => run(["umount", fs]));
+    await step("exit", async () => {
+      await run(["losetup", "-d", loop]);
+      await run(["umount", mnt]);
+      await proc.exited;
+    });
   }, proc, before);
+  phases.copy.steps = steps.join(", ");
 
   proc = await startMount(c, bucket, mnt);
   loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
@@ -147,7 +151,7 @@ for (let round = 0; round < RUNS; round++) {
     const c = clients[(i + round) % clients.length]!;
     const phases = await row(c, round);
     results.set(c.name, [...(results.get(c.name) ?? []), phases]);
-    console.log(`round ${round + 1} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s (mount ${p.mountCpu.toFixed(1)} CPU-s, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE)`).join("; ")}`);
+    console.log(`round ${round + 1} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s${p.steps ? ` [${p.steps}]` : ""} (mount ${p.mountCpu.toFixed(1)} CPU-s, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE)`).join("; ")}`);
   }
 }
 
