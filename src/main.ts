@@ -3,7 +3,7 @@
 import { helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
 import { buildConfig } from "./config/build-config.ts";
-import { announceReady, isDaemonChild, startDaemon } from "./app/daemon.ts";
+import { announceReady, applyAllocatorSettings, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
 import { erase, resetMountedFlag } from "./app/maintenance.ts";
@@ -30,6 +30,7 @@ async function main(argv: string[]): Promise<number> {
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
   }
   const child = isDaemonChild();
+  const untuned = applyAllocatorSettings(config.foreground);
   let prompted: string | undefined;
   const encryption = config.codec.encryption;
   if (encryption) {
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
   if (!config.foreground && !child) return startDaemon(argv, prompted);
 
   log.configure({ kind: "stderr" }, config.debug, config.logFormat);
+  if (untuned) log.debug(`running with the allocator's default settings: ${untuned}`);
   return serve(config, () => {
     if (!child) return;
     // Until now the parent relayed our stderr to the user; from here on we log on our own.

@@ -48,3 +48,17 @@ export function startDaemon(args: readonly string[], password?: string): Promise
     });
   });
 }
+
+/**
+ * A mount runs with the runtime's allocator settings (runtime.ts), which the allocator reads when
+ * the process starts: those missing from the environment are added to it, for the background
+ * process to inherit; in the foreground this process starts itself again with them, in place (same
+ * PID). Returns why it could not, if it could not.
+ */
+export function applyAllocatorSettings(foreground: boolean): string | undefined {
+  const missing = Object.entries(runtime.allocatorSettings).filter(([name]) => process.env[name] === undefined);
+  if (missing.length === 0) return undefined;
+  for (const [name, value] of missing) process.env[name] = value;
+  if (!foreground || !runtime.exec) return undefined;
+  return runtime.exec([...runtime.selfCommand(), ...process.argv.slice(2)], process.env as Record<string, string>).message;
+}

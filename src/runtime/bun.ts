@@ -34,6 +34,7 @@ function openLibc() {
     read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
     posix_fadvise: { args: [FFIType.i32, FFIType.i64_fast, FFIType.i64_fast, FFIType.i32], returns: FFIType.i32 },
     fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64_fast, FFIType.i64_fast], returns: FFIType.i32 },
+    execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   });
   return symbols;
 }
@@ -113,13 +114,36 @@ class BunLibc implements Libc {
   punchHole(fd: number, offset: number, length: number): void {
     this.check("fallocate", this.c.fallocate(fd, PUNCH_HOLE_KEEP_SIZE, offset, length));
   }
+
+  /** execve(2); returns (the error) only if it failed. */
+  execve(command: string[], env: Record<string, string>): Error {
+    const strings: Buffer[] = [];
+    // NULL-terminated arrays of pointers to strings that must live until the call.
+    const pointers = (items: string[]) => {
+      const array = new BigUint64Array(items.length + 1);
+      items.forEach((item, i) => {
+        strings.push(cstr(item));
+        array[i] = BigInt(ptr(strings[strings.length - 1]!));
+      });
+      return array;
+    };
+    const argv = pointers(command);
+    const envp = pointers(Object.entries(env).map(([name, value]) => `${name}=${value}`));
+    try {
+      this.check("execve", this.c.execve(cstr(command[0]!), argv, envp));
+    } catch (err) {
+      return err as Error;
+    }
+    return new Error("execve returned");
+  }
 }
 
 const compiled = () => import.meta.url.startsWith("file:///$bunfs/");
+const bunLibc = new BunLibc();
 
 export const bunRuntime: Runtime = {
   name: `bun ${Bun.version}`,
-  libc: new BunLibc(),
+  libc: bunLibc,
   startWorker(modulePath) {
     // A compiled binary keeps each entry point under /$bunfs/root/, by its path below src/ (see build.ts).
     const url = compiled() ? `file:///$bunfs/root/${modulePath}` : new URL(`../${modulePath}`, import.meta.url).href;
@@ -157,6 +181,14 @@ export const bunRuntime: Runtime = {
   collectGarbage() {
     Bun.gc(true);
     return true;
+  },
+  // Bun's allocator (mimalloc) gives memory freed back to the kernel after a moment. A mount that
+  // streams blocks frees and allocates block-sized buffers all the time, and memory given back must
+  // be faulted in again, which costs more CPU than moving the bytes: kept, it is reused at once.
+  // The process's resident size is held near its budget by the mount itself (memory-budget.ts).
+  allocatorSettings: { MIMALLOC_PURGE_DELAY: "-1" },
+  exec(command, env) {
+    return bunLibc.execve(command, env);
   },
   selfCommand() {
     // In a compiled binary argv[1] is the embedded script path, which the binary supplies by itself.

@@ -121,6 +121,7 @@ export const denoRuntime: Runtime = {
   writeAt,
   crc32,
   collectGarbage: () => false,
+  allocatorSettings: {},
   // Deno's fetch leaves a deflate body as it is.
   fetchOptions(insecure, ca) {
     if (insecure) throw new Error("--insecure is not available under Deno (its fetch always verifies certificates): use --cacert");

@@ -115,4 +115,14 @@ export interface Runtime {
   collectGarbage(): boolean;
   /** argv to start this same program again (for the background daemon). */
   selfCommand(): string[];
+  /**
+   * Environment settings of the runtime's memory allocator for a long-running mount, which the
+   * allocator reads when the process starts (none where there are none to make).
+   */
+  readonly allocatorSettings: Readonly<Record<string, string>>;
+  /**
+   * Replaces this process with `command` and `env` (execve(2): same PID and descriptors). Returns
+   * the error only if it could not; undefined where the runtime has no way to.
+   */
+  exec?(command: string[], env: Record<string, string>): Error;
 }
