@@ -5,11 +5,13 @@
  * parallel S3 client doing the same transfers (the limit), with Debian's s3backer on the same
  * server, and with upstream's when UPSTREAM_S3BACKER=/path/to/s3backer (the peers).
  *
- *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian]
+ *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian] [--cache=BLOCKS]
  *       bundled server (its own process), and Ceph RGW too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY
  *       are set. Every row runs N times (3), the rows taking turns (each run starting at another
  *       row), so that a slow minute of the machine or a row's place hits them all alike; each result
  *       is printed as it comes, then a table of medians, ranges and the share of the plain client.
+ *       --cache=BLOCKS gives every mount --blockCacheSize=BLOCKS: with fewer blocks than SIZE, the
+ *       transfers run past a full cache, as on any disk bigger than its cache.
  * Run as root, by hand. Prints a table.
  */
 import { AwsClient } from "aws4fetch";
@@ -24,6 +26,8 @@ const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith(
 // for a sequential reader the block being read plus --readAhead (4) blocks ahead.
 const WRITE_CONCURRENCY = 20;
 const READ_CONCURRENCY = 5;
+const CACHE = /^--cache=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--cache=")) ?? "")?.[1];
+const cacheFlags = CACHE === undefined ? [] : [`--blockCacheSize=${CACHE}`];
 const OURS = join(import.meta.dir, "../dist/s3backer");
 const work = "/dev/shm/s3b-s3bench";
 
@@ -70,8 +74,8 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   mkdirSync(mnt, { recursive: true });
   const creds = [`--baseURL=${peer.url}`, `--accessId=${peer.access}`, `--accessKey=${peer.secret}`];
   const mount = async (fresh: boolean) => {
-    if (which === "ours") await run([OURS, ...creds, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt]);
-    else await run([PEERS[which].binary, ...creds, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
+    if (which === "ours") await run([OURS, ...creds, ...cacheFlags, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt]);
+    else await run([PEERS[which].binary, ...creds, ...cacheFlags, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
   };
   const stats = () => readFileSync(join(mnt, "stats"), "utf8");
   const unmount = async () => {
@@ -183,7 +187,7 @@ for (const r of rows) {
   const key = `${r.peer}\0${r.client}`;
   groups.set(key, [...(groups.get(key) ?? []), r]);
 }
-console.log(`\n${MIB} MiB through 1 MiB blocks, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
+console.log(`\n${MIB} MiB through 1 MiB blocks${CACHE === undefined ? "" : `, --blockCacheSize=${CACHE}`}, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
 console.log("% of plain: the row's median against the plain client's on the same server\n");
 const header = ["server", "client", "write", "% of plain", "CPU-s/GiB", "cold read", "% of plain", "CPU-s/GiB", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
 const table: string[][] = [];

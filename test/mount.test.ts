@@ -2,7 +2,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, closeSync, constants, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, truncateSync } from "node:fs";
 import { join } from "node:path";
-import { blockFiles, cleanupDisks, isMounted, mountDisk, mountForeground, pattern, run, runAsync, sh, tempDir, waitFor } from "./helpers/disk.ts";
+import { blockFiles, cleanupDisks, isMounted, mountDisk, mountForeground, mountWith, pattern, run, runAsync, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
 afterEach(cleanupDisks);
 
@@ -263,6 +263,33 @@ test("background mode: the command returns once the mount answers; failures give
   expect(failed.code).toBe(1);
   expect(failed.stderr).toMatch(/^s3backer: .*missing/);
   expect(isMounted(disk.mnt)).toBe(false);
+});
+
+test("a mount's allocator keeps the memory it frees: set for the background process; in the foreground the process starts again in place; a value in the environment is kept", async () => {
+  const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+  const setting = "MIMALLOC_PURGE_DELAY";
+  const env = { ...process.env } as Record<string, string>;
+  delete env[setting];
+  const dir = tempDir("allocator");
+  try {
+    sh(["mkdir", "-p", join(dir, "b"), join(dir, "m")]);
+    const background = await mountWith(["--test", `--blockSize=${BS}`, `--size=${SIZE}`, join(dir, "b")], join(dir, "bg"), true, join(dir, "b"), env);
+    expect(environ(background.pid)).toContain(`${setting}=-1`);
+    await background.unmount();
+    const { proc, done } = await mountForeground([`--blockSize=${BS}`, `--size=${SIZE}`], join(dir, "b"), join(dir, "m"));
+    // The child we started is the mount itself (same PID), now with the setting.
+    expect(environ(proc.pid)).toContain(`${setting}=-1`);
+    expect(readFileSync(join(dir, "m", "stats"), "utf8")).toMatch(/blocks cached/);
+    expect((await runAsync(["umount", join(dir, "m")])).code).toBe(0);
+    expect(await proc.exited).toBe(0);
+    done();
+    const kept = await mountWith(["--test", `--blockSize=${BS}`, `--size=${SIZE}`, join(dir, "b")], join(dir, "k"), true, join(dir, "b"), { ...env, [setting]: "250" });
+    expect(environ(kept.pid)).toContain(`${setting}=250`);
+    await kept.unmount();
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("as a non-root user the mount goes through fusermount3", async () => {

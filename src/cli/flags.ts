@@ -97,7 +97,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockCacheRecoverDirtyBlocks", group: "Block cache", help: "Write back dirty blocks found in the cache file at start-up" },
   { name: "blockCacheNumProtected", value: "NUM", default: "0", group: "Block cache", help: "Evict the first NUM blocks of the disk (where file systems keep their journal) only when nothing else can go" },
   { name: "blockCacheFileAdvise", group: "Block cache", help: "Tell the kernel not to keep the cache file's pages in its page cache (posix_fadvise), so blocks are not cached twice" },
-  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Fetches kept in flight ahead of a sequential reader" },
+  { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Fetches kept in flight ahead of a sequential reader (more while it still has to wait for them)" },
   { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
 
   // Compression and encryption

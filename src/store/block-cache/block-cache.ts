@@ -1063,7 +1063,9 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   protected ownStats(): StatGroup {
-    const values: [string, number][] = [...this.counters.entries(), ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size]];
+    const values: [string, number][] = [
+      ...this.counters.entries(), ["read-ahead depth", this.ahead.currentDepth], ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size],
+    ];
     if (this.file) {
       values.push(["blocks in memory", this.resident.size], ["blocks not yet in the file", this.unsaved.size + this.fileWork]);
       values.push(["blocks to verify", this.check?.left ?? 0]);

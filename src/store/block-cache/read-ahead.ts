@@ -2,7 +2,14 @@
  * Read-ahead: while a reader goes through blocks in order, --readAhead fetches are kept in flight
  * ahead of it (each one that completes starts the next), never more than twice that many blocks
  * ahead, and never more than the cache has room for.
+ *
+ * The depth adapts to the store's latency: a reader that reaches a block read-ahead is still
+ * fetching had to wait for it, so the fetches were not far enough ahead; each such wait keeps one
+ * more in flight, up to MAX_GROWTH times --readAhead. A jump starts over at --readAhead.
  */
+
+/** How far the depth may grow, as a multiple of --readAhead. */
+const MAX_GROWTH = 4;
 
 /** What read-ahead needs of the cache. */
 export interface ReadAheadHost {
@@ -20,19 +27,32 @@ export class ReadAhead {
   /** The next block to fetch, and the blocks being fetched. */
   private next = 0;
   private readonly loading = new Set<number>();
+  /** Fetches kept in flight now (see the top of this file). */
+  private depth: number;
 
   constructor(
-    private readonly depth: number,
+    /** --readAhead. */
+    private readonly configured: number,
     /** Sequential reads that start it. */
     private readonly trigger: number,
     private readonly numBlocks: number,
     private readonly host: ReadAheadHost,
-  ) {}
+  ) {
+    this.depth = configured;
+  }
+
+  /** Fetches kept in flight ahead of a sequential reader now. */
+  get currentDepth(): number {
+    return this.depth;
+  }
 
   /** A reader is at `block` now (its read may still be waiting): read-ahead looks past it. */
   noteRead(block: number): void {
     if (block === this.lastRead) return; // another piece of the same block
-    this.sequentialRun = block === this.lastRead + 1 ? this.sequentialRun + 1 : 1;
+    const sequential = block === this.lastRead + 1;
+    this.sequentialRun = sequential ? this.sequentialRun + 1 : 1;
+    if (!sequential) this.depth = this.configured;
+    else if (this.loading.has(block)) this.depth = Math.min(this.depth + 1, MAX_GROWTH * this.configured);
     this.lastRead = block;
     if (this.sequentialRun === 1) this.next = block + 1;
     this.topUp();
