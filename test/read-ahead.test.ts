@@ -22,7 +22,7 @@ function setup(depth: number) {
   /** Lands these fetches (all in flight if none named), and lets read-ahead start the next ones. */
   const land = async (...blocks: number[]) => {
     for (const block of blocks.length ? blocks : [...pending.keys()]) pending.get(block)!();
-    await Bun.sleep(0);
+    await new Promise((resolve) => setTimeout(resolve, 0));
   };
   return { ahead, pending, land, fetched };
 }
