@@ -44,11 +44,12 @@ async function main(argv: string[]): Promise<number> {
 
   log.configure({ kind: "stderr" }, config.debug, config.logFormat);
   if (untuned) log.debug(`running with the allocator's default settings: ${untuned}`);
-  return serve(config, () => {
-    if (!child) return;
-    // Until now the parent relayed our stderr to the user; from here on we log on our own.
-    log.configure(config.logFile ? { kind: "file", path: config.logFile } : { kind: "syslog" }, config.debug);
-    announceReady();
+  return serve(config, (readyMessage) => {
+    // Until now the parent relayed our stderr to the user; from here on we log on our own. The
+    // ready message is logged before the parent is told, so the log holds it once the command returns.
+    if (child) log.configure(config.logFile ? { kind: "file", path: config.logFile } : { kind: "syslog" }, config.debug);
+    log.info(readyMessage);
+    if (child) announceReady();
   });
 }
 

@@ -20,7 +20,7 @@ import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
 import { StatsMirror } from "./stats-mirror.ts";
 import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
 
-export async function serve(config: Config, onReady: () => void): Promise<number> {
+export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
   if (config.nbd) checkNbdTarget(config.nbd);
   else checkMountpoint(config.mountpoint);
   const disk = await openDisk(config, log);
@@ -61,8 +61,7 @@ export async function serve(config: Config, onReady: () => void): Promise<number
   for (const s of signals) process.on(s, onSignal);
   if (await front.ready) {
     if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
-    onReady();
-    log.info(front.readyMessage());
+    onReady(front.readyMessage());
   }
   let code = (await front.ended) ? 0 : 1;
   mirror?.stop();
