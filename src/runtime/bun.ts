@@ -129,12 +129,8 @@ class BunLibc implements Libc {
     };
     const argv = pointers(command);
     const envp = pointers(Object.entries(env).map(([name, value]) => `${name}=${value}`));
-    try {
-      this.check("execve", this.c.execve(cstr(command[0]!), argv, envp));
-    } catch (err) {
-      return err as Error;
-    }
-    return new Error("execve returned");
+    this.c.execve(cstr(command[0]!), argv, envp); // returns only if it failed
+    return errnoError("execve", read.i32(this.c.__errno_location()!, 0));
   }
 }
 

@@ -42,6 +42,8 @@ export interface S3StoreOptions {
  * cannot come from different writes. Objects with neither (written by other programs) are hashed.
  */
 const CHECKSUM = "x-amz-checksum-crc32";
+/** An ETag that is the body's MD5 (a multipart upload's is not). */
+const MD5_HEX = /^[0-9a-f]{32}$/;
 /** A whole object's CRC-32 in base64 (a multipart upload's composite one is not this). */
 const WHOLE_CRC32 = /^[A-Za-z0-9+/]{6}==$/;
 
@@ -86,7 +88,7 @@ export class S3Store implements ObjectStore {
         if (answer.status !== 200) return;
         const etag = unquote(answer.headers.get("etag"));
         const crc = [answer.headers.get(CHECKSUM), answer.headers.get(META_CRC32)].find((c) => c !== null && WHOLE_CRC32.test(c));
-        if (crc !== undefined && /^[0-9a-f]{32}$/.test(etag)) {
+        if (crc !== undefined && MD5_HEX.test(etag)) {
           const actual = answer.crc32 === undefined ? crc32Base64(answer.body) : crc32ToBase64(answer.crc32);
           if (actual !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
           this.checks.add("GET bodies CRC-checked");
@@ -96,7 +98,7 @@ export class S3Store implements ObjectStore {
         this.checks.add("GET bodies MD5-hashed");
         digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
         // A body that does not match its ETag was damaged on the way: ask again.
-        if (/^[0-9a-f]{32}$/.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
+        if (MD5_HEX.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
       },
     });
     if (r.status === 404) return null;
@@ -135,7 +137,7 @@ export class S3Store implements ObjectStore {
     const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: object.body, expect: [200] });
     const hex = digest.toString("hex");
     const etag = unquote(r.headers.get("etag"));
-    if (/^[0-9a-f]{32}$/.test(etag) && etag !== hex) {
+    if (MD5_HEX.test(etag) && etag !== hex) {
       throw new FsError(Errno.EIO, `block ${block}: the server stored something else (ETag ${etag})`);
     }
     return hex;

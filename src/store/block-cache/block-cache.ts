@@ -625,8 +625,7 @@ export class BlockCache extends Layer implements MountedCache {
 
   /** An upload's own copy of a block is free again: reused, unless its MD5 is being taken (see storedInFile). */
   private uploadCopyDone(entry: Entry, data: Uint8Array): void {
-    if (entry.lent.includes(data)) this.onBlockDropped?.(data.byteLength);
-    else this.recycle(data);
+    this.letGo(data, !entry.lent.includes(data));
   }
 
   private storedAt(entry: Entry, version: number): Promise<void> {
