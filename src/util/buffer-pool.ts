@@ -6,6 +6,7 @@
  * cache: see get-pool.ts). A buffer given back becomes spare on the next turn of the event loop (a
  * reader's view of a block is good for its turn).
  */
+import { onHugePages } from "./huge-pages.ts";
 
 /** Most buffers kept for reuse. */
 const SPARE_BLOCKS = 8;
@@ -19,7 +20,11 @@ export class BufferPool {
   /** A buffer for a block's bytes: a copy of `from`, else zeros; a spare one if there is one. */
   take(from: Uint8Array | null = null): Uint8Array {
     const spare = this.spare.pop();
-    if (!spare) return from ? from.slice() : new Uint8Array(this.blockSize);
+    if (!spare) {
+      const fresh = this.fresh();
+      if (from) fresh.set(from);
+      return fresh;
+    }
     if (from) spare.set(from);
     else spare.fill(0);
     return spare;
@@ -27,7 +32,11 @@ export class BufferPool {
 
   /** A buffer whose bytes the caller overwrites in full (no need to clear a spare one). */
   takeToFill(): Uint8Array {
-    return this.spare.pop() ?? new Uint8Array(this.blockSize);
+    return this.spare.pop() ?? this.fresh();
+  }
+
+  private fresh(): Uint8Array {
+    return onHugePages(new Uint8Array(this.blockSize));
   }
 
   /** A spare buffer, if there is one (none is made). */
