@@ -1,8 +1,10 @@
 /**
  * The workload users run: ext4 on a loop device (--direct-io=on) on the mount, against the bundled
- * server in this process (so every client's requests are counted alike). Per row and phase: the
- * time, the PUT/GET/DELETE requests, and the CPU-seconds of the mount process (its own rusage: it
- * runs in the foreground as our child) and of the server:
+ * server in this process (so every client's requests are counted alike), and against Ceph RGW too
+ * when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set (scripts/rgw.sh). Per row and phase:
+ * the time, the PUT/GET/DELETE requests (the bundled server's count), and the CPU-seconds of the
+ * mount process (its own rusage: it runs in the foreground as our child) and of the server (for
+ * RGW: its radosgw, OSD and monitor processes):
  *   copy    a tree of 9,349 small files and one 256 MiB file (~500 MB), cp -a, then sync, then
  *           umount of ext4, the loop device and the mount, until the process has exited (each
  *           step's seconds are printed with the round);
@@ -15,11 +17,12 @@
  *   bun bench/ext4.ts [--runs=N] [--no-debian]        (as root)
  */
 import { spawn, type Subprocess } from "bun";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { AwsClient } from "aws4fetch";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { seededRandom } from "../test/helpers/data.ts";
-import { run } from "./helpers.ts";
+import { removeBucket, run } from "./helpers.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 const work = "/dev/shm/s3b-ext4bench";
@@ -49,19 +52,67 @@ async function makeTree(): Promise<number> {
   return bytes + 256 * 2 ** 20;
 }
 
+/** A server the rows run against. */
+interface Target {
+  name: string; url: string; access: string; secret: string;
+  createBucket(bucket: string): Promise<void>;
+  removeBucket(bucket: string): Promise<void>;
+  /** Requests served so far, where the server counts them. */
+  requests(): { PUT: number; GET: number; DELETE: number } | undefined;
+  /** CPU-seconds the server has used so far. */
+  cpu(): number;
+}
+
 const server = new S3Server({ credentials: { [ACCESS]: { secretAccessKey: SECRET } } });
 server.start();
+const targets: Target[] = [{
+  name: "bundled", url: server.url, access: ACCESS, secret: SECRET,
+  createBucket: async (bucket) => server.objects.createBucket(bucket),
+  removeBucket: async (bucket) => {
+    for (const key of server.objects.keys(bucket)) server.objects.delete(bucket, key);
+  },
+  requests: () => ({ ...server.counters.requests }),
+  cpu: () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  },
+}];
+if (process.env.S3_RGW_URL) {
+  const url = process.env.S3_RGW_URL.replace(/\/?$/, "/");
+  const access = process.env.S3_RGW_ACCESS_KEY!;
+  const secret = process.env.S3_RGW_SECRET_KEY!;
+  const aws = new AwsClient({ accessKeyId: access, secretAccessKey: secret, service: "s3", region: "us-east-1", retries: 0 });
+  targets.push({
+    name: "Ceph RGW", url, access, secret,
+    createBucket: async (bucket) => void (await (await aws.fetch(`${url}${bucket}`, { method: "PUT" })).arrayBuffer()),
+    removeBucket: (bucket) => removeBucket(aws, url, bucket),
+    requests: () => undefined,
+    cpu: () => cephCpu(),
+  });
+}
 
-const cpu = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
+/** CPU-seconds of the Ceph processes serving RGW (radosgw, OSDs, monitors). */
+function cephCpu(): number {
+  let ticks = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (!/^(radosgw|ceph-osd|ceph-mon)$/.test(name)) continue;
+      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100;
+}
 
 interface Phase { seconds: number; puts: number; gets: number; deletes: number; mountCpu: number; serverCpu: number; steps?: string }
 
 /** Starts a mount in the foreground as our child; resolves once mounted. */
-async function startMount(c: Client, bucket: string, mnt: string) {
-  const creds = [`--baseURL=${server.url}`, `--accessId=${ACCESS}`, `--accessKey=${SECRET}`];
+async function startMount(t: Target, c: Client, bucket: string, mnt: string) {
+  const creds = [`--baseURL=${t.url}`, `--accessId=${t.access}`, `--accessKey=${t.secret}`];
   const proc = spawn([c.binary, "-f", ...creds, ...c.flags, ...GEOMETRY, bucket, mnt], { stdout: "ignore", stderr: "pipe" });
   const until = Date.now() + 60_000;
   while (!readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === mnt)) {
@@ -71,14 +122,15 @@ async function startMount(c: Client, bucket: string, mnt: string) {
   return proc;
 }
 
-async function phase(body: () => Promise<void>, proc: Subprocess, procCpuBefore: number): Promise<Phase> {
-  const r0 = { ...server.counters.requests };
-  const s0 = cpu();
+async function phase(t: Target, body: () => Promise<void>, proc: Subprocess, procCpuBefore: number): Promise<Phase> {
+  const r0 = t.requests();
+  const s0 = t.cpu();
   const started = performance.now();
   await body();
   const seconds = (performance.now() - started) / 1000;
-  const r = server.counters.requests;
-  return { seconds, puts: r.PUT - r0.PUT, gets: r.GET - r0.GET, deletes: r.DELETE - r0.DELETE, mountCpu: procCpu(proc) - procCpuBefore, serverCpu: cpu() - s0 };
+  const r = t.requests();
+  const count = (k: "PUT" | "GET" | "DELETE") => (r && r0 ? r[k] - r0[k] : NaN);
+  return { seconds, puts: count("PUT"), gets: count("GET"), deletes: count("DELETE"), mountCpu: procCpu(proc) - procCpuBefore, serverCpu: t.cpu() - s0 };
 }
 
 /** CPU-seconds of a mount process: from /proc while it runs, from its rusage once it has exited. */
@@ -88,15 +140,15 @@ function procCpu(proc: Subprocess): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-async function row(c: Client, round: number): Promise<Record<string, Phase>> {
-  const bucket = `ext4-${c.name.replace(/[^a-z0-9]/gi, "").toLowerCase()}-${round}`;
-  server.objects.createBucket(bucket);
+async function row(t: Target, c: Client, round: number): Promise<Record<string, Phase>> {
+  const bucket = `ext4-${c.name.replace(/[^a-z0-9]/gi, "").toLowerCase()}-${round}-${Date.now()}`;
+  await t.createBucket(bucket);
   const mnt = join(work, "mnt");
   const fs = join(work, "fs");
   mkdirSync(mnt, { recursive: true });
   mkdirSync(fs, { recursive: true });
   const phases: Record<string, Phase> = {};
-  let proc = await startMount(c, bucket, mnt);
+  let proc = await startMount(t, c, bucket, mnt);
   let loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
   await run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", loop]);
   await run(["mount", loop, fs]);
@@ -107,7 +159,7 @@ async function row(c: Client, round: number): Promise<Record<string, Phase>> {
     await body();
     steps.push(`${name} ${((performance.now() - started) / 1000).toFixed(1)}`);
   };
-  phases.copy = await phase(async () => {
+  phases.copy = await phase(t, async () => {
     await step("cp", () => run(["cp", "-a", `${tree}/.`, fs]));
     await step("sync", () => run(["sync"]));
     await step("umount ext4", () => run(["umount", fs]));
@@ -119,39 +171,43 @@ async function row(c: Client, round: number): Promise<Record<string, Phase>> {
   }, proc, before);
   phases.copy.steps = steps.join(", ");
 
-  proc = await startMount(c, bucket, mnt);
+  proc = await startMount(t, c, bucket, mnt);
   loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
   await run(["mount", loop, fs]);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
   before = procCpu(proc);
-  phases.cold = await phase(async () => void (await run(["sh", "-c", `tar -C ${fs} -cf - . | wc -c`])), proc, before);
+  phases.cold = await phase(t, async () => void (await run(["sh", "-c", `tar -C ${fs} -cf - . | wc -c`])), proc, before);
   before = procCpu(proc);
-  phases.fio = await phase(async () => {
+  phases.fio = await phase(t, async () => {
     const out = await run(["fio", "--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
       "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);
     const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
-    iops.push([c.name, Math.round(job.read.iops + job.write.iops)]);
+    iops.push([`${t.name}\0${c.name}`, Math.round(job.read.iops + job.write.iops)]);
   }, proc, before);
   await run(["umount", fs]);
   await run(["losetup", "-d", loop]);
   await run(["umount", mnt]);
   await proc.exited;
-  for (const key of server.objects.keys(bucket)) server.objects.delete(bucket, key);
+  await t.removeBucket(bucket);
   return phases;
 }
 
 const iops: [string, number][] = [];
 rmSync(work, { recursive: true, force: true });
 const treeBytes = await makeTree();
-console.log(`tree: 9,350 files, ${(treeBytes / 1e6).toFixed(0)} MB; ${RUNS} rounds, rows in turns; bundled server in this process\n`);
+console.log(`tree: 9,350 files, ${(treeBytes / 1e6).toFixed(0)} MB; ${RUNS} rounds, rows in turns; servers: ${targets.map((t) => t.name).join(", ")} (bundled: in this process)\n`);
 const results = new Map<string, Record<string, Phase>[]>();
 for (let round = 0; round < RUNS; round++) {
-  // Each round starts at another row: the first row after a pause is often the slowest.
-  for (let i = 0; i < clients.length; i++) {
-    const c = clients[(i + round) % clients.length]!;
-    const phases = await row(c, round);
-    results.set(c.name, [...(results.get(c.name) ?? []), phases]);
-    console.log(`round ${round + 1} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s${p.steps ? ` [${p.steps}]` : ""} (mount ${p.mountCpu.toFixed(1)} CPU-s, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE)`).join("; ")}`);
+  for (const t of targets) {
+    // Each round starts at another row: the first row after a pause is often the slowest.
+    for (let i = 0; i < clients.length; i++) {
+      const c = clients[(i + round) % clients.length]!;
+      const phases = await row(t, c, round);
+      const key = `${t.name}\0${c.name}`;
+      results.set(key, [...(results.get(key) ?? []), phases]);
+      const requests = (p: Phase) => (Number.isNaN(p.puts) ? "" : `, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE`);
+      console.log(`round ${round + 1} ${t.name} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s${p.steps ? ` [${p.steps}]` : ""} (mount ${p.mountCpu.toFixed(1)} CPU-s${requests(p)})`).join("; ")}`);
+    }
   }
 }
 
@@ -161,13 +217,14 @@ const median = (xs: number[]) => {
 };
 const fmt = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
 const GiB = treeBytes / 2 ** 30;
-console.log("\n| row | copy until exited (s) | mount CPU-s/GiB copied | server CPU-s/GiB | cold tar (s) | mount CPU-s/GiB read | fio IOPS | PUT / GET / DELETE (copy) |");
-console.log("|---|---|---|---|---|---|---|---|");
-for (const c of clients) {
-  const rs = results.get(c.name)!;
+console.log("\n| server | row | copy until exited (s) | mount CPU-s/GiB copied | server CPU-s/GiB | cold tar (s) | mount CPU-s/GiB read | fio IOPS | PUT / GET / DELETE (copy) |");
+console.log("|---|---|---|---|---|---|---|---|---|");
+for (const [key, rs] of results) {
+  const [target, name] = key.split("\0");
   const col = (k: string, f: (p: Phase) => number) => rs.map((r) => f(r[k]!));
-  const fioOf = iops.filter(([n]) => n === c.name).map(([, v]) => v);
-  console.log(`| ${c.name} | ${fmt(col("copy", (p) => p.seconds))} | ${fmt(col("copy", (p) => p.mountCpu / GiB), 2)} | ${fmt(col("copy", (p) => p.serverCpu / GiB), 2)} | ${fmt(col("cold", (p) => p.seconds))} | ${fmt(col("cold", (p) => p.mountCpu / GiB), 2)} | ${fmt(fioOf, 0)} | ${median(col("copy", (p) => p.puts))} / ${median(col("copy", (p) => p.gets))} / ${median(col("copy", (p) => p.deletes))} |`);
+  const fioOf = iops.filter(([n]) => n === key).map(([, v]) => v);
+  const counts = Number.isNaN(rs[0]!.copy!.puts) ? "-" : `${median(col("copy", (p) => p.puts))} / ${median(col("copy", (p) => p.gets))} / ${median(col("copy", (p) => p.deletes))}`;
+  console.log(`| ${target} | ${name} | ${fmt(col("copy", (p) => p.seconds))} | ${fmt(col("copy", (p) => p.mountCpu / GiB), 2)} | ${fmt(col("copy", (p) => p.serverCpu / GiB), 2)} | ${fmt(col("cold", (p) => p.seconds))} | ${fmt(col("cold", (p) => p.mountCpu / GiB), 2)} | ${fmt(fioOf, 0)} | ${counts} |`);
 }
 await server.stop();
 rmSync(work, { recursive: true, force: true });
