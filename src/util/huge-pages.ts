@@ -9,6 +9,7 @@
  */
 import { runtime } from "../runtime/index.ts";
 
+/** A transparent huge page: 2 MiB on x86-64, and on arm64 with 4 KiB pages. */
 export const HUGE_PAGE = 2 ** 21;
 const MADV_HUGEPAGE = 14;
 
