@@ -7,6 +7,8 @@ import { CacheFile, type LoadedBlock } from "../src/store/block-cache/cache-file
 import { runtime } from "../src/runtime/index.ts";
 import { seededRandom } from "./helpers/data.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
+import type { ObjectToStore } from "../src/object/object-store.ts";
+import { md5Hex } from "../src/util/md5.ts";
 import { cacheInFile, statOf } from "./helpers/stores.ts";
 import { BINARY, cleanupDisks, isMounted, killHard, mountDisk, pattern, run, sh, tempDir, waitFor } from "./helpers/disk.ts";
 
@@ -184,6 +186,37 @@ test("read-ahead brings blocks back from the cache file once memory is full: a s
     expect(value("cache file reads")).toBe(N);
   } finally {
     await cache.close();
+  }
+});
+
+test("with a cache file a block is hashed once: its upload carries the MD5 its record keeps", async () => {
+  const dir = workDir("cf-md5");
+  const N = 16;
+  const carried = new Map<number, string | undefined>();
+  class Recording extends MemoryObjects {
+    override async put(block: number, object: ObjectToStore): Promise<undefined> {
+      carried.set(block, object.md5);
+      return super.put(block, object);
+    }
+  }
+  const path = join(dir, "cache");
+  const { cache } = cacheInFile(new Recording(BS, N), path, N + 8, { size: N, memoryBlocks: N, maxDirty: N });
+  try {
+    for (let b = 1; b < N; b++) await cache.writeBlock(b, pattern(BS, b));
+    await cache.flush();
+  } finally {
+    await cache.close();
+  }
+  for (let b = 1; b < N; b++) expect(carried.get(b)).toBe(md5Hex(pattern(BS, b)));
+  const again = CacheFile.open(path, BS, N, N + 8);
+  try {
+    expect(again.blocks.map((r) => r.block).sort((x, y) => x - y)).toEqual(Array.from({ length: N - 1 }, (_, i) => i + 1));
+    for (const record of again.blocks) {
+      expect(record.dirty).toBe(false);
+      expect(record.md5).toBe(md5Hex(pattern(BS, record.block)));
+    }
+  } finally {
+    again.file.close();
   }
 });
 

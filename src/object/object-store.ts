@@ -14,6 +14,8 @@ export interface ObjectToStore {
   encoding?: string;
   /** The authentication header's value, quotes included as the original writes it. */
   hmac?: string;
+  /** The MD5 hex of `body`, when the caller has taken it (the store need not hash it again). */
+  md5?: string;
 }
 
 export interface ObjectHead {

@@ -29,8 +29,11 @@ export interface BlockStore {
 
   readBlock(block: number): Promise<Uint8Array>;
   readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array>;
-  /** `null` is the all-zero block: the block is deleted. */
-  writeBlock(block: number, data: Uint8Array | null): Promise<void>;
+  /**
+   * `null` is the all-zero block: the block is deleted. `md5` is the MD5 hex of `data` when the
+   * caller has taken it: a layer below that needs it uses it instead of hashing the bytes again.
+   */
+  writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void>;
   writeBlockPart(block: number, offset: number, data: Uint8Array): Promise<void>;
 
   /** Calls `found` for every block that exists (in no particular order). */
@@ -53,7 +56,7 @@ export interface VerifiedStore extends BlockStore {
   /** A block's plain bytes (null: no object) and the MD5 hex of the object as stored. */
   readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }>;
   /** Stores a block (null: deletes it) and returns the MD5 hex of the object now stored (null: none). */
-  writeVerified(block: number, data: Uint8Array | null): Promise<string | null>;
+  writeVerified(block: number, data: Uint8Array | null, md5?: string): Promise<string | null>;
   /** The MD5 hex of the block's plain bytes as stored, or null when there is none (to check a reloaded cache). */
   storedMd5(block: number): Promise<string | null>;
 }

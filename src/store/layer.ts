@@ -16,7 +16,7 @@ export abstract class Layer<Inner extends BlockStore = BlockStore> implements Bl
   }
 
   abstract readBlock(block: number): Promise<Uint8Array>;
-  abstract writeBlock(block: number, data: Uint8Array | null): Promise<void>;
+  abstract writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void>;
   /** This layer's own counters. */
   protected abstract ownStats(): StatGroup;
   protected abstract resetOwnStats(): void;

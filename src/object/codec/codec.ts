@@ -70,17 +70,20 @@ export class Codec implements VerifiedStore {
     return { data: await this.decode(block, object), md5: object.md5 };
   }
 
-  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
-    await this.store(block, data);
+  async writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void> {
+    await this.store(block, data, md5);
   }
 
-  async writeVerified(block: number, data: Uint8Array | null): Promise<string | null> {
-    const stored = await this.store(block, data);
+  async writeVerified(block: number, data: Uint8Array | null, md5?: string): Promise<string | null> {
+    const stored = await this.store(block, data, md5);
     return stored && (stored.md5 ?? md5Hex(stored.body));
   }
 
-  /** Stores a block (null: deletes it); returns what was put and its MD5 where the store knew it, or null. */
-  private async store(block: number, data: Uint8Array | null): Promise<{ body: Uint8Array; md5: string | undefined } | null> {
+  /**
+   * Stores a block (null: deletes it); returns what was put and its MD5 where it is known, or null.
+   * `md5` (of `data`) is the object's too when nothing transforms the bytes.
+   */
+  private async store(block: number, data: Uint8Array | null, md5?: string): Promise<{ body: Uint8Array; md5: string | undefined } | null> {
     if (data && isAllZero(data)) data = null;
     // Block 0 carries the disk's sizes, so it is stored even when zero (the original deletes it
     // and with it the only record of the sizes).
@@ -90,7 +93,8 @@ export class Codec implements VerifiedStore {
       return null;
     }
     const object = await this.encode(block, data);
-    return { body: object.body, md5: await this.inner.put(block, object) };
+    if (md5 !== undefined && object.body === data) object.md5 = md5;
+    return { body: object.body, md5: (await this.inner.put(block, object)) ?? object.md5 };
   }
 
   readBlockPart(block: number, offset: number, length: number): Promise<Uint8Array> {

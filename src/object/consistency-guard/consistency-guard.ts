@@ -51,6 +51,8 @@ interface Remembered {
 
 interface Job {
   data: Uint8Array | null;
+  /** The MD5 hex of `data`, when the writer gave it. */
+  md5: string | undefined;
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -124,17 +126,18 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
     return true;
   }
 
-  writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+  writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void> {
     let queue = this.queues.get(block);
     if (queue?.waiting) {
       this.counters.add("writes coalesced");
       queue.waiting.data = data;
+      queue.waiting.md5 = md5;
       return queue.waiting.promise;
     }
     let resolve!: () => void;
     let reject!: (err: unknown) => void;
     const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-    const job: Job = { data, promise, resolve, reject };
+    const job: Job = { data, md5, promise, resolve, reject };
     if (queue) queue.waiting = job;
     else {
       queue = { waiting: job, sending: undefined };
@@ -158,7 +161,7 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
       queue.waiting = undefined; // from here on a new write queues behind this one
       queue.sending = job;
       try {
-        const md5 = await this.inner.writeVerified(block, job.data);
+        const md5 = await this.inner.writeVerified(block, job.data, job.md5);
         this.remember(block, { md5s: [job.data === null ? null : md5], attempts: [] });
         job.resolve();
       } catch (err) {

@@ -119,7 +119,7 @@ export class S3Store implements ObjectStore {
   /** Stores a block's object and returns the MD5 in hex of what is now stored. */
   async put(block: number, object: ObjectToStore): Promise<string> {
     const key = this.key(block);
-    const digest = Buffer.from(await this.uploadMd5.digest(object.body));
+    const digest = object.md5 !== undefined ? Buffer.from(object.md5, "hex") : Buffer.from(await this.uploadMd5.digest(object.body));
     const crc = crc32Base64(object.body);
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,

@@ -111,6 +111,8 @@ interface Entry {
   /** Bumped by every write; `stored` is the version the store below has. */
   version: number;
   stored: number;
+  /** The MD5 hex of the `stored` version's bytes, when its write-back took it (see writeBack). */
+  storedMd5: string | undefined;
   /** When it became dirty and was last written, and its retry time: see write-back-queue.ts. */
   dirtySince: number;
   lastWrite: number;
@@ -352,7 +354,7 @@ export class BlockCache extends Layer implements MountedCache {
   /** A new entry, most recently used; its bytes are zeros until loaded or written. */
   private create(block: number, state: State, ahead: boolean): Entry {
     const entry: Entry = {
-      block, state, data: null, owned: false, lent: [], loading: undefined, version: 0, stored: 0, dirtySince: 0, lastWrite: 0,
+      block, state, data: null, owned: false, lent: [], loading: undefined, version: 0, stored: 0, storedMd5: undefined, dirtySince: 0, lastWrite: 0,
       retryAt: 0, failures: 0, aheadUnread: ahead, lastUsed: performance.now(), slot: undefined, slotVersion: 0, slotCrc: 0,
       saving: false, pins: 0, paging: undefined,
     };
@@ -592,8 +594,12 @@ export class BlockCache extends Layer implements MountedCache {
         data = entry.data as Uint8Array | null;
         if (data) entry.lent.push(data);
       }
-      await this.inner.writeBlock(entry.block, data);
+      // The cache file's record of the stored version needs its MD5: taken once, here, and handed
+      // down for the upload, which would otherwise hash the same bytes again.
+      const md5 = this.file && data ? Buffer.from(await this.md5.digest(data)).toString("hex") : undefined;
+      await this.inner.writeBlock(entry.block, data, md5);
       entry.stored = version;
+      entry.storedMd5 = md5;
       entry.failures = 0;
       entry.retryAt = 0;
       this.counters.add("write-backs");
@@ -858,9 +864,10 @@ export class BlockCache extends Layer implements MountedCache {
     this.fileWork++;
     try {
       const crc = runtime.crc32(data);
-      const [md5] = await Promise.all([clean ? this.md5.digest(data) : undefined, this.file!.writeSlot(slot, data)]);
+      const known = clean ? entry.storedMd5 : undefined;
+      const [md5] = await Promise.all([clean && !known ? this.md5.digest(data) : undefined, this.file!.writeSlot(slot, data)]);
       this.counters.add("cache file writes");
-      this.committed(entry, slot, version, data, crc, md5 && Buffer.from(md5).toString("hex"));
+      this.committed(entry, slot, version, data, crc, known ?? (md5 && Buffer.from(md5).toString("hex")));
     } catch (err) {
       this.file!.putBack(slot);
       this.saveFailed(entry, err);
@@ -910,7 +917,8 @@ export class BlockCache extends Layer implements MountedCache {
     entry.lent.push(data);
     this.fileWork++;
     try {
-      const md5 = Buffer.from(await this.md5.digest(data)).toString("hex");
+      const known = entry.stored === version ? entry.storedMd5 : undefined;
+      const md5 = known ?? Buffer.from(await this.md5.digest(data)).toString("hex");
       // Saved again or evicted meanwhile: the slot is not this version's any more.
       if (this.entries.get(entry.block) === entry && entry.slot === slot && entry.slotVersion === version && entry.stored === version) {
         this.file!.commit(slot, entry.block, data, entry.slotCrc, false, md5);

@@ -87,12 +87,12 @@ export class ZeroBlockCache extends Layer {
     return data;
   }
 
-  async writeBlock(block: number, data: Uint8Array | null): Promise<void> {
+  async writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void> {
     if (!data && this.isZero(block)) {
       this.counters.add("zero writes avoided");
       return;
     }
-    await this.tracked(block, () => this.inner.writeBlock(block, data));
+    await this.tracked(block, () => this.inner.writeBlock(block, data, md5));
     this.mark(block, data === null);
   }
 
