@@ -16,6 +16,8 @@ import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-gu
 import { S3Client } from "../src/object/s3/s3-client.ts";
 import { S3Store } from "../src/object/s3/s3-store.ts";
 import { pattern } from "./helpers/data.ts";
+import { MemoryObjects } from "../src/object/memory-objects.ts";
+import type { ObjectToStore } from "../src/object/object-store.ts";
 import { ACCESS, embeddedPeer, rawClient, SECRET, startEmbedded } from "./helpers/s3.ts";
 import { createHash } from "node:crypto";
 
@@ -115,6 +117,23 @@ test("the MD5 a reloaded cache is checked against is that of the plain bytes, wh
   await c.writeBlock(4, data);
   expect(await c.storedMd5(4)).toBe(createHash("md5").update(data).digest("hex"));
   expect(await c.storedMd5(5)).toBeNull();
+});
+
+test("an MD5 handed down with a block reaches the store only when the object is the block's own bytes", async () => {
+  const carried: (string | undefined)[] = [];
+  class Recording extends MemoryObjects {
+    override async put(block: number, object: ObjectToStore): Promise<undefined> {
+      carried.push(object.md5);
+      return super.put(block, object);
+    }
+  }
+  const c = new Codec(new Recording(4096, 16), { compression: { algorithm: "deflate", level: 6 }, encryption: undefined, defaultEncoding: undefined, keepSizes: false });
+  const md5 = (data: Uint8Array) => createHash("md5").update(data).digest("hex");
+  const compressible = new Uint8Array(4096).fill(7);
+  const random = crypto.getRandomValues(new Uint8Array(4096)); // stored raw: it does not compress
+  expect(await c.writeVerified(1, compressible, md5(compressible))).not.toBe(md5(compressible));
+  expect(await c.writeVerified(2, random, md5(random))).toBe(md5(random));
+  expect(carried).toEqual([undefined, md5(random)]);
 });
 
 describe("a bucket someone tampers with: never data, always EIO", () => {
