@@ -8,9 +8,9 @@
  *   bun bench/before-after.ts OLD_BINARY NEW_BINARY [--runs=N] [--mib=N]     (as root)
  */
 import { spawn } from "bun";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ddRate, run, waitGone } from "./helpers.ts";
+import { ddRate, processCpu, run, waitGone } from "./helpers.ts";
 
 const binaries = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -24,10 +24,6 @@ const work = "/dev/shm/s3b-before-after";
 const SERVER = join(import.meta.dir, "../dist/s3backer");
 const mnt = join(work, "mnt");
 
-const cpuOf = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
 
 interface Result { write: number; writeCpu: number; read: number; readCpu: number; iops: number }
@@ -42,16 +38,16 @@ async function once(binary: string, source: string): Promise<Result> {
   try {
     await run([binary, ...args]);
     let pid = await pidOf();
-    let cpu = cpuOf(pid);
+    let cpu = processCpu(pid).seconds;
     const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "oflag=direct", "conv=notrunc,fsync"]), MIB);
-    const writeCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    const writeCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
     await run(["umount", mnt]);
     await waitGone(mnt);
     await run([binary, ...args]);
     pid = await pidOf();
-    cpu = cpuOf(pid);
+    cpu = processCpu(pid).seconds;
     const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
-    const readCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
     const out = await run(["fio", "--name=r", `--filename=${join(mnt, "file")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=128M", "--offset_increment=128M",
       "--direct=1", "--ioengine=psync", "--time_based", "--runtime=8", "--group_reporting", "--output-format=json"]);
     const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];

@@ -13,7 +13,7 @@
 import { spawn, spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ddRate, run, waitGone } from "./helpers.ts";
+import { ddRate, processCpu, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 3072);
 const RUNS = Number(process.argv.find((a) => a.startsWith("--runs="))?.slice(7) ?? 1);
@@ -30,10 +30,6 @@ const mnt = join(shm, "mnt");
 const cache = join(disk, "cache");
 
 const pidOf = async () => Number((await run(["pgrep", "-n", "-f", ` cf ${mnt}$`])).trim().split("\n")[0]);
-const cpuOf = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 const peakMiB = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 const stat = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, "m").exec(readFileSync(join(mnt, "stats"), "utf8"))![1]);
 /** Cold: written back first (dirty pages stay cached, and their write-back would compete with the read). */
@@ -61,9 +57,9 @@ async function once(client: Client, source: string): Promise<Round> {
   try {
     await run([client.binary, ...args]);
     let pid = await pidOf();
-    let cpu = cpuOf(pid);
+    let cpu = processCpu(pid).seconds;
     const write = ddRate(await run(["dd", `if=${source}`, `of=${file}`, "bs=1M", `count=${MIB}`, "oflag=direct", "conv=notrunc,fsync"]), MIB);
-    const writeCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    const writeCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
     const writePeak = peakMiB(pid);
     await run(["umount", mnt]);
     await waitGone(mnt);
@@ -72,9 +68,9 @@ async function once(client: Client, source: string): Promise<Round> {
     pid = await pidOf();
     const getsBefore = stat(client.gets);
     dropCaches();
-    cpu = cpuOf(pid);
+    cpu = processCpu(pid).seconds;
     const cold = await read();
-    const coldCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+    const coldCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
     const warm = await read();
     const gets = stat(client.gets) - getsBefore;
     const readPeak = peakMiB(pid);

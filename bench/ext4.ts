@@ -22,7 +22,7 @@ import { AwsClient } from "aws4fetch";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { seededRandom } from "../test/helpers/data.ts";
-import { removeBucket, run } from "./helpers.ts";
+import { childCpu, processCpu, removeBucket, run } from "./helpers.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 const work = "/dev/shm/s3b-ext4bench";
@@ -93,19 +93,16 @@ if (process.env.S3_RGW_URL) {
 
 /** CPU-seconds of the Ceph processes serving RGW (radosgw, OSDs, monitors). */
 function cephCpu(): number {
-  let ticks = 0;
+  let seconds = 0;
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      if (!/^(radosgw|ceph-osd|ceph-mon)$/.test(name)) continue;
-      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]);
+      const p = processCpu(Number(pid));
+      if (/^(radosgw|ceph-osd|ceph-mon)$/.test(p.name)) seconds += p.seconds;
     } catch {
       // gone meanwhile
     }
   }
-  return ticks / 100;
+  return seconds;
 }
 
 interface Phase { seconds: number; puts: number; gets: number; deletes: number; mountCpu: number; serverCpu: number; steps?: string }
@@ -130,14 +127,7 @@ async function phase(t: Target, body: () => Promise<void>, proc: Subprocess, pro
   const seconds = (performance.now() - started) / 1000;
   const r = t.requests();
   const count = (k: "PUT" | "GET" | "DELETE") => (r && r0 ? r[k] - r0[k] : NaN);
-  return { seconds, puts: count("PUT"), gets: count("GET"), deletes: count("DELETE"), mountCpu: procCpu(proc) - procCpuBefore, serverCpu: t.cpu() - s0 };
-}
-
-/** CPU-seconds of a mount process: from /proc while it runs, from its rusage once it has exited. */
-function procCpu(proc: Subprocess): number {
-  if (proc.exitCode !== null) return Number(proc.resourceUsage()?.cpuTime.total ?? 0) / 1e6;
-  const f = readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
+  return { seconds, puts: count("PUT"), gets: count("GET"), deletes: count("DELETE"), mountCpu: childCpu(proc) - procCpuBefore, serverCpu: t.cpu() - s0 };
 }
 
 async function row(t: Target, c: Client, round: number): Promise<Record<string, Phase>> {
@@ -152,7 +142,7 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
   let loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
   await run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", loop]);
   await run(["mount", loop, fs]);
-  let before = procCpu(proc);
+  let before = childCpu(proc);
   const steps: string[] = [];
   const step = async (name: string, body: () => Promise<unknown>) => {
     const started = performance.now();
@@ -175,9 +165,9 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
   loop = (await run(["losetup", "-f", "--show", "--direct-io=on", join(mnt, "file")])).trim();
   await run(["mount", loop, fs]);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
-  before = procCpu(proc);
+  before = childCpu(proc);
   phases.cold = await phase(t, async () => void (await run(["sh", "-c", `tar -C ${fs} -cf - . | wc -c`])), proc, before);
-  before = procCpu(proc);
+  before = childCpu(proc);
   phases.fio = await phase(t, async () => {
     const out = await run(["fio", "--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
       "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);

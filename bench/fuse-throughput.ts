@@ -7,7 +7,8 @@
  * Run by hand as root:  bun bench/fuse-throughput.ts [sizeMiB]
  */
 import { spawnSync } from "bun";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { processCpu } from "./helpers.ts";
 import { join } from "node:path";
 
 const MIB = Number(process.argv[2] ?? 1024);
@@ -22,10 +23,6 @@ function sh(cmd: string[], allowFail = false): string {
   return r.stdout.toString() + r.stderr.toString();
 }
 
-const cpuTicks = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in 1/100 s
-};
 
 function dd(args: string[]): number {
   const out = sh(["dd", ...args]);
@@ -50,13 +47,13 @@ async function measure(name: string, mount: (mnt: string) => void, mnt: string):
   mount(mnt);
   const pid = Number(sh(["pgrep", "-n", "-f", `s3backer.* ${mnt}`]).trim().split("\n")[0]);
   const file = join(mnt, "file");
-  const t0 = cpuTicks(pid);
+  const cpu0 = processCpu(pid).seconds;
   const write = dd([`if=${source}`, `of=${file}`, "bs=1M", "conv=notrunc,fsync"]);
   const writeDirect = dd([`if=${source}`, `of=${file}`, "bs=1M", "oflag=direct", "conv=notrunc"]);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
   const read = dd([`if=${file}`, "of=/dev/null", "bs=1M"]);
   const readDirect = dd([`if=${file}`, "of=/dev/null", "bs=1M", "iflag=direct"]);
-  const cpuPerGiB = (cpuTicks(pid) - t0) / 100 / ((4 * MIB) / 1024);
+  const cpuPerGiB = (processCpu(pid).seconds - cpu0) / ((4 * MIB) / 1024);
   const iops = fio(file);
   sh(["umount", mnt]);
   while (sh(["pgrep", "-f", `s3backer.* ${mnt}`], true).trim()) await Bun.sleep(50);

@@ -1,5 +1,5 @@
-/** What the benchmarks share: running a command, reading dd's rate, waiting for a daemon to go. */
-import { spawn } from "bun";
+/** What the benchmarks share: running a command, reading dd's rate, CPU time, waiting for a daemon to go. */
+import { spawn, type Subprocess } from "bun";
 import { readFileSync } from "node:fs";
 
 export async function run(cmd: string[], env?: Record<string, string>): Promise<string> {
@@ -11,6 +11,19 @@ export async function run(cmd: string[], env?: Record<string, string>): Promise<
 
 /** MB/s of a dd run that copied `mib` MiB. */
 export const ddRate = (out: string, mib: number) => (mib * 2 ** 20) / Number(/copied, ([\d.]+) s/.exec(out)![1]) / 1e6;
+
+/** The name (comm) of a process and the CPU-seconds (user + system) it has used so far, from /proc. */
+export function processCpu(pid: number): { name: string; seconds: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), seconds: (Number(fields[11]) + Number(fields[12])) / 100 };
+}
+
+/** CPU-seconds of a process we started: from /proc while it runs, from its rusage once it has exited. */
+export function childCpu(proc: Subprocess): number {
+  if (proc.exitCode !== null) return Number(proc.resourceUsage()?.cpuTime.total ?? 0) / 1e6;
+  return processCpu(proc.pid).seconds;
+}
 
 /** Waits until no live s3backer serves `mnt` (a zombie counts as gone: nothing reaps it here). */
 export async function waitGone(mnt: string): Promise<void> {

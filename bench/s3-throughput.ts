@@ -18,7 +18,7 @@ import { AwsClient } from "aws4fetch";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "bun";
-import { ddRate, removeBucket, run, waitGone } from "./helpers.ts";
+import { ddRate, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -45,10 +45,6 @@ async function fio(file: string): Promise<number> {
 }
 
 const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
-const cpuOf = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
 
 function statCount(text: string, name: string): number {
@@ -84,9 +80,9 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   };
   await mount(true);
   let pid = await pidOf(mnt);
-  let cpu = cpuOf(pid);
+  let cpu = processCpu(pid).seconds;
   const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]), MIB);
-  const writeCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+  const writeCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
   const s1 = stats();
   let rss = peakRssMiB(pid);
   const puts = which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
@@ -94,9 +90,9 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   await mount(false);
   pid = await pidOf(mnt);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
-  cpu = cpuOf(pid);
+  cpu = processCpu(pid).seconds;
   const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
-  const readCpu = ((cpuOf(pid) - cpu) * 1024) / MIB;
+  const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
   const gets = which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
   const iops = await fio(join(mnt, "file"));
   rss = Math.max(rss, peakRssMiB(pid));
