@@ -120,8 +120,8 @@ class BunLibc implements Libc {
     return ptr(buffer);
   }
 
-  madvise(address: number, length: number, advice: number): boolean {
-    return this.c.madvise(address, length, advice) === 0;
+  madvise(address: number, length: number, advice: number): void {
+    this.c.madvise(address, length, advice);
   }
 
   /** execve(2); returns (the error) only if it failed. */

@@ -110,7 +110,7 @@ const libc: Libc = {
     return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
   },
   madvise(address, length, advice) {
-    return c.madvise!(BigInt(address), BigInt(length), advice) === 0;
+    c.madvise!(BigInt(address), BigInt(length), advice);
   },
 };
 

@@ -24,8 +24,8 @@ export interface Libc {
   punchHole(fd: number, offset: number, length: number): void;
   /** Where a buffer's bytes are in memory. */
   addressOf(buffer: Uint8Array): number;
-  /** madvise(2), a hint: false if the kernel refused it. */
-  madvise(address: number, length: number, advice: number): boolean;
+  /** madvise(2) as a hint: a refusal (a kernel without the feature) is ignored. */
+  madvise(address: number, length: number, advice: number): void;
 }
 
 /** fallocate's FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE. */

@@ -596,7 +596,7 @@ export class BlockCache extends Layer implements MountedCache {
       }
       // The cache file's record of the stored version needs its MD5: taken once, here, and handed
       // down for the upload, which would otherwise hash the same bytes again.
-      const md5 = this.file && data ? Buffer.from(await this.md5.digest(data)).toString("hex") : undefined;
+      const md5 = this.file && data ? await this.md5Hex(data) : undefined;
       await this.inner.writeBlock(entry.block, data, md5);
       entry.stored = version;
       entry.storedMd5 = md5;
@@ -864,10 +864,9 @@ export class BlockCache extends Layer implements MountedCache {
     this.fileWork++;
     try {
       const crc = runtime.crc32(data);
-      const known = clean ? entry.storedMd5 : undefined;
-      const [md5] = await Promise.all([clean && !known ? this.md5.digest(data) : undefined, this.file!.writeSlot(slot, data)]);
+      const [md5] = await Promise.all([clean ? (entry.storedMd5 ?? this.md5Hex(data)) : undefined, this.file!.writeSlot(slot, data)]);
       this.counters.add("cache file writes");
-      this.committed(entry, slot, version, data, crc, known ?? (md5 && Buffer.from(md5).toString("hex")));
+      this.committed(entry, slot, version, data, crc, md5);
     } catch (err) {
       this.file!.putBack(slot);
       this.saveFailed(entry, err);
@@ -917,8 +916,7 @@ export class BlockCache extends Layer implements MountedCache {
     entry.lent.push(data);
     this.fileWork++;
     try {
-      const known = entry.stored === version ? entry.storedMd5 : undefined;
-      const md5 = known ?? Buffer.from(await this.md5.digest(data)).toString("hex");
+      const md5 = (entry.stored === version ? entry.storedMd5 : undefined) ?? (await this.md5Hex(data));
       // Saved again or evicted meanwhile: the slot is not this version's any more.
       if (this.entries.get(entry.block) === entry && entry.slot === slot && entry.slotVersion === version && entry.stored === version) {
         this.file!.commit(slot, entry.block, data, entry.slotCrc, false, md5);
@@ -927,6 +925,11 @@ export class BlockCache extends Layer implements MountedCache {
       this.giveBack(entry, data);
       this.fileWorkDone();
     }
+  }
+
+  /** The MD5 of a block's bytes in hex (the cache file's records keep it so), hashed in batches. */
+  private async md5Hex(data: Uint8Array): Promise<string> {
+    return Buffer.from(await this.md5.digest(data)).toString("hex");
   }
 
   private saveFailed(entry: Entry, err: unknown): void {
