@@ -9,8 +9,11 @@
  * - While requests keep coming, the main thread reads them itself from a non-blocking clone of the
  *   device (FUSE_DEV_IOC_CLONE) into slots of its own, and the reader threads park after the request
  *   they hold: no thread wakes up per request, which on a small machine is most of what a 4 KiB
- *   request costs. After POLL_IDLE_MS without a request the readers go back to the device and the
- *   main thread sleeps in Atomics.waitAsync until one of them posts.
+ *   request costs. Between requests the main thread sleeps in ppoll(2) on its door, up to WAIT_US
+ *   per turn of the event loop: the kernel wakes it when the next request comes, and the wait
+ *   costs no CPU (a busy poll cost more than the wake-ups it saved when requests came one by one,
+ *   as a program reading small files sends them). After POLL_IDLE_MS without a request the readers
+ *   go back to the device and the main thread sleeps in Atomics.waitAsync until one of them posts.
  *
  * A reply goes to the descriptor its request was read from (each has its own queue of requests
  * being answered). At most `slots` requests are in flight per door; the kernel queues the rest.
@@ -21,10 +24,13 @@ import { messageOf } from "../errors.ts";
 import { runtime } from "../runtime/index.ts";
 import { FUSE_DEV_IOC_CLONE, MIN_READ_BUFFER, Size } from "./kernel-abi.ts";
 
-/** How long the main thread keeps polling after the last request before it sleeps. */
-const POLL_IDLE_MS = 0.2;
-/** How long one turn of polling waits for a request when none is there. */
-const SPIN_MS = 0.02;
+/** How long the main thread keeps waiting on its door after the last request before it hands the device back to the readers. */
+const POLL_IDLE_MS = 5;
+/**
+ * How long one turn of waiting on the door may last: what else the event loop has to do (an S3
+ * answer, a timer) waits at most this long while requests are expected.
+ */
+const WAIT_US = 1000;
 /**
  * Most requests the main thread reads in one turn of the event loop: answered at once, they could
  * keep coming for ever, and the event loop must turn for S3 transfers, write-back and timers.
@@ -199,14 +205,9 @@ export class DeviceReaders {
   private readonly poll = (): void => {
     if (this.ended) return;
     let handled = this.take();
-    if (!handled) {
-      // Wait a little in this turn (a spin: a sleep would cost the wake-up this avoids), so that
-      // polling makes one turn of the event loop per SPIN_MS at most when nothing comes.
-      const until = performance.now() + SPIN_MS;
-      while (!handled && performance.now() < until) handled = this.take();
-    }
+    if (!handled && this.direct && runtime.libc.waitReadable(this.direct.fd, WAIT_US)) handled = this.take();
     if (handled) this.lastRequest = performance.now();
-    if (performance.now() - this.lastRequest < POLL_IDLE_MS) {
+    if (this.direct && performance.now() - this.lastRequest < POLL_IDLE_MS) {
       setImmediate(this.poll);
       return;
     }

@@ -3,7 +3,7 @@ import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { readSync } from "node:fs";
 import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
-import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
+import { AF_UNIX, EAGAIN, fdMessage, PollArgs, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { connectStream, listenStream } from "./bun-stream.ts";
 import { readAt, writeAt } from "./positioned-io.ts";
 
@@ -36,6 +36,7 @@ function openLibc() {
     fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64_fast, FFIType.i64_fast], returns: FFIType.i32 },
     execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     madvise: { args: [FFIType.u64_fast, FFIType.u64_fast, FFIType.i32], returns: FFIType.i32 },
+    ppoll: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   });
   return symbols;
 }
@@ -46,6 +47,7 @@ class BunLibc implements Libc {
   private readonly c = openLibc();
   // openlog keeps the pointer: the ident must live as long as the process.
   private readonly syslogIdent = cstr("s3backer");
+  private readonly poll = new PollArgs();
   private syslogOpen = false;
 
   /** Reads errno right after a failed call, before any other JavaScript can change it. */
@@ -105,6 +107,11 @@ class BunLibc implements Libc {
     const errno = read.i32(this.c.__errno_location()!, 0);
     if (errno === EAGAIN) return -1;
     throw errnoError("read", errno);
+  }
+
+  waitReadable(fd: number, microseconds: number): boolean {
+    this.poll.set(fd, microseconds);
+    return this.c.ppoll(this.poll.pollfd, 1, this.poll.timeout, null) > 0;
   }
 
   dropCachedPages(fd: number, offset: number, length: number): void {

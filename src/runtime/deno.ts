@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { crc32 } from "../util/crc32.ts";
 import { errnoError } from "./errno-names.ts";
-import { AF_UNIX, EAGAIN, fdMessage, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
+import { AF_UNIX, EAGAIN, fdMessage, PollArgs, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { listenStream } from "./node-stream.ts";
 import { readAt, writeAt } from "./positioned-io.ts";
 import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
@@ -43,6 +43,7 @@ const c = Deno.dlopen("libc.so.6", {
   posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
+  ppoll: { parameters: ["buffer", "u64", "buffer", "pointer"], result: "i32" },
 }).symbols;
 
 
@@ -57,6 +58,7 @@ function check(call: string, result: unknown): number {
 
 const ident = cstr("s3backer"); // openlog keeps the pointer: it must live as long as the process
 let syslogOpen = false;
+const pollArgs = new PollArgs();
 
 const libc: Libc = {
   mount(source, target, fstype, flags, data) {
@@ -98,6 +100,10 @@ const libc: Libc = {
     const errno = new Deno.UnsafePointerView(c.__errno_location!() as Pointer).getInt32();
     if (errno === EAGAIN) return -1;
     throw errnoError("read", errno);
+  },
+  waitReadable(fd, microseconds) {
+    pollArgs.set(fd, microseconds);
+    return Number(c.ppoll!(pollArgs.pollfd, 1, pollArgs.timeout, null)) > 0;
   },
   dropCachedPages(fd, offset, length) {
     const errno = Number(c.posix_fadvise!(fd, BigInt(offset), BigInt(length), POSIX_FADV_DONTNEED));

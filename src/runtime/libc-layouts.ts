@@ -33,6 +33,20 @@ export function fdMessage(addressOf: (bytes: Uint8Array) => bigint): { msg: Uint
   return { msg, control, keep: [byte, iov] };
 }
 
+/** A struct pollfd (8 bytes) and a struct timespec (16 bytes), filled in place for each ppoll(2). */
+export class PollArgs {
+  readonly pollfd = new Int32Array(2);
+  readonly timeout = new Int32Array(4);
+
+  /** Asks whether `fd` has something to read, waiting at most `microseconds` (under a second). */
+  set(fd: number, microseconds: number): void {
+    this.pollfd[0] = fd;
+    this.pollfd[1] = POLLIN; // events; revents (the high half) cleared
+    this.timeout[2] = microseconds * 1000; // tv_sec stays 0; tv_nsec
+  }
+}
+const POLLIN = 1;
+
 /** The descriptor a recvmsg(2) of `fdMessage` received (`got` is what it returned). */
 export function receivedFd(control: Uint8Array, got: number): number {
   if (got === 0) throw errnoError("recvmsg (fusermount closed the socket)", EIO);

@@ -18,6 +18,11 @@ export interface Libc {
   ioctl(fd: number, request: number, arg: Uint8Array): void;
   /** read(2) on a non-blocking descriptor: the length read, or -1 when nothing is waiting (EAGAIN). */
   tryRead(fd: number, buffer: Uint8Array): number;
+  /**
+   * ppoll(2) on one descriptor, the calling thread asleep meanwhile: true once it has something to
+   * read, false when `microseconds` (under a second) passed first or a signal came.
+   */
+  waitReadable(fd: number, microseconds: number): boolean;
   /** posix_fadvise(POSIX_FADV_DONTNEED): the kernel may drop its cached pages of the range. */
   dropCachedPages(fd: number, offset: number, length: number): void;
   /** fallocate(2) punching a hole: the range reads as zeros and takes no disk space (the file keeps its size). */
