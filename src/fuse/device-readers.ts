@@ -27,10 +27,13 @@ import { FUSE_DEV_IOC_CLONE, MIN_READ_BUFFER, Size } from "./kernel-abi.ts";
 /** How long the main thread keeps waiting on its door after the last request before it hands the device back to the readers. */
 const POLL_IDLE_MS = 5;
 /**
- * How long one turn of waiting on the door may last: what else the event loop has to do (an S3
- * answer, a timer) waits at most this long while requests are expected.
+ * How long one turn of waiting on the door may last: what else the event loop has to do (a timer,
+ * an upload's answer) waits at most this long while requests are expected. While a request awaits
+ * an answer from the event loop (a block being fetched, a flush), a turn is shorter, so that the
+ * answer reaches the program waiting for it at once.
  */
 const WAIT_US = 1000;
+const AWAITING_WAIT_US = 100;
 /**
  * Most requests the main thread reads in one turn of the event loop: answered at once, they could
  * keep coming for ever, and the event loop must turn for S3 transfers, write-back and timers.
@@ -70,6 +73,8 @@ export interface DeviceReaderEvents {
    * answered and its bytes are no longer used.
    */
   request(bytes: Uint8Array, release: () => void, replyFd: number): void;
+  /** Whether a request handed on is still waiting for its answer. */
+  awaiting(): boolean;
   /** The device stopped delivering: "ENODEV" after unmount, else the error. Called once. */
   end(reason: string): void;
 }
@@ -205,7 +210,7 @@ export class DeviceReaders {
   private readonly poll = (): void => {
     if (this.ended) return;
     let handled = this.take();
-    if (!handled && this.direct && runtime.libc.waitReadable(this.direct.fd, WAIT_US)) handled = this.take();
+    if (!handled && this.direct && runtime.libc.waitReadable(this.direct.fd, this.events.awaiting() ? AWAITING_WAIT_US : WAIT_US)) handled = this.take();
     if (handled) this.lastRequest = performance.now();
     if (this.direct && performance.now() - this.lastRequest < POLL_IDLE_MS) {
       setImmediate(this.poll);

@@ -64,6 +64,7 @@ export class FuseSession {
     this.readers = new DeviceReaders(this.fd, MAX_WRITE, o.readers, o.slotsPerReader, o.directSlots, {
       request: (bytes, release, replyFd) => this.handle(new Request(bytes), release, replyFd),
       end: (reason) => this.resolveEnd(reason),
+      awaiting: () => this.pending.size > 0,
     });
     const why = this.readers.noDirectDoor;
     this.log.debug(why ? `requests come through the reader threads only (${why})` : "the main thread reads requests itself while busy");
