@@ -210,7 +210,10 @@ export class DeviceReaders {
   private readonly poll = (): void => {
     if (this.ended) return;
     let handled = this.take();
-    if (!handled && this.direct && runtime.libc.waitReadable(this.direct.fd, this.events.awaiting() ? AWAITING_WAIT_US : WAIT_US)) handled = this.take();
+    if (!handled && this.direct) {
+      const waitUs = this.events.awaiting() ? AWAITING_WAIT_US : WAIT_US;
+      if (runtime.libc.waitReadable(this.direct.fd, waitUs)) handled = this.take();
+    }
     if (handled) this.lastRequest = performance.now();
     if (this.direct && performance.now() - this.lastRequest < POLL_IDLE_MS) {
       setImmediate(this.poll);
