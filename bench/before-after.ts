@@ -1,7 +1,9 @@
 /**
  * Two builds of s3backer (or ours and upstream's) side by side, rows in turns, for "not slower than before": a sequential
- * O_DIRECT write with fsync, a cold O_DIRECT read after a fresh mount, and fio 4 KiB random
- * read/write (4 jobs, O_DIRECT, 8 s), each against a fresh bundled server in a process of its own
+ * O_DIRECT write with fsync; after a fresh mount, cold 4 KiB random reads one at a time (fio,
+ * O_DIRECT, 6 s: each waits for its block, so this is the latency of a fetch through the mount);
+ * after another, a cold O_DIRECT read, and fio 4 KiB random read/write (4 jobs, O_DIRECT, 8 s),
+ * each against a fresh bundled server in a process of its own
  * (1 MiB blocks, --size=4G --listBlocks). Prints every round, then medians and ranges with the
  * mount's CPU-seconds per GiB.
  *
@@ -26,7 +28,13 @@ const mnt = join(work, "mnt");
 
 const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
 
-interface Result { write: number; writeCpu: number; read: number; readCpu: number; iops: number }
+interface Result { write: number; writeCpu: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; iops: number }
+
+/** fio on the mount's file, as JSON: the one job's (or the group's) figures. */
+async function fio(file: string, options: string[]): Promise<{ read: { iops: number }; write: { iops: number } }> {
+  const out = await run(["fio", "--name=r", `--filename=${file}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", "--group_reporting", "--output-format=json", ...options]);
+  return JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+}
 
 async function once(binary: string, source: string): Promise<Result> {
   const server = spawn([SERVER, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
@@ -46,14 +54,19 @@ async function once(binary: string, source: string): Promise<Result> {
     await run([binary, ...args]);
     pid = await pidOf();
     cpu = processCpu(pid).seconds;
-    const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
-    const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
-    const out = await run(["fio", "--name=r", `--filename=${join(mnt, "file")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=128M", "--offset_increment=128M",
-      "--direct=1", "--ioengine=psync", "--time_based", "--runtime=8", "--group_reporting", "--output-format=json"]);
-    const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+    const coldIops = Math.round((await fio(join(mnt, "file"), ["--rw=randread", "--numjobs=1", `--size=${MIB}M`, "--runtime=6"])).read.iops);
+    const coldIopsCpu = processCpu(pid).seconds - cpu;
     await run(["umount", mnt]);
     await waitGone(mnt);
-    return { write, writeCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
+    await run([binary, ...args]);
+    pid = await pidOf();
+    cpu = processCpu(pid).seconds;
+    const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
+    const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
+    const job = await fio(join(mnt, "file"), ["--rw=randrw", "--numjobs=4", "--size=128M", "--offset_increment=128M", "--runtime=8"]);
+    await run(["umount", mnt]);
+    await waitGone(mnt);
+    return { write, writeCpu, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
   } finally {
     server.kill();
     await server.exited;
@@ -70,7 +83,7 @@ for (let round = 0; round < RUNS; round++) {
     const which = (i + round) % binaries.length; // each round starts at the other build
     const r = await once(binaries[which]!, source);
     results[which]!.push(r);
-    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
+    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB), cold 4 KiB one at a time ${r.coldIops} IOPS (${r.coldIopsCpu.toFixed(2)} CPU-s), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
   }
 }
 const median = (xs: number[]) => {
@@ -78,9 +91,9 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const fmt = (xs: number[], d = 0) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
-console.log("\n| build | write MB/s | CPU-s/GiB | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|");
+console.log("\n| build | write MB/s | CPU-s/GiB | cold 4 KiB reads, one at a time, IOPS | CPU-s | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|---|---|");
 binaries.forEach((b, i) => {
   const rs = results[i]!;
-  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
+  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.coldIops))} | ${fmt(rs.map((r) => r.coldIopsCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
 });
 rmSync(work, { recursive: true, force: true });
