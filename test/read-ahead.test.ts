@@ -69,3 +69,21 @@ test("--readAhead=0 never fetches ahead", () => {
   expect(pending.size).toBe(0);
   expect(ahead.currentDepth).toBe(0);
 });
+
+test("a stream whose reads arrive a little out of order keeps read-ahead going and deepening; a real jump still starts over", async () => {
+  const { ahead, pending, land } = setup(4);
+  ahead.noteRead(0);
+  ahead.noteRead(1);
+  // The kernel's read-ahead has two requests in flight, and they reach the cache swapped: 3 before
+  // 2, 5 before 4, ... Each waits for its block, which read-ahead is still fetching.
+  for (let b = 2; b < 30; b += 2) {
+    expect(pending.has(b) && pending.has(b + 1)).toBe(true);
+    ahead.noteRead(b + 1);
+    ahead.noteRead(b);
+    await land(b, b + 1);
+  }
+  expect(ahead.currentDepth).toBe(16);
+  expect(pending.size).toBe(16);
+  ahead.noteRead(500); // far ahead: a jump
+  expect(ahead.currentDepth).toBe(4);
+});

@@ -6,10 +6,16 @@
  * The depth adapts to the store's latency: a reader that reaches a block read-ahead is still
  * fetching had to wait for it, so the fetches were not far enough ahead; each such wait keeps one
  * more in flight, up to MAX_GROWTH times --readAhead. A jump starts over at --readAhead.
+ *
+ * A reader with several requests in flight (the kernel's own read-ahead, a loop device) reaches us
+ * a little out of order: once read-ahead runs, a block up to REORDER behind the last one is a late
+ * request of the same stream, and one up to REORDER past the next an early one, not jumps.
  */
 
 /** How far the depth may grow, as a multiple of --readAhead. */
 const MAX_GROWTH = 4;
+/** How many blocks out of order the reads of one stream may arrive (see the top of this file). */
+const REORDER = 2;
 
 /** What read-ahead needs of the cache. */
 export interface ReadAheadHost {
@@ -49,7 +55,9 @@ export class ReadAhead {
   /** A reader is at `block` now (its read may still be waiting): read-ahead looks past it. */
   noteRead(block: number): void {
     if (block === this.lastRead) return; // another piece of the same block
-    const sequential = block === this.lastRead + 1;
+    const running = this.sequentialRun >= this.trigger;
+    if (running && block < this.lastRead && block >= this.lastRead - REORDER) return; // a late request of this stream
+    const sequential = block === this.lastRead + 1 || (running && block > this.lastRead && block <= this.lastRead + 1 + REORDER);
     this.sequentialRun = sequential ? this.sequentialRun + 1 : 1;
     if (!sequential) this.depth = this.configured;
     else if (this.loading.has(block)) this.depth = Math.min(this.depth + 1, MAX_GROWTH * this.configured);
