@@ -12,7 +12,7 @@
 import { spawn } from "bun";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ddRate, processCpu, run, waitGone } from "./helpers.ts";
+import { ddRate, fio, processCpu, run, waitGone } from "./helpers.ts";
 
 const binaries = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -30,11 +30,8 @@ const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${
 
 interface Result { write: number; writeCpu: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; iops: number }
 
-/** fio on the mount's file, as JSON: the one job's (or the group's) figures. */
-async function fio(file: string, options: string[]): Promise<{ read: { iops: number }; write: { iops: number } }> {
-  const out = await run(["fio", "--name=r", `--filename=${file}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", "--group_reporting", "--output-format=json", ...options]);
-  return JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
-}
+/** fio's 4 KiB O_DIRECT I/O for a time on the mount's file. */
+const fio4k = (options: string[]) => fio(["--name=r", `--filename=${join(mnt, "file")}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", ...options]);
 
 async function once(binary: string, source: string): Promise<Result> {
   const server = spawn([SERVER, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
@@ -54,7 +51,7 @@ async function once(binary: string, source: string): Promise<Result> {
     await run([binary, ...args]);
     pid = await pidOf();
     cpu = processCpu(pid).seconds;
-    const coldIops = Math.round((await fio(join(mnt, "file"), ["--rw=randread", "--numjobs=1", `--size=${MIB}M`, "--runtime=6"])).read.iops);
+    const coldIops = Math.round((await fio4k(["--rw=randread", "--numjobs=1", `--size=${MIB}M`, "--runtime=6"])).read.iops);
     const coldIopsCpu = processCpu(pid).seconds - cpu;
     await run(["umount", mnt]);
     await waitGone(mnt);
@@ -63,7 +60,7 @@ async function once(binary: string, source: string): Promise<Result> {
     cpu = processCpu(pid).seconds;
     const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
     const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
-    const job = await fio(join(mnt, "file"), ["--rw=randrw", "--numjobs=4", "--size=128M", "--offset_increment=128M", "--runtime=8"]);
+    const job = await fio4k(["--rw=randrw", "--numjobs=4", "--size=128M", "--offset_increment=128M", "--runtime=8"]);
     await run(["umount", mnt]);
     await waitGone(mnt);
     return { write, writeCpu, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };

@@ -22,7 +22,7 @@ import { AwsClient } from "aws4fetch";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { seededRandom } from "../test/helpers/data.ts";
-import { childCpu, processCpu, removeBucket, run } from "./helpers.ts";
+import { childCpu, fio, processCpu, removeBucket, run } from "./helpers.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 const work = "/dev/shm/s3b-ext4bench";
@@ -169,9 +169,8 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
   phases.cold = await phase(t, async () => void (await run(["sh", "-c", `tar -C ${fs} -cf - . | wc -c`])), proc, before);
   before = childCpu(proc);
   phases.fio = await phase(t, async () => {
-    const out = await run(["fio", "--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
-      "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);
-    const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+    const job = await fio(["--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
+      "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10"]);
     iops.push([`${t.name}\0${c.name}`, Math.round(job.read.iops + job.write.iops)]);
   }, proc, before);
   await run(["umount", fs]);

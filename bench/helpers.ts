@@ -1,4 +1,4 @@
-/** What the benchmarks share: running a command, reading dd's rate, CPU time, waiting for a daemon to go. */
+/** What the benchmarks share: running a command, reading dd's and fio's figures, CPU time, waiting for a daemon to go. */
 import { spawn, type Subprocess } from "bun";
 import { readFileSync } from "node:fs";
 
@@ -11,6 +11,18 @@ export async function run(cmd: string[], env?: Record<string, string>): Promise<
 
 /** MB/s of a dd run that copied `mib` MiB. */
 export const ddRate = (out: string, mib: number) => (mib * 2 ** 20) / Number(/copied, ([\d.]+) s/.exec(out)![1]) / 1e6;
+
+/** What fio reports for one job (all of them, with --group_reporting). */
+export interface FioJob {
+  read: { iops: number; bw_bytes: number };
+  write: { iops: number; bw_bytes: number };
+}
+
+/** Runs fio with these arguments, reporting as one group, and returns its figures. */
+export async function fio(args: string[]): Promise<FioJob> {
+  const out = await run(["fio", ...args, "--group_reporting", "--output-format=json"]);
+  return JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+}
 
 /** The name (comm) of a process and the CPU-seconds (user + system) it has used so far, from /proc. */
 export function processCpu(pid: number): { name: string; seconds: number } {

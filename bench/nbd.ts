@@ -10,7 +10,7 @@ import { spawn, type Subprocess } from "bun";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { childCpu, run } from "./helpers.ts";
+import { childCpu, fio, run } from "./helpers.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 const BINARY = join(import.meta.dir, "../dist/s3backer");
@@ -77,9 +77,8 @@ async function waitUntil(cond: () => boolean, proc: Subprocess): Promise<void> {
   }
 }
 
-async function fio(target: Target, args: string[]): Promise<{ bw: number; iops: number }> {
-  const out = await run(["fio", "--name=b", ...target.fio, ...args, "--group_reporting", "--output-format=json"]);
-  const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+async function fioOn(target: Target, args: string[]): Promise<{ bw: number; iops: number }> {
+  const job = await fio(["--name=b", ...target.fio, ...args]);
   return { bw: (job.read.bw_bytes + job.write.bw_bytes) / 1e6, iops: job.read.iops + job.write.iops };
 }
 
@@ -94,16 +93,16 @@ async function row(kind: "nbd" | "fuse+loop", round: number): Promise<Row> {
   // Until durable: fio's last fsync, then the process flushes and exits.
   let cpu0 = childCpu(t.proc);
   const w0 = performance.now();
-  await fio(t, [...seq, "--rw=write", "--end_fsync=1"]);
+  await fioOn(t, [...seq, "--rw=write", "--end_fsync=1"]);
   await t.stop();
   const write = 1024 * 2 ** 20 / ((performance.now() - w0) / 1000) / 1e6;
   const writeCpu = childCpu(t.proc) - cpu0;
 
   t = await start(bucket);
   cpu0 = childCpu(t.proc);
-  const read = (await fio(t, [...seq, "--rw=read"])).bw;
+  const read = (await fioOn(t, [...seq, "--rw=read"])).bw;
   const readCpu = childCpu(t.proc) - cpu0;
-  const iops = (await fio(t, ["--bs=4k", "--size=256M", "--iodepth=16", "--rw=randrw", "--time_based", "--runtime=10"])).iops;
+  const iops = (await fioOn(t, ["--bs=4k", "--size=256M", "--iodepth=16", "--rw=randrw", "--time_based", "--runtime=10"])).iops;
   await t.stop();
   for (const key of server.objects.keys(bucket)) server.objects.delete(bucket, key);
   return { write, writeCpu, read, readCpu, iops };

@@ -18,7 +18,7 @@ import { AwsClient } from "aws4fetch";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "bun";
-import { ddRate, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
+import { ddRate, fio, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -37,10 +37,9 @@ interface Row {
   writeCpu?: number; readCpu?: number;
 }
 
-async function fio(file: string): Promise<number> {
-  const out = await run(["fio", "--name=r", `--filename=${file}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M", "--offset_increment=64M",
-    "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10", "--group_reporting", "--output-format=json"]);
-  const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+async function randomIops(file: string): Promise<number> {
+  const job = await fio(["--name=r", `--filename=${file}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M", "--offset_increment=64M",
+    "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10"]);
   return Math.round(job.read.iops + job.write.iops);
 }
 
@@ -94,7 +93,7 @@ async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian"
   const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
   const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
   const gets = which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
-  const iops = await fio(join(mnt, "file"));
+  const iops = await randomIops(join(mnt, "file"));
   rss = Math.max(rss, peakRssMiB(pid));
   await unmount();
   const perGiB = (n: number) => Math.round((n * 1024) / MIB);

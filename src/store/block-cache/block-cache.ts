@@ -864,7 +864,7 @@ export class BlockCache extends Layer implements MountedCache {
     this.fileWork++;
     try {
       const crc = runtime.crc32(data);
-      const [md5] = await Promise.all([clean ? (entry.storedMd5 ?? this.md5Hex(data)) : undefined, this.file!.writeSlot(slot, data)]);
+      const [md5] = await Promise.all([clean ? this.versionMd5(entry, version, data) : undefined, this.file!.writeSlot(slot, data)]);
       this.counters.add("cache file writes");
       this.committed(entry, slot, version, data, crc, md5);
     } catch (err) {
@@ -916,7 +916,7 @@ export class BlockCache extends Layer implements MountedCache {
     entry.lent.push(data);
     this.fileWork++;
     try {
-      const md5 = (entry.stored === version ? entry.storedMd5 : undefined) ?? (await this.md5Hex(data));
+      const md5 = await this.versionMd5(entry, version, data);
       // Saved again or evicted meanwhile: the slot is not this version's any more.
       if (this.entries.get(entry.block) === entry && entry.slot === slot && entry.slotVersion === version && entry.stored === version) {
         this.file!.commit(slot, entry.block, data, entry.slotCrc, false, md5);
@@ -925,6 +925,11 @@ export class BlockCache extends Layer implements MountedCache {
       this.giveBack(entry, data);
       this.fileWorkDone();
     }
+  }
+
+  /** The MD5 hex of `data`, the entry's bytes at `version`: its write-back's, if that stored this version, else hashed now. */
+  private versionMd5(entry: Entry, version: number, data: Uint8Array): string | Promise<string> {
+    return (entry.stored === version ? entry.storedMd5 : undefined) ?? this.md5Hex(data);
   }
 
   /** The MD5 of a block's bytes in hex (the cache file's records keep it so), hashed in batches. */
