@@ -1,4 +1,4 @@
-/** The HTTP/1.1 response reader of the GET threads: known bytes in, fed whole and in every split. */
+/** The HTTP/1.1 response reader of the HTTP threads: known bytes in, fed whole and in every split. */
 import { expect, test } from "bun:test";
 import { requestBytes, ResponseReader, type ParsedResponse } from "../src/object/s3/http1.ts";
 

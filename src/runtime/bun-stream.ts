@@ -4,7 +4,7 @@
  * buffers and joins every large write: for NBD reads, a third of the process's CPU.)
  */
 import type { Socket } from "bun";
-import type { ClientTls, StreamAddress, StreamConnection, StreamListener, StreamSession } from "./runtime.ts";
+import type { ClientConnection, ClientTls, StreamAddress, StreamConnection, StreamListener, StreamSession } from "./runtime.ts";
 
 /** Queued bytes above which `write` says to wait. */
 const HIGH_WATER = 4 << 20;
@@ -23,22 +23,36 @@ function wake(s: State): void {
   for (const w of waiting) w();
 }
 
-function connection(socket: Socket<State>, state: () => State): StreamConnection {
+/** Writes what the socket takes now and queues the rest (a copy of it, unless `borrowed`); false once the queue is long. */
+function send(socket: Socket<State>, s: State, bytes: Uint8Array, borrowed: boolean): boolean {
+  if (s.gone) return true;
+  let rest = bytes;
+  if (s.queue.length === 0) {
+    const n = socket.write(bytes);
+    rest = n < 0 ? new Uint8Array(0) : bytes.subarray(n);
+  }
+  if (rest.length > 0) {
+    s.queue.push(borrowed ? rest : rest.slice());
+    s.queued += rest.length;
+  }
+  return s.queued < HIGH_WATER;
+}
+
+function connection(socket: Socket<State>, state: () => State): ClientConnection {
   return {
     peer: socket.remoteAddress || "unix client",
-    write(bytes) {
+    write: (bytes) => send(socket, state(), bytes, false),
+    writeBorrowed: (bytes) => void send(socket, state(), bytes, true),
+    get queuedBytes() {
+      return state().queued;
+    },
+    abort() {
       const s = state();
-      if (s.gone) return true;
-      let rest = bytes;
-      if (s.queue.length === 0) {
-        const n = socket.write(bytes);
-        rest = n < 0 ? new Uint8Array(0) : bytes.subarray(n);
-      }
-      if (rest.length > 0) {
-        s.queue.push(rest.slice());
-        s.queued += rest.length;
-      }
-      return s.queued < HIGH_WATER;
+      s.queue = [];
+      s.queued = 0;
+      s.gone = true;
+      socket.terminate();
+      wake(s);
     },
     drained() {
       const s = state();
@@ -52,7 +66,7 @@ function connection(socket: Socket<State>, state: () => State): StreamConnection
   };
 }
 
-function handlers(open: (c: StreamConnection) => StreamSession) {
+function handlers(open: (c: ClientConnection) => StreamSession) {
   return {
     open(socket: Socket<State>) {
       const state: State = { session: undefined!, queue: [], queued: 0, waiters: [], gone: false };
@@ -104,9 +118,9 @@ export async function listenStream(address: StreamAddress, open: (c: StreamConne
  * A TCP connection to `host:port` (TLS when `tls` is given), once it can carry bytes: for TLS, once
  * the handshake is done (bytes written before it are not sent). Rejects when it cannot connect.
  */
-export function connectStream(host: string, port: number, tls: ClientTls | undefined, open: (c: StreamConnection) => StreamSession): Promise<StreamConnection> {
+export function connectStream(host: string, port: number, tls: ClientTls | undefined, open: (c: ClientConnection) => StreamSession): Promise<ClientConnection> {
   return new Promise((resolve, reject) => {
-    let connection: StreamConnection | undefined;
+    let connection: ClientConnection | undefined;
     const socket = handlers((c) => {
       connection = c;
       const session = open(c);

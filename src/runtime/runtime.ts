@@ -73,6 +73,19 @@ export interface StreamConnection {
   end(): void;
 }
 
+/** A connection this process opened (connectStream), for requests whose bodies are not copied. */
+export interface ClientConnection extends StreamConnection {
+  /**
+   * Sends bytes like `write`, but what the socket does not take at once is queued as it is, not
+   * copied: the caller leaves the bytes unchanged until the queue is empty or the connection aborted.
+   */
+  writeBorrowed(bytes: Uint8Array): void;
+  /** Bytes queued, not yet taken by the socket. */
+  readonly queuedBytes: number;
+  /** Closes at once: what is queued is dropped, never sent. */
+  abort(): void;
+}
+
 /** What a stream server does with a connection: its bytes in order (each chunk is the handler's to keep), then its end. */
 export interface StreamSession {
   data(chunk: Uint8Array): void;
@@ -111,7 +124,7 @@ export interface Runtime {
    * Opens a TCP connection (TLS when `tls` is given): `open` is called with it once connected.
    * Undefined where the runtime's sockets are not used for S3 (its fetch() is then).
    */
-  connectStream?(host: string, port: number, tls: ClientTls | undefined, open: (connection: StreamConnection) => StreamSession): Promise<StreamConnection>;
+  connectStream?(host: string, port: number, tls: ClientTls | undefined, open: (connection: ClientConnection) => StreamSession): Promise<ClientConnection>;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
   readSync(fd: number, buffer: Uint8Array): number;
   /** pread(2) off the main thread: the length read (short only at the end of the file). */

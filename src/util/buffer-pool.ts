@@ -3,7 +3,7 @@
  * the next block's bytes (a write, or the body of a GET). Fresh memory is what a sustained transfer
  * costs most: faulting it in takes more CPU than moving the bytes, and it leaves garbage behind
  * (a sustained write: a quarter less CPU, a tenth of the forced collections; a read past a full
- * cache: see get-pool.ts). A buffer given back becomes spare on the next turn of the event loop (a
+ * cache: see http-threads.ts). A buffer given back becomes spare on the next turn of the event loop (a
  * reader's view of a block is good for its turn).
  */
 import { onHugePages } from "./huge-pages.ts";

@@ -1,5 +1,5 @@
 /**
- * HTTP/1.1 on the wire, for the GET threads (get-pool.ts): a request's bytes, and a response read
+ * HTTP/1.1 on the wire, for the HTTP threads (http-threads.ts): a request's bytes, and a response read
  * incrementally from the chunks a socket delivers. Bodies framed by Content-Length (copied once,
  * into a buffer of that size or a spare one given), chunked, or by the end of the connection.
  * Pure: no sockets here.

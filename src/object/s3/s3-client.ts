@@ -11,7 +11,7 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
-import { defaultGetThreads, GetError, GetPool, getThreadsUsable } from "./get-pool.ts";
+import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable } from "./http-threads.ts";
 import type { BufferPool } from "../../util/buffer-pool.ts";
 import { readFileSync } from "node:fs";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
@@ -48,7 +48,7 @@ export interface S3Request {
   expect: readonly number[];
   /** Checks an answer; throw RetryableError to have the request tried again (e.g. a corrupt body). */
   validate?: (response: S3Response) => void | Promise<void>;
-  /** Spare buffers a GET's body may be read into (through the GET threads). */
+  /** Spare buffers a GET's body may be read into (through the HTTP threads). */
   spares?: BufferPool;
 }
 
@@ -56,7 +56,7 @@ export interface S3Response {
   status: number;
   headers: Headers;
   body: Uint8Array;
-  /** The body's CRC-32, when it was taken off the main thread (GETs through the GET threads). */
+  /** The body's CRC-32, when it was taken off the main thread (GETs through the HTTP threads). */
   crc32?: number;
 }
 
@@ -68,18 +68,18 @@ export class S3Client {
   /** The day's signing key, for the current credentials. */
   private signingKey: { of: string; key: Uint8Array } | undefined;
   private readonly fetchOptions: Record<string, unknown>;
-  /** Object GETs go through threads of their own where they can (get-pool.ts); everything else through fetch(). */
-  private readonly getPool: GetPool | undefined;
+  /** Object GETs and PUTs go through threads of their own where they can (http-threads.ts); everything else through fetch(). */
+  private readonly threads: HttpThreads | undefined;
 
   constructor(private readonly o: S3ClientOptions) {
     const ca = o.caFile ? readFileSync(o.caFile, "utf8") : undefined;
     this.fetchOptions = runtime.fetchOptions(o.insecure, ca);
-    if (getThreadsUsable()) this.getPool = new GetPool(defaultGetThreads(), { insecure: o.insecure, ca });
+    if (httpThreadsUsable()) this.threads = new HttpThreads(defaultHttpThreads(), { insecure: o.insecure, ca });
   }
 
-  /** Ends the GET threads. */
+  /** Ends the HTTP threads. */
   close(): void {
-    this.getPool?.close();
+    this.threads?.close();
   }
 
   get log(): Logger {
@@ -146,8 +146,10 @@ export class S3Client {
     let answer: S3Response;
     try {
       const headers = await this.signedHeaders(url, req.method, this.o.keepAlive ? req.headers : { ...req.headers, connection: "close" });
-      if (this.getPool && req.method === "GET" && req.key !== "") {
-        answer = await this.getPool.get(new URL(url), headers ?? {}, this.o.timeoutMs, req.spares);
+      if (this.threads && req.method === "GET" && req.key !== "") {
+        answer = await this.threads.get(new URL(url), headers ?? {}, this.o.timeoutMs, req.spares);
+      } else if (this.threads && req.method === "PUT" && req.key !== "" && req.body) {
+        answer = await this.threads.put(new URL(url), headers ?? {}, req.body, this.o.timeoutMs);
       } else {
         const response = await fetch(url, {
           method: req.method,
@@ -162,7 +164,7 @@ export class S3Client {
     } catch (err) {
       if (err instanceof FsError) throw err;
       const name = (err as Error).name;
-      const timedOut = err instanceof GetError ? err.timedOut : name === "TimeoutError" || name === "AbortError";
+      const timedOut = err instanceof HttpThreadError ? err.timedOut : name === "TimeoutError" || name === "AbortError";
       throw new RetryableError(timedOut ? `timed out after ${this.o.timeoutMs} ms` : messageOf(err));
     }
     const { status, body } = answer;

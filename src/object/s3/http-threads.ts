@@ -1,11 +1,15 @@
 /**
- * Object GETs on threads of their own (get.worker.ts), each with its own connections.
+ * Object GETs and PUTs on threads of their own (http.worker.ts), each with its own connections.
  *
  * Why: the runtime's fetch() receives every response on one HTTP thread, so a cold sequential read
  * is capped by what that one thread can take in (socket reads, copying, faulting in fresh memory
  * for each body), however many cores the machine has. Here each thread receives its share, reads a
  * body straight into one buffer of its size, and takes its CRC-32 there; the main thread gets the
  * buffer itself. Requests go to the thread with the fewest in flight.
+ *
+ * A PUT's body is copied once, into shared memory kept for the next PUTs (BodySlots); the thread
+ * writes it to the socket from there. fetch() copies each body into memory of its own, often
+ * fresh: faulting that in cost more CPU than the rest of sending the body.
  *
  * Used where the runtime offers its own sockets and no HTTP proxy is configured (fetch() honours
  * the proxy variables; this does not speak to proxies).
@@ -15,14 +19,17 @@ import type { ClientTls } from "../../runtime/runtime.ts";
 import { requestBytes } from "./http1.ts";
 import type { BufferPool } from "../../util/buffer-pool.ts";
 
-/** What the main thread asks of a GET thread. */
-export interface GetJob {
+/** What the main thread asks of an HTTP thread. */
+export interface HttpJob {
   id: number;
-  method: "GET";
+  method: "GET" | "PUT";
   host: string;
   port: number;
   tls: ClientTls | undefined;
+  /** The request line and headers. */
   request: Uint8Array;
+  /** A PUT's body, in shared memory the main thread leaves alone until the answer. */
+  body?: Uint8Array;
   timeoutMs: number;
   /** Close the connection after this request (--noCurlCache). */
   close: boolean;
@@ -30,8 +37,8 @@ export interface GetJob {
   into: ArrayBuffer | undefined;
 }
 
-/** A GET thread's answer: the response, or why there is none. */
-export type GetAnswer =
+/** An HTTP thread's answer: the response, or why there is none. */
+export type HttpAnswer =
   | { id: number; status: number; headers: [string, string][]; body: Uint8Array; crc32: number; unused: ArrayBuffer | undefined }
   | { id: number; error: string; timedOut: boolean; unused: ArrayBuffer | undefined };
 
@@ -39,12 +46,12 @@ export interface PooledResponse {
   status: number;
   headers: Headers;
   body: Uint8Array;
-  /** The body's CRC-32, taken on the GET thread. */
+  /** The body's CRC-32, taken on the HTTP thread. */
   crc32: number;
 }
 
-/** The error of a GET that got no response; `timedOut` when it ran out of time. */
-export class GetError extends Error {
+/** The error of a request that got no response; `timedOut` when it ran out of time. */
+export class HttpThreadError extends Error {
   constructor(
     message: string,
     readonly timedOut: boolean,
@@ -53,31 +60,64 @@ export class GetError extends Error {
   }
 }
 
+interface Pending {
+  resolve(r: PooledResponse): void;
+  reject(e: unknown): void;
+  thread: Thread;
+  /** Where a GET's spare buffer goes back if the thread did not use it. */
+  spares: BufferPool | undefined;
+  /** The shared memory of a PUT's body: free again once the thread has answered. */
+  slot: SharedArrayBuffer | undefined;
+}
+
+/** Most body slots kept for the next PUTs. */
+const KEPT_SLOTS = 32;
+/** Slot sizes are rounded up to this, so that bodies of about one size share slots. */
+const SLOT_STEP = 64 * 1024;
+
+/** Shared memory for PUT bodies, reused: after the first PUTs, a body's copy faults in nothing. */
+export class BodySlots {
+  private free: SharedArrayBuffer[] = [];
+
+  /** A slot of at least `length` bytes: a kept one if one fits. */
+  take(length: number): SharedArrayBuffer {
+    const at = this.free.findIndex((slot) => slot.byteLength >= length);
+    if (at >= 0) return this.free.splice(at, 1)[0]!;
+    return new SharedArrayBuffer(Math.max(SLOT_STEP, Math.ceil(length / SLOT_STEP) * SLOT_STEP));
+  }
+
+  /** A slot no thread reads any more. */
+  give(slot: SharedArrayBuffer): void {
+    if (this.free.length < KEPT_SLOTS) this.free.push(slot);
+  }
+}
+
 interface Thread {
   worker: Worker;
   inFlight: number;
   /** Jobs posted before the thread said it listens. */
-  waiting: GetJob[] | undefined;
+  waiting: HttpJob[] | undefined;
 }
 
 /** A job's transfer list: its spare buffer moves to the thread (no view of it here sees it any more). */
-const transferOf = (job: GetJob): ArrayBuffer[] => (job.into ? [job.into] : []);
+const transferOf = (job: HttpJob): ArrayBuffer[] => (job.into ? [job.into] : []);
 
 const PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"];
 
-/** Whether GETs can go through threads of their own here: the runtime has sockets, and no proxy is set. */
-export function getThreadsUsable(env: Record<string, string | undefined> = process.env): boolean {
+/** Whether requests can go through threads of their own here: the runtime has sockets, and no proxy is set. */
+export function httpThreadsUsable(env: Record<string, string | undefined> = process.env): boolean {
   return runtime.connectStream !== undefined && !PROXY_VARIABLES.some((name) => env[name]);
 }
 
 /** One per core, at least two (so that one busy thread is no ceiling) and at most four. */
-export function defaultGetThreads(): number {
+export function defaultHttpThreads(): number {
   return Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
 }
 
-export class GetPool {
+export class HttpThreads {
   private readonly threads: Thread[] = [];
-  private readonly pending = new Map<number, { resolve(r: PooledResponse): void; reject(e: unknown): void; thread: Thread; spares: BufferPool | undefined }>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly slots = new BodySlots();
   private nextId = 1;
 
   constructor(
@@ -91,50 +131,69 @@ export class GetPool {
    * CPU than the rest of receiving the body).
    */
   get(url: URL, headers: Record<string, string>, timeoutMs: number, spares?: BufferPool): Promise<PooledResponse> {
+    const job = this.job("GET", url, headers, timeoutMs);
+    job.into = spares?.takeSpare()?.buffer as ArrayBuffer | undefined;
+    return this.send(job, { spares, slot: undefined });
+  }
+
+  /** PUTs `body` to `url` with these (already signed) headers; `body` is copied before this returns. */
+  put(url: URL, headers: Record<string, string>, body: Uint8Array, timeoutMs: number): Promise<PooledResponse> {
+    const slot = this.slots.take(body.length);
+    const view = new Uint8Array(slot, 0, body.length);
+    view.set(body);
+    const job = this.job("PUT", url, { ...headers, "content-length": String(body.length) }, timeoutMs);
+    job.body = view;
+    return this.send(job, { spares: undefined, slot });
+  }
+
+  private job(method: HttpJob["method"], url: URL, headers: Record<string, string>, timeoutMs: number): HttpJob {
     const https = url.protocol === "https:";
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const job: GetJob = {
+    return {
       id: this.nextId++,
-      method: "GET",
+      method,
       host,
       port: Number(url.port || (https ? 443 : 80)),
       tls: https ? { verify: !this.tls.insecure, serverName: host, ca: this.tls.ca } : undefined,
-      request: requestBytes("GET", url.pathname + url.search, url.host, headers),
+      request: requestBytes(method, url.pathname + url.search, url.host, headers),
       timeoutMs,
       close: (headers.connection ?? "").toLowerCase() === "close",
-      into: spares?.takeSpare()?.buffer as ArrayBuffer | undefined,
+      into: undefined,
     };
+  }
+
+  private send(job: HttpJob, keep: Pick<Pending, "spares" | "slot">): Promise<PooledResponse> {
     const thread = this.leastBusy();
     thread.inFlight++;
     return new Promise((resolve, reject) => {
-      this.pending.set(job.id, { resolve, reject, thread, spares });
+      this.pending.set(job.id, { resolve, reject, thread, ...keep });
       if (thread.waiting) thread.waiting.push(job);
       else thread.worker.postMessage(job, transferOf(job));
     });
   }
 
-  /** Ends the threads; GETs still on their way fail. */
+  /** Ends the threads; requests still on their way fail. */
   close(): void {
     for (const t of this.threads) t.worker.terminate();
     this.threads.length = 0;
     for (const [id, p] of this.pending) {
-      p.reject(new GetError("the S3 client was closed", false));
+      p.reject(new HttpThreadError("the S3 client was closed", false));
       this.pending.delete(id);
     }
   }
 
-  /** The thread with the fewest GETs in flight. All start with the first GET: one that starts later makes its first GETs wait for it. */
+  /** The thread with the fewest requests in flight. All start with the first request: one that starts later makes its first requests wait for it. */
   private leastBusy(): Thread {
     while (this.threads.length < this.size) this.start();
     return this.threads.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
   }
 
   private start(): Thread {
-    const worker = runtime.startWorker("object/s3/get.worker.ts");
+    const worker = runtime.startWorker("object/s3/http.worker.ts");
     const thread: Thread = { worker, inFlight: 0, waiting: [] };
     // The threads must not keep the process alive (the mount's end decides that).
     (worker as Worker & { unref?: () => void }).unref?.();
-    worker.onmessage = (e: MessageEvent<GetAnswer | { ready: true }>) => {
+    worker.onmessage = (e: MessageEvent<HttpAnswer | { ready: true }>) => {
       const data = e.data;
       if ("ready" in data) {
         for (const job of thread.waiting ?? []) worker.postMessage(job, transferOf(job));
@@ -144,26 +203,28 @@ export class GetPool {
       this.answered(data);
     };
     worker.onerror = (e) => {
-      // A thread that failed takes its GETs with it; a new one is started for the next.
+      // A thread that failed takes its requests with it (and the memory of their bodies: it may
+      // have stopped in the middle of sending one); a new one is started for the next.
       const at = this.threads.indexOf(thread);
       if (at >= 0) this.threads.splice(at, 1);
       for (const [id, p] of this.pending) {
         if (p.thread !== thread) continue;
         this.pending.delete(id);
-        p.reject(new GetError(`GET thread failed: ${e.message}`, false));
+        p.reject(new HttpThreadError(`HTTP thread failed: ${e.message}`, false));
       }
     };
     this.threads.push(thread);
     return thread;
   }
 
-  private answered(answer: GetAnswer): void {
+  private answered(answer: HttpAnswer): void {
     const p = this.pending.get(answer.id);
     if (!p) return;
     this.pending.delete(answer.id);
     p.thread.inFlight--;
+    if (p.slot) this.slots.give(p.slot);
     if (answer.unused) p.spares?.give(new Uint8Array(answer.unused));
-    if ("error" in answer) return p.reject(new GetError(answer.error, answer.timedOut));
+    if ("error" in answer) return p.reject(new HttpThreadError(answer.error, answer.timedOut));
     p.resolve({ status: answer.status, headers: new Headers(answer.headers), body: answer.body, crc32: answer.crc32 });
   }
 }

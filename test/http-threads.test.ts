@@ -1,14 +1,17 @@
 /**
- * The GET threads against real sockets: a normal server (keep-alive reuse, big bodies and their
- * CRC-32), and raw servers that misbehave: closing kept connections, answering late, chunked.
+ * The HTTP threads against real sockets: a normal server (keep-alive reuse, big bodies and their
+ * CRC-32, PUT bodies), and raw servers that misbehave: closing kept connections, answering late or
+ * early, chunked, taking a body slowly.
  */
 import { afterAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
-import { GetError, GetPool, getThreadsUsable } from "../src/object/s3/get-pool.ts";
+import { createServer, type Server, type Socket as NetSocket } from "node:net";
+import { createHash } from "node:crypto";
+import { BodySlots, HttpThreadError, HttpThreads, httpThreadsUsable } from "../src/object/s3/http-threads.ts";
 import { pattern } from "./helpers/data.ts";
 import { BufferPool } from "../src/util/buffer-pool.ts";
 
-const pool = new GetPool(2, { insecure: false, ca: undefined });
+const pool = new HttpThreads(2, { insecure: false, ca: undefined });
 const listeners: TCPSocketListener<unknown>[] = [];
 afterAll(() => {
   pool.close();
@@ -26,6 +29,9 @@ const http = Bun.serve({
     if (u.pathname === "/big") return new Response(BIG, { headers: { etag: '"e"' } });
     if (u.pathname === "/half") return new Response(BIG.subarray(0, 1 << 19));
     if (u.pathname === "/over") return new Response(pattern((1 << 20) + 1, 6));
+    if (req.method === "PUT") {
+      return req.bytes().then((b) => new Response(`${req.headers.get("content-length")} ${createHash("md5").update(b).digest("hex")}`));
+    }
     return new Response(`${req.method} ${u.pathname}${u.search} ${req.headers.get("x-test")}`, { status: 201 });
   },
 });
@@ -51,9 +57,9 @@ function raw(answer: (socket: Socket<{ n: number }>, n: number) => void): number
   return l.port;
 }
 
-test("GET threads are used unless a proxy is set", () => {
-  expect(getThreadsUsable({})).toBe(true);
-  expect(getThreadsUsable({ HTTPS_PROXY: "http://proxy:3128" })).toBe(false);
+test("HTTP threads are used unless a proxy is set", () => {
+  expect(httpThreadsUsable({})).toBe(true);
+  expect(httpThreadsUsable({ HTTPS_PROXY: "http://proxy:3128" })).toBe(false);
 });
 
 test("answers, with their headers and body; the path and query as given; a 1 MiB body with its CRC-32", async () => {
@@ -100,23 +106,23 @@ test("chunked answers; a connection closed in the middle of a body is an error, 
     s.end();
   });
   const err = await pool.get(new URL(`http://127.0.0.1:${cut}/x`), {}, 5000).catch((e) => e);
-  expect(err).toBeInstanceOf(GetError);
-  expect((err as GetError).message).toMatch(/middle of a response body/);
-  expect((err as GetError).timedOut).toBe(false);
+  expect(err).toBeInstanceOf(HttpThreadError);
+  expect((err as HttpThreadError).message).toMatch(/middle of a response body/);
+  expect((err as HttpThreadError).timedOut).toBe(false);
 });
 
 test("a server that does not answer in time: a timeout error; one that is not there: an error", async () => {
   const silent = raw(() => {});
   const started = performance.now();
   const err = await pool.get(new URL(`http://127.0.0.1:${silent}/x`), {}, 200).catch((e) => e);
-  expect(err).toBeInstanceOf(GetError);
-  expect((err as GetError).timedOut).toBe(true);
+  expect(err).toBeInstanceOf(HttpThreadError);
+  expect((err as HttpThreadError).timedOut).toBe(true);
   expect(performance.now() - started).toBeLessThan(3000);
   const closedPort = raw(() => {});
   listeners.pop()!.stop(true);
   const refused = await pool.get(new URL(`http://127.0.0.1:${closedPort}/x`), {}, 2000).catch((e) => e);
-  expect(refused).toBeInstanceOf(GetError);
-  expect((refused as GetError).timedOut).toBe(false);
+  expect(refused).toBeInstanceOf(HttpThreadError);
+  expect((refused as HttpThreadError).timedOut).toBe(false);
 });
 
 test("Connection: close asks for a new connection each time", async () => {
@@ -160,7 +166,113 @@ test("a body is read into a spare buffer that fits; one not used (an error statu
     s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
     s.end();
   });
-  expect(await pool.get(new URL(`http://127.0.0.1:${cut}/x`), {}, 5000, spares).catch((e) => e)).toBeInstanceOf(GetError);
+  expect(await pool.get(new URL(`http://127.0.0.1:${cut}/x`), {}, 5000, spares).catch((e) => e)).toBeInstanceOf(HttpThreadError);
   await turn();
   expect(spares.takeSpare()?.byteLength).toBe(1 << 20);
+});
+
+const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+
+test("PUT bodies arrive whole with their length, several at once; the caller's bytes are its own again once put() returns", async () => {
+  const bodies = Array.from({ length: 8 }, (_, i) => pattern((1 << 20) - i * 1000, 10 + i));
+  const expected = bodies.map((b) => `${b.length} ${md5(b)}`);
+  const puts = bodies.map((b) => pool.put(new URL(`http://127.0.0.1:${http.port}/b/k`), {}, b, 5000));
+  for (const b of bodies) b.fill(0); // copied before put() returned: the server still gets the old bytes
+  const answers = await Promise.all(puts);
+  expect(answers.map((a) => new TextDecoder().decode(a.body))).toEqual(expected);
+  const empty = await pool.put(new URL(`http://127.0.0.1:${http.port}/b/e`), {}, new Uint8Array(0), 5000);
+  expect(new TextDecoder().decode(empty.body)).toBe(`0 ${md5(new Uint8Array(0))}`);
+});
+
+/** A node:net server whose connections the test controls (pause, resume, answer); every byte each one received. */
+function netServer(onHead: (socket: NetSocket, received: () => number) => void): Promise<{ port: number; sockets: NetSocket[]; received: number[]; closed: Promise<void>[]; server: Server }> {
+  const sockets: NetSocket[] = [];
+  const received: number[] = [];
+  const closed: Promise<void>[] = [];
+  const server = createServer((socket) => {
+    const n = sockets.push(socket) - 1;
+    received[n] = 0;
+    closed[n] = new Promise((resolve) => socket.once("close", () => resolve()));
+    let answered = false;
+    socket.on("data", (chunk) => {
+      received[n]! += chunk.length;
+      if (!answered && chunk.includes("\r\n\r\n")) {
+        answered = true;
+        onHead(socket, () => received[n]!);
+      }
+    });
+    socket.on("error", () => {});
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, sockets, received, closed, server })));
+}
+
+test("a server that takes a body slowly gets all of it (sent as the socket drains)", async () => {
+  const body = pattern(24 << 20, 20);
+  const s = await netServer((socket, got) => {
+    socket.pause();
+    const step = () => {
+      socket.resume();
+      setTimeout(() => {
+        socket.pause();
+        if (got() >= body.length) socket.end(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok`);
+        else setTimeout(step, 5);
+      }, 5);
+    };
+    setTimeout(step, 20);
+  });
+  try {
+    const r = await pool.put(new URL(`http://127.0.0.1:${s.port}/b/k`), {}, body, 20000);
+    expect(r.status).toBe(200);
+    expect(s.received[0]).toBeGreaterThan(body.length); // the head and all of the body
+  } finally {
+    s.server.close();
+  }
+});
+
+test("a PUT that fails (no answer in time, or an answer before the body was taken) never sends the rest of its body later", async () => {
+  const body = pattern(32 << 20, 21);
+  // Takes nothing until the test says so, and never answers.
+  const silent = await netServer((socket) => socket.pause());
+  try {
+    const err = await pool.put(new URL(`http://127.0.0.1:${silent.port}/b/k`), {}, body, 300).catch((e) => e);
+    expect(err).toBeInstanceOf(HttpThreadError);
+    expect((err as HttpThreadError).timedOut).toBe(true);
+    silent.sockets[0]!.resume();
+    await silent.closed[0];
+    expect(silent.received[0]).toBeLessThan(body.length / 2); // what the sockets held then, not the rest
+  } finally {
+    silent.server.close();
+  }
+  // Answers 413 on seeing the head and takes nothing more: the connection is not used again.
+  const early = await netServer((socket) => {
+    socket.pause();
+    socket.write("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+  });
+  try {
+    expect((await pool.put(new URL(`http://127.0.0.1:${early.port}/b/k`), {}, body, 5000)).status).toBe(413);
+    expect((await pool.put(new URL(`http://127.0.0.1:${early.port}/b/k`), {}, body, 5000)).status).toBe(413);
+    expect(early.sockets.length).toBe(2);
+    early.sockets[0]!.resume();
+    await early.closed[0];
+    expect(early.received[0]).toBeLessThan(body.length / 2);
+  } finally {
+    early.server.close();
+  }
+});
+
+test("body slots: a kept slot that fits is reused; sizes go up in steps; only so many are kept", () => {
+  const slots = new BodySlots();
+  const a = slots.take(1000);
+  expect(a.byteLength).toBe(64 * 1024);
+  slots.give(a);
+  expect(slots.take(2000)).toBe(a);
+  const big = slots.take(70_000);
+  expect(big.byteLength).toBe(128 * 1024);
+  slots.give(big);
+  slots.give(a);
+  expect(slots.take(100_000)).toBe(big); // the first that fits
+  const many = Array.from({ length: 40 }, () => slots.take(10));
+  for (const m of many) slots.give(m);
+  const again = Array.from({ length: 40 }, () => slots.take(10));
+  expect(again.filter((m) => many.includes(m)).length).toBe(32);
 });

@@ -1,22 +1,25 @@
 /**
- * A GET thread (see get-pool.ts): sends the requests it is given over keep-alive HTTP/1.1
+ * An HTTP thread (see http-threads.ts): sends the requests it is given over keep-alive HTTP/1.1
  * connections of its own, reads each response into one buffer of its size, takes the body's CRC-32,
- * and hands the buffer back to the main thread (transferred, not copied).
+ * and hands the buffer back to the main thread (transferred, not copied). A PUT's body is written
+ * to the socket from the shared memory the main thread put it in, without a copy here.
  *
  * A request sent on a kept connection that the server had closed meanwhile gets no byte of answer:
- * it is sent again at once on a new connection (a GET changes nothing), as fetch() does.
+ * it is sent again at once on a new connection (a GET changes nothing, and a PUT sends the same
+ * bytes again), as fetch() does. A connection that fails, or is answered before it took the whole
+ * body, is aborted: the rest of that body is never sent (the main thread reuses its memory).
  */
 import { runtime } from "../../runtime/index.ts";
-import type { StreamConnection } from "../../runtime/runtime.ts";
+import type { ClientConnection } from "../../runtime/runtime.ts";
 import { messageOf } from "../../errors.ts";
 import { ResponseReader, type ParsedResponse } from "./http1.ts";
-import type { GetAnswer, GetJob } from "./get-pool.ts";
+import type { HttpAnswer, HttpJob } from "./http-threads.ts";
 
 declare const self: Worker;
 
 interface Connection {
   key: string;
-  stream: StreamConnection | undefined;
+  stream: ClientConnection | undefined;
   /** The request it carries, if any. */
   current: Running | undefined;
   reused: boolean;
@@ -24,7 +27,7 @@ interface Connection {
 }
 
 interface Running {
-  job: GetJob;
+  job: HttpJob;
   reader: ResponseReader;
   timer: ReturnType<typeof setTimeout>;
   /** Whether this is the job's second try (after a kept connection turned out closed). */
@@ -34,7 +37,7 @@ interface Running {
 /** Kept connections, per server, idle. */
 const idle = new Map<string, Connection[]>();
 
-const reply = (answer: GetAnswer, transfer: ArrayBuffer[] = []) => self.postMessage(answer, transfer);
+const reply = (answer: HttpAnswer, transfer: ArrayBuffer[] = []) => self.postMessage(answer, transfer);
 
 function finish(conn: Connection, run: Running): void {
   clearTimeout(run.timer);
@@ -51,7 +54,7 @@ function forget(conn: Connection): void {
 
 function drop(conn: Connection): void {
   forget(conn);
-  conn.stream?.end();
+  conn.stream?.abort();
 }
 
 /** Hands the response to the main thread, its body's buffer transferred, and the spare buffer if unused. */
@@ -83,7 +86,7 @@ function received(conn: Connection, chunk: Uint8Array): void {
   finish(conn, run);
   const { response, used } = done;
   answer(run, response);
-  if (response.close || used < chunk.length || run.job.close) return drop(conn);
+  if (response.close || used < chunk.length || run.job.close || conn.stream!.queuedBytes > 0) return drop(conn);
   conn.reused = true;
   const list = idle.get(conn.key) ?? [];
   list.push(conn);
@@ -109,7 +112,7 @@ function closed(conn: Connection, why: string): void {
   answer(run, response);
 }
 
-async function start(job: GetJob, retried = false): Promise<void> {
+async function start(job: HttpJob, retried = false): Promise<void> {
   const key = `${job.host}:${job.port}:${job.tls ? "tls" : ""}`;
   const kept = idle.get(key)?.pop();
   const conn: Connection = kept ?? { key, stream: undefined, current: undefined, reused: false, gone: false };
@@ -130,10 +133,11 @@ async function start(job: GetJob, retried = false): Promise<void> {
       if (conn.current === run) fail(conn, run, messageOf(err));
       return;
     }
-    if (conn.current !== run) return void conn.stream.end(); // timed out while connecting
+    if (conn.current !== run) return void conn.stream.abort(); // timed out while connecting
   }
   conn.stream.write(job.request);
+  if (job.body) conn.stream.writeBorrowed(job.body);
 }
 
-self.onmessage = (event: MessageEvent<GetJob>) => void start(event.data);
+self.onmessage = (event: MessageEvent<HttpJob>) => void start(event.data);
 self.postMessage({ ready: true });
