@@ -26,13 +26,21 @@ export function pagesToAdvise(address: number, length: number, done: ReadonlySet
 }
 
 /**
- * Asks for huge pages under a buffer not yet written to (a hint: ignored where the kernel has
- * none). The advice covers whole huge pages, so it reaches into the allocator's memory next to the
- * buffer, where the next blocks go.
+ * Past a buffer, how far the advice reaches too. The allocator puts the next buffers there, and
+ * other memory between them (a socket's chunks, a request's copies): whatever touches a huge page's
+ * range first while it is not advised gets it in 4 KiB pages, and so do the blocks that later land
+ * in the rest of it. With the advice only under each block, a third of the blocks of a cold read
+ * were faulted in 4 KiB at a time.
+ */
+const ADVISE_AHEAD = 32 * 2 ** 20;
+
+/**
+ * Asks for huge pages under a buffer not yet written to, and ADVISE_AHEAD past it (a hint: ignored
+ * where the kernel has none). The advice covers whole huge pages.
  */
 export function onHugePages<T extends Uint8Array>(buffer: T): T {
   if (buffer.byteLength < HUGE_PAGE / 2) return buffer;
-  const run = pagesToAdvise(runtime.libc.addressOf(buffer), buffer.byteLength, advised);
+  const run = pagesToAdvise(runtime.libc.addressOf(buffer), buffer.byteLength + ADVISE_AHEAD, advised);
   if (!run) return buffer;
   const [first, last] = run;
   runtime.libc.madvise(first * HUGE_PAGE, (last - first + 1) * HUGE_PAGE, MADV_HUGEPAGE);
