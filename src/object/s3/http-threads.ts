@@ -77,7 +77,7 @@ const SLOT_STEP = 64 * 1024;
 
 /** Shared memory for PUT bodies, reused: after the first PUTs, a body's copy faults in nothing. */
 export class BodySlots {
-  private free: SharedArrayBuffer[] = [];
+  private readonly free: SharedArrayBuffer[] = [];
 
   /** A slot of at least `length` bytes: a kept one if one fits. */
   take(length: number): SharedArrayBuffer {
