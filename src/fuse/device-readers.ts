@@ -39,6 +39,12 @@ const AWAITING_WAIT_US = 100;
  * keep coming for ever, and the event loop must turn for S3 transfers, write-back and timers.
  */
 const MAX_PER_TURN = 32;
+/**
+ * Most request bytes read in one turn. While the kernel pushes large writes, a turn of 32 of them
+ * held back the answers of uploads in flight, and the next uploads with them: write-back fell
+ * behind the writes it has to store, and a flush then waited for all of them at the end.
+ */
+const MAX_BYTES_PER_TURN = 2 * 2 ** 20;
 
 /** Slot states in `slotState`: free, or owned by its reader (being read into, or holding a request not yet answered). */
 export const SLOT_FREE = 0;
@@ -179,7 +185,8 @@ export class DeviceReaders {
     const door = this.direct;
     if (!door) return false;
     let any = false;
-    for (let taken = 0; taken < MAX_PER_TURN && door.free.length > 0 && !this.ended; taken++) {
+    let bytes = 0;
+    for (let taken = 0; taken < MAX_PER_TURN && bytes < MAX_BYTES_PER_TURN && door.free.length > 0 && !this.ended; taken++) {
       const slot = door.free.pop()!;
       let length: number;
       try {
@@ -197,6 +204,7 @@ export class DeviceReaders {
         break;
       }
       any = true;
+      bytes += length;
       this.events.request(door.views[slot]!.subarray(0, length), door.releases[slot]!, door.fd);
     }
     return any;
