@@ -2,6 +2,7 @@
  * Every command-line flag in one table: the parser, `--help` and the validation all read it,
  * so they cannot drift apart. Names and defaults follow the original s3backer.
  */
+import { MAX_AGE_DELAYS } from "../store/block-cache/write-back-queue.ts";
 
 export type FlagGroup =
   | "Disk layout"
@@ -87,7 +88,7 @@ export const FLAGS: readonly Flag[] = [
   // Block cache
   { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },
   { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers" },
-  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: "A dirty block is written back once it has rested this long (and at least every 20 delays)" },
+  { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: `A dirty block is written back once it has rested this long (and at least every ${MAX_AGE_DELAYS} delays)` },
   { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)" },
   { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
   { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },

@@ -10,7 +10,7 @@
  */
 
 /** A block kept dirty by constant writes is uploaded at least this many write delays apart (30 s by default, the kernel's dirty_expire). */
-const MAX_AGE_DELAYS = 120;
+export const MAX_AGE_DELAYS = 120;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 
