@@ -7,7 +7,8 @@
  * RGW: its radosgw, OSD and monitor processes):
  *   copy    a tree of 9,349 small files and one 256 MiB file (~500 MB), cp -a, then sync, then
  *           umount of ext4, the loop device and the mount, until the process has exited (each
- *           step's seconds are printed with the round);
+ *           step's seconds are printed with the round, and for the sync the CPU-seconds the
+ *           machine left idle: the kernel sends nothing while a flush waits for the uploads);
  *   cold    a fresh mount, the tree read back with tar;
  *   fio     4 KiB random read/write, 4 jobs, O_DIRECT, 10 s, on a file inside the ext4.
  * Rows take turns, --runs=N rounds (3); medians and ranges. Rows: ours (dist/s3backer), Debian's
@@ -22,7 +23,7 @@ import { AwsClient } from "aws4fetch";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { seededRandom } from "../test/helpers/data.ts";
-import { childCpu, fio, processCpu, removeBucket, run } from "./helpers.ts";
+import { childCpu, fio, idleCpu, processCpu, removeBucket, run } from "./helpers.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
 const work = "/dev/shm/s3b-ext4bench";
@@ -144,14 +145,15 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
   await run(["mount", loop, fs]);
   let before = childCpu(proc);
   const steps: string[] = [];
-  const step = async (name: string, body: () => Promise<unknown>) => {
+  const step = async (name: string, body: () => Promise<unknown>, showIdle = false) => {
     const started = performance.now();
+    const idle = idleCpu();
     await body();
-    steps.push(`${name} ${((performance.now() - started) / 1000).toFixed(1)}`);
+    steps.push(`${name} ${((performance.now() - started) / 1000).toFixed(1)}${showIdle ? ` (idle ${(idleCpu() - idle).toFixed(1)} CPU-s)` : ""}`);
   };
   phases.copy = await phase(t, async () => {
     await step("cp", () => run(["cp", "-a", `${tree}/.`, fs]));
-    await step("sync", () => run(["sync"]));
+    await step("sync", () => run(["sync"]), true);
     await step("umount ext4", () => run(["umount", fs]));
     await step("exit", async () => {
       await run(["losetup", "-d", loop]);

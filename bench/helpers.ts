@@ -1,4 +1,4 @@
-/** What the benchmarks share: running a command, reading dd's and fio's figures, CPU time, waiting for a daemon to go. */
+/** What the benchmarks share: running a command, reading dd's and fio's figures, CPU time and idle time, waiting for a daemon to go. */
 import { spawn, type Subprocess } from "bun";
 import { readFileSync } from "node:fs";
 
@@ -29,6 +29,12 @@ export function processCpu(pid: number): { name: string; seconds: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
   return { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), seconds: (Number(fields[11]) + Number(fields[12])) / 100 };
+}
+
+/** CPU-seconds the machine has spent idle or waiting for a disk so far, over all its cores (/proc/stat). */
+export function idleCpu(): number {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/);
+  return (Number(fields[4]) + Number(fields[5])) / 100;
 }
 
 /** CPU-seconds of a process we started: from /proc while it runs, from its rusage once it has exited. */
