@@ -19,8 +19,8 @@ access_key=TESTRGWACCESSKEY
 secret_key=testrgwsecretkey0123456789
 # Debian builds Ceph on glibc's malloc, which hands large buffers back to the kernel and takes fresh
 # ones for the next requests; Ceph's own packages use tcmalloc, which keeps them. Where first
-# touching memory is dear (virtual machines), RGW then spent far more CPU per byte, and a different
-# amount from run to run as glibc's thresholds moved. These settings keep the memory, as tcmalloc would.
+# touching memory is dear (virtual machines), RGW then spends far more CPU per byte, and a different
+# amount from run to run as glibc's thresholds move. These settings keep the memory, as tcmalloc would.
 keep_memory=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296)
 
 stop() {

@@ -40,9 +40,9 @@ const AWAITING_WAIT_US = 100;
  */
 const MAX_PER_TURN = 32;
 /**
- * Most request bytes read in one turn. While the kernel pushes large writes, a turn of 32 of them
- * held back the answers of uploads in flight, and the next uploads with them: write-back fell
- * behind the writes it has to store, and a flush then waited for all of them at the end.
+ * Most request bytes read in one turn. While the kernel pushes large writes, 32 of them (9 MiB)
+ * would hold back the answers of uploads in flight, and the next uploads with them: write-back
+ * falls behind the writes it has to store, and the next flush waits for all of them.
  */
 const MAX_BYTES_PER_TURN = 2 * 2 ** 20;
 
