@@ -1,6 +1,7 @@
 /** The spare block buffers shared by the block cache and the GETs. */
 import { expect, test } from "bun:test";
 import { BufferPool } from "../src/util/buffer-pool.ts";
+import { pattern, waitFor } from "./helpers/data.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,4 +29,61 @@ test("at most eight are kept", () => {
   const pool = new BufferPool(4);
   const kept = Array.from({ length: 10 }, () => pool.give(new Uint8Array(4)));
   expect(kept).toEqual([...Array(8).fill(true), false, false]);
+});
+
+test("while the cache grows, new buffers come faulted in ahead by a thread, zeros, and copies when asked; at most eight are kept", async () => {
+  const size = 64 * 1024;
+  const pool = new BufferPool(size, true);
+  try {
+    const from = pattern(size, 1);
+    expect(pool.take(from)).toEqual(from); // none ahead yet: made here, and more asked for
+    expect(pool.made).toEqual({ ahead: 0, here: 1 });
+    await waitFor("buffers faulted in ahead", () => pool.kept === 8);
+    expect(pool.take(from)).toEqual(from);
+    expect(pool.takeToFill().length).toBe(size);
+    expect(pool.take()).toEqual(new Uint8Array(size));
+    expect(pool.made.ahead).toBe(3);
+    await waitFor("the pool topped up", () => pool.kept === 8);
+    // One given back is kept over one faulted in ahead: the pool still holds eight.
+    const back = new Uint8Array(size);
+    expect(pool.give(back)).toBe(true);
+    expect(pool.kept).toBe(8);
+    expect(pool.holds(back.buffer)).toBe(true);
+  } finally {
+    pool.close();
+  }
+});
+
+test("buffers given back stop the asking: a cache that recycles gets no new memory from the thread", async () => {
+  const size = 64 * 1024;
+  const pool = new BufferPool(size, true);
+  try {
+    pool.take();
+    await waitFor("buffers faulted in ahead", () => pool.kept === 8);
+    const given: Uint8Array[] = [];
+    for (let i = 0; i < 4; i++) {
+      const b = new Uint8Array(size);
+      given.push(b);
+      pool.give(b); // spare from the next turn: the take below uses one faulted in ahead, and asks for none
+      pool.take();
+    }
+    // The first given back took the place of one faulted in ahead.
+    expect(pool.made).toEqual({ ahead: 4, here: 1 });
+    await sleep(100);
+    expect(pool.kept).toBe(7); // the four given back and three faulted in ahead: nothing more arrived
+    for (let i = 0; i < 4; i++) expect(given).toContain(pool.takeToFill());
+  } finally {
+    pool.close();
+  }
+});
+
+test("without the thread (closed, or small blocks), new buffers are made where they are used", async () => {
+  const closed = new BufferPool(64 * 1024, true);
+  closed.close();
+  closed.take();
+  const small = new BufferPool(4096, true);
+  small.take();
+  await sleep(50);
+  expect([closed.kept, small.kept]).toEqual([0, 0]);
+  expect([closed.made, small.made]).toEqual([{ ahead: 0, here: 1 }, { ahead: 0, here: 1 }]);
 });

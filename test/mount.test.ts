@@ -83,6 +83,25 @@ test("unaligned writes across block boundaries read back equal to a reference, a
   }
 });
 
+test("new block buffers come faulted in ahead by a thread of the binary's own; what lands in them is stored as written", async () => {
+  const dir = tempDir("ahead");
+  try {
+    const args = [`--blockSize=${BS}`, `--size=${SIZE}`];
+    let disk = await mountDisk(args, { dir });
+    pwrite(disk.file, 0, pattern(BS, 100)); // the first new buffer is made where it is used, and more are asked for
+    await new Promise((r) => setTimeout(r, 300));
+    for (let b = 1; b < 32; b++) pwrite(disk.file, b * BS, pattern(BS, 100 + b));
+    expect(Number(/buffers faulted in ahead\s+(\d+)/.exec(readFileSync(disk.stats, "utf8"))![1])).toBeGreaterThan(0);
+    await disk.unmount();
+    disk = await mountDisk(args, { dir });
+    for (let b = 0; b < 32; b++) expect(pread(disk.file, b * BS, BS)).toEqual(pattern(BS, 100 + b));
+    await disk.unmount();
+  } finally {
+    await cleanupDisks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("zero blocks are not stored: writing zeros over a block deletes its file", async () => {
   const disk = await mountDisk([`--blockSize=${BS}`, `--size=${SIZE}`]);
   pwrite(disk.file, 5 * BS, pattern(BS, 9));

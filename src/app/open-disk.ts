@@ -74,7 +74,7 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
     size, memoryBlocks: Math.min(size, Math.max(MIN_MEMORY_BLOCKS, Math.floor(c.memoryBytes / blockSize))),
     threads: c.threads, writeDelayMs: c.writeDelayMs, maxDirty: Math.min(c.maxDirty, numBlocks),
     timeoutMs: c.timeoutMs, sync: c.sync, readAhead: c.readAhead, readAheadTrigger: c.readAheadTrigger, numProtected: c.numProtected, log,
-    spares: disk.spares,
+    spares: disk.spares ?? new BufferPool(blockSize, true),
   }, opened && { file: opened.file, blocks: opened.blocks, check });
   const fromFile = opened && path ? { path, tokens: opened.tokens, dirty: opened.blocks.filter((b) => b.dirty).length } : undefined;
   const below = disk.knownZero;
@@ -129,7 +129,7 @@ async function openBackend(config: Config, log: Logger): Promise<Disk> {
     geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
     if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
   }
-  const spares = new BufferPool(geometry.blockSize);
+  const spares = new BufferPool(geometry.blockSize, !maintenance);
   const objects = new S3Store(client, {
     prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
     putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, spares,
