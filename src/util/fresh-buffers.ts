@@ -10,9 +10,8 @@ export class FreshBuffers {
   private worker: Worker | undefined;
   private listening = false;
   private unsent = 0;
-  private failed = false;
-  /** Asked for and not arrived yet. */
-  pending = 0;
+  private stopped = false;
+  private asked = 0;
 
   /** Buffers of `size` bytes, zeros, each handed to `arrived`. */
   constructor(
@@ -20,11 +19,11 @@ export class FreshBuffers {
     private readonly arrived: (buffer: Uint8Array) => void,
   ) {}
 
-  /** Asks for `count` more (the thread starts with the first ask); none come once it failed. */
+  /** Asks for `count` more (the thread starts with the first ask); none come once it stopped (closed, or failed). */
   ask(count: number): void {
-    if (this.failed) return;
+    if (this.stopped) return;
     this.worker ??= this.start();
-    this.pending += count;
+    this.asked += count;
     if (this.listening) this.worker.postMessage({ count, size: this.size });
     else this.unsent += count;
   }
@@ -32,8 +31,13 @@ export class FreshBuffers {
   close(): void {
     this.worker?.terminate();
     this.worker = undefined;
-    this.failed = true;
-    this.pending = 0;
+    this.stopped = true;
+    this.asked = 0;
+  }
+
+  /** Asked for and not arrived yet. */
+  get pending(): number {
+    return this.asked;
   }
 
   private start(): Worker {
@@ -42,7 +46,7 @@ export class FreshBuffers {
     (worker as Worker & { unref?: () => void }).unref?.();
     worker.onmessage = (e: MessageEvent<Uint8Array | { ready: true }>) => {
       if (e.data instanceof Uint8Array) {
-        this.pending--;
+        this.asked--;
         return this.arrived(e.data);
       }
       // Asks sent before the thread listened could be lost (its imports load first).
@@ -50,7 +54,7 @@ export class FreshBuffers {
       if (this.unsent > 0) worker.postMessage({ count: this.unsent, size: this.size });
       this.unsent = 0;
     };
-    // Without the thread, buffers are faulted in where they are used, as without it.
+    // A thread that failed is not started again: buffers are then faulted in where they are used.
     worker.onerror = () => this.close();
     return worker;
   }
