@@ -37,7 +37,7 @@ test("while the cache grows, new buffers come faulted in ahead by a thread, zero
   try {
     const from = pattern(size, 1);
     expect(pool.take(from)).toEqual(from); // none ahead yet: made here, and more asked for
-    expect(pool.made).toEqual({ ahead: 0, here: 1 });
+    expect(pool.made).toEqual({ ahead: 0, onUse: 1 });
     await waitFor("buffers faulted in ahead", () => pool.kept === 8);
     expect(pool.take(from)).toEqual(from);
     expect(pool.takeToFill().length).toBe(size);
@@ -68,7 +68,7 @@ test("buffers given back stop the asking: a cache that recycles gets no new memo
       pool.take();
     }
     // The first given back took the place of one faulted in ahead.
-    expect(pool.made).toEqual({ ahead: 4, here: 1 });
+    expect(pool.made).toEqual({ ahead: 4, onUse: 1 });
     await sleep(100);
     expect(pool.kept).toBe(7); // the four given back and three faulted in ahead: nothing more arrived
     for (let i = 0; i < 4; i++) expect(given).toContain(pool.takeToFill());
@@ -85,5 +85,5 @@ test("without the thread (closed, or small blocks), new buffers are made where t
   small.take();
   await sleep(50);
   expect([closed.kept, small.kept]).toEqual([0, 0]);
-  expect([closed.made, small.made]).toEqual([{ ahead: 0, here: 1 }, { ahead: 0, here: 1 }]);
+  expect([closed.made, small.made]).toEqual([{ ahead: 0, onUse: 1 }, { ahead: 0, onUse: 1 }]);
 });

@@ -13,7 +13,7 @@ import { FreshBuffers } from "./fresh-buffers.ts";
 import { onHugePages } from "./huge-pages.ts";
 
 /** Most buffers kept, spare and faulted in ahead together. */
-const SPARE_BLOCKS = 8;
+const KEPT_BLOCKS = 8;
 /**
  * Smaller blocks are faulted in where they are used: a message to the thread and back costs about
  * what faulting in a few pages does.
@@ -27,7 +27,7 @@ export class BufferPool {
   private readonly ahead: Uint8Array[] = [];
   private readonly fresh: FreshBuffers | undefined;
   /** New buffers handed out: faulted in ahead, or where they were used. */
-  readonly made = { ahead: 0, here: 0 };
+  readonly made = { ahead: 0, onUse: 0 };
   /** A buffer was given back since the last new one was made: the cache recycles, it does not grow. */
   private given = false;
 
@@ -61,9 +61,9 @@ export class BufferPool {
   private unused(): Uint8Array {
     const ready = this.ahead.pop();
     if (ready) this.made.ahead++;
-    else this.made.here++;
+    else this.made.onUse++;
     if (this.fresh && !this.given) {
-      const wanted = SPARE_BLOCKS - this.kept - this.fresh.pending;
+      const wanted = KEPT_BLOCKS - this.kept - this.fresh.pending;
       if (wanted > 0) this.fresh.ask(wanted);
     }
     this.given = false;
@@ -71,7 +71,7 @@ export class BufferPool {
   }
 
   private arrived(buffer: Uint8Array): void {
-    if (this.kept < SPARE_BLOCKS) this.ahead.push(buffer);
+    if (this.kept < KEPT_BLOCKS) this.ahead.push(buffer);
   }
 
   /** Buffers the pool holds: spare, given back this turn, and faulted in ahead. */
@@ -98,7 +98,7 @@ export class BufferPool {
     if (!whole) return false;
     this.given = true;
     // One given back is kept over one faulted in ahead: it is as warm, and it is what recycling runs on.
-    if (this.kept >= SPARE_BLOCKS && !this.ahead.pop()) return false;
+    if (this.kept >= KEPT_BLOCKS && !this.ahead.pop()) return false;
     if (this.released.length === 0) {
       setTimeout(() => {
         this.spare.push(...this.released);

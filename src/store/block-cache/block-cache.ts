@@ -1081,7 +1081,7 @@ export class BlockCache extends Layer implements MountedCache {
   protected ownStats(): StatGroup {
     const values: [string, number][] = [
       ...this.counters.entries(), ["read-ahead depth", this.ahead.currentDepth], ["blocks cached", this.entries.size], ["blocks dirty", this.dirty.size],
-      ["buffers faulted in ahead", this.buffers.made.ahead], ["buffers faulted in on use", this.buffers.made.here],
+      ["buffers faulted in ahead", this.buffers.made.ahead], ["buffers faulted in on use", this.buffers.made.onUse],
     ];
     if (this.file) {
       values.push(["blocks in memory", this.resident.size], ["blocks not yet in the file", this.unsaved.size + this.fileWork]);
@@ -1092,6 +1092,6 @@ export class BlockCache extends Layer implements MountedCache {
 
   protected resetOwnStats(): void {
     this.counters.reset();
-    this.buffers.made.ahead = this.buffers.made.here = 0;
+    this.buffers.made.ahead = this.buffers.made.onUse = 0;
   }
 }
