@@ -63,7 +63,8 @@ export class BufferPool {
     if (ready) this.made.ahead++;
     else this.made.onUse++;
     if (this.fresh && !this.given) {
-      const wanted = KEPT_BLOCKS - this.kept - this.fresh.pending;
+      // The stock follows the growth: after a write or two the pool holds one or two, not eight.
+      const wanted = Math.min(KEPT_BLOCKS, this.made.ahead + this.made.onUse) - this.kept - this.fresh.pending;
       if (wanted > 0) this.fresh.ask(wanted);
     }
     this.given = false;
