@@ -2,8 +2,9 @@
  * Through the mount against real S3 servers, 1 MiB blocks: dd write (with fsync) and cold read of
  * SIZE MiB, fio 4 KiB random read/write IOPS, PUT and GET requests per GiB written and read, and the
  * s3backer process's peak RSS and CPU-seconds per GiB written and read. Compared with a plain
- * parallel S3 client doing the same transfers (the limit), with Debian's s3backer on the same
- * server, and with upstream's when UPSTREAM_S3BACKER=/path/to/s3backer (the peers).
+ * parallel S3 client doing the same transfers, hashing nothing (the limit) and checking MD5s as the
+ * mount does, with Debian's s3backer on the same server, and with upstream's when
+ * UPSTREAM_S3BACKER=/path/to/s3backer (the peers).
  *
  *   bun bench/s3-throughput.ts [SIZE_MiB] [--runs=N] [--no-debian] [--cache=BLOCKS]
  *       bundled server (its own process), and Ceph RGW too when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY
@@ -26,6 +27,8 @@ const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith(
 // for a sequential reader the block being read plus --readAhead (4) blocks ahead.
 const WRITE_CONCURRENCY = 20;
 const READ_CONCURRENCY = 5;
+/** The row every other is measured against: the plain client hashing nothing. */
+const PLAIN = "plain client, no hashing";
 const CACHE = /^--cache=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--cache=")) ?? "")?.[1];
 const cacheFlags = CACHE === undefined ? [] : [`--blockCacheSize=${CACHE}`];
 const OURS = join(import.meta.dir, "../dist/s3backer");
@@ -54,11 +57,12 @@ function statCount(text: string, name: string): number {
  * The plain client runs as a process of its own (bench/plain-client.ts): its gigabyte is gone with
  * it before the next row (held in this process, it slowed the server's kernel work in the rows after).
  */
-async function plainClient(peer: Peer, bucket: string, source: string): Promise<Row> {
-  const out = await run([process.execPath, join(import.meta.dir, "plain-client.ts"), peer.url, bucket, "plain/", source, String(WRITE_CONCURRENCY), String(READ_CONCURRENCY)],
+async function plainClient(peer: Peer, bucket: string, source: string, hash: "none" | "md5"): Promise<Row> {
+  const out = await run([process.execPath, join(import.meta.dir, "plain-client.ts"), peer.url, bucket, "plain/", source, String(WRITE_CONCURRENCY), String(READ_CONCURRENCY), hash],
     { ...(process.env as Record<string, string>), AWS_ACCESS_KEY_ID: peer.access, AWS_SECRET_ACCESS_KEY: peer.secret });
   const [write, read] = out.trim().split(/\s+/).map(Number) as [number, number];
-  return { peer: peer.name, client: `plain client, ${WRITE_CONCURRENCY}/${READ_CONCURRENCY} in flight`, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
+  const client = `${hash === "none" ? PLAIN : "plain client, MD5s checked"}, ${WRITE_CONCURRENCY}/${READ_CONCURRENCY} in flight`;
+  return { peer: peer.name, client, write, read, iops: "-", putsPerGiB: 1024, getsPerGiB: 1024, rssMiB: "-" };
 }
 
 const UPSTREAM = process.env.UPSTREAM_S3BACKER;
@@ -131,7 +135,8 @@ if (process.env.S3_RGW_URL) {
   targets.push({ name: "Ceph RGW", access: process.env.S3_RGW_ACCESS_KEY!, secret: process.env.S3_RGW_SECRET_KEY!, open: async () => ({ url, stop: async () => {} }) });
 }
 const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
-  (peer, bucket) => plainClient(peer, bucket, sourceFile),
+  (peer, bucket) => plainClient(peer, bucket, sourceFile, "none"),
+  (peer, bucket) => plainClient(peer, bucket, sourceFile, "md5"),
   (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile),
   (peer, bucket) => throughMount(peer, bucket, "ours", sourceFile, ["--md5CacheSize=0"]),
   ...(process.argv.includes("--no-debian") ? [] : [(peer: Peer, bucket: string) => throughMount(peer, bucket, "debian", sourceFile)]),
@@ -183,12 +188,12 @@ for (const r of rows) {
   groups.set(key, [...(groups.get(key) ?? []), r]);
 }
 console.log(`\n${MIB} MiB through 1 MiB blocks${CACHE === undefined ? "" : `, --blockCacheSize=${CACHE}`}, ${RUNS} run(s) of each row; MB/s as median (min-max); fio: 4 KiB randrw, 4 jobs, O_DIRECT, 10 s`);
-console.log("% of plain: the row's median against the plain client's on the same server\n");
+console.log("% of plain: the row's median against the plain client's (no hashing) on the same server\n");
 const header = ["server", "client", "write", "% of plain", "CPU-s/GiB", "cold read", "% of plain", "CPU-s/GiB", "fio IOPS", "PUT/GiB", "GET/GiB", "peak RSS MiB"];
 const table: string[][] = [];
 for (const runs of groups.values()) {
   const r = runs[0]!;
-  const plain = [...groups.values()].find((g) => g[0]!.peer === r.peer && g[0]!.client.startsWith("plain"))!;
+  const plain = [...groups.values()].find((g) => g[0]!.peer === r.peer && g[0]!.client.startsWith(PLAIN))!;
   const isPlain = runs === plain;
   const writes = runs.map((x) => x.write);
   const reads = runs.map((x) => x.read);
