@@ -1092,6 +1092,6 @@ export class BlockCache extends Layer implements MountedCache {
 
   protected resetOwnStats(): void {
     this.counters.reset();
-    this.buffers.made.ahead = this.buffers.made.onUse = 0;
+    this.buffers.resetCounts();
   }
 }
