@@ -28,6 +28,11 @@ export interface FaultSettings {
   conditionalPut: "honour" | "ignore" | "refuse" | "conflict";
   /** False: DeleteObjects is answered 501 NotImplemented, as by servers without it. */
   deleteObjects: boolean;
+  /**
+   * An outage until this time (Date.now() ms; Infinity: until changed): every request, of any
+   * kind, has its connection broken before anything is done or answered.
+   */
+  downUntil: number;
 }
 
 export const NO_FAULTS: FaultSettings = {
@@ -42,6 +47,7 @@ export const NO_FAULTS: FaultSettings = {
   lostPutAnswers: 0,
   conditionalPut: "honour",
   deleteObjects: true,
+  downUntil: 0,
 };
 
 export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "BULK_DELETE" | "OTHER";
@@ -53,6 +59,8 @@ export class ServerCounters {
   bulkDeletedKeys = 0;
   injectedErrors = 0;
   droppedConnections = 0;
+  /** Requests broken off by an outage (`downUntil`). */
+  refusedWhileDown = 0;
   corruptedBodies = 0;
   staleAnswers = 0;
   rejectedSignatures = 0;

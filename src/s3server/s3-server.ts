@@ -122,6 +122,10 @@ export class S3Server implements ServerParts {
         : ["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER";
     this.counters.requests[kind]++;
     const resource = url.pathname;
+    if (Date.now() < this.faults.downUntil) {
+      this.counters.refusedWhileDown++;
+      return this.broken();
+    }
 
     const latency = delayFor(this.faults.latencyMs) + (kind === "LIST" ? this.faults.listLatencyMs : 0);
     if (latency > 0) await delay(latency);
@@ -213,15 +217,20 @@ export class S3Server implements ServerParts {
   }
 
   /** A response whose body breaks off: the client sees a broken connection. */
-  private async dropped(response: Response): Promise<Response> {
+  private dropped(response: Response): Response {
     this.counters.droppedConnections++;
+    return this.broken(response.status);
+  }
+
+  /** A connection that breaks before the answer's body: headers (as `status`), then a reset. */
+  private broken(status = 503): Response {
     const stream = new ReadableStream({
       start(controller) {
         // An error without a value resets the connection without a log line in Bun.
         controller.error(undefined);
       },
     });
-    return new Response(stream, { status: response.status, headers: { "content-length": "1048576" } });
+    return new Response(stream, { status, headers: { "content-length": "1048576" } });
   }
 
   private putObject(req: Request, bucket: string, key: string, body: Uint8Array, resource: string): Response {
