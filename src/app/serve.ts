@@ -8,7 +8,10 @@ import type { Config } from "../config/settings.ts";
 import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
 import { log } from "../log.ts";
-import { statsText } from "./stats-text.ts";
+import { statsLogLines, statsText } from "./stats-text.ts";
+import type { StatGroup } from "../store/block-store.ts";
+import { GIVE_UP_SIGNALS, MountSignals } from "./signals.ts";
+import { untilStored } from "./final-store.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "./memory-budget.ts";
 import { openDisk, type Disk } from "./open-disk.ts";
 import { newToken, SHARED_TOKEN, type MountFlagStore } from "../object/mount-flag.ts";
@@ -23,6 +26,8 @@ import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.
 export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
   if (config.nbd) checkNbdTarget(config.nbd);
   else checkMountpoint(config.mountpoint);
+  let statsGroups = (): StatGroup[] => [];
+  const signals = new MountSignals(() => statsLogLines(statsGroups()));
   const disk = await openDisk(config, log);
   const { store, geometry } = disk;
   const flag = config.readOnly ? undefined : disk.flag;
@@ -42,7 +47,8 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
 
   const cache = disk.blockCache;
   const memory = new MemoryBudget((cache ? cache.memoryCapacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
-  const statsNow = () => statsText([...store.stats(), memory.stats()], config.statsFormat);
+  statsGroups = () => [...store.stats(), memory.stats()];
+  const statsNow = () => statsText(statsGroups(), config.statsFormat);
   const context = { config, disk, statsText: statsNow, resetStats: () => store.resetStats() };
   let front: FrontEnd;
   try {
@@ -56,34 +62,72 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
   const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
 
-  const onSignal = (signal: string) => front.stop(signal);
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  for (const s of signals) process.on(s, onSignal);
+  signals.serving((signal) => front.stop(signal));
   if (await front.ready) {
     if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
     onReady(front.readyMessage());
   }
-  let code = (await front.ended) ? 0 : 1;
+  const endedOk = await front.ended;
+  let code = endedOk ? 0 : 1;
   mirror?.stop();
+  signals.storingNow();
+  const limit = config.unmountTimeoutMs > 0
+    ? setTimeout(() => signals.giveUp.abort(`--unmountTimeout=${config.unmountTimeoutMs / 1000} reached`), config.unmountTimeoutMs)
+    : undefined;
+  const howToGiveUp = `${GIVE_UP_SIGNALS}${limit ? " or --unmountTimeout" : ""}`;
   const stopProgress = showFlushProgress(cache, config.quiet || !config.foreground);
   try {
-    await store.close();
-    log.info("all data stored; exiting");
-  } catch (err) {
-    log.error(`flushing at unmount failed, data may be lost: ${messageOf(err)}`);
-    code = 1;
+    // A front end that failed leaves the flag set, for the next mount to see.
+    if (!(await storeAndClose(config, disk, endedOk ? flag : undefined, signals.giveUp.signal, howToGiveUp))) code = 1;
   } finally {
     stopProgress();
+    clearTimeout(limit);
   }
-  for (const s of signals) process.off(s, onSignal);
+  signals.remove();
   memory.stop();
-  // Cleared only after a clean flush, so that after a failure the next mount sees the flag. The
-  // shared flag stays, as in the original: other shared mounts may still be using the disk.
-  if (code === 0 && flag && !config.sharedDisk) {
-    await flag.clear().catch((err) => log.error(`clearing the mounted flag: ${messageOf(err)}`));
-  }
   if (config.pidFile) rmSync(config.pidFile, { force: true });
   return code;
+}
+
+/**
+ * Stores every dirty block, however long storage is away (final-store.ts), closes the store, and
+ * only then clears the mounted flag (the shared one stays, as in the original: other shared mounts
+ * may still be using the disk). Given up, the blocks not stored stay in the cache file if there is
+ * one, the flag stays set (so that they can be recovered), and the log says which. False if anything is left undone.
+ */
+async function storeAndClose(config: Config, disk: Disk, flag: MountFlagStore | undefined, giveUp: AbortSignal, howToGiveUp: string): Promise<boolean> {
+  const cache = disk.blockCache;
+  const why = await untilStored("storing at unmount", () => disk.store.flush(), () => `${cache?.dirtyCount ?? 0} blocks not stored yet`, giveUp, howToGiveUp);
+  if (why !== undefined) {
+    await keepUnstored(config, cache, why);
+    return false;
+  }
+  try {
+    await disk.store.close();
+  } catch (err) {
+    log.error(`closing the disk: ${messageOf(err)}`);
+    return false;
+  }
+  if (flag && !config.sharedDisk) {
+    const flagWhy = await untilStored("clearing the mounted flag", () => flag.clear(), () => "the mounted flag not cleared yet", giveUp, howToGiveUp);
+    if (flagWhy !== undefined) {
+      log.error(`${flagWhy}: every block is stored, but the mounted flag is still set: clear it with --reset-mounted-flag`);
+      return false;
+    }
+  }
+  log.info("all data stored; exiting");
+  return true;
+}
+/** Given up storing: what the cache file can keep of the blocks not stored, and a plain word on the rest. */
+async function keepUnstored(config: Config, cache: MountedCache | undefined, why: string): Promise<void> {
+  const total = cache?.dirtyCount ?? 0;
+  const file = config.cache.file;
+  if (!cache || total === 0) return log.error(`${why}: everything written is stored, but the mounted flag is still set: clear it with --reset-mounted-flag`);
+  if (!file) return log.error(`${why}: ${total} blocks written to the disk were never stored and are lost`);
+  const { kept, lost } = await cache.keepUnstored();
+  const recover = `mount again with --blockCacheFile=${file} --blockCacheRecoverDirtyBlocks to store them (the mounted flag stays set until then)`;
+  if (lost === 0) return log.error(`${why}: ${total} blocks not stored: kept in ${file}; ${recover}`);
+  log.error(`${why}: ${total} blocks not stored: ${kept} kept in ${file} (${recover}), ${lost} lost (they could not be written to it)`);
 }
 
 /**

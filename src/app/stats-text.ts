@@ -10,3 +10,8 @@ export function statsText(groups: readonly StatGroup[], format: "text" | "json")
   }
   return `${lines.join("\n")}\n`;
 }
+
+/** The stats as log lines, one a layer ("stats [block cache] read hits 12, ..."): for SIGUSR1. */
+export function statsLogLines(groups: readonly StatGroup[]): string[] {
+  return groups.map((g) => `stats [${g.layer}] ${g.values.map(([name, value]) => `${name} ${value}`).join(", ")}`);
+}

@@ -129,6 +129,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "statsFileMirror", value: "FILE", group: "Mount and process", help: "Also write the stats to this plain file every interval (delete it to reset the counters)" },
   { name: "statsFileMirrorInterval", value: "MILLIS", default: "1000", group: "Mount and process", help: "How often --statsFileMirror is rewritten" },
   { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
+  { name: "unmountTimeout", value: "SECONDS", default: "0", group: "Mount and process", help: "At unmount or SIGTERM, blocks not yet stored are retried until stored; give up after this long (0 = never; they stay in --blockCacheFile if given)" },
   { name: "quiet", group: "Mount and process", help: "No progress output" },
   { name: "version", group: "Mount and process", help: "Print the version and exit" },
   { name: "help", short: "h", group: "Mount and process", help: "Print this help and exit" },

@@ -132,6 +132,7 @@ export function buildConfig(
     logFormat: format("logFormat"),
     statsFormat: format("statsFormat"),
     pidFile: text("pidFile"),
+    unmountTimeoutMs: wholeNumber(text)("unmountTimeout") * 1000,
     statsFileMirror: text("statsFileMirror"),
     statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1),
     fuse,

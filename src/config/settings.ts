@@ -51,6 +51,8 @@ export interface Config {
   logFormat: "text" | "json";
   statsFormat: "text" | "json";
   pidFile: string | undefined;
+  /** --unmountTimeout: how long unmount keeps trying to store what is left (0: until stored). */
+  unmountTimeoutMs: number;
   statsFileMirror: string | undefined;
   statsFileMirrorIntervalMs: number;
   fuse: FuseOptions;

@@ -106,6 +106,31 @@ export async function mountForeground(args: string[], blocks: string, mnt: strin
   return { proc, done: () => void (entry.running = false) };
 }
 
+/**
+ * Starts in the foreground (-f) with any flags and source (`argsAndSource` ends with the source),
+ * its log (stderr) collected as it comes, and returns once it says it is serving: for tests that
+ * watch the log, send signals, and need the exit code.
+ */
+export async function serveForeground(argsAndSource: string[], mnt: string) {
+  const proc = spawn([BINARY, "-f", ...argsAndSource, mnt], { stderr: "pipe", stdout: "ignore" });
+  const entry = { mnt: mnt.startsWith("/") ? mnt : "", pid: proc.pid, running: true, dir: "", keepDir: true };
+  live.add(entry);
+  let text = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  const exited = async () => {
+    const code = await proc.exited;
+    await reading;
+    entry.running = false;
+    return code;
+  };
+  await waitFor("the mount", () => / INFO: (mounted|serving NBD) /.test(text) || proc.exitCode !== null);
+  if (proc.exitCode !== null) throw new Error(`s3backer exited ${await exited()}: ${text}`);
+  return { proc, log: () => text, exited };
+}
+
 /** Kills whatever a test left running or mounted; call from afterEach/afterAll. */
 export async function cleanupDisks(): Promise<void> {
   for (const entry of live) {

@@ -144,6 +144,7 @@ export interface MountedCache extends ImmediateStore {
   announceFileToken(token: number): void;
   setFileToken(token: number): void;
   resume(): void;
+  keepUnstored(): Promise<{ kept: number; lost: number }>;
 }
 
 export class BlockCache extends Layer implements MountedCache {
@@ -177,6 +178,8 @@ export class BlockCache extends Layer implements MountedCache {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerAt = Infinity;
   private closed = false;
+  /** Given up (keepUnstored): the cache file is closed, and what uploads still end is not recorded there. */
+  private keeping = false;
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
   private readonly ahead: ReadAhead;
   /**
@@ -697,6 +700,32 @@ export class BlockCache extends Layer implements MountedCache {
     this.buffers.close();
   }
 
+  /**
+   * Gives up storing (the unmount gave up): no write-back starts any more, and every dirty block's
+   * newest bytes go to the cache file, whose records keep them unsaved for
+   * --blockCacheRecoverDirtyBlocks. Returns how many dirty blocks the file keeps, and how many it
+   * could not (without a file: none kept).
+   */
+  async keepUnstored(): Promise<{ kept: number; lost: number }> {
+    this.paused = true;
+    this.closed = true;
+    this.keeping = true;
+    clearTimeout(this.timer);
+    if (this.sweeper) clearInterval(this.sweeper);
+    // Blocks whose save failed before get one more try.
+    for (const entry of this.dirty) if (!this.inFile(entry)) this.unsaved.add(entry);
+    this.pumpSaves();
+    while (this.fileWork > 0) await new Promise<void>((resolve) => this.fileIdle.push(resolve));
+    const kept = [...this.dirty].filter((entry) => this.inFile(entry)).length;
+    this.file?.close();
+    return { kept, lost: this.dirty.size - kept };
+  }
+
+  /** The entry's current bytes are in the cache file. */
+  private inFile(entry: Entry): boolean {
+    return this.file !== undefined && entry.slot !== undefined && entry.slotVersion === entry.version;
+  }
+
   // ---- memory and the cache file ----
 
   /** Sets an entry's bytes in memory (null: the zero block, which takes none). */
@@ -904,7 +933,7 @@ export class BlockCache extends Layer implements MountedCache {
    */
   private storedInFile(entry: Entry, version: number, data: Uint8Array | null): void {
     const slot = entry.slot;
-    if (slot === undefined || entry.slotVersion > version) return;
+    if (slot === undefined || entry.slotVersion > version || this.keeping) return;
     if (entry.slotVersion < version) {
       this.file!.release(slot);
       entry.slot = undefined;
