@@ -1,6 +1,6 @@
 /** The same source under Deno (the `deno` package from npm): the runtime adapter is the only difference. */
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BINARY, blockFiles, isMounted, pattern, run, runAsync, tempDir, waitFor } from "./helpers/disk.ts";
@@ -88,3 +88,33 @@ test("under Deno: an encrypted, compressed disk written by Deno reads back under
   expect(new Uint8Array(await readFile(join(disk.mnt, "file"))).subarray(0, 1 << 20)).toEqual(data);
   await unmount(disk.mnt, dir);
 });
+
+test("under Deno: signals as under Bun: SIGUSR1 logs the stats, the others are ignored, SIGQUIT unmounts and stores every block", async () => {
+  const dir = tempDir("deno-signals");
+  dirs.push(dir);
+  const blocks = join(dir, "blocks");
+  mkdirSync(blocks);
+  const log = join(dir, "log");
+  const disk = await denoMount(["--test", "--size=4M", "--blockSize=64k", "--blockCacheWriteDelay=600000", `--logFile=${log}`, blocks], dir);
+  const data = pattern(1 << 20, 11);
+  await Bun.write(join(dir, "data"), data);
+  // Written without a flush (no fsync, and the writer still holds the file): dirty in the cache.
+  const writer = Bun.spawn(["python3", "-c", `import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwrite(fd, open(sys.argv[2], 'rb').read(), 0)\nprint('written', flush=True)\nsys.stdin.read()`, join(disk.mnt, "file"), join(dir, "data")], { stdin: "pipe", stdout: "pipe" });
+  await writer.stdout.getReader().read();
+  for (const signal of ["USR1", "USR2", "ALRM", "VTALRM", "PROF", "IO", "PWR", "XFSZ", "PIPE", "QUIT"]) {
+    expect(run(["kill", `-${signal}`, String(disk.pid)]).code).toBe(0);
+    await Bun.sleep(200);
+    // (A zombie counts as dead: the background process's new parent may be slow to reap it.)
+    const alive = existsSync(`/proc/${disk.pid}`) && !readFileSync(`/proc/${disk.pid}/stat`, "utf8").includes(") Z ");
+    expect({ signal, alive }).toEqual({ signal, alive: true });
+  }
+  writer.stdin.end();
+  await writer.exited;
+  await waitFor("the Deno process to exit", () => run(["test", "-e", join(dir, "pid")]).code !== 0);
+  const text = readFileSync(log, "utf8");
+  expect(text).toMatch(/INFO: stats \[block cache\] .*blocks dirty 16/);
+  for (const signal of ["USR2", "ALRM", "VTALRM", "PROF", "IO", "PWR", "XFSZ"]) expect(text).toContain(`INFO: SIG${signal}: ignored`);
+  expect(text).toMatch(/SIGQUIT: unmounting[^]*all data stored; exiting/);
+  expect(blockFiles(blocks).length).toBe(16);
+  expect(new Uint8Array(Buffer.concat(blockFiles(blocks).map((name) => readFileSync(join(blocks, name)))))).toEqual(data);
+}, 60_000);
