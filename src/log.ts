@@ -12,6 +12,7 @@ export type Sink = { kind: "stderr" } | { kind: "file"; path: string } | { kind:
 
 export class Logger {
   private json = false;
+  private fileFailing = false;
 
   constructor(
     private sink: Sink = { kind: "stderr" },
@@ -43,9 +44,24 @@ export class Logger {
     const line = this.json
       ? `${JSON.stringify({ time, level, pid: process.pid, msg: message })}\n`
       : `${time} s3backer[${process.pid}] ${level.toUpperCase()}: ${message}\n`;
-    // A new log file is its owner's alone (it names buckets, paths and errors).
-    if (this.sink.kind === "file") appendFileSync(this.sink.path, line, { mode: 0o600 });
+    if (this.sink.kind === "file") this.toFile(this.sink.path, level, line, message);
     else process.stderr.write(line);
+  }
+
+  /**
+   * A log line must never fail what it reports on: one the file cannot take (a full disk, the file
+   * gone with its directory) goes to the system log instead, after a line there saying why.
+   */
+  private toFile(path: string, level: Level, line: string, message: string): void {
+    try {
+      // A new log file is its owner's alone (it names buckets, paths and errors).
+      appendFileSync(path, line, { mode: 0o600 });
+      this.fileFailing = false;
+    } catch (err) {
+      if (!this.fileFailing) runtime.libc.syslog(SYSLOG_PRIORITY.error, `cannot write the log file ${path} (${(err as Error).message}): logging here until it can`);
+      this.fileFailing = true;
+      runtime.libc.syslog(SYSLOG_PRIORITY[level], message);
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import { log } from "./log.ts";
 import { erase, resetMountedFlag } from "./app/maintenance.ts";
 import { obtainPassword, passwordWarning } from "./cli/password.ts";
 import { serve } from "./app/serve.ts";
+import { checkLogFile } from "./app/own-files.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
 import { runtime } from "./runtime/index.ts";
 import { VERSION } from "./version.ts";
@@ -43,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
   if (!config.foreground && !child) return startDaemon(argv, prompted);
 
   log.configure({ kind: "stderr" }, config.debug, config.logFormat);
+  // Checked before anything is mounted: the switch to it comes only once the mount is up.
+  if (child && config.logFile) checkLogFile(config.logFile);
   if (untuned) log.debug(`running with the allocator's default settings: ${untuned}`);
   return serve(config, (readyMessage) => {
     // Until now the parent relayed our stderr to the user; from here on we log on our own. The

@@ -286,6 +286,61 @@ test("background mode: the command returns once the mount answers; failures give
   expect(isMounted(disk.mnt)).toBe(false);
 });
 
+test("an unwritable --logFile or --pidFile in the background: one line naming the flag, exit 1, no mount left, the mounted flag not set", async () => {
+  const dir = tempDir("bad-paths");
+  try {
+    const blocks = join(dir, "blocks");
+    const mnt = join(dir, "mnt");
+    sh(["mkdir", "-p", blocks, mnt]);
+    const cases = [
+      { flag: `--logFile=/`, said: /^s3backer: --logFile=\/: cannot be written: it is a directory\n$/ },
+      { flag: `--logFile=/nonexistent/dir/log`, said: /^s3backer: --logFile=\/nonexistent\/dir\/log: cannot be written: its directory does not exist\n$/ },
+      { flag: `--pidFile=/`, said: /^s3backer: --pidFile=\/: cannot be written: it is a directory\n$/ },
+      { flag: `--pidFile=/nonexistent/dir/pid`, said: /^s3backer: --pidFile=\/nonexistent\/dir\/pid: cannot be written: its directory does not exist\n$/ },
+    ];
+    for (const { flag, said } of cases) {
+      const r = await runAsync(["dist/s3backer", "--test", `--blockSize=${BS}`, `--size=${SIZE}`, flag, blocks, mnt]);
+      const mounted = isMounted(mnt);
+      if (mounted) await runAsync(["umount", "-l", mnt]); // before the checks, so that a failure leaves no mount behind
+      expect({ flag, code: r.code, stderr: r.stderr, mounted }).toMatchObject({ flag, code: 1, stderr: expect.stringMatching(said), mounted: false });
+      expect(readdirSync(blocks)).toEqual([]); // no mounted flag, no block
+    }
+    expect(existsSync("/nonexistent")).toBe(false);
+    // A failure after the pid file was opened: one that was there stays as it was, a new one goes.
+    const pidFile = join(dir, "pid");
+    writeFileSync(pidFile, "12345\n");
+    for (const expected of ["12345\n", undefined]) {
+      const failed = await runAsync(["dist/s3backer", "--test", `--size=${SIZE}`, `--pidFile=${pidFile}`, join(dir, "missing"), mnt]);
+      expect(failed.code).toBe(1);
+      expect(existsSync(pidFile) ? readFileSync(pidFile, "utf8") : undefined).toBe(expected);
+      rmSync(pidFile, { force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a log file that cannot be written any more (its directory removed): the mount goes on, and still stores everything and clears its flag at unmount", async () => {
+  const dir = tempDir("log-gone");
+  try {
+    const logDir = join(dir, "logs");
+    sh(["mkdir", "-p", logDir, join(dir, "b"), join(dir, "m")]);
+    const r = await runAsync(["dist/s3backer", "--test", `--blockSize=${BS}`, `--size=${SIZE}`, "--blockCacheWriteDelay=600000", `--logFile=${join(logDir, "log")}`, `--pidFile=${join(dir, "pid")}`, join(dir, "b"), join(dir, "m")]);
+    expect(r.code).toBe(0);
+    const pid = Number(readFileSync(join(dir, "pid"), "utf8"));
+    rmSync(logDir, { recursive: true });
+    pwrite(join(dir, "m", "file"), 0, pattern(BS * 4, 5));
+    expect((await runAsync(["umount", join(dir, "m")])).code).toBe(0);
+    await waitFor("s3backer to exit", () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z "));
+    expect(blockFiles(join(dir, "b"))).toEqual(["00000000", "00000001", "00000002", "00000003"]);
+    expect(existsSync(join(dir, "b", "s3backer-mounted"))).toBe(false);
+  } finally {
+    await cleanupDisks();
+    if (isMounted(join(dir, "m"))) run(["umount", "-l", join(dir, "m")]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a mount's allocator keeps the memory it frees: set for the background process; in the foreground the process starts again in place; a value in the environment is kept", async () => {
   const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
   const setting = "MIMALLOC_PURGE_DELAY";

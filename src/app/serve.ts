@@ -3,7 +3,7 @@
  * or NBD; with --listBlocks, listing the bucket meanwhile) until unmounted or signalled, then flush every dirty block, clear the flag and close.
  * The exit code says whether everything reached storage.
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { PidFile } from "./own-files.ts";
 import type { Config } from "../config/settings.ts";
 import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
@@ -26,6 +26,16 @@ import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.
 export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
   if (config.nbd) checkNbdTarget(config.nbd);
   else checkMountpoint(config.mountpoint);
+  // Opened before anything is mounted or flagged: one that cannot be written changes nothing.
+  const pidFile = config.pidFile === undefined ? undefined : PidFile.open(config.pidFile);
+  try {
+    return await serveDisk(config, onReady, pidFile);
+  } finally {
+    pidFile?.remove();
+  }
+}
+
+async function serveDisk(config: Config, onReady: (readyMessage: string) => void, pidFile: PidFile | undefined): Promise<number> {
   let statsGroups = (): StatGroup[] => [];
   const signals = new MountSignals(() => statsLogLines(statsGroups()));
   const disk = await openDisk(config, log);
@@ -64,7 +74,11 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
 
   signals.serving((signal) => front.stop(signal));
   if (await front.ready) {
-    if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
+    try {
+      pidFile?.write();
+    } catch (err) {
+      log.error(`--pidFile=${config.pidFile}: ${messageOf(err)}`); // the mount serves on all the same
+    }
     onReady(front.readyMessage());
   }
   const endedOk = await front.ended;
@@ -85,7 +99,6 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   }
   signals.remove();
   memory.stop();
-  if (config.pidFile) rmSync(config.pidFile, { force: true });
   return code;
 }
 
