@@ -112,7 +112,7 @@ test("kill -9 before write-back: with --blockCacheRecoverDirtyBlocks every writt
   await disk.unmount();
 });
 
-test("unsaved blocks are not recovered over a disk that was mounted elsewhere since", async () => {
+test("unsaved blocks are not recovered over a disk whose flag was cleared since (another mount came and went) without --force", async () => {
   const dir = workDir("elsewhere");
   const cache = join(dir, "cache");
   const args = ["--blockSize=64k", "--size=4M", `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
@@ -124,10 +124,10 @@ test("unsaved blocks are not recovered over a disk that was mounted elsewhere si
   await disk.unmount();
   const refused = run([BINARY, "--test", ...args, "--blockCacheRecoverDirtyBlocks", disk.blocks, disk.mnt]);
   expect(refused.code).toBe(1);
-  expect(refused.stderr).toMatch(/mounted elsewhere since/);
+  expect(refused.stderr).toMatch(/the mounted flag was cleared since .*add --force to store them/);
 });
 
-test("--force mounts despite the flag, never with blocks from before another mount: the newer data stays", async () => {
+test("--force mounts despite a flag another mount holds, never with blocks from before it: the newer data stays", async () => {
   const dir = workDir("force");
   const cache = join(dir, "cache");
   const geometry = ["--blockSize=64k", "--size=4M"];
@@ -138,9 +138,10 @@ test("--force mounts despite the flag, never with blocks from before another mou
   await writeAndHold(disk, 5 * 65536, writeTemp(dir, "p1", p1), () => process.kill(disk.pid, "SIGKILL"));
   await crashed(disk);
   expect(run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]).code).toBe(0);
-  disk = await mountDisk(geometry, { dir }); // another mount writes newer data, durably
+  // Another mount writes newer data, durably, and crashes too: the flag is its own.
+  disk = await mountDisk(geometry, { dir });
   sh(["dd", `of=${disk.file}`, "bs=64k", "seek=5", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "p2", p2)}`]);
-  await disk.unmount();
+  await crashed(disk);
 
   for (const extra of [["--force"], ["--force", "--blockCacheRecoverDirtyBlocks"]]) {
     const refused = run([BINARY, "--test", `--pidFile=${join(dir, "forced.pid")}`, ...args, ...extra, disk.blocks, disk.mnt]);
@@ -152,9 +153,48 @@ test("--force mounts despite the flag, never with blocks from before another mou
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/written before a crash|mounted elsewhere since/);
   }
-  disk = await mountDisk([...geometry, "--blockCacheSize=0"], { dir });
+  disk = await mountDisk([...geometry, "--blockCacheSize=0", "--force"], { dir });
   expect(new Uint8Array(await readFile(disk.file)).subarray(5 * 65536, 6 * 65536)).toEqual(p2);
   await disk.unmount();
+});
+
+test("--reset-mounted-flag after kill -9 warns of the cache file's unsaved blocks; --force then stores them, byte for byte", async () => {
+  const dir = workDir("reset-warns");
+  const cache = join(dir, "cache");
+  const geometry = ["--blockSize=64k", "--size=4M"];
+  const args = [...geometry, `--blockCacheFile=${cache}`, "--blockCacheWriteDelay=600000"];
+  const stored = pattern(1 << 20, 51);
+  const unsaved = pattern(1 << 20, 52);
+  let disk = await mountDisk(args, { dir });
+  sh(["dd", `of=${disk.file}`, "bs=1M", "seek=1", "conv=notrunc,fsync", "status=none", `if=${writeTemp(dir, "stored", stored)}`]);
+  // Blocks 16-31 go over what storage has; only the cache file holds the new bytes.
+  await writeAndHold(disk, 1 << 20, writeTemp(dir, "unsaved", unsaved), () => process.kill(disk.pid, "SIGKILL"));
+  await crashed(disk);
+  const storedBlocks = () => Buffer.concat(Array.from({ length: 16 }, (_, i) => readFileSync(join(disk.blocks, (16 + i).toString(16).padStart(8, "0")))));
+  expect(new Uint8Array(storedBlocks())).toEqual(stored);
+
+  // Given the file (as the mount had it), the reset says how many blocks it holds and how to store them.
+  const before = readFileSync(cache);
+  const reset = run([BINARY, "--test", "--reset-mounted-flag", `--blockCacheFile=${cache}`, disk.blocks]);
+  expect(reset.code).toBe(0);
+  expect(reset.stderr).toContain(`warning: ${cache} holds 16 blocks written and never stored: store them now, before anyone else mounts the disk, with --blockCacheFile=${cache} --blockCacheRecoverDirtyBlocks --force`);
+  expect(readFileSync(cache).equals(before)).toBe(true); // only looked at
+
+  const refused = run([BINARY, "--test", ...args, "--blockCacheRecoverDirtyBlocks", disk.blocks, disk.mnt]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/holds 16 unsaved blocks, but the mounted flag was cleared since .*add --force/);
+  disk = await mountDisk([...args, "--blockCacheRecoverDirtyBlocks", "--force"], { dir });
+  expect(disk.startup).toMatch(/--force: storing 16 blocks left unsaved by a crash/);
+  await disk.unmount();
+  // What storage holds now is what was written and never stored, not what it had.
+  expect(new Uint8Array(storedBlocks())).toEqual(unsaved);
+
+  // Without the file the reset cannot look, and says what to do if there was one.
+  disk = await mountDisk(geometry, { dir });
+  await crashed(disk);
+  const blind = run([BINARY, "--test", "--reset-mounted-flag", disk.blocks]);
+  expect(blind.code).toBe(0);
+  expect(blind.stderr).toMatch(/warning: if the mount that set it had a --blockCacheFile, .*--blockCacheRecoverDirtyBlocks --force/);
 });
 
 test("read-ahead brings blocks back from the cache file once memory is full: a sequential reader finds them there", async () => {

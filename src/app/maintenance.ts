@@ -6,14 +6,39 @@ import type { Logger } from "../log.ts";
 import { Progress } from "./progress.ts";
 import { ZERO_WRITES_IN_FLIGHT } from "../store/block-store.ts";
 import { openDisk } from "./open-disk.ts";
+import { existsSync } from "node:fs";
+import { CacheFile } from "../store/block-cache/cache-file.ts";
 
 
 export async function resetMountedFlag(config: Config, log: Logger): Promise<number> {
   const disk = await openDisk(config, log);
   const holder = await disk.flag!.holder();
+  const token = await disk.flag!.token();
   await disk.flag!.clear();
   process.stderr.write(holder ? `s3backer: cleared the mounted flag (was: ${holder})\n` : "s3backer: the mounted flag was not set\n");
+  const warning = config.cache.file ? unsavedBlocksWarning(config.cache.file, token) : holder && UNSEEN_CACHE_FILE;
+  if (warning) process.stderr.write(`s3backer: warning: ${warning}\n`);
   return 0;
+}
+
+const UNSEEN_CACHE_FILE =
+  "if the mount that set it had a --blockCacheFile, its blocks not yet stored are recoverable only with --force now: " +
+  "give that file here to check it, or store them with --blockCacheFile=FILE --blockCacheRecoverDirtyBlocks --force before anyone else mounts the disk";
+
+/**
+ * After a crash the cache file may hold blocks never stored, recoverable only while the flag is
+ * the crashed mount's: the reset says so, and how to store them now (read-only: the file is not changed).
+ */
+function unsavedBlocksWarning(path: string, flagToken: number | undefined): string | undefined {
+  if (!existsSync(path)) return undefined;
+  const found = CacheFile.inspect(path);
+  if (!found) return `${path} is not a cache file: not checked for unsaved blocks`;
+  if (found.dirty === 0) return undefined;
+  const blocks = `${path} holds ${found.dirty} blocks written and never stored`;
+  if (flagToken !== undefined && !found.tokens.includes(flagToken)) {
+    return `${blocks}, older than the mount that set the flag: storing them would overwrite what that mount wrote (delete the file to drop them)`;
+  }
+  return `${blocks}: store them now, before anyone else mounts the disk, with --blockCacheFile=${path} --blockCacheRecoverDirtyBlocks --force (with the flag cleared, only --force recovers them)`;
 }
 
 export async function erase(config: Config, log: Logger): Promise<number> {

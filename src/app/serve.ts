@@ -177,7 +177,8 @@ function showFlushProgress(cache: MountedCache | undefined, quiet: boolean): () 
  * Whether the mounted flag was left by the crashed mount that last used the cache file (then the
  * disk is ours to take over). Unsaved blocks in the file are written back only with
  * --blockCacheRecoverDirtyBlocks, and only if nobody mounted the disk since: else they could
- * overwrite newer data.
+ * overwrite newer data. The flag held by another mount says someone did; a cleared flag cannot
+ * say, so there --force is the user's word that nobody did.
  */
 async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], flag: MountFlagStore): Promise<boolean> {
   if (!cacheFile) return false;
@@ -189,12 +190,20 @@ async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], 
         `${cacheFile.path} holds ${cacheFile.dirty} blocks written before a crash and not yet stored: add --blockCacheRecoverDirtyBlocks to store them, or delete the file to drop them`,
       );
     }
-    if (!ours) {
+    if (held !== undefined && !ours) {
       throw new ConfigError(
         `${cacheFile.path} holds ${cacheFile.dirty} unsaved blocks, but the disk was mounted elsewhere since: they could overwrite newer data, so they are not recovered (delete the file to drop them)`,
       );
     }
-    log.warn(`recovering ${cacheFile.dirty} blocks left unsaved by a crash`);
+    // A cleared flag says nothing of what happened since: only the user can.
+    if (!ours && !config.force) {
+      throw new ConfigError(
+        `${cacheFile.path} holds ${cacheFile.dirty} unsaved blocks, but the mounted flag was cleared since (--reset-mounted-flag, or another mount that ended): ` +
+          "if nobody mounted the disk since they were written, add --force to store them; else delete the file to drop them (they would overwrite newer data)",
+      );
+    }
+    if (!ours) log.warn(`--force: storing ${cacheFile.dirty} blocks left unsaved by a crash, though the mounted flag was cleared since`);
+    else log.warn(`recovering ${cacheFile.dirty} blocks left unsaved by a crash`);
   }
   return ours;
 }

@@ -52,5 +52,8 @@ export function checkHeld(key: string, held: { holder: string; token: number } |
 }
 
 export function mountedError(key: string, holder: string): ConfigError {
-  return new ConfigError(`the disk looks mounted elsewhere (${key}: ${holder}); use --force if it is not, or --reset-mounted-flag`);
+  return new ConfigError(
+    `the disk looks mounted elsewhere (${key}: ${holder}); use --force if it is not, or --reset-mounted-flag ` +
+      "(after a crash of a mount with a --blockCacheFile, mount with that file and --blockCacheRecoverDirtyBlocks instead: it stores what the crash left)",
+  );
 }

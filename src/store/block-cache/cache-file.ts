@@ -131,7 +131,7 @@ export class CacheFile {
       const version = h.getUint32(4, true);
       if (h.getUint32(0, true) === MAGIC && RECORD[version] !== undefined) {
         old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
-        tokens = [h.getUint32(TOKEN_AT, true), version >= 2 ? h.getUint32(PENDING_TOKEN_AT, true) : 0].filter((t) => t !== 0);
+        tokens = tokensOf(h, version);
         blocks = old.readIndex();
         damaged = old.damaged;
         const sameDisk = h.getUint32(8, true) === blockSize && h.getUint32(16, true) === numBlocks;
@@ -181,6 +181,25 @@ export class CacheFile {
     fsyncSync(fd);
     renameSync(fresh, path);
     return { file, blocks: kept, tokens, damaged };
+  }
+
+  /**
+   * What a cache file holds, read without changing it (for --reset-mounted-flag): the tokens it
+   * records and how many unsaved blocks; undefined if the file is not a cache file.
+   */
+  static inspect(path: string): { tokens: number[]; dirty: number } | undefined {
+    const fd = openSync(path, "r");
+    try {
+      const header = u8(HEADER);
+      readSync(fd, header, 0, HEADER, 0);
+      const h = new DataView(header.buffer);
+      const version = h.getUint32(4, true);
+      if (h.getUint32(0, true) !== MAGIC || RECORD[version] === undefined) return undefined;
+      const file = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
+      return { tokens: tokensOf(h, version), dirty: file.readIndex().filter((b) => b.dirty).length };
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Every block the directory names: the newest valid record per block (the bytes are checked when read). */
@@ -319,6 +338,11 @@ export class CacheFile {
     }
     writeSync(this.fd, this.record, 0, this.record.length, HEADER + slot * this.record.length);
   }
+}
+
+/** The tokens a header records: of the mount that used the file, and of one that was setting its flag (0s left out). */
+function tokensOf(h: DataView, version: number): number[] {
+  return [h.getUint32(TOKEN_AT, true), version >= 2 ? h.getUint32(PENDING_TOKEN_AT, true) : 0].filter((t) => t !== 0);
 }
 
 function dataStart(slots: number, version: number): number {
