@@ -4,17 +4,19 @@
  * cache file keeps them for the next mount.
  */
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanupDisks, mountWith, pattern, runAsync, serveForeground, tempDir, waitFor } from "./helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "./helpers/s3.ts";
+import { cleanupNbd, serveNbd } from "./helpers/nbd.ts";
 
 const server = startEmbedded();
 const peer = embeddedPeer(server);
 const dirs: string[] = [];
 afterEach(async () => {
   server.reset();
+  await cleanupNbd();
   await cleanupDisks();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -124,4 +126,21 @@ test("--unmountTimeout gives up after that long; without a cache file the log sa
   expect(mount.log()).toMatch(/--unmountTimeout=3 reached: 128 blocks written to the disk were never stored and are lost/);
   server.setFaults({ downUntil: 0 });
   expect(await flagIsSet(bucket)).toBe(true);
+}, 60_000);
+
+test("NBD: server down at SIGTERM: the process keeps trying until it is back, stores every block and clears the flag", async () => {
+  const bucket = await freshBucket(peer, "nbd-outage");
+  const dir = workDir("nbd-outage");
+  const nbd = await serveNbd([...peerArgs(peer), ...GEOMETRY], { dir, source: bucket });
+  server.setFaults({ downUntil: Infinity });
+  // Writeback mode: no FUA, so the writes stay dirty; the FLUSH at qemu-io's exit fails while the server is down.
+  await runAsync(["qemu-io", "-f", "raw", "-t", "writeback", "-c", `write -P 0x5a 0 ${DATA}`, nbd.qemu]);
+  process.kill(nbd.pid, "SIGTERM");
+  await waitFor("a failed round of write-backs at the stop", () => FAILED_ROUND.test(nbd.log()), 30_000);
+  server.setFaults({ downUntil: 0 });
+  await waitFor("the process to store everything and exit", () => /all data stored; exiting/.test(nbd.log()) || /may be lost/.test(nbd.log()), 30_000);
+  expect(nbd.log()).toMatch(/all data stored; exiting/);
+  await waitFor("the process to exit", () => !existsSync(join(dir, "pid")));
+  expect(await flagIsSet(bucket)).toBe(false);
+  expect(await storedBytes(bucket, dir, DATA)).toEqual(new Uint8Array(DATA).fill(0x5a));
 }, 60_000);
