@@ -178,7 +178,7 @@ export class BlockCache extends Layer implements MountedCache {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerAt = Infinity;
   private closed = false;
-  /** Given up (keepUnstored): the cache file is closed, and what uploads still end is not recorded there. */
+  /** Given up (keepUnstored): what uploads still end is not recorded in the cache file, which keeps the blocks unsaved. */
   private keeping = false;
   private readonly sweeper: ReturnType<typeof setInterval> | undefined;
   private readonly ahead: ReadAhead;
@@ -701,10 +701,10 @@ export class BlockCache extends Layer implements MountedCache {
   }
 
   /**
-   * Gives up storing (the unmount gave up): no write-back starts any more, and every dirty block's
-   * newest bytes go to the cache file, whose records keep them unsaved for
-   * --blockCacheRecoverDirtyBlocks. Returns how many dirty blocks the file keeps, and how many it
-   * could not (without a file: none kept).
+   * Gives up storing (the unmount gave up, and the process exits next): no write-back starts any
+   * more, and every dirty block's newest bytes go to the cache file, whose records keep them
+   * unsaved for --blockCacheRecoverDirtyBlocks. Returns how many dirty blocks the file keeps, and
+   * how many it could not (without a file: none kept).
    */
   async keepUnstored(): Promise<{ kept: number; lost: number }> {
     this.paused = true;
@@ -717,7 +717,9 @@ export class BlockCache extends Layer implements MountedCache {
     this.pumpSaves();
     while (this.fileWork > 0) await new Promise<void>((resolve) => this.fileIdle.push(resolve));
     const kept = [...this.dirty].filter((entry) => this.inFile(entry)).length;
-    this.file?.close();
+    // Made durable, but left open: uploads still in flight may read their bytes from it (and
+    // change no record: see storedInFile) until the process exits.
+    this.file?.sync();
     return { kept, lost: this.dirty.size - kept };
   }
 

@@ -315,6 +315,11 @@ export class CacheFile {
     }
   }
 
+  /** Makes everything written so far durable. */
+  sync(): void {
+    fsyncSync(this.fd);
+  }
+
   close(): void {
     clearInterval(this.adviser);
     fsyncSync(this.fd);
