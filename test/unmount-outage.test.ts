@@ -3,28 +3,20 @@
  * mounted flag cleared only then); only a second signal or --unmountTimeout gives up, and then a
  * cache file keeps them for the next mount.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { afterEach, expect, test } from "bun:test";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { cleanupDisks, mountWith, pattern, runAsync, serveForeground, tempDir, waitFor } from "./helpers/disk.ts";
-import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "./helpers/s3.ts";
+import { mountWith, pattern, runAsync, serveForeground, waitFor } from "./helpers/disk.ts";
+import { freshBucket, peerArgs, rawClient } from "./helpers/s3.ts";
 import { cleanupNbd, serveNbd } from "./helpers/nbd.ts";
+import { embeddedSuite } from "./helpers/suite.ts";
 
-const server = startEmbedded();
-const peer = embeddedPeer(server);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupNbd();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => server.stop());
+const { server, peer, workDir: tempWorkDir } = embeddedSuite();
+afterEach(cleanupNbd);
 
 function workDir(tag: string): string {
-  const d = tempDir(tag);
-  dirs.push(d);
+  const d = tempWorkDir(tag);
   mkdirSync(join(d, "mnt"));
   return d;
 }
