@@ -94,6 +94,9 @@ type State = "loading" | "clean" | "dirty" | "uploading" | "redirtied";
 /** The bytes are in the cache file's slot alone (a symbol, so that no use can mistake it for bytes). */
 const IN_FILE: unique symbol = Symbol("in the cache file");
 
+/** Failures that come in runs (write-backs in an outage, saves to a full disk) are logged at most this often. */
+const ERROR_LOG_INTERVAL_MS = 10_000;
+
 /** Saves to the cache file in flight: enough to keep a disk busy; each holds a slot of the file's spare ones. */
 const SAVES_IN_FLIGHT = 8;
 
@@ -199,6 +202,9 @@ export class BlockCache extends Layer implements MountedCache {
   private readonly md5 = new Md5Batch();
   /** Last time a failed save was logged (they come in runs: a full disk fails them all). */
   private saveErrorLogged = -Infinity;
+  /** Last time a failed write-back was logged, and those not logged since (see logWriteBackError). */
+  private writeBackErrorLogged = -Infinity;
+  private writeBackErrorsUnlogged = 0;
   /** Clean blocks reloaded from the cache file, until checked against storage. */
   private check: ReloadCheck | undefined;
 
@@ -624,12 +630,28 @@ export class BlockCache extends Layer implements MountedCache {
       entry.state = "dirty";
       this.queued.failedOnce(entry);
       this.counters.add("write-back errors");
-      this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}`);
+      this.logWriteBackError(entry, err);
       this.settleWaiters(entry, err);
     } finally {
       if (own) this.uploadCopyDone(entry, data!);
       else if (data) this.giveBack(entry, data);
     }
+  }
+
+  /**
+   * Write-back failures come in runs (an outage fails every block, round after round): one line
+   * every ERROR_LOG_INTERVAL_MS at most, counting those left out since the last.
+   */
+  private logWriteBackError(entry: Entry, err: unknown): void {
+    const now = performance.now();
+    if (now - this.writeBackErrorLogged < ERROR_LOG_INTERVAL_MS) {
+      this.writeBackErrorsUnlogged++;
+      return;
+    }
+    const more = this.writeBackErrorsUnlogged > 0 ? ` (${this.writeBackErrorsUnlogged} more failed since the last such line)` : "";
+    this.writeBackErrorLogged = now;
+    this.writeBackErrorsUnlogged = 0;
+    this.o.log.error(`write-back of block ${entry.block} failed (${entry.failures}x), keeping it dirty: ${messageOf(err)}${more}`);
   }
 
   /** An upload's own copy of a block is free again: reused, unless its MD5 is being taken (see storedInFile). */
@@ -972,7 +994,7 @@ export class BlockCache extends Layer implements MountedCache {
   private saveFailed(entry: Entry, err: unknown): void {
     this.counters.add("cache file errors");
     const now = performance.now();
-    if (now - this.saveErrorLogged < 10_000) return;
+    if (now - this.saveErrorLogged < ERROR_LOG_INTERVAL_MS) return;
     this.saveErrorLogged = now;
     this.o.log.error(
       `cache file: saving block ${entry.block} failed (${messageOf(err)}); blocks that cannot be saved stay in memory until stored in S3`,
