@@ -1,9 +1,9 @@
 /**
  * The life of a mount, whatever the front end: open the disk, set its mounted flag, serve it (FUSE
- * or NBD; with --listBlocks, listing the bucket meanwhile) until unmounted or signalled, then flush every dirty block, clear the flag and close.
+ * or NBD; with --listBlocks, listing the bucket meanwhile) until unmounted or signalled, then store
+ * every dirty block (however long storage is away: final-store.ts), close, and clear the flag.
  * The exit code says whether everything reached storage.
  */
-import { PidFile } from "./own-files.ts";
 import type { Config } from "../config/settings.ts";
 import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
@@ -21,6 +21,7 @@ import type { FrontEnd } from "./front-end.ts";
 import { startFuse } from "./fuse-front-end.ts";
 import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
 import { StatsMirror } from "./stats-mirror.ts";
+import { PidFile } from "./own-files.ts";
 import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
 
 export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
