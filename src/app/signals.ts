@@ -8,8 +8,9 @@
  *   storing (see final-store.ts). One that comes while starting is carried out once the mount is
  *   up; a second one then exits at once.
  * - SIGUSR1 writes the stats to the log.
- * - Logged and ignored: SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO (SIGPOLL), SIGPWR, and SIGXFSZ
- *   (a file over its size limit: the write fails with EFBIG instead). SIGPIPE is ignored silently:
+ * - Logged and ignored: SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO (SIGPOLL), SIGPWR (Bun's engine
+ *   takes it for itself: ignored there without a line), and SIGXFSZ (a file over its size limit:
+ *   the write fails with EFBIG instead). SIGPIPE is ignored silently:
  *   a write to a reader gone (the parent's pipe, a closed socket) fails with EPIPE, which says so.
  *
  * Left as they are: SIGKILL and SIGSTOP (they cannot be caught), the stops SIGTSTP, SIGTTIN and
