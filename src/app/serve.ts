@@ -107,7 +107,8 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
  * Stores every dirty block, however long storage is away (final-store.ts), closes the store, and
  * only then clears the mounted flag (the shared one stays, as in the original: other shared mounts
  * may still be using the disk). Given up, the blocks not stored stay in the cache file if there is
- * one, the flag stays set (so that they can be recovered), and the log says which. False if anything is left undone.
+ * one, the flag stays set (so that they can be recovered), and the log says which. False if
+ * anything is left undone.
  */
 async function storeAndClose(config: Config, disk: Disk, flag: MountFlagStore | undefined, giveUp: AbortSignal, howToGiveUp: string): Promise<boolean> {
   const cache = disk.blockCache;
@@ -132,6 +133,7 @@ async function storeAndClose(config: Config, disk: Disk, flag: MountFlagStore | 
   log.info("all data stored; exiting");
   return true;
 }
+
 /** Given up storing: what the cache file can keep of the blocks not stored, and a plain word on the rest. */
 async function keepUnstored(config: Config, cache: MountedCache | undefined, why: string): Promise<void> {
   const total = cache?.dirtyCount ?? 0;
