@@ -3,6 +3,7 @@
 import { helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
 import { buildConfig } from "./config/build-config.ts";
+import { checkPaths } from "./app/check-paths.ts";
 import { announceReady, applyAllocatorSettings, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
@@ -25,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = buildConfig(args);
+  checkPaths(config);
   if (config.mode !== "mount") {
     log.configure({ kind: "stderr" }, config.debug, config.logFormat);
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);

@@ -3,7 +3,7 @@
  * or NBD; with --listBlocks, listing the bucket meanwhile) until unmounted or signalled, then flush every dirty block, clear the flag and close.
  * The exit code says whether everything reached storage.
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { closeSync, rmSync, writeSync } from "node:fs";
 import type { Config } from "../config/settings.ts";
 import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
@@ -18,6 +18,7 @@ import type { FrontEnd } from "./front-end.ts";
 import { startFuse } from "./fuse-front-end.ts";
 import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
 import { StatsMirror } from "./stats-mirror.ts";
+import { openWritableFile } from "../util/flag-paths.ts";
 import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
 
 export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
@@ -54,13 +55,13 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   memory.start();
   if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
-  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
+  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, `--statsFileMirror=${config.statsFileMirror}`, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
 
   const onSignal = (signal: string) => front.stop(signal);
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const s of signals) process.on(s, onSignal);
   if (await front.ready) {
-    if (config.pidFile) writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 }); // for anyone to signal or watch
+    if (config.pidFile) writePidFile(config.pidFile, `--pidFile=${config.pidFile}`); // for anyone to signal or watch
     onReady(front.readyMessage());
   }
   let code = (await front.ended) ? 0 : 1;
@@ -140,4 +141,14 @@ async function recoveringOwnCrash(config: Config, cacheFile: Disk["cacheFile"], 
     log.warn(`recovering ${cacheFile.dirty} blocks left unsaved by a crash`);
   }
   return ours;
+}
+
+/** The daemon's process ID in a file made afresh (readable by anyone), never through a link. */
+function writePidFile(path: string, label: string): void {
+  const fd = openWritableFile(label, path, "new", 0o644)!;
+  try {
+    writeSync(fd, `${process.pid}\n`);
+  } finally {
+    closeSync(fd);
+  }
 }

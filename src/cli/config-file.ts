@@ -3,15 +3,15 @@
  * arguments in FILE: one a line, trimmed, blank lines and `#` lines skipped. A file may name
  * another; a loop is stopped after 100 files, as the original does.
  */
-import { readFileSync } from "node:fs";
 import { ConfigError, UsageError } from "../errors.ts";
+import { readInputFile } from "../util/flag-paths.ts";
 
-export type ReadText = (path: string) => string;
+export type ReadText = (path: string, typed: string) => string;
 
 const MAX_FILES = 100;
 const OPTION = "configFile=";
 
-const readFile: ReadText = (path) => readFileSync(path, "utf8");
+const readFile: ReadText = (path, typed) => readInputFile(typed, path)!;
 
 export function configFileArgs(text: string): string[] {
   return text
@@ -26,14 +26,7 @@ export function expandConfigFiles(argv: readonly string[], read: ReadText = read
   const include = (at: number, remove: number, path: string, typed: string) => {
     if (++files > MAX_FILES) throw new ConfigError(`${typed}: more than ${MAX_FILES} files (does one include itself?)`);
     if (path === "") throw new UsageError(`${typed} needs a file name`);
-    let text: string;
-    try {
-      text = read(path);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      throw new ConfigError(`${typed}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (err as Error).message}`);
-    }
-    args.splice(at, remove, ...configFileArgs(text));
+    args.splice(at, remove, ...configFileArgs(read(path, typed)));
   };
   for (let i = 0; i < args.length; ) {
     const arg = args[i]!;
