@@ -27,12 +27,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = buildConfig(args);
   checkPaths(config);
+  const child = isDaemonChild();
+  // A mount in the foreground may start itself again in place first: the warnings come after that.
+  const untuned = config.mode === "mount" ? applyAllocatorSettings(config.foreground) : undefined;
+  if (!child) for (const warning of config.warnings) process.stderr.write(`s3backer: warning: ${warning}\n`);
   if (config.mode !== "mount") {
     log.configure({ kind: "stderr" }, config.debug, config.logFormat);
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
   }
-  const child = isDaemonChild();
-  const untuned = applyAllocatorSettings(config.foreground);
   let prompted: string | undefined;
   const encryption = config.codec.encryption;
   if (encryption) {

@@ -16,7 +16,7 @@ import { checkDirectory, checkInputFile, checkWritableFile } from "../util/flag-
 const MAX_SOCKET_PATH = 107;
 
 export function checkPaths(config: Config): void {
-  const typed = (name: string, value: string) => `--${name}=${value}`;
+  const typed = (name: string, value: string) => config.typed[name] ?? `--${name}=${value}`;
   const writes = (name: string, path: string | undefined) => path !== undefined && checkWritableFile(typed(name, path), path);
   const reads = (name: string, path: string | undefined) => path !== undefined && checkInputFile(typed(name, path), path);
 

@@ -55,13 +55,13 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   memory.start();
   if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
-  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, `--statsFileMirror=${config.statsFileMirror}`, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
+  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.typed.statsFileMirror!, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
 
   const onSignal = (signal: string) => front.stop(signal);
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const s of signals) process.on(s, onSignal);
   if (await front.ready) {
-    if (config.pidFile) writePidFile(config.pidFile, `--pidFile=${config.pidFile}`); // for anyone to signal or watch
+    if (config.pidFile) writePidFile(config.pidFile, config.typed.pidFile!); // for anyone to signal or watch
     onReady(front.readyMessage());
   }
   let code = (await front.ended) ? 0 : 1;
