@@ -155,7 +155,7 @@ export class S3Client {
           method: req.method,
           headers,
           ...(req.body ? { body: req.body } : {}),
-          signal: AbortSignal.timeout(this.o.timeoutMs),
+          ...(this.o.timeoutMs > 0 ? { signal: AbortSignal.timeout(this.o.timeoutMs) } : {}), // --timeout=0: none
           ...this.fetchOptions,
         } as RequestInit);
         const body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
