@@ -3,6 +3,7 @@
 import { helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
 import { buildConfig } from "./config/build-config.ts";
+import { checkPaths } from "./app/check-paths.ts";
 import { announceReady, applyAllocatorSettings, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
@@ -26,12 +27,15 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = buildConfig(args);
+  checkPaths(config);
+  const child = isDaemonChild();
+  // A mount in the foreground may start itself again in place first: the warnings come after that.
+  const untuned = config.mode === "mount" ? applyAllocatorSettings(config.foreground) : undefined;
+  if (!child) for (const warning of config.warnings) process.stderr.write(`s3backer: warning: ${warning}\n`);
   if (config.mode !== "mount") {
     log.configure({ kind: "stderr" }, config.debug, config.logFormat);
     return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
   }
-  const child = isDaemonChild();
-  const untuned = applyAllocatorSettings(config.foreground);
   let prompted: string | undefined;
   const encryption = config.codec.encryption;
   if (encryption) {
@@ -45,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
 
   log.configure({ kind: "stderr" }, config.debug, config.logFormat);
   // Checked before anything is mounted: the switch to it comes only once the mount is up.
-  if (child && config.logFile) checkLogFile(config.logFile);
+  if (child && config.logFile) checkLogFile(config.typed.logFile!, config.logFile);
   if (untuned) log.debug(`running with the allocator's default settings: ${untuned}`);
   return serve(config, (readyMessage) => {
     // Until now the parent relayed our stderr to the user; from here on we log on our own. The

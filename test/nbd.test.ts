@@ -234,9 +234,9 @@ describe("NBD: command line", () => {
     expect(dev.code).toBe(1);
     expect(dev.stderr).toBe("s3backer: /dev/nbd15 does not exist: this kernel has no NBD driver loaded ('modprobe nbd'), or serve on unix:PATH or tcp:HOST:PORT instead\n");
     const flag = await runAsync([BINARY, "--test", "--nbd", "--nbd-flag=--filter=exitlast", "--size=1M", "x", "unix:/tmp/x"]);
-    expect(flag.stderr).toBe("s3backer: --nbd-flag passes options to nbdkit, which s3backer does not use: its NBD server is built in\n");
+    expect(flag.stderr).toBe("s3backer: --nbd-flag=--filter=exitlast: passes options to nbdkit, which s3backer does not use: its NBD server is built in\n");
     const param = await runAsync([BINARY, "--test", "--nbd", "--nbd-param=foo=bar", "--size=1M", "x", "unix:/tmp/x"]);
-    expect(param.stderr).toBe("s3backer: --nbd-param passes options to nbdkit, which s3backer does not use: its NBD server is built in\n");
+    expect(param.stderr).toBe("s3backer: --nbd-param=foo=bar: passes options to nbdkit, which s3backer does not use: its NBD server is built in\n");
     const bad = await runAsync([BINARY, "--test", "--nbd", "--size=1M", "x", "nbd0"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--nbd: 'nbd0' is not unix:PATH, tcp:HOST:PORT or /dev/nbdX");

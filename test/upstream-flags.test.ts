@@ -42,7 +42,7 @@ const COVERED: Record<string, string> = {
   blockSize: "consistency-guard", maxUploadSpeed: "s3-options", maxDownloadSpeed: "s3-options",
   md5CacheSize: "consistency-guard:cacheSize: 2", md5CacheTime: "consistency-guard", debug: "s3-mount",
   "debug-http": "s3-mount", http11: "upstream-flags", noCurlCache: "upstream-flags", quiet: "cli", erase: "s3-mount",
-  "reset-mounted-flag": "s3-mount", vhost: "s3-store", "no-vhost": "cli", fileMode: "mount", filename: "fio",
+  "reset-mounted-flag": "s3-mount", vhost: "s3-store", "no-vhost": "flag-values", fileMode: "mount", filename: "fio",
   force: "s3-mount", noAutoDetect: "s3-mount", initialRetryPause: "consistency-guard",
   maxRetryPause: "consistency-guard", minWriteDelay: "consistency-guard", blockHashPrefix: "s3-store:hashPrefix: true",
   prefix: "s3-mount", defaultContentEncoding: "codec", readOnly: "s3-mount", size: "consistency-guard",
@@ -95,13 +95,13 @@ test("--configFile / -F / -o configFile=: one argument a line, comments and blan
   writeFileSync(join(dir, "inner"), "# sizes\n  --blockSize=8k  \n\n--size=1M\n");
   writeFileSync(join(dir, "outer"), `--test\n--configFile=${join(dir, "inner")}\n--prefix=with space\n`);
   const args = parseArgs(["-F", join(dir, "outer"), "--size=2M", "blocks", "mnt"]);
-  expect(args.values.get("blockSize")).toBe("8k");
-  expect(args.values.get("prefix")).toBe("with space");
-  expect(args.values.get("size")).toBe("2M"); // the later flag wins: the file stands where -F stood
+  expect(args.values.get("blockSize")?.value).toBe("8k");
+  expect(args.values.get("prefix")?.value).toBe("with space");
+  expect(args.values.get("size")?.value).toBe("2M"); // the later flag wins: the file stands where -F stood
   expect(args.positionals).toEqual(["blocks", "mnt"]);
   const viaO = parseArgs(["-o", `allow_other,configFile=${join(dir, "inner")},ro`, "--test", "b", "m"]);
-  expect(viaO.values.get("blockSize")).toBe("8k");
-  expect(viaO.mountOptions).toEqual(["allow_other", "ro"]);
+  expect(viaO.values.get("blockSize")?.value).toBe("8k");
+  expect(viaO.mountOptions.map((o) => o.option)).toEqual(["allow_other", "ro"]);
   writeFileSync(join(dir, "loop"), `-F\n${join(dir, "loop")}\n`);
   expect(() => parseArgs([`--configFile=${join(dir, "loop")}`])).toThrow(/more than 100 files/);
 });

@@ -29,6 +29,10 @@ export function startFuse({ config, disk, statsText, resetStats }: FrontEndConte
     readOnly: config.readOnly,
     directIO: config.directIO,
     blockSize: geometry.blockSize,
+    entryTimeout: config.fuse.entryTimeout,
+    attrTimeout: config.fuse.attrTimeout,
+    negativeTimeout: config.fuse.negativeTimeout,
+    umask: config.fuse.umask,
     statsText,
     resetStats,
     flush: () => store.flush(),
@@ -38,6 +42,10 @@ export function startFuse({ config, disk, statsText, resetStats }: FrontEndConte
     readers: READERS,
     slotsPerReader: SLOTS_PER_READER,
     directSlots: DIRECT_SLOTS,
+    maxWrite: config.fuse.maxWrite,
+    syncRead: config.fuse.syncRead,
+    singleThreaded: config.fuse.singleThreaded,
+    servesOnly: config.fuse.allowRoot ? (process.getuid?.() ?? 0) : undefined,
   });
   session.start();
 

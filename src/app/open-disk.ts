@@ -28,7 +28,8 @@ import { ConsistencyGuard } from "../object/consistency-guard/consistency-guard.
 import { ConfigError } from "../errors.ts";
 import { BlockCache, type MountedCache } from "../store/block-cache/block-cache.ts";
 import { CacheFile } from "../store/block-cache/cache-file.ts";
-import { chmodSync, existsSync, statSync } from "node:fs";
+import { totalmem } from "node:os";
+import { formatSize } from "../util/size.ts";
 import { Progress } from "./progress.ts";
 
 export interface Disk {
@@ -59,9 +60,15 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const { blockSize, numBlocks } = disk.geometry;
   const size = Math.min(c.size, numBlocks);
   const path = c.file;
-  if (path) keepPrivate(path, log);
+  const label = config.typed.blockCacheFile ?? `--blockCacheFile=${path}`;
   // A few slots more than blocks: a block's new bytes go to a free slot before the old one is freed.
-  const opened = path ? CacheFile.open(path, blockSize, numBlocks, size + SPARE_SLOTS, c.fileAdvise) : undefined;
+  const opened = path ? CacheFile.open(path, blockSize, numBlocks, size + SPARE_SLOTS, c.fileAdvise, label) : undefined;
+  if (opened?.narrowedFrom !== undefined) {
+    log.warn(`${label} was readable by others (mode ${opened.narrowedFrom.toString(8)}): now ${(opened.narrowedFrom & 0o700).toString(8)}, since it holds the disk's blocks in plaintext`);
+  }
+  if (!path && size * blockSize > totalmem()) {
+    log.warn(`--blockCacheSize=${c.size} blocks of ${formatSize(blockSize)} can grow past this machine's memory (${Math.round(totalmem() / 2 ** 20)} MiB): lower it, or keep the cache in a --blockCacheFile`);
+  }
   if (opened?.damaged) log.warn(`cache file: ${opened.damaged} damaged records ignored (their blocks are read from S3)`);
   const quiet = config.quiet || !config.foreground;
   const backend = disk.backend;
@@ -86,15 +93,6 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
 const SPARE_SLOTS = 16;
 /** The least --blockCacheMemory holds, in blocks. */
 const MIN_MEMORY_BLOCKS = 64;
-
-/** The cache file holds plaintext blocks (even with --encrypt): readable by its owner alone. */
-function keepPrivate(path: string, log: Logger): void {
-  if (!existsSync(path)) return;
-  const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) === 0) return;
-  chmodSync(path, mode & 0o700);
-  log.warn(`${path} was readable by others (mode ${mode.toString(8)}): now ${(mode & 0o700).toString(8)}`);
-}
 
 async function openBackend(config: Config, log: Logger): Promise<Disk> {
   const maintenance = config.mode !== "mount";

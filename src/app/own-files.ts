@@ -1,19 +1,15 @@
 /**
  * The files a mount writes beside its work, --logFile and --pidFile: each is opened before anything
  * is mounted or the mounted flag is set, so that one that cannot be written is a one-line error
- * naming its flag, with nothing left behind. (Which paths a flag may name is checked with the
- * other flags, in src/config/.)
+ * naming its flag, with nothing left behind. What a path flag may name is decided in
+ * util/flag-paths.ts, which opens them.
  */
-import { appendFileSync, closeSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
-import { ConfigError } from "../errors.ts";
+import { closeSync, ftruncateSync, rmSync, writeSync } from "node:fs";
+import { openWritableFile } from "../util/flag-paths.ts";
 
-/** Checks that the log file can be appended to (creating it, 0600, if it is new). */
-export function checkLogFile(path: string): void {
-  try {
-    appendFileSync(path, "", { mode: 0o600 });
-  } catch (err) {
-    throw cannotWrite("logFile", path, err);
-  }
+/** Checks that the log file can be appended to (creating it, 0600, if it is new). `typed`: the flag as the user gave it. */
+export function checkLogFile(typed: string, path: string): void {
+  closeSync(openWritableFile(typed, path, "append")!);
 }
 
 /**
@@ -29,17 +25,10 @@ export class PidFile {
     private readonly created: boolean,
   ) {}
 
-  static open(path: string): PidFile {
-    try {
-      return new PidFile(path, openSync(path, "wx", 0o644), true);
-    } catch (err) {
-      if ((err as { code?: string }).code !== "EEXIST") throw cannotWrite("pidFile", path, err);
-    }
-    try {
-      return new PidFile(path, openSync(path, "r+"), false);
-    } catch (err) {
-      throw cannotWrite("pidFile", path, err);
-    }
+  static open(typed: string, path: string): PidFile {
+    const existing = openWritableFile(typed, path, "update");
+    if (existing !== undefined) return new PidFile(path, existing, false);
+    return new PidFile(path, openWritableFile(typed, path, "append", 0o644)!, true);
   }
 
   /** Writes this process's ID (the file was opened at start: a failure now, say a full disk, is for the caller to log). */
@@ -62,23 +51,3 @@ export class PidFile {
     this.fd = undefined;
   }
 }
-
-/** The error for a file a flag names that cannot be opened for writing: the flag as typed, and why in words. */
-function cannotWrite(flag: string, path: string, err: unknown): ConfigError {
-  const code = (err as { code?: string }).code;
-  const why = code === undefined ? String(err) : (REASONS[code] ?? (err as Error).message);
-  return new ConfigError(`--${flag}=${path}: cannot be written: ${why}`);
-}
-
-const REASONS: Record<string, string> = {
-  EISDIR: "it is a directory",
-  ENOENT: "its directory does not exist",
-  ENOTDIR: "a part of its path is not a directory",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EROFS: "the file system is read-only",
-  ENOSPC: "no space left on the device",
-  ELOOP: "too many symbolic links",
-  ENAMETOOLONG: "the name is too long",
-  ETXTBSY: "it is a running program",
-};

@@ -28,7 +28,7 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   if (config.nbd) checkNbdTarget(config.nbd);
   else checkMountpoint(config.mountpoint);
   // Opened before anything is mounted or flagged: one that cannot be written changes nothing.
-  const pidFile = config.pidFile === undefined ? undefined : PidFile.open(config.pidFile);
+  const pidFile = config.pidFile === undefined ? undefined : PidFile.open(config.typed.pidFile!, config.pidFile);
   try {
     return await serveDisk(config, onReady, pidFile);
   } finally {
@@ -71,14 +71,14 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
   memory.start();
   if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
-  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
+  const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.typed.statsFileMirror!, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
 
   signals.serving((signal) => front.stop(signal));
   if (await front.ready) {
     try {
       pidFile?.write();
     } catch (err) {
-      log.error(`--pidFile=${config.pidFile}: ${messageOf(err)}`); // the mount serves on all the same
+      log.error(`${config.typed.pidFile}: ${messageOf(err)}`); // the mount serves on all the same
     }
     onReady(front.readyMessage());
   }

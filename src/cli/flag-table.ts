@@ -3,7 +3,7 @@ import { FLAGS } from "./flags.ts";
 
 export function flagTableMarkdown(): string {
   const rows = FLAGS.map((f) => {
-    const name = `${f.short ? `\`-${f.short}\`, ` : ""}\`--${f.name}${f.value ? (f.optionalValue ? `[=${f.value}]` : `=${f.value}`) : ""}\``;
+    const name = `${[...(f.short ?? "")].map((c) => `\`-${c}\`, `).join("")}\`--${f.name}${f.value ? (f.optionalValue ? `[=${f.value}]` : `=${f.value}`) : ""}\``;
     const def = f.default === undefined ? "" : f.default === "" ? '`""`' : `\`${f.default}\``;
     return `| ${name} | ${f.group} | ${def} | ${f.help.replace(/\|/g, "\\|")} |`;
   });

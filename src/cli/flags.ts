@@ -17,7 +17,7 @@ export type FlagGroup =
 export interface Flag {
   /** Long name without dashes, exactly as the original spells it. */
   readonly name: string;
-  /** One-letter alias (`-f`, `-d`, `-o`). */
+  /** One-letter aliases, each letter one (`f` is -f; `h?` is -h and -?). */
   readonly short?: string;
   /** Placeholder of the value; absent for on/off flags. */
   readonly value?: string;
@@ -31,7 +31,7 @@ export interface Flag {
 
 export const FLAGS: readonly Flag[] = [
   // Disk layout
-  { name: "blockSize", value: "SIZE", default: "4k", group: "Disk layout", help: "Block size: one block is one object (suffixes k, M, G)" },
+  { name: "blockSize", value: "SIZE", default: "4k", group: "Disk layout", help: "Block size: one block is one object, a power of two from 512 to 2G (suffixes k, M, G)" },
   { name: "size", value: "SIZE", group: "Disk layout", help: "Size of the backed file (suffixes k, M, G, T); auto-detected from an existing disk" },
   { name: "prefix", value: "STRING", default: "", group: "Disk layout", help: "Prefix for object names within the bucket" },
   { name: "blockHashPrefix", group: "Disk layout", help: "Prepend a hash to block names to spread them over the key space" },
@@ -41,7 +41,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "readOnly", group: "Disk layout", help: "Refuse every write with 'Read-only file system'" },
   { name: "listBlocks", group: "Disk layout", help: "List existing blocks in the background while the disk is in use, so absent blocks then cost no request (progress in the stats file)" },
   { name: "sharedDiskMode", group: "Disk layout", help: "For cluster filesystems (GFS2, OCFS2) shared by several mounts: no caching at all, and the mounted flag admits other shared mounts" },
-  { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks" },
+  { name: "listBlocksThreads", value: "NUM", default: "16", group: "Disk layout", help: "Parallel list requests for --listBlocks (0 is accepted without it)" },
   { name: "force", group: "Disk layout", help: "Mount even if auto-detected sizes differ or the disk looks mounted elsewhere" },
   { name: "noAutoDetect", group: "Disk layout", help: "Do not read block and file size from the disk's metadata" },
   { name: "test", group: "Disk layout", help: "Local test mode: the bucket argument is a directory (':memory:' keeps blocks in RAM)" },
@@ -51,9 +51,9 @@ export const FLAGS: readonly Flag[] = [
 
   // S3 connection
   { name: "baseURL", value: "URL", default: "https://s3.amazonaws.com/", group: "S3 connection", help: "Base URL of the S3 service (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)" },
-  { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing (else AWS_REGION, AWS_DEFAULT_REGION)" },
+  { name: "region", value: "REGION", default: "us-east-1", group: "S3 connection", help: "AWS region for request signing (else AWS_REGION, AWS_DEFAULT_REGION); as a flag it also turns on --vhost for AWS, as upstream does" },
   { name: "vhost", group: "S3 connection", help: "Virtual-hosted style URLs (bucket.host/key)" },
-  { name: "no-vhost", group: "S3 connection", help: "Path-style URLs (host/bucket/key): the default" },
+  { name: "no-vhost", group: "S3 connection", help: "Path-style URLs (host/bucket/key): the default, unless --region is given" },
   { name: "ssl", group: "S3 connection", help: "Require https (the default base URL already uses it)" },
   { name: "insecure", group: "S3 connection", help: "Do not verify the server's TLS certificate" },
   { name: "cacert", value: "FILE", group: "S3 connection", help: "CA certificate file for TLS" },
@@ -69,11 +69,11 @@ export const FLAGS: readonly Flag[] = [
   { name: "rrs", group: "S3 connection", help: "Reduced redundancy storage (deprecated: --storageClass=REDUCED_REDUNDANCY)" },
   { name: "sse", value: "TYPE", group: "S3 connection", help: "Server-side encryption: AES256 or aws:kms" },
   { name: "sse-key-id", value: "ID", group: "S3 connection", help: "KMS key ID for --sse=aws:kms" },
-  { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt" },
-  { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry" },
+  { name: "timeout", value: "SECONDS", default: "30", group: "S3 connection", help: "Time limit of one HTTP attempt (0: none)" },
+  { name: "initialRetryPause", value: "MILLIS", default: "200", group: "S3 connection", help: "First pause before a retry (0: the first retry at once, the next after 1 ms)" },
   { name: "maxRetryPause", value: "MILLIS", default: "30000", group: "S3 connection", help: "Total pause allowed over all retries of one request" },
-  { name: "maxUploadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Upload bandwidth limit (0: none)" },
-  { name: "maxDownloadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Download bandwidth limit (0: none)" },
+  { name: "maxUploadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Upload bandwidth limit of each transfer, in bits per second (suffixes k, M, G: 1M is 1048576; 0: none)" },
+  { name: "maxDownloadSpeed", value: "BITSPERSEC", default: "0", group: "S3 connection", help: "Download bandwidth limit of each transfer, in bits per second (suffixes k, M, G; 0: none)" },
   { name: "defaultContentEncoding", value: "STRING", group: "S3 connection", help: "Content-Encoding assumed when a server drops the header" },
   { name: "debug-http", group: "S3 connection", help: "Log HTTP request and response headers" },
   { name: "http11", group: "S3 connection", help: "Accepted for the original's command lines: requests always use HTTP/1.1" },
@@ -86,11 +86,11 @@ export const FLAGS: readonly Flag[] = [
   { name: "minWriteDelay", value: "MILLIS", default: "0", group: "Consistency", help: "Minimum time between two writes of the same block (for services that may apply them out of order)" },
 
   // Block cache
-  { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it)" },
+  { name: "blockCacheSize", value: "NUM", default: "1000", group: "Block cache", help: "Blocks held in the cache (0 disables it; at most the disk's blocks are used)" },
   { name: "blockCacheThreads", value: "NUM", default: "20", group: "Block cache", help: "Parallel write-back and read-ahead transfers" },
   { name: "blockCacheWriteDelay", value: "MILLIS", default: "250", group: "Block cache", help: `A dirty block is written back once it has rested this long (and at least every ${MAX_AGE_DELAYS} delays)` },
   { name: "blockCacheTimeout", value: "MILLIS", default: "0", group: "Block cache", help: "Drop clean blocks idle this long (0 = never)" },
-  { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0 = cache size)" },
+  { name: "blockCacheMaxDirty", value: "NUM", default: "0", group: "Block cache", help: "Most dirty blocks at once; writers wait (0, or more than the cache holds: the cache size)" },
   { name: "blockCacheSync", group: "Block cache", help: "Write through: writes return once stored (needs --blockCacheWriteDelay=0)" },
   { name: "blockCacheFile", value: "FILE", group: "Block cache", help: "Keep the cache in this file so it survives a restart" },
   { name: "blockCacheMemory", value: "SIZE", default: "64M", group: "Block cache", help: "With --blockCacheFile: memory for the blocks in use (at least 64 blocks); the rest are read from the file" },
@@ -99,15 +99,15 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockCacheNumProtected", value: "NUM", default: "0", group: "Block cache", help: "Evict the first NUM blocks of the disk (where file systems keep their journal) only when nothing else can go" },
   { name: "blockCacheFileAdvise", group: "Block cache", help: "Tell the kernel not to keep the cache file's pages in its page cache (posix_fadvise), so blocks are not cached twice" },
   { name: "readAhead", value: "NUM", default: "4", group: "Block cache", help: "Fetches kept in flight ahead of a sequential reader (more while it still has to wait for them)" },
-  { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead" },
+  { name: "readAheadTrigger", value: "NUM", default: "2", group: "Block cache", help: "Sequential block reads that start read-ahead (0 and 1: the first read does)" },
 
   // Compression and encryption
   { name: "compress", value: "ALGORITHM", optionalValue: true, group: "Compression and encryption", help: "Compress new blocks: deflate (the default) or zstd, optionally :LEVEL; a bare number is a deflate level, as in 1.x" },
-  { name: "compress-level", value: "LEVEL", group: "Compression and encryption", help: "Level of --compress: deflate 1 (fast) to 9 (small), zstd -7 to 22 (default: 6 for deflate, 3 for zstd)" },
+  { name: "compress-level", value: "LEVEL", group: "Compression and encryption", help: "Level of --compress: deflate 1 (fast) to 9 (small), 0 none, -1 the default; zstd -7 to 22, 0 the default (default: 6 for deflate, 3 for zstd)" },
   { name: "encrypt", value: "CIPHER", optionalValue: true, group: "Compression and encryption", help: "Encrypt and authenticate blocks (default AES-128-CBC; implies --compress)" },
   { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)" },
   { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password" },
-  { name: "keyLength", value: "NUM", group: "Compression and encryption", help: "Override the cipher key length" },
+  { name: "keyLength", value: "NUM", default: "0", group: "Compression and encryption", help: "Override the cipher key length (0: the cipher's own)" },
 
   // Maintenance
   { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit (asks first unless --force)" },
@@ -122,17 +122,18 @@ export const FLAGS: readonly Flag[] = [
   { name: "foreground", short: "f", group: "Mount and process", help: "Stay in the foreground and log to stderr" },
   { name: "debug", short: "d", group: "Mount and process", help: "Log debug messages (-d also stays in the foreground, as the original)" },
   { name: "directIO", group: "Mount and process", help: "Bypass the kernel page cache for the backed file" },
-  { name: "options", short: "o", value: "OPT[,OPT...]", group: "Mount and process", help: "Mount options: FUSE ones (allow_other, uid=, gid=, ro, ...) or any flag above as name=value" },
+  { name: "options", short: "o", value: "OPT[,OPT...]", group: "Mount and process", help: "Mount options: FUSE ones (allow_other, allow_root, uid=, gid=, umask=, ro, entry_timeout=, attr_timeout=, negative_timeout=, max_read=, ...) or any flag above as name=value; a flag given twice takes the last value" },
   { name: "logFile", value: "FILE", group: "Mount and process", help: "Log here when running in the background (else the system log)" },
   { name: "logFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "Log lines as text or json (one object a line, for log collectors)" },
   { name: "statsFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "The stats file as text or json" },
   { name: "statsFileMirror", value: "FILE", group: "Mount and process", help: "Also write the stats to this plain file every interval (delete it to reset the counters)" },
-  { name: "statsFileMirrorInterval", value: "MILLIS", default: "1000", group: "Mount and process", help: "How often --statsFileMirror is rewritten" },
+  { name: "statsFileMirrorInterval", value: "MILLIS", default: "1000", group: "Mount and process", help: "How often --statsFileMirror is rewritten (10 at least: 0 means 10)" },
   { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
   { name: "unmountTimeout", value: "SECONDS", default: "0", group: "Mount and process", help: "At unmount or SIGTERM, blocks not yet stored are retried until stored; give up after this long (0 = never; they stay in --blockCacheFile if given)" },
   { name: "quiet", group: "Mount and process", help: "No progress output" },
-  { name: "version", group: "Mount and process", help: "Print the version and exit" },
-  { name: "help", short: "h", group: "Mount and process", help: "Print this help and exit" },
+  { name: "singleThreaded", short: "s", group: "Mount and process", help: "Handle one FUSE request at a time (FUSE's -s)" },
+  { name: "version", short: "vV", group: "Mount and process", help: "Print the version and exit" },
+  { name: "help", short: "h?", group: "Mount and process", help: "Print this help and exit" },
   { name: "configFile", short: "F", value: "FILE", group: "Mount and process", help: "Read more flags from FILE, one a line (# starts a comment), in place of this flag; may nest" },
 ];
 

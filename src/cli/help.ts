@@ -9,7 +9,7 @@ export const USAGE = `Usage:
 
 function left(flag: Flag): string {
   const long = `--${flag.name}`;
-  const names = flag.short ? `-${flag.short}, ${long}` : `    ${long}`;
+  const names = flag.short ? `${[...flag.short].map((c) => `-${c}, `).join("")}${long}` : `    ${long}`;
   if (!flag.value) return names;
   return flag.optionalValue ? `${names}[=${flag.value}]` : `${names}=${flag.value}`;
 }

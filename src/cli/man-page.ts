@@ -6,7 +6,7 @@ const esc = (s: string) => s.replace(/\\/g, "\\e").replace(/-/g, "\\-").replace(
 
 function synopsis(flag: Flag): string {
   const long = `\\fB\\-\\-${esc(flag.name)}\\fR`;
-  const names = flag.short ? `\\fB\\-${flag.short}\\fR, ${long}` : long;
+  const names = `${[...(flag.short ?? "")].map((c) => `\\fB\\-${c}\\fR, `).join("")}${long}`;
   if (!flag.value) return names;
   return `${names}${flag.optionalValue ? "[" : ""}=\\fI${esc(flag.value)}\\fR${flag.optionalValue ? "]" : ""}`;
 }

@@ -3,11 +3,12 @@
  * terminal with echo off. The background process cannot ask, so the foreground one does and hands
  * the answer over on the child's stdin (never through argv or the environment).
  */
-import { readFileSync, readSync } from "node:fs";
+import { readSync } from "node:fs";
 import { isatty } from "node:tty";
 import { ConfigError } from "../errors.ts";
 import type { EncryptionSettings } from "../config/settings.ts";
 import { runtime } from "../runtime/index.ts";
+import { readInputFile } from "../util/flag-paths.ts";
 
 /** Set in the background child's environment when its password comes on stdin. */
 export const PASSWORD_ON_STDIN = "S3BACKER_PASSWORD_ON_STDIN";
@@ -36,12 +37,7 @@ export function obtainPassword(enc: EncryptionSettings, env: Record<string, stri
 }
 
 function fromFile(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ConfigError(`--passwordFile=${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
+  const text = readInputFile(`--passwordFile=${path}`, path)!;
   const password = text.split(/\r?\n/)[0]!;
   if (password === "") throw new ConfigError(`--passwordFile=${path}: the first line is empty`);
   return password;

@@ -5,13 +5,15 @@
  */
 import { resolve } from "node:path";
 import { isBucketName } from "../util/bucket-name.ts";
+import { formatSize } from "../util/size.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { splitMountOptions, type ParsedArgs } from "../cli/parse.ts";
+import type { ParsedArgs } from "../cli/parse.ts";
 import { flagDefault } from "../cli/flags.ts";
 import type { Config, Mode, NbdTarget } from "./settings.ts";
-import { checkBlockSize, resolveGeometry, sizeFlag } from "./geometry.ts";
+import { checkBlockSize, LARGE_BLOCK_SIZE, resolveGeometry } from "./geometry.ts";
 import { fuseOptions } from "./fuse-options.ts";
-import { cacheSettings, codecSettings, consistencySettings, s3Settings, wholeNumber } from "./sections.ts";
+import { FlagValues } from "./flag-values.ts";
+import { cacheSettings, codecSettings, consistencySettings, s3Settings } from "./sections.ts";
 
 export const MEMORY_BUCKET = ":memory:";
 
@@ -20,21 +22,9 @@ export function buildConfig(
   ids: { uid: number; gid: number } = currentIds(),
   env: Record<string, string | undefined> = process.env,
 ): Config {
-  const fromOptions = splitMountOptions(args.mountOptions);
-  // Flags given directly win over the same flag inside -o.
-  const values = new Map([...fromOptions.flags, ...args.values]);
-  const flag = (name: string) => values.get(name);
-  const on = (name: string) => {
-    const v = flag(name);
-    if (v === undefined) return false;
-    if (v === true) return true;
-    throw new UsageError(`--${name} takes no value`);
-  };
-  const text = (name: string) => {
-    const v = flag(name);
-    if (v === true) throw new UsageError(`--${name} needs a value`);
-    return v;
-  };
+  const f = new FlagValues(args.values);
+  const on = (name: string) => f.on(name);
+  const text = (name: string) => f.text(name);
 
   const mode: Mode = on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : "mount";
   const readOnly = on("readOnly");
@@ -42,7 +32,7 @@ export function buildConfig(
 
   const nbdMode = on("nbd");
   for (const nbdkit of ["nbd-flag", "nbd-param"]) {
-    if (flag(nbdkit) !== undefined) throw new ConfigError(`--${nbdkit} passes options to nbdkit, which s3backer does not use: its NBD server is built in`);
+    if (f.has(nbdkit)) throw f.fail(nbdkit, "passes options to nbdkit, which s3backer does not use: its NBD server is built in");
   }
   if (nbdMode && mode !== "mount") throw new UsageError(`--${mode} cannot be combined with --nbd`);
   const wanted = mode === "mount" ? 2 : 1;
@@ -54,59 +44,70 @@ export function buildConfig(
         : `too many arguments: ${args.positionals.slice(wanted).join(" ")} (expected ${usage})`,
     );
   }
-  const codec = codecSettings(flag, text);
   const test = on("test");
-  if (test && (codec.compression !== undefined || codec.encryption)) {
-    throw new ConfigError("--compress and --encrypt work on S3 disks, not in --test mode");
-  }
+  const codec = codecSettings(f, test);
   const testFaults = { errors: on("test-errors"), delays: on("test-delays"), discard: on("test-discard") };
   for (const [name, given] of Object.entries(testFaults)) {
-    if (given && !test) throw new ConfigError(`--test-${name} needs --test`);
+    if (given && !test) throw new ConfigError(`${f.typed(`test-${name}`)} needs --test`);
   }
   const sharedDisk = on("sharedDiskMode");
-  const cached = SHARED_DISK_REFUSES.find((name) => values.has(name));
-  if (sharedDisk && cached) throw new ConfigError(`--sharedDiskMode caches nothing: --${cached} cannot be combined with it`);
+  const cached = SHARED_DISK_REFUSES.find((name) => f.has(name));
+  if (sharedDisk && cached) throw new ConfigError(`--sharedDiskMode caches nothing: ${f.typed(cached)} cannot be combined with it`);
   const [bucketArg, second = ""] = args.positionals as [string, string?];
   const nbd = nbdMode ? nbdTarget(second) : undefined;
   const mountpoint = nbdMode ? "" : second;
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
 
-  const blockSizeText = text("blockSize");
-  const blockSize = blockSizeText === undefined ? undefined : sizeFlag("blockSize", blockSizeText);
-  if (blockSize !== undefined) checkBlockSize(blockSize, `--blockSize=${blockSizeText}`);
-  const sizeText = text("size");
-  const fileSize = sizeText === undefined ? undefined : sizeFlag("size", sizeText);
-  if (fileSize === 0) throw new ConfigError("--size must be greater than zero");
+  const blockSize = f.size("blockSize");
+  if (blockSize !== undefined) checkBlockSize(blockSize, f.typed("blockSize"));
+  if (blockSize !== undefined && blockSize > LARGE_BLOCK_SIZE) {
+    f.warn(`${f.typed("blockSize")}: each block read, written or cached takes ${formatSize(blockSize)} of memory (the block cache holds up to --blockCacheSize of them)`);
+  }
+  const fileSize = f.size("size");
   if (test && fileSize === undefined && mode === "mount") {
     throw new ConfigError("--size is required: there is no size auto-detection in --test mode");
   }
   // Check what can be checked now; resolveGeometry repeats it once auto-detection has run.
   if (fileSize !== undefined) resolveGeometry({ blockSize, fileSize }, undefined, false);
 
-  const filename = fileName("filename", text("filename") ?? flagDefault("filename"), false);
-  const statsFilename = fileName("statsFilename", text("statsFilename") ?? flagDefault("statsFilename"), true);
+  const filename = fileName(f, "filename", false);
+  const statsFilename = fileName(f, "statsFilename", true);
   if (statsFilename === filename) throw new ConfigError(`--statsFilename and --filename are both '${filename}'`);
 
   const modeText = text("fileMode");
   let fileMode = readOnly ? 0o400 : 0o600;
   if (modeText !== undefined) {
-    if (!/^[0-7]{1,4}$/.test(modeText)) throw new ConfigError(`--fileMode=${modeText}: expected octal permissions such as 0644`);
+    // Octal as upstream reads it (`644`, `0644`, `00644`), permission bits only.
+    if (!/^0*[0-7]{1,4}$/.test(modeText)) throw f.fail("fileMode", "expected octal permissions such as 0644");
     fileMode = parseInt(modeText, 8);
   }
 
   const debug = on("debug");
   const format = (name: string): "text" | "json" => {
     const v = text(name) ?? flagDefault(name);
-    if (v !== "text" && v !== "json") throw new ConfigError(`--${name}=${v}: expected text or json`);
+    if (v !== "text" && v !== "json") throw f.fail(name, "expected text or json");
     return v;
   };
-  const s3 = s3Settings(text, on, env);
+  const s3 = s3Settings(f, bucket, env);
   // As the original: the mount table shows where the blocks are.
   const fsname = test ? `test:${bucket}${prefix ? `/${prefix}` : ""}` : `${s3.baseURL}${bucket}/${prefix}`;
-  const fuse = fuseOptions(fromOptions.fuse, ids, readOnly, fsname);
+  const fuse = fuseOptions(args.mountOptions, ids, readOnly, fsname, (w) => f.warn(w));
+  fuse.singleThreaded = on("singleThreaded");
+  if (nbdMode) {
+    const unused = [...args.mountOptions.map((o) => o.typed), ...(f.has("singleThreaded") ? [f.typed("singleThreaded")] : [])];
+    if (unused.length > 0) f.warn(`${unused.join(", ")}: no effect with --nbd (FUSE options)`);
+  }
   if (mode !== "mount" && on("listBlocks")) throw new UsageError(`--${mode} cannot be combined with --listBlocks`);
+  const statsFileMirrorIntervalMs = f.count("statsFileMirrorInterval");
+  if (statsFileMirrorIntervalMs < MIN_MIRROR_INTERVAL_MS && f.has("statsFileMirror")) {
+    f.warn(`${f.typed("statsFileMirrorInterval")}: rewritten every ${MIN_MIRROR_INTERVAL_MS} ms, the shortest interval here`);
+  }
+  const cache = cacheSettings(f, sharedDisk);
+  const consistency = sharedDisk || testFaults.discard ? NO_GUARD : consistencySettings(f, readOnly || fuse.mountFlags.includes("ro"));
   return {
     mode,
+    typed: f.typedAll(),
+    warnings: f.warnings,
     test,
     bucket,
     prefix,
@@ -132,17 +133,20 @@ export function buildConfig(
     logFormat: format("logFormat"),
     statsFormat: format("statsFormat"),
     pidFile: text("pidFile"),
-    unmountTimeoutMs: wholeNumber(text)("unmountTimeout") * 1000,
+    unmountTimeoutMs: f.count("unmountTimeout") * 1000,
     statsFileMirror: text("statsFileMirror"),
-    statsFileMirrorIntervalMs: wholeNumber(text)("statsFileMirrorInterval", 1),
+    statsFileMirrorIntervalMs: Math.max(MIN_MIRROR_INTERVAL_MS, statsFileMirrorIntervalMs),
     fuse,
     s3,
-    cache: sharedDisk ? { ...cacheSettings(text, on), size: 0 } : cacheSettings(text, on),
+    cache,
     // Discarded writes read back as zeros: there is nothing for the guard to check.
-    consistency: sharedDisk || testFaults.discard ? NO_GUARD : consistencySettings(text, readOnly || fuse.mountFlags.includes("ro")),
+    consistency,
     codec,
   };
 }
+
+/** --statsFileMirrorInterval below this (upstream's 0: rewritten without a pause) is raised to it. */
+const MIN_MIRROR_INTERVAL_MS = 10;
 
 const NO_GUARD = { md5CacheSize: 0, md5CacheTimeMs: 0, minWriteDelayMs: 0 };
 
@@ -179,11 +183,12 @@ function splitBucket(arg: string, prefixFlag: string | undefined, test: boolean)
   return { bucket, prefix: prefix + (prefixFlag ?? "") };
 }
 
-function fileName(flag: string, name: string, mayBeEmpty: boolean): string {
+function fileName(f: FlagValues, flag: string, mayBeEmpty: boolean): string {
+  const name = f.text(flag) ?? flagDefault(flag);
   if (name === "" && mayBeEmpty) return "";
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
-    throw new ConfigError(`--${flag}=${name}: not a valid file name`);
+    throw f.fail(flag, "not a valid file name");
   }
-  if (new TextEncoder().encode(name).length > 255) throw new ConfigError(`--${flag}: name longer than 255 bytes`);
+  if (new TextEncoder().encode(name).length > 255) throw f.fail(flag, "name longer than 255 bytes");
   return name;
 }

@@ -6,7 +6,11 @@ import type { Geometry } from "./settings.ts";
 
 export const MIN_BLOCK_SIZE = 512;
 
-export const MAX_BLOCK_SIZE = 64 * 2 ** 20;
+/** Upstream's limit: its block size is an unsigned int, and a power of two. */
+export const MAX_BLOCK_SIZE = 2 ** 31;
+
+/** Above this, a block size gets a warning: each block in flight or cached holds that much memory. */
+export const LARGE_BLOCK_SIZE = 64 * 2 ** 20;
 
 /** Block names are 8 hex digits, as in the original. */
 export const MAX_BLOCKS = 2 ** 32;
@@ -49,10 +53,4 @@ export function resolveGeometry(
     );
   }
   return { blockSize, fileSize, numBlocks };
-}
-
-export function sizeFlag(name: string, value: string): number {
-  const size = parseSize(value);
-  if (size === undefined) throw new ConfigError(`--${name}=${value}: not a size (examples: 4096, 4k, 1M, 10G, 1T)`);
-  return size;
 }

@@ -6,11 +6,26 @@ export type Mode = "mount" | "erase" | "reset-mounted-flag";
 
 export interface FuseOptions {
   allowOther: boolean;
+  /** -o allow_root: mounted for every user, but only root and the owner are served (as libfuse does it). */
+  allowRoot: boolean;
   defaultPermissions: boolean;
   uid: number;
   gid: number;
   /** Kernel read-ahead in bytes (the original's 0 would turn buffered reads into 4 KiB requests). */
   maxReadahead: number;
+  /** -o max_read, -o max_write: the largest read and write the kernel may send (ours at most). */
+  maxRead: number | undefined;
+  maxWrite: number | undefined;
+  /** Seconds the kernel may keep a name, and attributes (undefined: ours), and a name's absence. */
+  entryTimeout: number | undefined;
+  attrTimeout: number | undefined;
+  negativeTimeout: number;
+  /** -o umask: every inode's permissions are 0777 & ~umask (libfuse's meaning). */
+  umask: number | undefined;
+  /** -o sync_read: the kernel sends a file's reads one at a time. */
+  syncRead: boolean;
+  /** -s: one request handled at a time. */
+  singleThreaded: boolean;
   fsname: string;
   subtype: string;
   /** Options passed to the kernel's mount unchanged (nodev, noexec, ...). */
@@ -19,6 +34,10 @@ export interface FuseOptions {
 
 export interface Config {
   mode: Mode;
+  /** Each flag given, as the user typed it and where (`-o size=1G`, `conf:3: --size=1G`), for messages. */
+  typed: Readonly<Record<string, string>>;
+  /** What was accepted but is ignored or clamped, one line each, for the user to see before start-up. */
+  warnings: string[];
   /** Local test mode: blocks are files in `bucket` (a directory), or RAM for ":memory:". */
   test: boolean;
   bucket: string;

@@ -20,6 +20,12 @@ export interface FilesystemOptions {
   readOnly: boolean;
   directIO: boolean;
   blockSize: number;
+  /** -o entry_timeout, attr_timeout, negative_timeout (seconds); undefined: ours. */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  negativeTimeout?: number;
+  /** -o umask: every inode's permissions are 0777 & ~umask, whatever else they would be (libfuse's meaning). */
+  umask?: number;
   /** The stats file's text at this moment. */
   statsText(): string;
   resetStats(): void;
@@ -56,12 +62,17 @@ export class SingleFileFs implements FuseOps {
     this.gid = o.gid;
   }
 
-  /** How long the kernel may cache a name, in seconds. */
-  readonly nameValidSeconds = ATTR_VALID;
+  /** How long the kernel may cache a name, and that a name is absent, in seconds. */
+  get nameValidSeconds(): number {
+    return this.o.entryTimeout ?? ATTR_VALID;
+  }
+  get negativeValidSeconds(): number {
+    return this.o.negativeTimeout ?? 0;
+  }
 
-  /** How long the kernel may cache an inode's attributes, in seconds (the stats file's size changes). */
+  /** How long the kernel may cache an inode's attributes, in seconds (never the stats file's: its size changes). */
   attrValidSeconds(ino: number): number {
-    return ino === STATS_INODE ? 0 : ATTR_VALID;
+    return ino === STATS_INODE ? 0 : (this.o.attrTimeout ?? ATTR_VALID);
   }
 
   lookup(parent: number, name: string): Attr {
@@ -72,6 +83,13 @@ export class SingleFileFs implements FuseOps {
   }
 
   getattr(ino: number): Attr {
+    const attr = this.attrOf(ino);
+    const umask = this.o.umask;
+    if (umask !== undefined) attr.mode = (attr.mode & ~0o7777) | (0o777 & ~umask);
+    return attr;
+  }
+
+  private attrOf(ino: number): Attr {
     const base = { uid: this.uid, gid: this.gid, blksize: this.o.blockSize };
     switch (ino) {
       case ROOT_INODE:

@@ -112,9 +112,7 @@ function mountDirect(mountpoint: string, fuse: FuseOptions): number {
     "rootmode=40000",
     `user_id=${process.getuid?.() ?? 0}`,
     `group_id=${process.getgid?.() ?? 0}`,
-    `max_read=${MAX_WRITE}`,
-    ...(fuse.allowOther ? ["allow_other"] : []),
-    ...(fuse.defaultPermissions ? ["default_permissions"] : []),
+    ...kernelOptions(fuse),
   ].join(",");
   try {
     runtime.libc.mount(fuse.fsname, mountpoint, `fuse.${fuse.subtype}`, flags, data);
@@ -123,6 +121,15 @@ function mountDirect(mountpoint: string, fuse: FuseOptions): number {
     throw new ConfigError(`mount ${mountpoint}: ${messageOf(err)}`);
   }
   return fd;
+}
+
+/** The FUSE options the kernel itself takes. allow_root is allow_other to the kernel: the session refuses the others. */
+function kernelOptions(fuse: FuseOptions): string[] {
+  return [
+    `max_read=${Math.min(fuse.maxRead ?? MAX_WRITE, MAX_WRITE)}`,
+    ...(fuse.allowOther || fuse.allowRoot ? ["allow_other"] : []),
+    ...(fuse.defaultPermissions ? ["default_permissions"] : []),
+  ];
 }
 
 function fusermountBinary(): string {
@@ -139,9 +146,7 @@ function mountWithFusermount(mountpoint: string, fuse: FuseOptions): number {
   const options = [
     `fsname=${fuse.fsname}`,
     `subtype=${fuse.subtype}`,
-    `max_read=${MAX_WRITE}`,
-    ...(fuse.allowOther ? ["allow_other"] : []),
-    ...(fuse.defaultPermissions ? ["default_permissions"] : []),
+    ...kernelOptions(fuse),
     ...fuse.mountFlags,
   ].join(",");
   const result = spawnSync(binary, ["-o", options, "--", mountpoint], {

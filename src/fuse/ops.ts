@@ -26,8 +26,9 @@ export interface Opened {
 }
 
 export interface FuseOps {
-  /** How long the kernel may cache a name, and an inode's attributes, in seconds. */
+  /** How long the kernel may cache a name, that a name is absent (0: not at all), and an inode's attributes, in seconds. */
   readonly nameValidSeconds: number;
+  readonly negativeValidSeconds: number;
   attrValidSeconds(ino: number): number;
   lookup(parent: number, name: string): Attr;
   getattr(ino: number): Attr;

@@ -21,7 +21,18 @@ export interface SessionOptions {
   slotsPerReader: number;
   /** Slots of the main thread's own door to the device (0: reader threads only). */
   directSlots: number;
+  /** -o max_write: the largest write the kernel may send (ours at most). */
+  maxWrite?: number;
+  /** -o sync_read: the kernel sends a file's reads one at a time. */
+  syncRead?: boolean;
+  /** -s: one request handled at a time, the next once it is answered. */
+  singleThreaded?: boolean;
+  /** -o allow_root: requests from users other than root and this one are refused, as libfuse does. */
+  servesOnly?: number;
 }
+
+/** What libfuse lets through from any user under allow_root: what the kernel sends on its own behalf. */
+const ANY_USER = new Set<number>([Op.INIT, Op.READ, Op.WRITE, Op.FSYNC, Op.RELEASE, Op.READDIR, Op.FSYNCDIR, Op.RELEASEDIR, Op.DESTROY]);
 
 /** What the kernel granted at INIT. */
 export interface Negotiated {
@@ -83,23 +94,48 @@ export class FuseSession {
         this.interrupt(req);
         return release();
     }
+    if (!this.options.singleThreaded) return void this.run(req, release, fd);
+    this.queue.push(() => this.run(req, release, fd));
+    if (this.queue.length === 1) this.runQueued();
+  }
+
+  /** -s: requests one at a time, each once the one before it is answered. */
+  private readonly queue: (() => Promise<void> | undefined)[] = [];
+  private runQueued(): void {
+    const done = this.queue[0]!();
+    const next = () => {
+      this.queue.shift();
+      if (this.queue.length > 0) this.runQueued();
+    };
+    if (done) void done.then(next);
+    else next();
+  }
+
+  /** Handles a request; returns a promise only when its answer has to wait. */
+  private run(req: Request, release: () => void, fd: number): Promise<void> | undefined {
+    const only = this.options.servesOnly;
+    if (only !== undefined && req.uid !== only && req.uid !== 0 && !ANY_USER.has(req.opcode)) {
+      this.failed(req, new FsError(Errno.EACCES, `user ${req.uid} refused (-o allow_root)`), release, fd);
+      return undefined;
+    }
     let result: Body | Promise<Body>;
     try {
       result = this.dispatch(req);
     } catch (err) {
-      return this.failed(req, err, release, fd);
+      this.failed(req, err, release, fd);
+      return undefined;
     }
     // Most requests (cache hits, writes that land at once) are answered in this same turn, before
     // any INTERRUPT could be read: only the others are noted as pending.
     if (result instanceof Promise) {
       this.pending.set(req.unique, fd);
-      result.then(
+      return result.then(
         (body) => this.answered(req, body, release, fd),
         (err) => this.failed(req, err, release, fd),
       );
-    } else {
-      this.answered(req, result, release, fd);
     }
+    this.answered(req, result, release, fd);
+    return undefined;
   }
 
   private answered(req: Request, body: Body, release: () => void, fd: number): void {
@@ -126,8 +162,15 @@ export class FuseSession {
       case Op.DESTROY:
         return [];
       case Op.LOOKUP: {
-        const attr = fs.lookup(ino, req.name());
-        return [wire.entryOut(attr, this.fs.nameValidSeconds, this.fs.attrValidSeconds(attr.ino))];
+        let attr;
+        try {
+          attr = fs.lookup(ino, req.name());
+        } catch (err) {
+          // -o negative_timeout: the kernel remembers the absence that long.
+          if (errnoOf(err) === Errno.ENOENT && fs.negativeValidSeconds > 0) return [wire.negativeEntryOut(fs.negativeValidSeconds)];
+          throw err;
+        }
+        return [wire.entryOut(attr, fs.nameValidSeconds, fs.attrValidSeconds(attr.ino))];
       }
       case Op.GETATTR:
         return [wire.attrOut(fs.getattr(ino), this.fs.attrValidSeconds(ino))];
@@ -183,10 +226,11 @@ export class FuseSession {
     if (i.major !== FUSE_KERNEL_VERSION || i.minor < MIN_KERNEL_MINOR) {
       throw new FsError(Errno.EPROTO, `kernel FUSE protocol ${i.major}.${i.minor} is too old (need 7.${MIN_KERNEL_MINOR})`);
     }
-    const wanted = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.ASYNC_DIO;
+    const wanted = (this.options.syncRead ? 0 : InitFlag.ASYNC_READ) | InitFlag.BIG_WRITES | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.ASYNC_DIO;
     const flags = wanted & i.flags; // only what the kernel offered
     const minor = Math.min(i.minor, OUR_MINOR);
-    const maxWrite = flags & InitFlag.MAX_PAGES ? MAX_WRITE : 128 * 1024;
+    // The kernel takes no less than a page.
+    const maxWrite = Math.max(4096, Math.min(flags & InitFlag.MAX_PAGES ? MAX_WRITE : 128 * 1024, this.options.maxWrite ?? Infinity));
     this.negotiated = { kernelMinor: i.minor, flags, maxWrite };
     this.log.debug(
       `INIT: kernel 7.${i.minor} offered flags 0x${i.flags.toString(16)}; replying 7.${minor}, flags 0x${flags.toString(16)}, max_write ${maxWrite}`,

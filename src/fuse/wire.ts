@@ -138,19 +138,32 @@ function body(size: number): [Uint8Array, DataView] {
   return [bytes, new DataView(bytes.buffer)];
 }
 
+/** A validity time in seconds (fractions too, as -o entry_timeout=0.5 gives): seconds, then nanoseconds at `nanosAt`. */
+function putValid(view: DataView, at: number, nanosAt: number, seconds: number): void {
+  setU64(view, at, Math.floor(seconds));
+  view.setUint32(nanosAt, nanos(seconds), true);
+}
+
 /** `fuse_entry_out`; validity times in seconds. */
 export function entryOut(attr: Attr, entryValid: number, attrValid: number): Uint8Array {
   const [bytes, view] = body(Size.ENTRY_OUT);
   setU64(view, 0, attr.ino);
-  setU64(view, 16, entryValid);
-  setU64(view, 24, attrValid);
+  putValid(view, 16, 32, entryValid);
+  putValid(view, 24, 36, attrValid);
   putAttr(view, 40, attr);
+  return bytes;
+}
+
+/** A name known absent, for the kernel to remember `valid` seconds (node id 0: a negative entry). */
+export function negativeEntryOut(valid: number): Uint8Array {
+  const [bytes, view] = body(Size.ENTRY_OUT);
+  putValid(view, 16, 32, valid);
   return bytes;
 }
 
 export function attrOut(attr: Attr, attrValid: number): Uint8Array {
   const [bytes, view] = body(Size.ATTR_OUT);
-  setU64(view, 0, attrValid);
+  putValid(view, 0, 8, attrValid);
   putAttr(view, 16, attr);
   return bytes;
 }

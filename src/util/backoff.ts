@@ -1,6 +1,10 @@
 import { delay } from "./delay.ts";
 
-/** Exponential backoff within a budget: pauses of initial, 2x, 4x ... ms while their total fits. */
+/**
+ * Exponential backoff within a budget: pauses of initial, 2x, 4x ... ms while their total fits. An
+ * initial pause of 0 (--initialRetryPause=0) retries once at once, then from 1 ms: doubling 0 would
+ * retry without a pause for ever.
+ */
 export class Backoff {
   private pause: number;
   /** Total paused so far. */
@@ -23,6 +27,6 @@ export class Backoff {
   async wait(): Promise<void> {
     await delay(this.pause);
     this.paused += this.pause;
-    this.pause *= 2;
+    this.pause = this.pause * 2 || 1;
   }
 }

@@ -3,10 +3,10 @@
  * (default ~/.s3backer_passwd, `id:key` lines); AWS_ACCESS_KEY_ID and friends; AWS_PROFILE in
  * ~/.aws/credentials and ~/.aws/config; --accessEC2IAM (instance metadata). None: unsigned requests.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../errors.ts";
+import { readInputFile } from "../../util/flag-paths.ts";
 import { ImdsCredentials } from "./imds.ts";
 
 export interface Credentials {
@@ -39,8 +39,9 @@ export function credentialSource(flags: CredentialFlags, env: Env = process.env,
   if (flags.accessKey) throw new ConfigError("--accessKey needs --accessId");
 
   const accessFile = flags.accessFile ?? join(home, ".s3backer_passwd");
-  if (existsSync(accessFile)) {
-    const pairs = readFileSync(accessFile, "utf8")
+  const text = readInputFile(flags.accessFile !== undefined ? `--accessFile=${accessFile}` : accessFile, accessFile, flags.accessFile === undefined);
+  if (text !== undefined) {
+    const pairs = text
       .split("\n")
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith("#"))
@@ -52,8 +53,6 @@ export function credentialSource(flags: CredentialFlags, env: Env = process.env,
     const match = flags.accessId ? pairs.find((p) => p.accessKeyId === flags.accessId) : pairs[0];
     if (match) return fixed(accessFile, match);
     if (flags.accessId) throw new ConfigError(`no key for access ID '${flags.accessId}' in ${accessFile}`);
-  } else if (flags.accessFile) {
-    throw new ConfigError(`--accessFile=${flags.accessFile}: no such file`);
   }
   if (flags.accessId) throw new ConfigError(`--accessId needs --accessKey or a line for it in ${accessFile}`);
 
@@ -97,9 +96,10 @@ function profileCredentials(profile: string, env: Env, home: string): Credential
 /** A minimal INI reader: `[section]` and `name = value` lines. */
 function iniFile(path: string): Map<string, Map<string, string>> {
   const sections = new Map<string, Map<string, string>>();
-  if (!existsSync(path)) return sections;
+  const text = readInputFile(path, path, true);
+  if (text === undefined) return sections;
   let current: Map<string, string> | undefined;
-  for (const raw of readFileSync(path, "utf8").split("\n")) {
+  for (const raw of text.split("\n")) {
     const line = raw.trim();
     if (!line || line.startsWith("#") || line.startsWith(";")) continue;
     const header = /^\[(.+)\]$/.exec(line);

@@ -29,7 +29,7 @@ interface Connection {
 interface Running {
   job: HttpJob;
   reader: ResponseReader;
-  timer: ReturnType<typeof setTimeout>;
+  timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether this is the job's second try (after a kept connection turned out closed). */
   retried: boolean;
 }
@@ -120,7 +120,8 @@ async function start(job: HttpJob, retried = false): Promise<void> {
     job,
     reader: new ResponseReader(job.method, job.into),
     retried,
-    timer: setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs),
+    // --timeout=0: no time limit, as curl's.
+    timer: job.timeoutMs > 0 ? setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs) : undefined,
   };
   conn.current = run;
   if (!conn.stream) {

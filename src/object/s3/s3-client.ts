@@ -13,7 +13,7 @@ import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
 import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable } from "./http-threads.ts";
 import type { BufferPool } from "../../util/buffer-pool.ts";
-import { readFileSync } from "node:fs";
+import { readInputFile } from "../../util/flag-paths.ts";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 
 export interface S3ClientOptions {
@@ -72,7 +72,7 @@ export class S3Client {
   private readonly threads: HttpThreads | undefined;
 
   constructor(private readonly o: S3ClientOptions) {
-    const ca = o.caFile ? readFileSync(o.caFile, "utf8") : undefined;
+    const ca = o.caFile ? readInputFile(`--cacert=${o.caFile}`, o.caFile) : undefined;
     this.fetchOptions = runtime.fetchOptions(o.insecure, ca);
     if (httpThreadsUsable()) this.threads = new HttpThreads(defaultHttpThreads(), { insecure: o.insecure, ca });
   }
@@ -155,7 +155,7 @@ export class S3Client {
           method: req.method,
           headers,
           ...(req.body ? { body: req.body } : {}),
-          signal: AbortSignal.timeout(this.o.timeoutMs),
+          ...(this.o.timeoutMs > 0 ? { signal: AbortSignal.timeout(this.o.timeoutMs) } : {}), // --timeout=0: none
           ...this.fetchOptions,
         } as RequestInit);
         const body = req.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());

@@ -18,8 +18,9 @@
  * Opening reads the directory alone; a slot's bytes are read when its block is wanted.
  */
 import { md5Hex } from "../../util/md5.ts";
-import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { ConfigError } from "../../errors.ts";
+import { openWritableFile, reasonOf } from "../../util/flag-paths.ts";
 import { runtime } from "../../runtime/index.ts";
 import { isAllZero } from "../block-store.ts";
 
@@ -58,6 +59,8 @@ export interface LoadedBlock {
 
 export interface CacheFileContents {
   file: CacheFile;
+  /** The permissions the file had when they let others in (it has its owner's alone now). */
+  narrowedFrom?: number;
   blocks: LoadedBlock[];
   /** The tokens of the mount that last used the file and of one that was setting its flag (0s left out). */
   tokens: number[];
@@ -93,6 +96,8 @@ export class CacheFile {
     private readonly fd: number,
     readonly blockSize: number,
     readonly slots: number,
+    /** How errors name the file: the flag as typed (`--blockCacheFile=/var/cache/disk`). */
+    private readonly label: string,
     private readonly version = VERSION,
   ) {
     this.record = u8(RECORD[version]!);
@@ -103,10 +108,17 @@ export class CacheFile {
   /**
    * Opens (or creates) the file for `slots` slots of `blockSize`, reading its directory only. A
    * file made for another disk size is refused if it holds dirty blocks, else started afresh; one
-   * with another slot count is rewritten to the new count, dirty blocks first.
+   * with another slot count is rewritten to the new count, dirty blocks first. A file that is not
+   * a cache file (and not empty) is refused, never overwritten: the name may be a typo. Errors name
+   * the file as `label` does.
    */
-  static open(path: string, blockSize: number, numBlocks: number, slots: number, advise = false): CacheFileContents {
-    const contents = CacheFile.openFile(path, blockSize, numBlocks, slots);
+  static open(path: string, blockSize: number, numBlocks: number, slots: number, advise = false, label = path): CacheFileContents {
+    let contents: CacheFileContents;
+    try {
+      contents = CacheFile.openFile(path, blockSize, numBlocks, slots, label);
+    } catch (err) {
+      throw err instanceof ConfigError ? err : new ConfigError(`${label}: ${reasonOf(err)}`);
+    }
     const file = contents.file;
     file.advise = advise;
     if (advise) {
@@ -118,19 +130,30 @@ export class CacheFile {
     return contents;
   }
 
-  private static openFile(path: string, blockSize: number, numBlocks: number, slots: number): CacheFileContents {
+  private static openFile(path: string, blockSize: number, numBlocks: number, slots: number, label: string): CacheFileContents {
     let blocks: LoadedBlock[] = [];
     let tokens: number[] = [];
     let damaged = 0;
     let old: CacheFile | undefined;
-    if (existsSync(path)) {
-      const fd = openSync(path, "r+");
+    let narrowedFrom: number | undefined;
+    const fd = openWritableFile(label, path, "update");
+    if (fd !== undefined) {
       const header = u8(HEADER);
-      readSync(fd, header, 0, HEADER, 0);
+      const got = readSync(fd, header, 0, HEADER, 0);
       const h = new DataView(header.buffer);
       const version = h.getUint32(4, true);
-      if (h.getUint32(0, true) === MAGIC && RECORD[version] !== undefined) {
-        old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
+      if (got > 0 && (h.getUint32(0, true) !== MAGIC || RECORD[version] === undefined)) {
+        closeSync(fd);
+        throw new ConfigError(`${label}: not a cache file of this s3backer${h.getUint32(0, true) === MAGIC ? ` (version ${version})` : ""}: give another name, or delete it`);
+      }
+      // It holds plaintext blocks (even with --encrypt): readable by its owner alone.
+      const mode = fstatSync(fd).mode & 0o777;
+      if (mode & 0o077) {
+        fchmodSync(fd, mode & 0o700);
+        narrowedFrom = mode;
+      }
+      if (got > 0) {
+        old = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), label, version);
         tokens = tokensOf(h, version);
         blocks = old.readIndex();
         damaged = old.damaged;
@@ -147,15 +170,15 @@ export class CacheFile {
           for (let s = slots - 1; s >= 0; s--) if (!used.has(s)) old.free.push(s);
           // Records left by a crash that lost to a newer version, or failed a CRC: clear them.
           for (let s = 0; s < slots; s++) if (!used.has(s)) old.writeRecord(s, SlotState.Empty, 0, 0, undefined);
-          return { file: old, blocks, tokens, damaged };
+          return { file: old, blocks, tokens, damaged, narrowedFrom };
         }
-      } else closeSync(fd);
+      } else closeSync(fd); // empty: made afresh
     }
     // A new file, another slot count or an older version: the blocks worth keeping are copied into
     // a fresh file beside it, which then takes the old one's place (a crash meanwhile leaves the old one).
     const fresh = `${path}.new`;
-    const fd = openSync(fresh, "w+", 0o600);
-    const file = new CacheFile(fd, blockSize, slots);
+    const file = new CacheFile(openWritableFile(`${label} (its new copy ${fresh})`, fresh, "new")!, blockSize, slots, label);
+    const newFd = file.fd;
     const header = u8(HEADER);
     const h = new DataView(header.buffer);
     h.setUint32(0, MAGIC, true);
@@ -165,22 +188,30 @@ export class CacheFile {
     h.setUint32(16, numBlocks, true);
     h.setUint32(TOKEN_AT, tokens[0] ?? 0, true);
     h.setUint32(PENDING_TOKEN_AT, tokens[1] ?? 0, true);
-    writeSync(fd, header, 0, HEADER, 0);
-    // The whole directory is written now, so that a record never needs new disk space.
-    writeSync(fd, u8(file.dataStart - HEADER), 0, file.dataStart - HEADER, HEADER);
-    for (let s = slots - 1; s >= 0; s--) file.free.push(s);
     const kept: LoadedBlock[] = [];
-    const data = u8(blockSize);
-    for (const b of blocks.sort((a, b) => Number(b.dirty) - Number(a.dirty))) {
-      if (kept.length === slots) break;
-      if (!b.zero && !old!.readSlotSync(b.slot, b.crc, data)) continue; // torn by a crash: the older version is gone too
-      const slot = file.store(b.block, b.zero ? null : data, b.dirty, b.md5);
-      kept.push({ ...b, slot, seq: file.seq - 1 });
+    try {
+      writeFully(newFd, header, 0);
+      // The whole directory is written now, so that a record never needs new disk space.
+      writeFully(newFd, u8(file.dataStart - HEADER), HEADER);
+      for (let s = slots - 1; s >= 0; s--) file.free.push(s);
+      const data = u8(blockSize);
+      for (const b of blocks.sort((a, b) => Number(b.dirty) - Number(a.dirty))) {
+        if (kept.length === slots) break;
+        if (!b.zero && !old!.readSlotSync(b.slot, b.crc, data)) continue; // torn by a crash: the older version is gone too
+        const slot = file.store(b.block, b.zero ? null : data, b.dirty, b.md5);
+        kept.push({ ...b, slot, seq: file.seq - 1 });
+      }
+      fsyncSync(newFd);
+    } catch (err) {
+      // A full disk, say: the copy goes, the old file stays as it was.
+      closeSync(newFd);
+      rmSync(fresh, { force: true });
+      throw err;
+    } finally {
+      old?.close();
     }
-    old?.close();
-    fsyncSync(fd);
     renameSync(fresh, path);
-    return { file, blocks: kept, tokens, damaged };
+    return { file, blocks: kept, tokens, damaged, narrowedFrom };
   }
 
   /**
@@ -195,7 +226,7 @@ export class CacheFile {
       const h = new DataView(header.buffer);
       const version = h.getUint32(4, true);
       if (h.getUint32(0, true) !== MAGIC || RECORD[version] === undefined) return undefined;
-      const file = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), version);
+      const file = new CacheFile(fd, h.getUint32(8, true), h.getUint32(12, true), path, version);
       return { tokens: tokensOf(h, version), dirty: file.readIndex().filter((b) => b.dirty).length };
     } finally {
       closeSync(fd);
@@ -264,7 +295,7 @@ export class CacheFile {
   private writeHeaderWord(at: number, value: number): void {
     const b = u8(4);
     new DataView(b.buffer).setUint32(0, value, true);
-    writeSync(this.fd, b, 0, 4, at);
+    writeFully(this.fd, b, at);
     fsyncSync(this.fd);
   }
 
@@ -276,7 +307,12 @@ export class CacheFile {
   /** Writes a block's bytes to a slot from takeSlot; a record (`commit`) may point to it once this settles. */
   async writeSlot(slot: number, data: Uint8Array): Promise<void> {
     const at = this.slotAt(slot);
-    await runtime.writeAt(this.fd, data, at);
+    try {
+      await runtime.writeAt(this.fd, data, at);
+    } catch (err) {
+      // A full disk, say: the message names the file (and the flag that named it).
+      throw Object.assign(new Error(`${this.label}: ${reasonOf(err)}`), { code: (err as { code?: string }).code });
+    }
     if (this.advise) runtime.libc.dropCachedPages(this.fd, at, data.length);
   }
 
@@ -290,7 +326,7 @@ export class CacheFile {
   store(block: number, data: Uint8Array | null, dirty: boolean, md5?: string): number {
     const slot = this.takeSlot();
     if (slot === undefined) throw new Error("cache file: no free slot");
-    if (data) writeSync(this.fd, data, 0, data.length, this.slotAt(slot));
+    if (data) writeFully(this.fd, data, this.slotAt(slot));
     this.commit(slot, block, data, data ? runtime.crc32(data) : 0, dirty, md5);
     return slot;
   }
@@ -341,13 +377,18 @@ export class CacheFile {
       if (md5) this.record.set(Buffer.from(md5, "hex"), 16);
       this.view.setUint32(RECORD_CRC, runtime.crc32(this.record.subarray(0, RECORD_CRC)), true);
     }
-    writeSync(this.fd, this.record, 0, this.record.length, HEADER + slot * this.record.length);
+    writeFully(this.fd, this.record, HEADER + slot * this.record.length);
   }
 }
 
 /** The tokens a header records: of the mount that used the file, and of one that was setting its flag (0s left out). */
 function tokensOf(h: DataView, version: number): number[] {
   return [h.getUint32(TOKEN_AT, true), version >= 2 ? h.getUint32(PENDING_TOKEN_AT, true) : 0].filter((t) => t !== 0);
+}
+
+/** Writes all of `data` at `position`: a write cut short (a full disk) is continued, so it ends in an error, never silently short. */
+function writeFully(fd: number, data: Uint8Array, position: number): void {
+  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, position + done);
 }
 
 function dataStart(slots: number, version: number): number {
