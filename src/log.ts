@@ -2,7 +2,7 @@
  * Logging: to stderr in the foreground, to a file or the system log in the background. One line
  * per message, as text or (--logFormat=json) as one JSON object.
  */
-import { appendFileSync } from "node:fs";
+import { appendFileSync, constants } from "node:fs";
 import { runtime } from "./runtime/index.ts";
 
 export type Level = "error" | "warn" | "info" | "debug";
@@ -54,8 +54,9 @@ export class Logger {
    */
   private toFile(path: string, level: Level, line: string, message: string): void {
     try {
-      // A new log file is its owner's alone (it names buckets, paths and errors).
-      appendFileSync(path, line, { mode: 0o600 });
+      // A new log file is its owner's alone (it names buckets, paths and errors). Opened by name at
+      // each line, so that a rotated log is taken up; never through a link planted there since.
+      appendFileSync(path, line, { mode: 0o600, flag: APPEND_NO_LINK as unknown as string }); // node:fs takes numeric flags; its types say string
       this.fileFailing = false;
     } catch (err) {
       if (!this.fileFailing) runtime.libc.syslog(SYSLOG_PRIORITY.error, `cannot write the log file ${path} (${(err as Error).message}): logging here until it can`);
@@ -64,5 +65,7 @@ export class Logger {
     }
   }
 }
+
+const APPEND_NO_LINK = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
 
 export const log = new Logger();

@@ -293,10 +293,10 @@ test("an unwritable --logFile or --pidFile in the background: one line naming th
     const mnt = join(dir, "mnt");
     sh(["mkdir", "-p", blocks, mnt]);
     const cases = [
-      { flag: `--logFile=/`, said: /^s3backer: --logFile=\/: cannot be written: it is a directory\n$/ },
-      { flag: `--logFile=/nonexistent/dir/log`, said: /^s3backer: --logFile=\/nonexistent\/dir\/log: cannot be written: its directory does not exist\n$/ },
-      { flag: `--pidFile=/`, said: /^s3backer: --pidFile=\/: cannot be written: it is a directory\n$/ },
-      { flag: `--pidFile=/nonexistent/dir/pid`, said: /^s3backer: --pidFile=\/nonexistent\/dir\/pid: cannot be written: its directory does not exist\n$/ },
+      { flag: `--logFile=/`, said: /^s3backer: --logFile=\/: is a directory, not a file\n$/ },
+      { flag: `--logFile=/nonexistent/dir/log`, said: /^s3backer: --logFile=\/nonexistent\/dir\/log: cannot be created: no directory \/nonexistent\/dir\n$/ },
+      { flag: `--pidFile=/`, said: /^s3backer: --pidFile=\/: is a directory, not a file\n$/ },
+      { flag: `--pidFile=/nonexistent/dir/pid`, said: /^s3backer: --pidFile=\/nonexistent\/dir\/pid: cannot be created: no directory \/nonexistent\/dir\n$/ },
     ];
     for (const { flag, said } of cases) {
       const r = await runAsync(["dist/s3backer", "--test", `--blockSize=${BS}`, `--size=${SIZE}`, flag, blocks, mnt]);
