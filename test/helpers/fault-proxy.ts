@@ -3,7 +3,8 @@
  * requests) and a real S3 server (the bundled one, Ceph RGW): path-style HTTP/1.1, requests
  * forwarded byte for byte (signatures stay valid), answers changed as the faults say.
  *
- * Faults, each a chance per request whose key matches `keyPattern` (all requests when unset):
+ * Faults, each a chance per request whose key matches `keyPattern` and whose path and query match
+ * `targetPattern` (all requests when unset):
  * truncated bodies, wrong Content-Lengths, reset connections (before the request reaches the
  * server, or after it was carried out), 503 answers, delays, swapped bodies (another key's body,
  * with or without its headers), stale answers (the version from before a PUT or DELETE served for
@@ -43,11 +44,13 @@ export interface ProxyFaults {
   deleteErrors: number;
   outage: "none" | "blackhole" | "refuse";
   keyPattern: RegExp | undefined;
+  /** Only requests whose path and query match are affected (default: all). */
+  targetPattern: RegExp | undefined;
 }
 
 export const NO_PROXY_FAULTS: ProxyFaults = {
   truncate: 0, wrongLength: 0, reset: 0, status503: 0, delay: 0, delayMs: 0, swap: 0, swapHeaders: false,
-  staleMs: 0, deleteErrors: 0, outage: "none", keyPattern: undefined,
+  staleMs: 0, deleteErrors: 0, outage: "none", keyPattern: undefined, targetPattern: undefined,
 };
 
 export type FaultName = "truncate" | "wrongLength" | "reset" | "status503" | "delay" | "swap" | "stale" | "deleteErrors" | "blackhole" | "refuse";
@@ -217,7 +220,7 @@ export class FaultProxy {
     this.requests++;
     const f = this.faults;
     const { bucket, key, query } = parseTarget(req.target);
-    const affected = !f.keyPattern || (key !== "" && f.keyPattern.test(key));
+    const affected = (!f.keyPattern || (key !== "" && f.keyPattern.test(key))) && (!f.targetPattern || f.targetPattern.test(req.target));
     if (f.outage === "blackhole") {
       this.fired.blackhole++;
       await new Promise<void>((resolve) => this.held.push(resolve));
