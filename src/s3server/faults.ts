@@ -52,6 +52,8 @@ export class ServerCounters {
   /** Keys removed by DeleteObjects requests. */
   bulkDeletedKeys = 0;
   injectedErrors = 0;
+  /** Requests held back by the latency fault. */
+  delayedRequests = 0;
   droppedConnections = 0;
   corruptedBodies = 0;
   staleAnswers = 0;
