@@ -7,42 +7,18 @@ each case a fresh connection must still read: the server stays up and serves the
 Prints one JSON line per case ({"case", "ok", "detail"}), then one for the bystander.
 Usage: nbd-hostile.py SOCKET
 """
-import json
 import socket
 import struct
-import sys
 import threading
 import time
 
 import nbd
+from nbd_cases import IHAVEOPT, REPLY_MAGIC, REQUEST_MAGIC, SOCK, URI, finish, recv_exact, report, still_up
 
-SOCK = sys.argv[1]
-URI = f"nbd+unix:///?socket={SOCK}"
-IHAVEOPT = 0x49484156454F5054
-REPLY_MAGIC = 0x3E889045565A9
-REQUEST_MAGIC = 0x25609513
 SIMPLE_REPLY = 0x67446698
 READ, WRITE, DISC, FLUSH, TRIM, CACHE, WRITE_ZEROES, BLOCK_STATUS = range(8)
 EINVAL, ENOSPC = 22, 28
 MAX_REQUEST = 32 * 1024 * 1024
-failures = 0
-
-
-def report(case, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-    print(json.dumps({"case": case, "ok": bool(ok), "detail": str(detail)}), flush=True)
-
-
-def recv_exact(s, n):
-    out = bytearray()
-    while len(out) < n:
-        chunk = s.recv(min(n - len(out), 1 << 20))
-        if not chunk:
-            raise EOFError(f"server closed after {len(out)} of {n} bytes")
-        out += chunk
-    return bytes(out)
 
 
 def connect():
@@ -95,16 +71,6 @@ def goes_on(s):
     error, cookie = reply(s)
     recv_exact(s, 512)
     return error == 0 and cookie == 99
-
-
-def still_up(case):
-    try:
-        h = nbd.NBD()
-        h.connect_uri(URI)
-        h.pread(512, 0)
-        h.shutdown()
-    except Exception as e:  # noqa: BLE001
-        report(case + ": server still up", False, e)
 
 
 def run(case, fn):
@@ -314,4 +280,4 @@ time.sleep(0.5)
 stop.set()
 thread.join()
 report(f"the bystander was served all along ({bystander['ops']} writes read back)", bystander["ops"] > 0 and not bystander["errors"], bystander["errors"][:3])
-sys.exit(1 if failures else 0)
+finish()
