@@ -56,15 +56,22 @@ export interface CrashReport {
   fired: Record<FaultName, number>;
 }
 
-/** The faults of a round: rare enough that every request succeeds within the retry budget. */
-const ROUND_FAULTS: Partial<ProxyFaults> = {
+/** The faults while the workload runs: rare enough that every request succeeds within the retry budget. */
+const WORKLOAD_FAULTS: Partial<ProxyFaults> = {
   truncate: 0.03, wrongLength: 0.03, reset: 0.02, status503: 0.03, delay: 0.03, delayMs: [50, 1000], swap: 0.05, keyPattern: BLOCK_KEY,
+};
+/**
+ * While the filesystem is recovered and checked (thousands of reads, mostly one after another):
+ * fewer, and no delays, whose cost would add up.
+ */
+const CHECK_FAULTS: Partial<ProxyFaults> = {
+  truncate: 0.01, wrongLength: 0.01, reset: 0.005, status503: 0.005, delay: 0, swap: 0.02, keyPattern: BLOCK_KEY,
 };
 
 export async function crashRun(s: CrashSetup): Promise<CrashReport> {
   const log = s.log ?? (() => {});
   const random = seededRandom(s.seed);
-  const [killLo, killHi] = s.killAfterMs ?? [500, 4000];
+  const [killLo, killHi] = s.killAfterMs ?? [1500, 4000];
   const proxy = await FaultProxy.start({ upstream: s.peer.url, credentials: { accessKey: s.peer.accessKey, secretKey: s.peer.secretKey }, random: seededRandom(s.seed + 1) });
   const bucket = await freshBucket(s.peer, "crash");
   const cache = join(s.dir, "cache");
@@ -74,7 +81,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
   mkdirSync(fs, { recursive: true });
   const report: CrashReport = { rounds: [], problems: [], fired: proxy.fired };
   // Faults all along: the workload's writes, and the reads of the recovery, the replay and e2fsck.
-  if (s.faults) proxy.set(ROUND_FAULTS);
+  if (s.faults) proxy.set(CHECK_FAULTS);
   let disk: Disk | undefined;
   let loop: string | undefined;
   let unsaved = new Map<number, Uint8Array | null>();
@@ -102,6 +109,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
       const killAfterMs = Math.round(killLo + random() * (killHi - killLo));
       let outage = "";
       if (s.faults) {
+        proxy.set(WORKLOAD_FAULTS);
         if (random() < 0.5) {
           const kind = random() < 0.5 ? "blackhole" : "refuse";
           const at = Math.round(random() * killAfterMs);
@@ -115,6 +123,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
       await killHard(disk.pid);
       workload.kill("SIGKILL");
       await workload.exited;
+      if (s.faults) proxy.set({ ...CHECK_FAULTS, outage: "none" });
       // What a kill leaves: the filesystem and the loop device on a dead mount.
       await runAsync(["umount", "-l", fs]);
       await runAsync(["losetup", "-d", loop]);
