@@ -44,11 +44,14 @@ test("blocks a kill left unsaved in the cache file are stored after recovery wit
     writeFileSync(join(dir, "data"), data);
     // Written, neither fsynced nor closed (a close would flush): only the cache file has them.
     const writer = Bun.spawn(["python3", "-c", "import os, sys, time\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwrite(fd, open(sys.argv[2], 'rb').read(), 1 << 20)\nprint('written', flush=True)\ntime.sleep(60)", disk.file, join(dir, "data")], { stdout: "pipe" });
-    await writer.stdout.getReader().read();
-    await waitFor("the cache file to have the blocks", async () => /blocks not yet in the file\s+0\n/.test(await readFile(disk.stats, "utf8")));
-    await killHard(disk.pid);
-    writer.kill("SIGKILL");
-    await writer.exited;
+    try {
+      await writer.stdout.getReader().read();
+      await waitFor("the cache file to have the blocks", async () => /blocks not yet in the file\s+0\n/.test(await readFile(disk.stats, "utf8")));
+      await killHard(disk.pid);
+    } finally {
+      writer.kill("SIGKILL");
+      await writer.exited;
+    }
     await runAsync(["umount", "-l", disk.mnt]);
     const unsaved = await unsavedBlocks(cache, join(dir, "copy"));
     expect(unsaved.size).toBe(64);

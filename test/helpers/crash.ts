@@ -84,6 +84,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
   if (s.faults) proxy.set(CHECK_FAULTS);
   let disk: Disk | undefined;
   let loop: string | undefined;
+  let workload: ReturnType<typeof Bun.spawn> | undefined;
   let unsaved = new Map<number, Uint8Array | null>();
   try {
     for (let round = 0; ; round++) {
@@ -105,7 +106,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
       }
 
       await must(["mount", "-t", "ext4", loop, fs]);
-      const workload = Bun.spawn(["python3", WORKLOAD, fs, journal, String(s.seed * 1000 + round)], { stdout: "ignore", stderr: "pipe" });
+      workload = Bun.spawn(["python3", WORKLOAD, fs, journal, String(s.seed * 1000 + round)], { stdout: "ignore", stderr: "pipe" });
       const killAfterMs = Math.round(killLo + random() * (killHi - killLo));
       let outage = "";
       if (s.faults) {
@@ -119,7 +120,7 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
         }
       }
       await Bun.sleep(killAfterMs);
-      if (workload.exitCode !== null) report.problems.push(`round ${round}: the workload ended before the kill: ${await new Response(workload.stderr).text()}`);
+      if (workload.exitCode !== null) report.problems.push(`round ${round}: the workload ended before the kill: ${await new Response(workload.stderr as ReadableStream).text()}`);
       await killHard(disk.pid);
       workload.kill("SIGKILL");
       await workload.exited;
@@ -137,6 +138,10 @@ export async function crashRun(s: CrashSetup): Promise<CrashReport> {
     log(`after the last kill: ${report.rounds.at(-1)?.checked ?? 0} files checked`);
     await disk.unmount();
   } finally {
+    if (workload && workload.exitCode === null) {
+      workload.kill("SIGKILL");
+      await workload.exited;
+    }
     if (isMounted(fs)) await runAsync(["umount", "-l", fs]);
     if (loop) await runAsync(["losetup", "-d", loop]);
     if (disk && existsSync(`/proc/${disk.pid}`)) await killHard(disk.pid);
