@@ -20,11 +20,14 @@ for (const c of MODEL_CASES.filter((c) => !only || c.name.includes(only))) {
   const seed = Math.floor(Math.random() * 2 ** 31);
   const dir = tempDir("soak");
   try {
-    const { run, check } = await runModelCase(server, c, seed, seconds, dir);
-    const failed = run.failed + check.failed;
+    const { run, fired, check } = await runModelCase(server, c, seed, seconds, dir);
+    const unfired = Object.entries(fired).filter(([, n]) => n === 0).map(([fault]) => fault);
+    const failed = run.failed + check.failed + unfired.length;
     bad += failed;
     const ops = Object.entries(run.counts).map(([k, v]) => `${k} ${v}`).join(", ");
-    console.log(`${failed ? "FAIL" : "ok  "} ${c.name} (seed ${seed}, ${seconds} s): ${ops}; after kill -9: ${check.failed ? check.failures.join("; ") : "every fsynced write there"}`);
+    const faults = Object.entries(fired).map(([k, v]) => `${k} ${v}`).join(", ");
+    console.log(`${failed ? "FAIL" : "ok  "} ${c.name} (seed ${seed}, ${seconds} s): ${ops}${faults ? `; faults fired: ${faults}` : ""}; after kill -9: ${check.failed ? check.failures.join("; ") : "every fsynced write there"}`);
+    if (unfired.length) console.log(`     injected but never fired: ${unfired.join(", ")}`);
     for (const f of [...run.failures, ...check.failures]) console.log(`     ${f}`);
   } finally {
     server.reset();

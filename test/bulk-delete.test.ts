@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { BINARY, isMounted, mountWith, pattern, runAsync } from "./helpers/disk.ts";
 import { freshBucket, peerArgs, rawClient } from "./helpers/s3.ts";
 import { embeddedSuite } from "./helpers/suite.ts";
+import { FaultProxy } from "./helpers/fault-proxy.ts";
 
 const { server, peer, workDir: work } = embeddedSuite();
 const blocksIn = async (bucket: string) => {
@@ -95,4 +96,28 @@ test("a punched hole with no block cache: its blocks go in one DeleteObjects req
   expect(server.counters.requests.DELETE).toBe(0);
   await disk.unmount();
   expect(await readFile(join(dir, "log"), "utf8")).not.toMatch(/DeleteObjects/);
+});
+
+test("DeleteObjects answers that fail some keys, or break off: every key is deleted in the end, none stays behind silently", async () => {
+  const proxy = await FaultProxy.start({ upstream: peer.url, credentials: { accessKey: peer.accessKey, secretKey: peer.secretKey } });
+  try {
+    for (const faults of [{ deleteErrors: 0.3 }, { deleteErrors: 0.3, wrongLength: 0.5, keyPattern: undefined, targetPattern: /\?delete/ }]) {
+      const bucket = await freshBucket(peer, "perkey");
+      const disk = await mountWith([...peerArgs(peer), "--size=16M", "--blockSize=4k", bucket], work("perkey"), true);
+      expect((await runAsync(["dd", "if=/dev/urandom", `of=${disk.file}`, "bs=4k", "count=2500", "conv=notrunc,fsync", "status=none"])).code).toBe(0);
+      await disk.unmount();
+      expect(await blocksIn(bucket)).toBe(2500);
+      proxy.reset();
+      proxy.set({ keyPattern: /^[0-9a-f]{8}$/, ...faults });
+      const r = await runAsync([BINARY, ...peerArgs({ ...peer, url: proxy.url }), "--erase", "--force", "--quiet", bucket]);
+      const fired = { ...proxy.fired };
+      proxy.reset();
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(await blocksIn(bucket)).toBe(0);
+      expect(fired.deleteErrors).toBeGreaterThan(100);
+      if (faults.wrongLength) expect(fired.wrongLength).toBeGreaterThan(0);
+    }
+  } finally {
+    await proxy.stop();
+  }
 });

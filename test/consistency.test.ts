@@ -20,13 +20,15 @@ describe("model-based concurrency through the mount", () => {
       const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
       console.log(`model test "${c.name}": seed ${seed} (replay with MODEL_SEED=${seed})`);
       const dir = workDir("model");
-      const { run, check } = await runModelCase(server, c, seed, SECONDS, dir);
-      console.log(`  ${JSON.stringify(run.counts)}`);
+      const { run, fired, check } = await runModelCase(server, c, seed, SECONDS, dir);
+      console.log(`  ${JSON.stringify(run.counts)}; faults fired: ${JSON.stringify(fired)}`);
       expect(run.failures).toEqual([]);
       // Real work was done (the slowest case, late answers with the cache off, does ~40 reads in 4 s).
       expect(run.counts.read ?? 0).toBeGreaterThan(20);
       expect(run.counts.write ?? 0).toBeGreaterThan(10);
       expect(check.failures).toEqual([]);
+      // Each fault the case injects happened.
+      for (const [fault, times] of Object.entries(fired)) expect({ fault, fired: times > 0 }).toEqual({ fault, fired: true });
     }, 120_000);
   }
 });

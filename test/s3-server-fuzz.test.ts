@@ -3,17 +3,20 @@
  * bodies and signatures (valid, wrong, or none), 10,000 of them from a printed seed (FUZZ_SEED=N
  * replays one, FUZZ_REQUESTS=N runs more). It must answer every client mistake with a 4xx S3 XML
  * error, never a 500, never a stack or a path of ours, never a line on stderr, and never write
- * outside its directory. And the cases found by hand: a key named like another's metadata, aws-
- * chunked uploads, another region.
+ * outside its directory. Path traversal from a raw socket, with the paths a client's URL parser
+ * would rewrite before sending (`..`, `%2e%2e`) or keep (`..%2F`): nothing is created outside the
+ * server's directory, nor in any directory above it. And the cases found by hand: a key named
+ * like another's metadata, aws-chunked uploads, another region.
  */
 import { afterAll, expect, test } from "bun:test";
 import { AwsClient } from "aws4fetch";
+import net from "node:net";
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createHash, createHmac } from "node:crypto";
 import { DirObjects } from "../src/s3server/objects.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { signingKey } from "../src/util/sigv4.ts";
+import { amzDate, ALGORITHM, credentialScope, sign, signingKey } from "../src/util/sigv4.ts";
 import { seededRandom, tempDir } from "./helpers/data.ts";
 
 const ACCESS = "FUZZACCESS";
@@ -170,4 +173,82 @@ test("a signature for another region or service is refused", async () => {
   expect(r.status).toBe(400);
   expect(await r.text()).toMatch(/AuthorizationHeaderMalformed.*region &apos;eu-west-1&apos; is wrong/s);
   expect((await aws(SECRET, "us-east-1", "iam").fetch(`${base}/fuzz/obj`)).status).toBe(400);
+});
+
+/**
+ * A request sent as given over a raw socket (the target is not normalised, as fetch would), signed
+ * for the path the server will see: its URL parser drops `..` and `%2e%2e` segments as ours does.
+ */
+async function rawRequest(method: string, target: string, body = new Uint8Array(0)): Promise<{ status: number; body: string }> {
+  const base = new URL(server.url);
+  const url = new URL(`${base.origin}${target}`);
+  const datetime = amzDate(Date.now());
+  const scope = credentialScope(datetime.slice(0, 8), "us-east-1", "s3");
+  const payloadHash = createHash("sha256").update(body).digest("hex");
+  const headers = [["x-amz-content-sha256", payloadHash], ["x-amz-date", datetime]] as const;
+  const signed = sign({ method, url, headers, payloadHash }, signingKey(SECRET, datetime.slice(0, 8), "us-east-1", "s3"), datetime, scope)!;
+  const head = [
+    `${method} ${target} HTTP/1.1`, `host: ${url.host}`, ...headers.map(([n, v]) => `${n}: ${v}`),
+    `authorization: ${ALGORITHM} Credential=${ACCESS}/${scope}, SignedHeaders=${signed.signedHeaders}, Signature=${signed.signature}`,
+    `content-length: ${body.length}`, "connection: close", "", "",
+  ].join("\r\n");
+  const answer = await new Promise<string>((resolve, reject) => {
+    let got = "";
+    const c = net.connect(Number(base.port), base.hostname, () => c.write(Buffer.concat([Buffer.from(head), body])));
+    c.on("data", (d) => (got += d));
+    c.on("close", () => resolve(got));
+    c.on("error", reject);
+  });
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0), body: answer.slice(answer.indexOf("\r\n\r\n") + 4) };
+}
+
+test("path traversal from a raw socket: keys with .. segments are objects in the bucket; nothing is created outside the directory or above it", async () => {
+  const marker = `s3b-escape-${process.pid}`;
+  const up = (n: number, sep: string) => Array.from({ length: n }, () => `..${sep}`).join("");
+  const targets = [
+    "/fuzz/%2e%2e/%2e%2e/outside/y", // rewritten by URL parsers: /outside/y, a bucket that does not exist
+    "/fuzz/../../outside/y",
+    "/fuzz/..%2F..%2Foutside%2Fy", // kept: the key is ../../outside/y
+    `/fuzz/${up(3, "%2F")}${marker}-a`, // the directory above the server's
+    `/fuzz/%2e%2e%2f%2e%2e%2f%2e%2e%2f${marker}-b`,
+    `/fuzz/a%2F${up(4, "%2F")}${marker}-c`,
+    `/fuzz/${up(12, "%2F")}tmp%2F${marker}-d`, // up to / and down to /tmp
+    `/fuzz/..%5C..%5C..%5C${marker}-e`,
+    `/fuzz/${up(3, "%2F")}`, // a key naming a directory
+  ];
+  /** Nothing in the server's root but its objects and the "outside" folder, nor in any directory from the bucket's up to /. */
+  const nothingOutside = (when: string) => {
+    expect({ when, outside: files(root).filter((p) => !p.startsWith(objectsDir)).sort() }).toEqual({ when, outside: [join(root, "outside") + "/"] });
+    for (let dir = join(objectsDir, "fuzz"); ; dir = dirname(dir)) {
+      expect({ when, dir, found: readdirSync(dir).filter((n) => n.includes(marker)) }).toEqual({ when, dir, found: [] });
+      if (dir === "/") break;
+    }
+  };
+  const problems: string[] = [];
+  const statuses: string[] = [];
+  try {
+    for (const [i, target] of targets.entries()) {
+      const put = await rawRequest("PUT", target, new TextEncoder().encode(`payload ${i}`));
+      const get = await rawRequest("GET", target);
+      statuses.push(`${target}: PUT ${put.status} GET ${get.status}`);
+      // Stored, it is an object of the bucket like any other: it reads back.
+      if (put.status === 200 && (get.status !== 200 || get.body !== `payload ${i}`)) problems.push(`${target}: stored, then GET ${get.status} ${get.body.slice(0, 80)}`);
+      if ([put.status, get.status].includes(500)) problems.push(`${target}: a 500`);
+    }
+    // DeleteObjects and a multipart upload with such keys: contained too.
+    const xml = new TextEncoder().encode(`<Delete>${targets.map((t, i) => `<Object><Key>../../${marker}-del${i}/${t}</Key></Object>`).join("")}</Delete>`);
+    expect((await rawRequest("POST", "/fuzz?delete", xml)).status).not.toBe(500);
+    expect((await rawRequest("POST", `/fuzz/${up(3, "%2F")}${marker}-mp?uploads`)).status).toBe(200);
+    console.log(`  ${statuses.join("\n  ")}`);
+    nothingOutside("after the PUTs");
+    for (const target of targets) if ((await rawRequest("DELETE", target)).status === 500) problems.push(`${target}: DELETE 500`);
+    nothingOutside("after the DELETEs");
+    expect(problems).toEqual([]);
+  } finally {
+    // What a broken server put above its directory goes, so that a failure leaves nothing behind.
+    for (let dir = objectsDir; dir !== "/"; dir = dirname(dir)) {
+      for (const n of readdirSync(dir).filter((n) => n.includes(marker))) rmSync(join(dir, n), { recursive: true, force: true });
+    }
+    for (const n of readdirSync("/tmp").filter((n) => n.includes(marker))) rmSync(join("/tmp", n), { recursive: true, force: true });
+  }
 });

@@ -58,6 +58,8 @@ export class ServerCounters {
   /** Keys removed by DeleteObjects requests. */
   bulkDeletedKeys = 0;
   injectedErrors = 0;
+  /** Requests held back by the latency fault. */
+  delayedRequests = 0;
   droppedConnections = 0;
   /** Requests broken off by an outage (`downUntil`). */
   refusedWhileDown = 0;

@@ -128,7 +128,10 @@ export class S3Server implements ServerParts {
     }
 
     const latency = delayFor(this.faults.latencyMs) + (kind === "LIST" ? this.faults.listLatencyMs : 0);
-    if (latency > 0) await delay(latency);
+    if (latency > 0) {
+      this.counters.delayedRequests++;
+      await delay(latency);
+    }
 
     const readOnly = req.method === "GET" || req.method === "HEAD";
     const verdict = verifySigV4(req, this.credentials, readOnly && this.options.anonymousRead === true, this.region);

@@ -62,8 +62,11 @@ async function client(args: string[]): Promise<Outcome> {
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Outcome;
 }
 
-/** One case against the embedded server: the run's outcome, and the check after a crash. */
-export async function runModelCase(server: S3Server, c: ModelCase, seed: number, seconds: number, dir: string): Promise<{ run: Outcome; check: Outcome }> {
+/** How often each of the case's faults fired during the run (a fault the case does not inject is left out). */
+export type Fired = Partial<Record<"latency" | "errors" | "stale", number>>;
+
+/** One case against the embedded server: the run's outcome, the faults that fired, and the check after a crash. */
+export async function runModelCase(server: S3Server, c: ModelCase, seed: number, seconds: number, dir: string): Promise<{ run: Outcome; fired: Fired; check: Outcome }> {
   const peer = embeddedPeer(server);
   const bucket = await freshBucket(peer, "model");
   const args = [...peerArgs(peer), ...c.flags, bucket];
@@ -73,7 +76,15 @@ export async function runModelCase(server: S3Server, c: ModelCase, seed: number,
   await client(["run", disk.file, filled, ...common, "--seconds", "0", "--prefill"]);
   server.setFaults(c.faults ?? {});
   const state = join(dir, "state.json");
+  server.counters.reset();
   const run = await client(["run", disk.file, state, ...common, "--seconds", String(seconds), "--mix", c.mix ?? "random", "--from", filled, "--hot", String(c.hot ?? 0)]);
+  const f = c.faults ?? {};
+  const n = server.counters;
+  const fired: Fired = {
+    ...(f.latencyMs ? { latency: n.delayedRequests } : {}),
+    ...(f.errorRate ? { errors: n.injectedErrors } : {}),
+    ...(f.staleMs ? { stale: n.staleAnswers } : {}),
+  };
 
   // A crash: what the last fsyncs acknowledged must be there after a fresh mount.
   await killHard(disk.pid);
@@ -82,5 +93,5 @@ export async function runModelCase(server: S3Server, c: ModelCase, seed: number,
   const again = await mountWith([...args.slice(0, -1), "--force", bucket], join(dir, "b"), true);
   const check = await client(["verify", again.file, state]);
   await again.unmount();
-  return { run, check };
+  return { run, fired, check };
 }

@@ -6,26 +6,11 @@ libnbd connection must still read, so every case also checks that the server sta
 Usage: nbd-edge.py SOCKET
 """
 import errno
-import json
 import socket
 import struct
-import sys
 
 import nbd
-
-SOCK = sys.argv[1]
-URI = f"nbd+unix:///?socket={SOCK}"
-IHAVEOPT = 0x49484156454F5054
-REPLY_MAGIC = 0x3E889045565A9
-REQUEST_MAGIC = 0x25609513
-failures = 0
-
-
-def report(case, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-    print(json.dumps({"case": case, "ok": bool(ok), "detail": str(detail)}), flush=True)
+from nbd_cases import IHAVEOPT, REPLY_MAGIC, REQUEST_MAGIC, SOCK, URI, finish, recv_exact, report, still_up
 
 
 def handle(strict=True):
@@ -35,25 +20,6 @@ def handle(strict=True):
     h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
     h.connect_uri(URI)
     return h
-
-
-def still_up(case):
-    try:
-        h = handle()
-        h.pread(512, 0)
-        h.shutdown()
-    except Exception as e:  # noqa: BLE001
-        report(case + ": server still up", False, e)
-
-
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            raise EOFError("server closed")
-        out += chunk
-    return out
 
 
 def raw_handshake():
@@ -203,4 +169,4 @@ report("block status of a written block: data", status(0) == 0, status(0))
 report("block status of a block never written: hole, zero", status(10 * 1048576) == 3, status(10 * 1048576))
 h.shutdown()
 
-sys.exit(1 if failures else 0)
+finish()

@@ -3,7 +3,8 @@
  * deletes asked for within one turn of the event loop (a trim, an erase) go out together, a few
  * requests at a time, so freeing a terabyte costs a few thousand requests instead of a million.
  * A server that does not know the request (501, 405, or 400 with a code naming the method) gets
- * single DELETEs from then on; keys a DeleteObjects answer reports as failed are tried once alone.
+ * single DELETEs from then on. A key counts as deleted only when the answer names it under
+ * <Deleted>: one it reports as failed, or leaves out (an answer that broke off), is tried alone.
  */
 import { Errno, FsError } from "../../errors.ts";
 import { md5Base64 } from "../../util/md5.ts";
@@ -59,7 +60,7 @@ export class BulkDeleter {
   private async send(batch: Pending[]): Promise<void> {
     if (batch.length === 1 || !this.supported) return this.each(batch);
     const body = new TextEncoder().encode(deleteXml(batch.map((p) => p.key)));
-    let failed: Set<string>;
+    let deleted: Set<string>;
     try {
       const r = await this.client.send({
         method: "POST", kind: "DELETE", key: "", query: { delete: "" }, body,
@@ -75,13 +76,13 @@ export class BulkDeleter {
         this.supported = false;
         return this.each(batch);
       }
-      failed = new Set([...new TextDecoder().decode(r.body).matchAll(/<Error>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<\/Error>/g)].map((m) => decodeXml(m[1]!)));
+      deleted = new Set([...new TextDecoder().decode(r.body).matchAll(/<Deleted>(?:(?!<\/Deleted>)[\s\S])*?<Key>([^<]*)<\/Key>/g)].map((m) => decodeXml(m[1]!)));
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
     }
-    await this.each(batch.filter((p) => failed.has(p.key)));
-    for (const p of batch) if (!failed.has(p.key)) p.resolve();
+    await this.each(batch.filter((p) => !deleted.has(p.key)));
+    for (const p of batch) if (deleted.has(p.key)) p.resolve();
   }
 
   private async each(batch: Pending[]): Promise<void> {
@@ -93,7 +94,7 @@ export class BulkDeleter {
   }
 }
 
-/** The DeleteObjects body, quiet: the answer lists only the keys that failed. */
+/** The DeleteObjects body, not quiet: the answer names every key deleted. */
 export function deleteXml(keys: readonly string[]): string {
-  return `<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>${keys.map((k) => `<Object><Key>${escapeXml(k)}</Key></Object>`).join("")}</Delete>`;
+  return `<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${keys.map((k) => `<Object><Key>${escapeXml(k)}</Key></Object>`).join("")}</Delete>`;
 }
