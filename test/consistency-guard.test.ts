@@ -167,6 +167,15 @@ test("a full MD5 cache waits while a read holds its only entry, past its expiry"
   expect(statOf(guard, "cache full waits")).toBe(1);
 });
 
+test("expired entries are forgotten as new ones come: the MD5 cache holds --md5CacheTime of writes, not --md5CacheSize", async () => {
+  const guard = lagged(new LaggingObjects(BS, 64), { cacheTimeMs: 100 });
+  for (let b = 0; b < 20; b++) await guard.writeBlock(b, pattern(BS, b + 1));
+  expect(statOf(guard, "blocks remembered")).toBe(20);
+  await new Promise((r) => setTimeout(r, 150));
+  await guard.writeBlock(30, pattern(BS, 30));
+  expect(statOf(guard, "blocks remembered")).toBe(1);
+});
+
 test("writes to one block stay in order and coalesce while they wait; the last one wins", async () => {
   server.setFaults({ staleMs: 0, latencyMs: [0, 60] }); // requests overtake each other
   const guard = guarded({ minWriteDelayMs: 100 });

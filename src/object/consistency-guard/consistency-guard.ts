@@ -218,6 +218,7 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
   }
 
   private remember(block: number, state: Pick<Remembered, "md5s" | "attempts">): void {
+    this.forgetExpired(); // as entries come, the expired ones go: the cache holds --md5CacheTime of writes, not --md5CacheSize
     this.known.delete(block); // to the end: the expiry order
     const now = performance.now();
     this.known.set(block, { ...state, completed: now, expires: now + this.o.cacheTimeMs, readers: 0 });
