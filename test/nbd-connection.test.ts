@@ -220,3 +220,30 @@ test("a client that sends faster than its writes finish is held back: in-flight 
   c.reader.push(request(2, 0, 0, 0));
   await done;
 });
+
+test("a large payload spanning chunks is read into memory kept from the previous one, lent only until its write settles", async () => {
+  const base = memoryDevice();
+  const seen: ArrayBufferLike[] = [];
+  const device: NbdDevice = { ...base.device, write: (offset, data) => (seen.push(data.buffer), base.device.write(offset, data)) };
+  const { wire, out } = fakeWire();
+  const c = new NbdConnection(wire, device, { name: "file", description: "test", size: SIZE, blockSize: BLOCK, readOnly: false }, quiet, "test");
+  const done = c.run();
+  c.reader.push(new Uint8Array(u32(3)));
+  c.reader.push(option(1));
+  await tick();
+  const LEN = 128 * 1024;
+  for (const [i, offset] of [0, LEN, 2 * LEN].entries()) {
+    const req = new Uint8Array(28 + LEN);
+    req.set(request(1, i + 1, offset, LEN));
+    req.fill(i + 1, 28);
+    c.reader.push(req.subarray(0, 1000)); // the payload comes in pieces
+    c.reader.push(req.subarray(1000));
+    await tick();
+  }
+  expect(seen.length).toBe(3);
+  expect([seen[1] === seen[0], seen[2] === seen[0]]).toEqual([true, true]);
+  for (const i of [0, 1, 2]) expect(new Set(base.bytes.subarray(i * LEN, (i + 1) * LEN))).toEqual(new Set([i + 1]));
+  expect(out.length).toBeGreaterThanOrEqual(3);
+  c.reader.push(request(2, 0, 0, 0));
+  await done;
+});

@@ -19,7 +19,11 @@ interface Waiting {
   /** Where its bytes go once it spans chunks, and how many are there. */
   into: Uint8Array | undefined;
   filled: number;
+  alloc: Alloc | undefined;
 }
+
+/** Memory for a take that spans chunks (`length` bytes); a new array when none is given. */
+export type Alloc = (length: number) => Uint8Array;
 
 export class ByteReader {
   private readonly chunks: Uint8Array[] = [];
@@ -62,7 +66,7 @@ export class ByteReader {
 
   /** The take waiting spans chunks: its bytes go to their place from now on, starting with those held. */
   private fill(w: Waiting): void {
-    w.into = new Uint8Array(w.length);
+    w.into = w.alloc ? w.alloc(w.length) : new Uint8Array(w.length);
     w.filled = this.buffered;
     w.into.set(this.takeNow(this.buffered)!);
   }
@@ -87,7 +91,7 @@ export class ByteReader {
   }
 
   /** `length` bytes if they are here, else undefined. */
-  takeNow(length: number): Uint8Array | undefined {
+  takeNow(length: number, alloc?: Alloc): Uint8Array | undefined {
     if (this.buffered < length) return undefined;
     this.buffered -= length;
     const first = this.chunks[0];
@@ -99,7 +103,7 @@ export class ByteReader {
       this.regulate();
       return out;
     }
-    const out = new Uint8Array(length);
+    const out = alloc ? alloc(length) : new Uint8Array(length);
     let at = 0;
     while (at < length) {
       const c = this.chunks[0]!;
@@ -113,12 +117,12 @@ export class ByteReader {
     return out;
   }
 
-  take(length: number): Promise<Uint8Array> {
-    const now = this.takeNow(length);
+  take(length: number, alloc?: Alloc): Promise<Uint8Array> {
+    const now = this.takeNow(length, alloc);
     if (now) return Promise.resolve(now);
     if (this.ended) return Promise.reject(this.ended);
     if (this.waiting) return Promise.reject(new Error("one take at a time"));
-    const taken = new Promise<Uint8Array>((resolve, reject) => (this.waiting = { length, resolve, reject, into: undefined, filled: 0 }));
+    const taken = new Promise<Uint8Array>((resolve, reject) => (this.waiting = { length, resolve, reject, into: undefined, filled: 0, alloc }));
     if (this.buffered > 0) this.fill(this.waiting!);
     this.regulate();
     return taken;

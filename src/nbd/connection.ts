@@ -114,16 +114,20 @@ export class NbdConnection {
       const bytes = (request.type === Cmd.WRITE || request.type === Cmd.READ) && request.length <= MAX_REQUEST ? request.length : 0;
       const room = bytes > 0 ? this.inFlightBytes.acquire(bytes) : undefined;
       if (room) await room;
+      let kept: Uint8Array | undefined;
       if (request.type === Cmd.WRITE) {
+        const alloc = (length: number) => (kept = this.inFlightBytes.buffer(length));
         try {
-          payload = this.reader.takeNow(request.length) ?? (await this.reader.take(request.length));
+          payload = this.reader.takeNow(request.length, alloc) ?? (await this.reader.take(request.length, alloc));
         } catch (err) {
           this.inFlightBytes.release(bytes);
           throw err;
         }
       }
       if (request.type === Cmd.DISC) return;
-      this.answer(request, n, this.stopping ? Promise.reject(new Refused(NbdErrno.ESHUTDOWN, "shutting down")) : this.execute(request, n, payload), bytes);
+      const work = this.stopping ? Promise.reject(new Refused(NbdErrno.ESHUTDOWN, "shutting down")) : this.execute(request, n, payload);
+      // The payload is only lent to the write: once it settles, its memory takes the next one.
+      this.answer(request, n, kept ? work.finally(() => this.inFlightBytes.giveBack(kept!)) : work, bytes);
       if (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((resolve) => (this.slotFreed = resolve));
       if (this.backlogged) {
         await this.wire.drained();
