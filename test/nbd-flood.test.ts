@@ -11,8 +11,8 @@ import { embeddedPeer, freshBucket, peerArgs, startEmbedded } from "./helpers/s3
 const server = startEmbedded();
 afterEach(async () => {
   server.reset();
-  await cleanupNbd();
-});
+  await cleanupNbd(); // a server still flushing gets 10 s, then SIGKILL
+}, 30_000);
 afterAll(() => server.stop());
 
 const MIB = 2 ** 20;
