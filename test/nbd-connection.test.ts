@@ -4,6 +4,8 @@
  */
 import { expect, test } from "bun:test";
 import { NbdConnection, type Wire } from "../src/nbd/connection.ts";
+import { ByteReader } from "../src/nbd/byte-reader.ts";
+import { InFlightBytes } from "../src/nbd/in-flight-bytes.ts";
 import type { NbdDevice } from "../src/nbd/device.ts";
 import { zeroExtents } from "../src/file/extents.ts";
 import type { Logger } from "../src/log.ts";
@@ -45,7 +47,7 @@ function memoryDevice() {
 
 function fakeWire() {
   const out: Uint8Array[] = [];
-  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close: () => out.push(new Uint8Array(0)) };
+  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close: () => out.push(new Uint8Array(0)), pause() {}, resume() {} };
   return { wire, out };
 }
 
@@ -153,4 +155,95 @@ test("a FUA write is flushed before its reply; a client that leaves mid-payload 
   await done;
   expect(bytes[0]).toBe(0);
   expect(out.length).toBe(1);
+});
+
+test("the byte reader pauses its source while it holds its limit unasked, and resumes when takes bring it below", async () => {
+  const flow: string[] = [];
+  const r = new ByteReader({ limit: 10, pause: () => flow.push("pause"), resume: () => flow.push("resume") });
+  r.push(new Uint8Array(6));
+  expect(flow).toEqual([]);
+  r.push(new Uint8Array(6)); // 12 held
+  expect(flow).toEqual(["pause"]);
+  r.push(new Uint8Array(6)); // a chunk already on its way: kept, no second pause
+  expect(r.takeNow(9)!.length).toBe(9); // 9 left
+  expect(flow).toEqual(["pause", "resume"]);
+  r.push(new Uint8Array(3)); // 12 again
+  expect(flow).toEqual(["pause", "resume", "pause"]);
+  // A take waiting for more than is held needs the bytes, limit or not.
+  const big = r.take(40);
+  expect(flow.at(-1)).toBe("resume");
+  for (let i = 0; i < 7; i++) r.push(Uint8Array.from({ length: 4 }, (_, j) => i * 4 + j));
+  const got = await big;
+  expect(got.length).toBe(40);
+  expect(Array.from(got.subarray(12))).toEqual(Array.from({ length: 28 }, (_, j) => j));
+  expect(flow.at(-1)).toBe("resume");
+});
+
+test("a client that sends faster than its writes finish is held back: in-flight bytes stop at the bound, the socket is paused, then resumed as they finish", async () => {
+  const held: (() => void)[] = [];
+  const base = memoryDevice();
+  const device: NbdDevice = {
+    ...base.device,
+    async write(offset, data) {
+      await new Promise<void>((resolve) => held.push(resolve));
+      return base.device.write(offset, data);
+    },
+  };
+  const flow: string[] = [];
+  const out: Uint8Array[] = [];
+  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close() {}, pause: () => flow.push("pause"), resume: () => flow.push("resume") };
+  const c = new NbdConnection(wire, device, { name: "file", description: "test", size: SIZE, blockSize: BLOCK, readOnly: false }, quiet, "test", new InFlightBytes(64 * 1024));
+  const done = c.run();
+  c.reader.push(new Uint8Array(u32(3)));
+  c.reader.push(option(1)); // EXPORT_NAME ""
+  await tick();
+  out.length = 0;
+  const WRITE = 16 * 1024;
+  const COUNT = 256; // 4 MiB, twice what is read ahead
+  for (let i = 0; i < COUNT; i++) {
+    const req = new Uint8Array(28 + WRITE);
+    req.set(request(1, i + 1, (i * WRITE) % SIZE, WRITE));
+    req.fill(i & 255, 28);
+    c.reader.push(req);
+  }
+  await tick();
+  expect(held.length).toBe(4); // 64 KiB of 16 KiB writes, not MAX_IN_FLIGHT of them
+  expect(flow).toEqual(["pause"]);
+  while (out.length < COUNT) {
+    expect(held.length).toBeLessThanOrEqual(4);
+    for (const resolve of held.splice(0)) resolve();
+    await tick();
+  }
+  expect(flow).toEqual(["pause", "resume"]);
+  expect(new Set(out.map((b) => hex(b.subarray(4, 8))))).toEqual(new Set(["00000000"])); // every write succeeded
+  for (let k = 0; k < SIZE / WRITE; k++) expect(base.bytes[k * WRITE]).toBe((COUNT - SIZE / WRITE + k) & 255); // the last write of each place
+  c.reader.push(request(2, 0, 0, 0));
+  await done;
+});
+
+test("a large payload spanning chunks is read into memory kept from the previous one, lent only until its write settles", async () => {
+  const base = memoryDevice();
+  const seen: ArrayBufferLike[] = [];
+  const device: NbdDevice = { ...base.device, write: (offset, data) => (seen.push(data.buffer), base.device.write(offset, data)) };
+  const { wire, out } = fakeWire();
+  const c = new NbdConnection(wire, device, { name: "file", description: "test", size: SIZE, blockSize: BLOCK, readOnly: false }, quiet, "test");
+  const done = c.run();
+  c.reader.push(new Uint8Array(u32(3)));
+  c.reader.push(option(1));
+  await tick();
+  const LEN = 128 * 1024;
+  for (const [i, offset] of [0, LEN, 2 * LEN].entries()) {
+    const req = new Uint8Array(28 + LEN);
+    req.set(request(1, i + 1, offset, LEN));
+    req.fill(i + 1, 28);
+    c.reader.push(req.subarray(0, 1000)); // the payload comes in pieces
+    c.reader.push(req.subarray(1000));
+    await tick();
+  }
+  expect(seen.length).toBe(3);
+  expect([seen[1] === seen[0], seen[2] === seen[0]]).toEqual([true, true]);
+  for (const i of [0, 1, 2]) expect(new Set(base.bytes.subarray(i * LEN, (i + 1) * LEN))).toEqual(new Set([i + 1]));
+  expect(out.length).toBeGreaterThanOrEqual(3);
+  c.reader.push(request(2, 0, 0, 0));
+  await done;
 });

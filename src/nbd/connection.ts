@@ -6,6 +6,7 @@
 import { Errno, FsError, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { ByteReader } from "./byte-reader.ts";
+import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
 import { ALLOCATION_CONTEXT_ID, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type Negotiated } from "./handshake.ts";
 import {
@@ -17,10 +18,17 @@ export interface Wire {
   write(bytes: Uint8Array): boolean;
   drained(): Promise<void>;
   close(): void;
+  /** Stops taking bytes from the client, until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 /** Requests served at once per connection; reading stops while this many are in flight. */
 const MAX_IN_FLIGHT = 64;
+/** Bytes of requests in flight over all of a server's connections (see InFlightBytes): one of the largest, or many smaller. */
+export const IN_FLIGHT_BYTES = MAX_REQUEST;
+/** Bytes read ahead of the request being parsed; past this the socket is paused. */
+const READ_AHEAD = 2 << 20;
 /** BLOCK_STATUS answers with at most this many extents (the client asks again from where it ends). */
 const MAX_EXTENTS = 1024;
 
@@ -36,7 +44,7 @@ class Refused extends Error {
 }
 
 export class NbdConnection {
-  readonly reader = new ByteReader();
+  readonly reader: ByteReader;
   private inFlight = 0;
   private slotFreed: (() => void) | undefined;
   private allDone: (() => void) | undefined;
@@ -51,7 +59,10 @@ export class NbdConnection {
     private readonly spec: ExportSpec,
     private readonly log: Logger,
     private readonly peer: string,
-  ) {}
+    private readonly inFlightBytes = new InFlightBytes(IN_FLIGHT_BYTES),
+  ) {
+    this.reader = new ByteReader({ limit: READ_AHEAD, pause: () => wire.pause(), resume: () => wire.resume() });
+  }
 
   /** Serves until the client leaves or `stop` has drained the requests in flight; never rejects. */
   async run(): Promise<void> {
@@ -94,16 +105,29 @@ export class NbdConnection {
         return;
       }
       let payload: Uint8Array | undefined;
+      if (request.type === Cmd.WRITE && request.length > MAX_REQUEST) {
+        await this.reader.skip(request.length);
+        this.answer(request, n, Promise.reject(new Refused(NbdErrno.EINVAL, `a write of ${request.length} bytes is over the ${MAX_REQUEST}-byte limit`)), 0);
+        continue;
+      }
+      // A write's payload is read, and a read's reply made, only once their bytes fit the bound.
+      const bytes = (request.type === Cmd.WRITE || request.type === Cmd.READ) && request.length <= MAX_REQUEST ? request.length : 0;
+      const room = bytes > 0 ? this.inFlightBytes.acquire(bytes) : undefined;
+      if (room) await room;
+      let kept: Uint8Array | undefined;
       if (request.type === Cmd.WRITE) {
-        if (request.length > MAX_REQUEST) {
-          await this.reader.skip(request.length);
-          this.answer(request, n, Promise.reject(new Refused(NbdErrno.EINVAL, `a write of ${request.length} bytes is over the ${MAX_REQUEST}-byte limit`)));
-          continue;
+        const alloc = (length: number) => (kept = this.inFlightBytes.buffer(length));
+        try {
+          payload = this.reader.takeNow(request.length, alloc) ?? (await this.reader.take(request.length, alloc));
+        } catch (err) {
+          this.inFlightBytes.release(bytes);
+          throw err;
         }
-        payload = this.reader.takeNow(request.length) ?? (await this.reader.take(request.length));
       }
       if (request.type === Cmd.DISC) return;
-      this.answer(request, n, this.stopping ? Promise.reject(new Refused(NbdErrno.ESHUTDOWN, "shutting down")) : this.execute(request, n, payload));
+      const work = this.stopping ? Promise.reject(new Refused(NbdErrno.ESHUTDOWN, "shutting down")) : this.execute(request, n, payload);
+      // The payload is only lent to the write: once it settles, its memory takes the next one.
+      this.answer(request, n, kept ? work.finally(() => this.inFlightBytes.giveBack(kept!)) : work, bytes);
       if (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((resolve) => (this.slotFreed = resolve));
       if (this.backlogged) {
         await this.wire.drained();
@@ -168,17 +192,18 @@ export class NbdConnection {
   }
 
   /** Sends the reply once `work` settles, in the turn it settles (read bytes are good for that turn). */
-  private answer(r: Request, n: Negotiated, work: Promise<Uint8Array[] | void>): void {
+  private answer(r: Request, n: Negotiated, work: Promise<Uint8Array[] | void>, bytes: number): void {
     this.inFlight++;
     work
       .then(
         (pieces) => this.reply(r, n, pieces ?? undefined),
         (err) => this.replyError(r, n, err),
       )
-      .finally(() => this.finished());
+      .finally(() => this.finished(bytes));
   }
 
-  private finished(): void {
+  private finished(bytes: number): void {
+    if (bytes > 0) this.inFlightBytes.release(bytes);
     this.inFlight--;
     const freed = this.slotFreed;
     this.slotFreed = undefined;

@@ -7,7 +7,8 @@ import { createConnection } from "node:net";
 import { lstatSync, rmSync } from "node:fs";
 import { ConfigError, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { NbdConnection, type Wire } from "./connection.ts";
+import { IN_FLIGHT_BYTES, NbdConnection, type Wire } from "./connection.ts";
+import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
 import type { ExportSpec } from "./handshake.ts";
 import { runtime } from "../runtime/index.ts";
@@ -22,6 +23,8 @@ export function describeAddress(a: NbdAddress): string {
 export class NbdServer {
   private readonly connections = new Set<NbdConnection>();
   private readonly running = new Set<Promise<void>>();
+  /** Shared by every connection: together they hold at most this many bytes of requests. */
+  private readonly inFlightBytes = new InFlightBytes(IN_FLIGHT_BYTES);
   /** Called whenever the last connection has closed. */
   onIdle: (() => void) | undefined;
   private constructor(
@@ -44,8 +47,10 @@ export class NbdServer {
   }
 
   private accept(stream: StreamConnection, device: NbdDevice, spec: ExportSpec, log: Logger): StreamSession {
-    const wire: Wire = { write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end() };
-    const connection = new NbdConnection(wire, device, spec, log, stream.peer);
+    const wire: Wire = {
+      write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end(), pause: () => stream.pause(), resume: () => stream.resume(),
+    };
+    const connection = new NbdConnection(wire, device, spec, log, stream.peer, this.inFlightBytes);
     this.connections.add(connection);
     log.debug(`NBD: connection from ${stream.peer}`);
     const run = connection.run().finally(() => {

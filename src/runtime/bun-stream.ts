@@ -63,6 +63,8 @@ function connection(socket: Socket<State>, state: () => State): ClientConnection
       if (s.queued === 0) socket.end();
       else s.waiters.push(() => socket.end());
     },
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
   };
 }
 

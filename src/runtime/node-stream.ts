@@ -15,6 +15,8 @@ export function listenStream(address: StreamAddress, open: (c: StreamConnection)
       write: (bytes) => socket.write(bytes),
       drained: () => (socket.writableNeedDrain && !socket.destroyed ? new Promise((resolve) => waiters.push(resolve)) : Promise.resolve()),
       end: () => socket.end(),
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
     });
     let closed = false;
     const gone = (why: string) => {

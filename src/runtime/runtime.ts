@@ -71,6 +71,13 @@ export interface StreamConnection {
   drained(): Promise<void>;
   /** Sends what is queued, then closes. */
   end(): void;
+  /**
+   * Stops reading from the socket: the kernel's buffer fills and the peer's sends block. A chunk
+   * the runtime had already read may still be delivered after the call.
+   */
+  pause(): void;
+  /** Reads from the socket again after `pause`. */
+  resume(): void;
 }
 
 /** A connection this process opened (connectStream), for requests whose bodies are not copied. */

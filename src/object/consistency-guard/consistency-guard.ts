@@ -6,6 +6,11 @@
  * delete was done, or 404 where data was written is a stale answer, asked again with backoff until
  * it matches or --maxRetryPause runs out (then EIO). Stale data never goes up.
  *
+ * A read holds what it expects for as long as it runs: an entry a read judges answers against is
+ * not forgotten under it, however long its retries take. A stale answer also proves the server
+ * still inconsistent, so the entry is kept another --md5CacheTime from then: a server stale for
+ * longer than the retry budget gets EIO, read after read, never the old bytes.
+ *
  * What a read of a block may return, by the block's state:
  *
  * | state     | kept in                   | a read returns                                          |
@@ -46,7 +51,12 @@ interface Remembered {
   md5s: (string | null)[];
   /** Uncertain: the bytes of writes that failed and may have landed (null: a delete). */
   attempts: (Uint8Array | null)[];
+  /** When the write that set it ended (for --minWriteDelay). */
   completed: number;
+  /** Forgotten after this, unless a read holds it. */
+  expires: number;
+  /** Reads in flight that judge answers against this entry. */
+  readers: number;
 }
 
 interface Job {
@@ -69,11 +79,13 @@ interface Queue {
 const MAX_ATTEMPTS = 4;
 
 export class ConsistencyGuard extends Layer<VerifiedStore> {
-  /** In completion order: the first entry expires first. */
+  /** In expiry order: the first entry expires first (an entry whose expiry moves moves to the end). */
   private readonly known = new Map<number, Remembered>();
   /** Per block with writes in progress. */
   private readonly queues = new Map<number, Queue>();
   private readonly zero: Uint8Array;
+  /** Settled when a read lets go of an entry, for a write waiting for room that only held entries fill. */
+  private released: PromiseWithResolvers<void> | undefined;
   private readonly counters = new Counters(["stale answers", "stale retries", "writes delayed", "writes coalesced", "cache full waits"] as const);
 
   constructor(
@@ -84,34 +96,65 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
     this.zero = new Uint8Array(inner.blockSize);
   }
 
+  /** The block's entry, unless it expired (then it is forgotten). */
   private remembered(block: number): Remembered | undefined {
     const entry = this.known.get(block);
-    if (entry && this.o.cacheTimeMs > 0 && performance.now() - entry.completed > this.o.cacheTimeMs) {
+    if (entry && this.expired(entry)) {
       this.known.delete(block);
       return undefined;
     }
     return entry;
   }
 
+  private expired(entry: Remembered): boolean {
+    return this.o.cacheTimeMs > 0 && entry.readers === 0 && performance.now() > entry.expires;
+  }
+
   async readBlock(block: number): Promise<Uint8Array> {
     const backoff = new Backoff(this.o.initialRetryPauseMs, this.o.maxRetryPauseMs);
-    for (;;) {
-      const queue = this.queues.get(block);
-      const writing = queue?.waiting ?? queue?.sending;
-      // The writer's bytes stay valid until its write settles, past the reader's turn.
-      if (writing) return writing.data ?? this.zero;
-      const expected = this.remembered(block);
-      const got = await this.inner.readVerified(block);
-      if (!expected) return got.data ?? this.zero;
-      if (this.accepts(expected, got)) return got.data ?? this.zero;
-      // A write began or ended meanwhile: the answer may be its, so ask again before judging.
-      if (this.queues.has(block) || this.known.get(block) !== expected) continue;
-      this.counters.add("stale answers");
-      if (!backoff.canWait()) {
-        throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${backoff.paused} ms of retries`);
+    let held: Remembered | undefined;
+    try {
+      for (;;) {
+        const queue = this.queues.get(block);
+        const writing = queue?.waiting ?? queue?.sending;
+        // The writer's bytes stay valid until its write settles, past the reader's turn.
+        if (writing) return writing.data ?? this.zero;
+        const expected = this.remembered(block);
+        if (expected !== held) {
+          if (held) this.release(held);
+          if (expected) expected.readers++;
+          held = expected;
+        }
+        const got = await this.inner.readVerified(block);
+        if (!expected) return got.data ?? this.zero;
+        if (this.accepts(expected, got)) return got.data ?? this.zero;
+        // A write began or ended meanwhile: the answer may be its, so ask again before judging.
+        if (this.queues.has(block) || this.known.get(block) !== expected) continue;
+        this.counters.add("stale answers");
+        this.keep(block, expected);
+        if (!backoff.canWait()) {
+          throw new FsError(Errno.EIO, `block ${block}: the server still answers an older version after ${backoff.paused} ms of retries`);
+        }
+        this.counters.add("stale retries");
+        await backoff.wait();
       }
-      this.counters.add("stale retries");
-      await backoff.wait();
+    } finally {
+      if (held) this.release(held);
+    }
+  }
+
+  /** The server was just seen stale for this block: remember it another --md5CacheTime from now. */
+  private keep(block: number, entry: Remembered): void {
+    entry.expires = performance.now() + this.o.cacheTimeMs;
+    this.known.delete(block);
+    this.known.set(block, entry);
+  }
+
+  private release(entry: Remembered): void {
+    entry.readers--;
+    if (entry.readers === 0 && this.released) {
+      this.released.resolve();
+      this.released = undefined;
     }
   }
 
@@ -174,9 +217,11 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
     this.queues.delete(block);
   }
 
-  private remember(block: number, state: Omit<Remembered, "completed">): void {
-    this.known.delete(block); // to the end: the completion order is the expiry order
-    this.known.set(block, { ...state, completed: performance.now() });
+  private remember(block: number, state: Pick<Remembered, "md5s" | "attempts">): void {
+    this.forgetExpired(); // as entries come, the expired ones go: the cache holds --md5CacheTime of writes, not --md5CacheSize
+    this.known.delete(block); // to the end: the expiry order
+    const now = performance.now();
+    this.known.set(block, { ...state, completed: now, expires: now + this.o.cacheTimeMs, readers: 0 });
   }
 
   /**
@@ -197,16 +242,24 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
   private async room(block: number): Promise<void> {
     let waited = false;
     while (!this.known.has(block) && this.known.size >= this.o.cacheSize) {
-      const [oldest, entry] = this.known.entries().next().value as [number, Remembered];
+      const left = this.forgetExpired();
+      if (this.known.size < this.o.cacheSize) return;
+      if (!waited) this.counters.add("cache full waits");
+      waited = true;
       // Remembered forever (--md5CacheTime=0) only when every block fits, so this wait always ends.
-      const left = this.o.cacheTimeMs === 0 ? Infinity : entry.completed + this.o.cacheTimeMs - performance.now();
-      if (left <= 0) this.known.delete(oldest);
-      else {
-        if (!waited) this.counters.add("cache full waits");
-        waited = true;
-        await delay(left);
-      }
+      if (left !== undefined) await delay(left);
+      else await (this.released ??= Promise.withResolvers<void>()).promise; // every entry is held by a read
     }
+  }
+
+  /** Forgets every expired entry no read holds; returns the ms until the next one expires (undefined: all are held). */
+  private forgetExpired(): number | undefined {
+    for (const [block, entry] of this.known) {
+      if (entry.readers > 0) continue;
+      if (!this.expired(entry)) return entry.expires - performance.now();
+      this.known.delete(block);
+    }
+    return undefined;
   }
 
   protected ownStats(): StatGroup {
