@@ -14,7 +14,7 @@ if (process.argv.includes("--all")) {
 for (const [outfile, target] of targets) {
   rmSync(outfile, { force: true });
   const result = await Bun.build({
-    entrypoints: ["src/main.ts", "src/fuse/device-reader.worker.ts", "src/object/s3/http.worker.ts", "src/util/fresh-buffers.worker.ts"],
+    entrypoints: ["src/main.ts", "src/fuse/device-reader.worker.ts", "src/http/http.worker.ts", "src/memory/fresh-buffers.worker.ts"],
     compile: target ? { outfile, target } : { outfile },
     minify: true,
     bytecode: true,

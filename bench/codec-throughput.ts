@@ -8,10 +8,10 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BlockEncryption } from "../src/object/codec/block-encryption.ts";
-import { cipherByName } from "../src/object/codec/ciphers.ts";
-import { Codec } from "../src/object/codec/codec.ts";
-import type { Compression } from "../src/object/codec/compression.ts";
+import { BlockEncryption } from "../src/store/codec/block-encryption.ts";
+import { cipherByName } from "../src/store/codec/ciphers.ts";
+import { Codec } from "../src/store/codec/codec.ts";
+import type { Compression } from "../src/store/codec/compression.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { ddRate, run, waitGone } from "./helpers.ts";

@@ -8,7 +8,7 @@ import { announceReady, applyAllocatorSettings, isDaemonChild, startDaemon } fro
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
 import { log } from "./log.ts";
 import { erase, resetMountedFlag } from "./app/maintenance.ts";
-import { obtainPassword, passwordWarning } from "./cli/password.ts";
+import { obtainPassword, passwordWarning } from "./app/password.ts";
 import { serve } from "./app/serve.ts";
 import { checkLogFile } from "./app/own-files.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";

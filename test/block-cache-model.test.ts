@@ -18,11 +18,11 @@ import { BlockCache, type BlockCacheOptions } from "../src/store/block-cache/blo
 import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { VerifiedStore } from "../src/store/block-store.ts";
 import { plainCodec } from "./helpers/stores.ts";
-import type { StatGroup } from "../src/store/block-store.ts";
+import type { StatGroup } from "../src/util/stat-group.ts";
 import { Layer } from "../src/store/layer.ts";
 import { seededRandom } from "./helpers/data.ts";
 import { CacheFile } from "../src/store/block-cache/cache-file.ts";
-import { BufferPool } from "../src/util/buffer-pool.ts";
+import { BufferPool } from "../src/memory/buffer-pool.ts";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

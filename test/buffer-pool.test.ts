@@ -1,6 +1,6 @@
 /** The spare block buffers shared by the block cache and the GETs. */
 import { expect, test } from "bun:test";
-import { BufferPool } from "../src/util/buffer-pool.ts";
+import { BufferPool } from "../src/memory/buffer-pool.ts";
 import { pattern, waitFor } from "./helpers/data.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,10 +6,10 @@
 import { expect, test } from "bun:test";
 import { pbkdf2 } from "@noble/hashes/pbkdf2.js";
 import { sha1 } from "@noble/hashes/legacy.js";
-import { CIPHERS, cipherByName, nobleCrypto, webCrypto, type BlockCrypto } from "../src/object/codec/ciphers.ts";
-import { AuthenticationError, BlockEncryption } from "../src/object/codec/block-encryption.ts";
-import { compress, decompress, zstdContentSize } from "../src/object/codec/compression.ts";
-import { cipherOfLayer, parseEncoding } from "../src/object/codec/content-encoding.ts";
+import { CIPHERS, cipherByName, nobleCrypto, webCrypto, type BlockCrypto } from "../src/store/codec/ciphers.ts";
+import { AuthenticationError, BlockEncryption } from "../src/store/codec/block-encryption.ts";
+import { compress, decompress, zstdContentSize } from "../src/store/codec/compression.ts";
+import { cipherOfLayer, parseEncoding } from "../src/store/codec/content-encoding.ts";
 
 const hex = (s: string) => new Uint8Array(s.match(/../g)!.map((b) => parseInt(b, 16)));
 const toHex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Logger } from "../src/log.ts";
 import { isAllZero, type BlockStore } from "../src/store/block-store.ts";
-import { ConsistencyGuard, type ConsistencyGuardOptions } from "../src/object/consistency-guard/consistency-guard.ts";
+import { ConsistencyGuard, type ConsistencyGuardOptions } from "../src/store/consistency-guard/consistency-guard.ts";
 import { S3Client } from "../src/object/s3/s3-client.ts";
 import { S3Store } from "../src/object/s3/s3-store.ts";
 import { cleanupDisks, isMounted, mountWith, pattern, runAsync, tempDir } from "./helpers/disk.ts";

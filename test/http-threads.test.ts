@@ -7,9 +7,9 @@ import { afterAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { createServer, type Server, type Socket as NetSocket } from "node:net";
 import { createHash } from "node:crypto";
-import { BodySlots, HttpThreadError, HttpThreads, httpThreadsUsable } from "../src/object/s3/http-threads.ts";
+import { BodySlots, HttpThreadError, HttpThreads, httpThreadsUsable } from "../src/http/http-threads.ts";
 import { pattern } from "./helpers/data.ts";
-import { BufferPool } from "../src/util/buffer-pool.ts";
+import { BufferPool } from "../src/memory/buffer-pool.ts";
 
 const pool = new HttpThreads(2, { insecure: false, ca: undefined });
 const listeners: TCPSocketListener<unknown>[] = [];

@@ -1,6 +1,6 @@
 /** The HTTP/1.1 response reader of the HTTP threads: known bytes in, fed whole and in every split. */
 import { expect, test } from "bun:test";
-import { requestBytes, ResponseReader, type ParsedResponse } from "../src/object/s3/http1.ts";
+import { requestBytes, ResponseReader, type ParsedResponse } from "../src/http/http1.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { HUGE_PAGE, pagesToAdvise } from "../src/util/huge-pages.ts";
+import { HUGE_PAGE, pagesToAdvise } from "../src/memory/huge-pages.ts";
 
 const MiB = 2 ** 20;
 

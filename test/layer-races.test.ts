@@ -8,7 +8,7 @@ import { expect, test } from "bun:test";
 import { Errno, FsError } from "../src/errors.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { ObjectToStore } from "../src/object/object-store.ts";
-import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
+import { ConsistencyGuard } from "../src/store/consistency-guard/consistency-guard.ts";
 import { ZeroBlockCache } from "../src/store/zero-block-cache/zero-block-cache.ts";
 import { rmSync } from "node:fs";
 import { join } from "node:path";

@@ -1,6 +1,6 @@
 /** The memory budget: over it, the process collects garbage; under it, it leaves the collector alone. */
 import { expect, test } from "bun:test";
-import { MemoryBudget } from "../src/app/memory-budget.ts";
+import { MemoryBudget } from "../src/memory/memory-budget.ts";
 
 const value = (b: MemoryBudget, name: string) => Number(b.stats().values.find(([n]) => n === name)![1]);
 

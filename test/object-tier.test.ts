@@ -5,10 +5,10 @@
 import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { Errno, FsError } from "../src/errors.ts";
-import { BlockEncryption } from "../src/object/codec/block-encryption.ts";
-import { cipherByName } from "../src/object/codec/ciphers.ts";
-import { Codec } from "../src/object/codec/codec.ts";
-import { ConsistencyGuard } from "../src/object/consistency-guard/consistency-guard.ts";
+import { BlockEncryption } from "../src/store/codec/block-encryption.ts";
+import { cipherByName } from "../src/store/codec/ciphers.ts";
+import { Codec } from "../src/store/codec/codec.ts";
+import { ConsistencyGuard } from "../src/store/consistency-guard/consistency-guard.ts";
 import { MemoryObjects } from "../src/object/memory-objects.ts";
 import type { ObjectToStore, StoredObject } from "../src/object/object-store.ts";
 import { pattern } from "./helpers/data.ts";

@@ -14,7 +14,7 @@ import net from "node:net";
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createHash, createHmac } from "node:crypto";
-import { DirObjects } from "../src/s3server/objects.ts";
+import { DirStorage } from "../src/s3server/objects.ts";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { amzDate, ALGORITHM, credentialScope, sign, signingKey } from "../src/util/sigv4.ts";
 import { seededRandom, tempDir } from "./helpers/data.ts";
@@ -24,7 +24,7 @@ const SECRET = "fuzz-secret-key";
 const root = tempDir("fuzz");
 const objectsDir = join(root, "objects");
 mkdirSync(join(root, "outside"));
-const server = new S3Server({ objects: new DirObjects(objectsDir), credentials: { [ACCESS]: { secretAccessKey: SECRET } }, buckets: ["fuzz"] });
+const server = new S3Server({ objects: new DirStorage(objectsDir), credentials: { [ACCESS]: { secretAccessKey: SECRET } }, buckets: ["fuzz"] });
 server.start();
 afterAll(async () => {
   await server.stop();

@@ -10,7 +10,10 @@ import { detectGeometry } from "../src/object/s3/auto-detect.ts";
 import { pattern } from "./helpers/data.ts";
 import { ACCESS, SECRET, startEmbedded } from "./helpers/s3.ts";
 import { plainCodec } from "./helpers/stores.ts";
-import { crc32Base64 } from "../src/util/checksum.ts";
+import { crc32ToBase64 } from "../src/util/checksum.ts";
+import { runtime } from "../src/runtime/index.ts";
+
+const crc32Base64 = (data: Uint8Array) => crc32ToBase64(runtime.crc32(data));
 
 const server = startEmbedded(["bkt"]);
 afterAll(() => server.stop());

@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { runtime } from "../runtime/index.ts";
-import { PASSWORD_ON_STDIN } from "../cli/password.ts";
+import { PASSWORD_ON_STDIN } from "./password.ts";
 
 const CHILD_ENV = "S3BACKER_DAEMON_CHILD";
 const READY = "ready\n";

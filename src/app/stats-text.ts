@@ -1,5 +1,5 @@
 /** The stats file's text: every layer's counters, top layer first; as text or JSON. */
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 
 export function statsText(groups: readonly StatGroup[], format: "text" | "json"): string {
   if (format === "json") return `${JSON.stringify(Object.fromEntries(groups.map((g) => [g.layer, Object.fromEntries(g.values)])), null, 2)}\n`;

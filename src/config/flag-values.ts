@@ -9,7 +9,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import type { Given } from "../cli/parse.ts";
 import { flagDefault } from "../cli/flags.ts";
 import { formatSize, parseSize } from "../util/size.ts";
-import { MAX_KEY_LENGTH } from "../object/codec/ciphers.ts";
+import { MAX_KEY_LENGTH } from "../store/codec/ciphers.ts";
 import { MAX_AGE_DELAYS } from "../store/block-cache/write-back-queue.ts";
 import { MAX_BLOCKS, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from "./geometry.ts";
 

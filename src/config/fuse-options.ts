@@ -4,7 +4,7 @@
  * unknown one is refused, as libfuse refuses it.
  */
 import { ConfigError, UsageError } from "../errors.ts";
-import type { FuseOptions } from "./settings.ts";
+import type { FuseOptions } from "../fuse/mount.ts";
 
 /** One full-size FUSE read ahead of a sequential reader. */
 export const DEFAULT_KERNEL_READAHEAD = 1 << 20;

@@ -3,9 +3,9 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { flagDefault } from "../cli/flags.ts";
 import type { FlagValues } from "./flag-values.ts";
 import { envRegion } from "../object/s3/credentials.ts";
-import { CIPHERS, cipherByName, MAX_KEY_LENGTH } from "../object/codec/ciphers.ts";
-import { type Compression, isCompression, LEVELS } from "../object/codec/compression.ts";
-import { cipherOfLayer, DEFLATE, parseEncoding, ZSTD } from "../object/codec/content-encoding.ts";
+import { CIPHERS, cipherByName, MAX_KEY_LENGTH } from "../store/codec/ciphers.ts";
+import { type Compression, isCompression, LEVELS } from "../store/codec/compression.ts";
+import { cipherOfLayer, DEFLATE, parseEncoding, ZSTD } from "../store/codec/content-encoding.ts";
 import type { CacheSettings, CodecSettings, ConsistencySettings, EncryptionSettings, S3Settings } from "./settings.ts";
 
 /** The typed forms of the flags among `names` that were given, joined for a warning. */

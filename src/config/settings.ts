@@ -1,36 +1,11 @@
 /** The checked settings a command line becomes (build-config.ts makes them): types only. */
-import { type CipherSpec } from "../object/codec/ciphers.ts";
-import type { Compression } from "../object/codec/compression.ts";
+import { type CipherSpec } from "../store/codec/ciphers.ts";
+import type { Compression } from "../store/codec/compression.ts";
+import type { TestFaults } from "../object/test-faults.ts";
+import type { FuseOptions } from "../fuse/mount.ts";
 
 export type Mode = "mount" | "erase" | "reset-mounted-flag";
 
-export interface FuseOptions {
-  allowOther: boolean;
-  /** -o allow_root: mounted for every user, but only root and the owner are served (as libfuse does it). */
-  allowRoot: boolean;
-  defaultPermissions: boolean;
-  uid: number;
-  gid: number;
-  /** Kernel read-ahead in bytes (the original's 0 would turn buffered reads into 4 KiB requests). */
-  maxReadahead: number;
-  /** -o max_read, -o max_write: the largest read and write the kernel may send (ours at most). */
-  maxRead: number | undefined;
-  maxWrite: number | undefined;
-  /** Seconds the kernel may keep a name, and attributes (undefined: ours), and a name's absence. */
-  entryTimeout: number | undefined;
-  attrTimeout: number | undefined;
-  negativeTimeout: number;
-  /** -o umask: every inode's permissions are 0777 & ~umask (libfuse's meaning). */
-  umask: number | undefined;
-  /** -o sync_read: the kernel sends a file's reads one at a time. */
-  syncRead: boolean;
-  /** -s: one request handled at a time. */
-  singleThreaded: boolean;
-  fsname: string;
-  subtype: string;
-  /** Options passed to the kernel's mount unchanged (nodev, noexec, ...). */
-  mountFlags: string[];
-}
 
 export interface Config {
   mode: Mode;
@@ -81,11 +56,6 @@ export interface Config {
   codec: CodecSettings;
 }
 
-export interface TestFaults {
-  errors: boolean;
-  delays: boolean;
-  discard: boolean;
-}
 
 /** An NBD socket to serve on, or a kernel NBD device to attach through nbd-client. */
 export type NbdTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } | { kind: "device"; path: string };
@@ -101,7 +71,7 @@ export interface CodecSettings {
 export interface EncryptionSettings {
   cipher: CipherSpec;
   keyLength: number;
-  /** From --password; else --passwordFile, else a prompt (see cli/password.ts). */
+  /** From --password; else --passwordFile, else a prompt (see app/password.ts). */
   password: string | undefined;
   passwordFile: string | undefined;
 }

@@ -6,9 +6,37 @@ import { spawnSync } from "node:child_process";
 import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { ConfigError, messageOf } from "../errors.ts";
 import { runtime } from "../runtime/index.ts";
-import type { FuseOptions } from "../config/settings.ts";
 import { commandPath } from "../util/command-path.ts";
 import { MAX_WRITE } from "./session.ts";
+
+/** How the disk is mounted: the FUSE options of the command line (config/fuse-options.ts reads them). */
+export interface FuseOptions {
+  allowOther: boolean;
+  /** -o allow_root: mounted for every user, but only root and the owner are served (as libfuse does it). */
+  allowRoot: boolean;
+  defaultPermissions: boolean;
+  uid: number;
+  gid: number;
+  /** Kernel read-ahead in bytes (the original's 0 would turn buffered reads into 4 KiB requests). */
+  maxReadahead: number;
+  /** -o max_read, -o max_write: the largest read and write the kernel may send (ours at most). */
+  maxRead: number | undefined;
+  maxWrite: number | undefined;
+  /** Seconds the kernel may keep a name, and attributes (undefined: ours), and a name's absence. */
+  entryTimeout: number | undefined;
+  attrTimeout: number | undefined;
+  negativeTimeout: number;
+  /** -o umask: every inode's permissions are 0777 & ~umask (libfuse's meaning). */
+  umask: number | undefined;
+  /** -o sync_read: the kernel sends a file's reads one at a time. */
+  syncRead: boolean;
+  /** -s: one request handled at a time. */
+  singleThreaded: boolean;
+  fsname: string;
+  subtype: string;
+  /** Options passed to the kernel's mount unchanged (nodev, noexec, ...). */
+  mountFlags: string[];
+}
 
 const MS_RDONLY = 1;
 const MS_NOSUID = 2;

@@ -9,7 +9,7 @@
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Errno, FsError, messageOf } from "../errors.ts";
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 import { blockName, parseBlockName } from "./block-names.ts";
 import { Counters } from "../util/counters.ts";

@@ -1,5 +1,5 @@
 /** Objects in RAM, as a server would keep them: for `--test :memory:` (benchmarks) and tests. Gone at unmount. */
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { Counters } from "../util/counters.ts";
 import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 

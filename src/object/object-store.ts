@@ -4,7 +4,7 @@
  * it, and the consistency guard compares MD5s through the codec. An object store knows nothing of
  * zero blocks, encodings or caches: it keeps bytes and says what it holds.
  */
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { md5Hex } from "../util/md5.ts";
 
 /** An object as the codec hands it down: the body and the headers that say how to read it. */

@@ -5,11 +5,17 @@
  * file is touched), to measure the layers above alone.
  */
 import { Errno, FsError } from "../errors.ts";
-import type { TestFaults } from "../config/settings.ts";
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { Counters } from "../util/counters.ts";
 import { delay } from "../util/delay.ts";
 import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+
+/** Which of --test-errors, --test-delays and --test-discard are on. */
+export interface TestFaults {
+  errors: boolean;
+  delays: boolean;
+  discard: boolean;
+}
 
 export const ERROR_PERCENT = 1;
 export const MAX_DELAY_MS = 200;

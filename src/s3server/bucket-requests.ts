@@ -7,7 +7,7 @@ import { md5Hex } from "../util/md5.ts";
 import type { FaultSettings, ServerCounters } from "./faults.ts";
 import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
 import type { MultipartUploads } from "./multipart.ts";
-import type { ObjectStore } from "./objects.ts";
+import type { ServerStorage } from "./objects.ts";
 import { completeXml, deleteResultXml, initiateXml, listXml, locationXml, parseDeleteRequest } from "./xml.ts";
 
 const LIST_LIMIT = 1000;
@@ -15,7 +15,7 @@ const MAX_DELETE_KEYS = 1000;
 
 /** What the handlers need of the server. */
 export interface ServerParts {
-  readonly objects: ObjectStore;
+  readonly objects: ServerStorage;
   readonly uploads: MultipartUploads;
   readonly counters: ServerCounters;
   readonly faults: FaultSettings;

@@ -4,7 +4,7 @@
  */
 import { cac } from "cac";
 import { UsageError } from "../errors.ts";
-import { DirObjects } from "./objects.ts";
+import { DirStorage } from "./objects.ts";
 import { S3Server } from "./s3-server.ts";
 
 export const S3_SERVER_COMMAND = "s3-server";
@@ -34,7 +34,7 @@ export async function s3ServerMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port=${options.port}: not a port number`);
   const buckets = options.bucket === undefined ? [] : [options.bucket].flat().map(String);
   const server = new S3Server({
-    objects: options.dir ? new DirObjects(String(options.dir)) : undefined,
+    objects: options.dir ? new DirStorage(String(options.dir)) : undefined,
     credentials: { [accessKey]: { secretAccessKey: secretKey } },
     buckets,
     anonymousRead: options.anonymousRead === true,

@@ -50,11 +50,11 @@ export const NO_FAULTS: FaultSettings = {
   downUntil: 0,
 };
 
-export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "BULK_DELETE" | "OTHER";
+export type ServerRequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST" | "BULK_DELETE" | "OTHER";
 
 /** What the server saw: per kind, and what it did on purpose. */
 export class ServerCounters {
-  requests: Record<RequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, BULK_DELETE: 0, OTHER: 0 };
+  requests: Record<ServerRequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, BULK_DELETE: 0, OTHER: 0 };
   /** Keys removed by DeleteObjects requests. */
   bulkDeletedKeys = 0;
   injectedErrors = 0;

@@ -8,7 +8,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { md5Hex } from "../util/md5.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { decodeXml, escapeXml } from "../util/xml.ts";
-import type { StoredObject } from "./objects.ts";
+import type { ServerObject } from "./objects.ts";
 
 export const MIN_PART = 5 * 2 ** 20;
 export const MAX_PARTS = 10_000;
@@ -18,7 +18,7 @@ interface Upload {
   key: string;
   started: number;
   /** What the object will carry: type, encoding, x-amz-meta-*. */
-  template: Omit<StoredObject, "body" | "etag" | "lastModified">;
+  template: Omit<ServerObject, "body" | "etag" | "lastModified">;
   parts: Map<number, { body: Uint8Array; etag: string; at: number }>;
 }
 
@@ -67,7 +67,7 @@ export class MultipartUploads {
   }
 
   /** Joins the parts the client lists (in ascending order, ETags matching) into the object. */
-  complete(bucket: string, key: string, id: string, requestXml: string): StoredObject | Failure {
+  complete(bucket: string, key: string, id: string, requestXml: string): ServerObject | Failure {
     const upload = this.find(bucket, key, id);
     if ("status" in upload) return upload;
     const asked = [...requestXml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({

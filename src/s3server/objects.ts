@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 
-export interface StoredObject {
+export interface ServerObject {
   body: Uint8Array;
   /** Hex MD5 of the body, unquoted. */
   etag: string;
@@ -16,22 +16,22 @@ export interface StoredObject {
   lastModified: number;
 }
 
-export interface ObjectStore {
+export interface ServerStorage {
   hasBucket(bucket: string): boolean;
   createBucket(bucket: string): void;
   /** Removes a bucket (the caller checks it is empty). */
   deleteBucket(bucket: string): void;
   /** Every bucket, in byte order. */
   buckets(): string[];
-  get(bucket: string, key: string): StoredObject | undefined;
-  put(bucket: string, key: string, object: StoredObject): void;
+  get(bucket: string, key: string): ServerObject | undefined;
+  put(bucket: string, key: string, object: ServerObject): void;
   delete(bucket: string, key: string): void;
   /** Keys of a bucket in byte order. */
   keys(bucket: string): string[];
 }
 
-export class MemoryObjects implements ObjectStore {
-  private readonly bucketMap = new Map<string, Map<string, StoredObject>>();
+export class MemoryStorage implements ServerStorage {
+  private readonly bucketMap = new Map<string, Map<string, ServerObject>>();
   /** Each bucket's keys in order, until a key comes or goes (listing a big bucket sorts once). */
   private readonly sorted = new Map<string, string[]>();
 
@@ -51,7 +51,7 @@ export class MemoryObjects implements ObjectStore {
   get(bucket: string, key: string) {
     return this.bucketMap.get(bucket)?.get(key);
   }
-  put(bucket: string, key: string, object: StoredObject) {
+  put(bucket: string, key: string, object: ServerObject) {
     const objects = this.bucketMap.get(bucket)!;
     if (!objects.has(key)) this.sorted.delete(bucket);
     objects.set(key, object);
@@ -76,7 +76,7 @@ export class MemoryObjects implements ObjectStore {
  * memory on first use. Folders of the earlier layout (`<URI-encoded key>` and `.meta`) are moved
  * to this one then.
  */
-export class DirObjects implements ObjectStore {
+export class DirStorage implements ServerStorage {
   private readonly index = new Map<string, Map<string, string>>();
 
   constructor(private readonly dir: string) {
@@ -94,7 +94,7 @@ export class DirObjects implements ObjectStore {
         keys.set(key, name.slice(0, -5));
       } else if (name.endsWith(".meta")) {
         const key = decodeURIComponent(name.slice(0, -5));
-        const meta = JSON.parse(readFileSync(join(folder, name), "utf8")) as Omit<StoredObject, "body">;
+        const meta = JSON.parse(readFileSync(join(folder, name), "utf8")) as Omit<ServerObject, "body">;
         const id = idOf(key);
         renameSync(join(folder, name.slice(0, -5)), join(folder, id));
         writeFileSync(join(folder, `${id}.json`), JSON.stringify({ ...meta, key }));
@@ -119,14 +119,14 @@ export class DirObjects implements ObjectStore {
   buckets() {
     return readdirSync(this.dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort(byteOrder);
   }
-  get(bucket: string, key: string): StoredObject | undefined {
+  get(bucket: string, key: string): ServerObject | undefined {
     const id = this.keysOf(bucket).get(key);
     if (id === undefined) return undefined;
     const path = join(this.dir, bucket, id);
-    const { key: _, ...meta } = JSON.parse(readFileSync(`${path}.json`, "utf8")) as Omit<StoredObject, "body"> & { key: string };
+    const { key: _, ...meta } = JSON.parse(readFileSync(`${path}.json`, "utf8")) as Omit<ServerObject, "body"> & { key: string };
     return { ...meta, body: readFileSync(path) };
   }
-  put(bucket: string, key: string, object: StoredObject) {
+  put(bucket: string, key: string, object: ServerObject) {
     const id = idOf(key);
     const path = join(this.dir, bucket, id);
     const { body, ...meta } = object;

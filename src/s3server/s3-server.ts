@@ -14,20 +14,20 @@ import { md5Hex } from "../util/md5.ts";
 import { runtime } from "../runtime/index.ts";
 import { delay } from "../util/delay.ts";
 import type { HttpServer } from "../runtime/runtime.ts";
-import { delayFor, NO_FAULTS, ServerCounters, type FaultSettings, type RequestKind } from "./faults.ts";
-import { MemoryObjects, type ObjectStore, type StoredObject } from "./objects.ts";
+import { delayFor, NO_FAULTS, ServerCounters, type FaultSettings, type ServerRequestKind } from "./faults.ts";
+import { MemoryStorage, type ServerStorage, type ServerObject } from "./objects.ts";
 import { checkPayload, verifySigV4, type Credential } from "./sigv4-verify.ts";
 import { messageOf } from "../errors.ts";
 import { isBucketName } from "../util/bucket-name.ts";
 import { MultipartUploads } from "./multipart.ts";
 import { aclXml, bucketsXml } from "./xml.ts";
 import { BucketRequests, type ServerParts } from "./bucket-requests.ts";
-import { crc32Base64 } from "../util/checksum.ts";
+import { crc32ToBase64 } from "../util/checksum.ts";
 import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
 
 export interface S3ServerOptions {
   /** Where objects live (default: memory). */
-  objects?: ObjectStore;
+  objects?: ServerStorage;
   /** Access key ID -> secret (and optional session token). */
   credentials: Record<string, Credential>;
   /** Buckets that exist from the start. */
@@ -45,7 +45,7 @@ export interface S3ServerOptions {
 }
 
 interface Stale {
-  previous: StoredObject | undefined;
+  previous: ServerObject | undefined;
   until: number;
 }
 
@@ -56,7 +56,7 @@ const MAX_BODY = 256 * 2 ** 20;
 const utf8 = new TextEncoder();
 
 export class S3Server implements ServerParts {
-  readonly objects: ObjectStore;
+  readonly objects: ServerStorage;
   readonly counters = new ServerCounters();
   faults: FaultSettings = { ...NO_FAULTS };
   private readonly credentials: Map<string, Credential>;
@@ -67,7 +67,7 @@ export class S3Server implements ServerParts {
   private http: HttpServer | undefined;
 
   constructor(private readonly options: S3ServerOptions) {
-    this.objects = options.objects ?? new MemoryObjects();
+    this.objects = options.objects ?? new MemoryStorage();
     this.credentials = new Map(Object.entries(options.credentials));
     for (const b of options.buckets ?? []) this.objects.createBucket(b);
     this.region = options.region ?? "us-east-1";
@@ -116,10 +116,10 @@ export class S3Server implements ServerParts {
     const url = new URL(req.url);
     const [, bucket = "", ...rest] = url.pathname.split("/");
     const rawKey = rest.join("/");
-    const kind: RequestKind =
+    const kind: ServerRequestKind =
       rawKey === ""
         ? req.method === "GET" && bucket ? "LIST" : req.method === "POST" && url.searchParams.has("delete") ? "BULK_DELETE" : "OTHER"
-        : ["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as RequestKind) : "OTHER";
+        : ["GET", "PUT", "DELETE", "HEAD"].includes(req.method) ? (req.method as ServerRequestKind) : "OTHER";
     this.counters.requests[kind]++;
     const resource = url.pathname;
     if (Date.now() < this.faults.downUntil) {
@@ -245,7 +245,7 @@ export class S3Server implements ServerParts {
       if (given.toString("hex") !== etag) return this.error(400, "BadDigest", "The Content-MD5 you specified did not match what we received", resource, "PUT");
     }
     const crc = req.headers.get("x-amz-checksum-crc32") ?? undefined;
-    if (crc !== undefined && crc !== crc32Base64(body)) {
+    if (crc !== undefined && crc !== crc32ToBase64(runtime.crc32(body))) {
       return this.error(400, "BadDigest", "The CRC32 you specified did not match the calculated checksum.", resource, "PUT");
     }
     const existing = this.objects.get(bucket, key);
@@ -322,7 +322,7 @@ export class S3Server implements ServerParts {
   }
 
   /** The version a reader sees: the stale one during the eventual-consistency window. */
-  private visible(bucket: string, key: string): StoredObject | undefined {
+  private visible(bucket: string, key: string): ServerObject | undefined {
     const stale = this.stale.get(`${bucket}/${key}`);
     if (stale && Date.now() < stale.until) {
       this.counters.staleAnswers++;

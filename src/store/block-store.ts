@@ -11,12 +11,8 @@
  * - The caller (the FUSE file layer) serialises writes to one block; reads may run alongside.
  * - Failures are thrown as `FsError` with the errno the kernel should see.
  */
+import type { StatGroup } from "../util/stat-group.ts";
 
-export interface StatGroup {
-  /** Which layer these counters belong to, e.g. "local directory". */
-  readonly layer: string;
-  readonly values: ReadonlyArray<readonly [name: string, value: number | string]>;
-}
 
 export interface BlockStore {
   readonly blockSize: number;

@@ -3,7 +3,8 @@
  * and writes go through its own whole-block operations unless it does better, listing, flushing
  * and closing pass down, and its counters come before those of the layers below.
  */
-import type { BlockStore, StatGroup } from "./block-store.ts";
+import type { BlockStore } from "./block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { readPartOf, writePartOf } from "./partial.ts";
 
 export abstract class Layer<Inner extends BlockStore = BlockStore> implements BlockStore {

@@ -4,7 +4,7 @@
  * server on a connection of its own, and responses written back, with their framing as asked.
  */
 import net from "node:net";
-import { ResponseReader, type ParsedResponse } from "../../src/object/s3/http1.ts";
+import { ResponseReader, type ParsedResponse } from "../../src/http/http1.ts";
 import { concatBytes } from "../../src/util/bytes.ts";
 
 export type { ParsedResponse };

@@ -1,7 +1,7 @@
 /** Store stacks for tests that need no server. */
-import { Codec } from "../../src/object/codec/codec.ts";
+import { Codec } from "../../src/store/codec/codec.ts";
 import type { ObjectStore } from "../../src/object/object-store.ts";
-import type { StatGroup } from "../../src/store/block-store.ts";
+import type { StatGroup } from "../../src/util/stat-group.ts";
 import { BlockCache, type BlockCacheOptions } from "../../src/store/block-cache/block-cache.ts";
 import { CacheFile } from "../../src/store/block-cache/cache-file.ts";
 import { Logger } from "../../src/log.ts";

@@ -11,8 +11,8 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
-import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable } from "./http-threads.ts";
-import type { BufferPool } from "../../util/buffer-pool.ts";
+import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable } from "../../http/http-threads.ts";
+import type { BufferPool } from "../../memory/buffer-pool.ts";
 import { readInputFile } from "../../util/flag-paths.ts";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
 

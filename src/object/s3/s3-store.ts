@@ -4,16 +4,17 @@
  * carries Content-MD5.
  */
 import { Errno, FsError } from "../../errors.ts";
-import type { StatGroup } from "../../store/block-store.ts";
+import type { StatGroup } from "../../util/stat-group.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Md5Batch, md5InTurns } from "../../util/md5.ts";
 import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { RetryableError, type S3Client } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
 import { BulkDeleter } from "./bulk-delete.ts";
-import { crc32Base64, crc32ToBase64 } from "../../util/checksum.ts";
+import { crc32ToBase64 } from "../../util/checksum.ts";
+import { runtime } from "../../runtime/index.ts";
 import { Counters } from "../../util/counters.ts";
-import type { BufferPool } from "../../util/buffer-pool.ts";
+import type { BufferPool } from "../../memory/buffer-pool.ts";
 
 export const META_BLOCKSIZE = "x-amz-meta-s3backer-blocksize";
 export const META_FILESIZE = "x-amz-meta-s3backer-filesize";
@@ -89,7 +90,7 @@ export class S3Store implements ObjectStore {
         const etag = unquote(answer.headers.get("etag"));
         const crc = [answer.headers.get(CHECKSUM), answer.headers.get(META_CRC32)].find((c) => c !== null && WHOLE_CRC32.test(c));
         if (crc !== undefined && MD5_HEX.test(etag)) {
-          const actual = answer.crc32 === undefined ? crc32Base64(answer.body) : crc32ToBase64(answer.crc32);
+          const actual = answer.crc32 === undefined ? crc32ToBase64(runtime.crc32(answer.body)) : crc32ToBase64(answer.crc32);
           if (actual !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
           this.checks.add("GET bodies CRC-checked");
           digest = etag;
@@ -120,7 +121,7 @@ export class S3Store implements ObjectStore {
   async put(block: number, object: ObjectToStore): Promise<string> {
     const key = this.key(block);
     const digest = object.md5 !== undefined ? Buffer.from(object.md5, "hex") : Buffer.from(await this.uploadMd5.digest(object.body));
-    const crc = crc32Base64(object.body);
+    const crc = crc32ToBase64(runtime.crc32(object.body));
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
       "content-md5": digest.toString("base64"),

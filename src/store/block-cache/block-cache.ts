@@ -47,14 +47,15 @@
  */
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import type { BlockStore, ImmediateStore, StatGroup } from "../block-store.ts";
+import type { BlockStore, ImmediateStore } from "../block-store.ts";
+import type { StatGroup } from "../../util/stat-group.ts";
 import { DONE, isAllZero, ZERO_WRITES_IN_FLIGHT } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Md5Batch } from "../../util/md5.ts";
 import { runtime } from "../../runtime/index.ts";
 import { Layer } from "../layer.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
-import { BufferPool } from "../../util/buffer-pool.ts";
+import { BufferPool } from "../../memory/buffer-pool.ts";
 import { WriteBackQueue } from "./write-back-queue.ts";
 import { ReadAhead } from "./read-ahead.ts";
 import { ReloadCheck, type ReloadCheckHost } from "./reload-check.ts";

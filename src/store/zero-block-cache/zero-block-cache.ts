@@ -9,7 +9,8 @@
  * may be from before it. Writes are tracked per slot (block modulo SLOTS): a write to another block
  * of the same slot only costs a lesson, never a wrong one.
  */
-import type { BlockStore, StatGroup } from "../block-store.ts";
+import type { BlockStore } from "../block-store.ts";
+import type { StatGroup } from "../../util/stat-group.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";

@@ -12,7 +12,7 @@
  * pages: the resident size stops growing. The stats file shows how many there were and how long
  * they took.
  */
-import type { StatGroup } from "../store/block-store.ts";
+import type { StatGroup } from "../util/stat-group.ts";
 import { runtime } from "../runtime/index.ts";
 
 const CHECK_MS = 25;

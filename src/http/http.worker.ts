@@ -9,9 +9,9 @@
  * bytes again), as fetch() does. A connection that fails, or is answered before it took the whole
  * body, is aborted: the rest of that body is never sent (the main thread reuses its memory).
  */
-import { runtime } from "../../runtime/index.ts";
-import type { ClientConnection } from "../../runtime/runtime.ts";
-import { messageOf } from "../../errors.ts";
+import { runtime } from "../runtime/index.ts";
+import type { ClientConnection } from "../runtime/runtime.ts";
+import { messageOf } from "../errors.ts";
 import { ResponseReader, type ParsedResponse } from "./http1.ts";
 import type { HttpAnswer, HttpJob } from "./http-threads.ts";
 

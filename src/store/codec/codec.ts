@@ -15,11 +15,12 @@
  */
 import { md5Hex } from "../../util/md5.ts";
 import { Errno, FsError } from "../../errors.ts";
-import type { StatGroup, VerifiedStore } from "../../store/block-store.ts";
-import { isAllZero } from "../../store/block-store.ts";
+import type { VerifiedStore } from "../block-store.ts";
+import type { StatGroup } from "../../util/stat-group.ts";
+import { isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
-import { readPartOf, writePartOf } from "../../store/partial.ts";
-import type { ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
+import { readPartOf, writePartOf } from "../partial.ts";
+import type { ObjectStore, ObjectToStore, StoredObject } from "../../object/object-store.ts";
 import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
 import { compress, decompress, isCompression, type Compression } from "./compression.ts";
 import { cipherOfLayer, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
@@ -52,6 +53,11 @@ export class Codec implements VerifiedStore {
   /** Decoding makes new bytes; a plain body is the store's own. */
   get freshReads(): boolean {
     return this.transforms || this.inner.freshBodies;
+  }
+
+  /** True when new blocks are encrypted (--encrypt). */
+  get encrypts(): boolean {
+    return this.o.encryption !== undefined;
   }
 
   /** True when blocks are transformed on the way out (so a stored ETag is not the MD5 of the data). */

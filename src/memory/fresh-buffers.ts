@@ -41,7 +41,7 @@ export class FreshBuffers {
   }
 
   private start(): Worker {
-    const worker = runtime.startWorker("util/fresh-buffers.worker.ts");
+    const worker = runtime.startWorker("memory/fresh-buffers.worker.ts");
     // The thread must not keep the process alive (the mount's end decides that).
     (worker as Worker & { unref?: () => void }).unref?.();
     worker.onmessage = (e: MessageEvent<Uint8Array | { ready: true }>) => {

@@ -4,7 +4,7 @@
  * enough to tell: block 0, or the first block a listing finds (the original deletes a zero block 0).
  */
 import { ConfigError } from "../../errors.ts";
-import type { ObjectStore, StoredObject } from "../object-store.ts";
+import type { ObjectStore, StoredObject } from "../../object/object-store.ts";
 import type { Codec } from "./codec.ts";
 import { cipherOfLayer, parseEncoding } from "./content-encoding.ts";
 

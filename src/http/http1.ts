@@ -5,8 +5,8 @@
  * Pure: no sockets here.
  */
 
-import { concatBytes } from "../../util/bytes.ts";
-import { onHugePages } from "../../util/huge-pages.ts";
+import { concatBytes } from "../util/bytes.ts";
+import { onHugePages } from "../memory/huge-pages.ts";
 
 const MAX_HEAD = 64 * 1024;
 const latin1 = new TextDecoder("latin1");

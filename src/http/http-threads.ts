@@ -14,10 +14,10 @@
  * Used where the runtime offers its own sockets and no HTTP proxy is configured (fetch() honours
  * the proxy variables; this does not speak to proxies).
  */
-import { runtime } from "../../runtime/index.ts";
-import type { ClientTls } from "../../runtime/runtime.ts";
+import { runtime } from "../runtime/index.ts";
+import type { ClientTls } from "../runtime/runtime.ts";
 import { requestBytes } from "./http1.ts";
-import type { BufferPool } from "../../util/buffer-pool.ts";
+import type { BufferPool } from "../memory/buffer-pool.ts";
 
 /** What the main thread asks of an HTTP thread. */
 export interface HttpJob {
@@ -189,7 +189,7 @@ export class HttpThreads {
   }
 
   private start(): Thread {
-    const worker = runtime.startWorker("object/s3/http.worker.ts");
+    const worker = runtime.startWorker("http/http.worker.ts");
     const thread: Thread = { worker, inFlight: 0, waiting: [] };
     // The threads must not keep the process alive (the mount's end decides that).
     (worker as Worker & { unref?: () => void }).unref?.();

@@ -29,10 +29,11 @@
  * the wrong order; writes that arrive while one waits are coalesced (only the newest goes out).
  */
 import { Errno, FsError } from "../../errors.ts";
-import type { StatGroup, VerifiedStore } from "../../store/block-store.ts";
-import { isAllZero } from "../../store/block-store.ts";
+import type { VerifiedStore } from "../block-store.ts";
+import type { StatGroup } from "../../util/stat-group.ts";
+import { isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
-import { Layer } from "../../store/layer.ts";
+import { Layer } from "../layer.ts";
 import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 

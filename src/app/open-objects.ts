@@ -1,0 +1,85 @@
+/**
+ * The bottom of a disk's stack: its object store (S3, a local directory or memory, with the --test
+ * faults over it), the disk's geometry (from the flags, or auto-detected from block 0) and its
+ * mounted flag.
+ */
+import { BufferPool } from "../memory/buffer-pool.ts";
+import type { Config, Geometry } from "../config/settings.ts";
+import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, resolveGeometry } from "../config/geometry.ts";
+import { MEMORY_BUCKET } from "../config/build-config.ts";
+import type { Logger } from "../log.ts";
+import { blockName } from "../object/block-names.ts";
+import { LocalDirStore, LocalMountFlag } from "../object/local-dir.ts";
+import { MemoryObjects } from "../object/memory-objects.ts";
+import type { MountFlagStore } from "../object/mount-flag.ts";
+import type { ObjectStore } from "../object/object-store.ts";
+import { detectGeometry } from "../object/s3/auto-detect.ts";
+import { credentialSource } from "../object/s3/credentials.ts";
+import { S3Client } from "../object/s3/s3-client.ts";
+import { S3MountFlag } from "../object/s3/mount-flag.ts";
+import { S3Store } from "../object/s3/s3-store.ts";
+import { FaultyObjects } from "../object/test-faults.ts";
+
+export interface OpenedObjects {
+  objects: ObjectStore;
+  geometry: Geometry;
+  /** Undefined for the in-memory store. */
+  flag: MountFlagStore | undefined;
+  /** Spare block buffers the store's GETs read bodies into, for the block cache to fill (S3 only). */
+  spares: BufferPool | undefined;
+  /** A disk not created yet: block 0 is to be written at once, to record its sizes for the next mount. */
+  isNew: boolean;
+  /** Whether a stored block is to be checked against --encrypt before anything is written (S3 only). */
+  checkEncoding: boolean;
+}
+
+/** `mounting`: false for --erase and --reset-mounted-flag, which need no sizes and write no block. */
+export function openObjects(config: Config, log: Logger, mounting: boolean): Promise<OpenedObjects> {
+  return config.test ? openLocal(config, mounting) : openS3(config, log, mounting);
+}
+
+async function openLocal(config: Config, mounting: boolean): Promise<OpenedObjects> {
+  const geometry = !mounting && config.fileSize === undefined ? anyGeometry(config) : resolveGeometry(config, undefined, config.force);
+  const { blockSize, numBlocks } = geometry;
+  const inMemory = config.bucket === MEMORY_BUCKET;
+  const store = inMemory
+    ? new MemoryObjects(blockSize, numBlocks)
+    : await LocalDirStore.open({ dir: config.bucket, prefix: config.prefix, blockSize, numBlocks, hashPrefix: config.blockHashPrefix });
+  const f = config.testFaults;
+  const objects = f.errors || f.delays || f.discard ? new FaultyObjects(store, f) : store;
+  const flag = inMemory ? undefined : new LocalMountFlag(config.bucket, config.prefix);
+  return { objects, geometry, flag, spares: undefined, isNew: false, checkEncoding: false };
+}
+
+async function openS3(config: Config, log: Logger, mounting: boolean): Promise<OpenedObjects> {
+  const s3 = config.s3;
+  const credentials = credentialSource(s3);
+  log.debug(`S3 ${s3.baseURL} bucket ${config.bucket}, region ${s3.region}, credentials from ${credentials.origin}`);
+  const client = new S3Client({
+    baseURL: s3.baseURL, bucket: config.bucket, vhost: s3.vhost, region: s3.region, credentials,
+    timeoutMs: s3.timeoutMs, initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
+    insecure: s3.insecure, caFile: s3.cacert, maxUploadBps: s3.maxUploadBps, maxDownloadBps: s3.maxDownloadBps,
+    debugHttp: s3.debugHttp, keepAlive: s3.keepAlive, log,
+  });
+  let geometry = anyGeometry(config);
+  let isNew = false;
+  if (mounting) {
+    const detected = config.noAutoDetect ? "no disk" : await detectGeometry(client, config.prefix + blockName(0, config.blockHashPrefix));
+    if (detected === "no metadata") log.warn("block 0 carries no size metadata: using the sizes given on the command line");
+    geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
+    if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
+    isNew = detected === "no disk" && !config.readOnly && !config.noAutoDetect;
+  }
+  const spares = new BufferPool(geometry.blockSize, mounting);
+  const objects = new S3Store(client, {
+    prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
+    putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, spares,
+  });
+  return { objects, geometry, flag: new S3MountFlag(client, config.prefix), spares, isNew, checkEncoding: mounting };
+}
+
+/** For --erase and --reset-mounted-flag, which need no size: every block name counts. */
+function anyGeometry(config: Config): Geometry {
+  const blockSize = config.blockSize ?? DEFAULT_BLOCK_SIZE;
+  return { blockSize, fileSize: blockSize * MAX_BLOCKS, numBlocks: MAX_BLOCKS };
+}
