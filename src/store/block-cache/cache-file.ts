@@ -337,6 +337,11 @@ export class CacheFile {
     this.putBack(slot);
   }
 
+  /** Whether a slot is free (for the block cache's invariant check: a slot a block holds must not be). */
+  isFree(slot: number): boolean {
+    return this.free.includes(slot);
+  }
+
   /** Returns a slot no record points to (from takeSlot, unused) to the free ones. */
   putBack(slot: number): void {
     this.free.push(slot);

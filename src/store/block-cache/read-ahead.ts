@@ -1,7 +1,9 @@
 /**
- * Read-ahead: while a reader goes through blocks in order, --readAhead fetches are kept in flight
- * ahead of it (each one that completes starts the next), never more than twice that many blocks
- * ahead, and never more than the cache has room for.
+ * Read-ahead: which blocks to fetch ahead of a sequential reader, and how far.
+ *
+ * While a reader goes through blocks in order, --readAhead fetches are kept in flight ahead of it
+ * (each one that completes starts the next), never more than twice that many blocks ahead, and
+ * never more than the cache has room for.
  *
  * The depth adapts to the store's latency: a reader that reaches a block read-ahead is still
  * fetching had to wait for it, so the fetches were not far enough ahead; each such wait keeps one

@@ -1,9 +1,10 @@
 /**
- * The check of the clean blocks a cache file reloads against storage: another host may have
- * written them since. The mount answers at once; the check runs in the background, CHECKS_IN_FLIGHT
- * blocks at a time, and a block wanted before its turn is checked first. A block whose stored
- * MD5 differs from the one its record keeps is dropped (read from storage again when wanted); one
- * written whole meanwhile needs no check.
+ * The check against storage of the clean blocks a cache file reloads.
+ *
+ * Another host may have written them since. The mount answers at once; the check runs in the
+ * background, CHECKS_IN_FLIGHT blocks at a time, and a block wanted before its turn is checked
+ * first. A block whose stored MD5 differs from the one its record keeps is dropped (read from
+ * storage again when wanted); one written whole meanwhile needs no check.
  */
 import { messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
@@ -43,6 +44,11 @@ export class ReloadCheck {
 
   get left(): number {
     return this.pending.size;
+  }
+
+  /** The blocks still to be checked (for the cache's invariant check). */
+  unchecked(): Iterable<number> {
+    return this.pending.keys();
   }
 
   /** The block needs no check any more (written whole, or dropped from the cache). */

@@ -1,8 +1,10 @@
 /**
- * The order in which dirty blocks are written back. A block goes out --blockCacheWriteDelay after
- * its last write, so one written over and over (a filesystem's metadata) is uploaded once, not
- * every delay; but never later than MAX_AGE_DELAYS delays after it became dirty; at once when a
- * flush wants it or writers wait for room; and after a failure, not before its retry time.
+ * The order in which dirty blocks are written back.
+ *
+ * A block goes out --blockCacheWriteDelay after its last write, so one written over and over (a
+ * filesystem's metadata) is uploaded once, not every delay; but never later than MAX_AGE_DELAYS
+ * delays after it became dirty; at once when a flush wants it or writers wait for room; and after
+ * a failure, not before its retry time.
  *
  * Queues hold dirty blocks that are not uploading: `waiting` in the order of their last write and
  * `byAge` in the order they became dirty (the heads fall due first), `urgent` wanted now, `failed`
