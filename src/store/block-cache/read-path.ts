@@ -101,7 +101,8 @@ export class ReadPath implements ReadAheadHost {
         entry.pins++;
         try {
           const bytes = await residency.pageIn(entry);
-          if (bytes) {
+          // Evicted since the bytes came in (its buffer may hold another block by now): look again.
+          if (bytes && this.entries.map.get(block) === entry) {
             this.used(entry); // read now, even if read-ahead had asked for it first
             return bytes;
           }
