@@ -7,10 +7,12 @@
  * real HTTP and SigV4: the same path as a real bucket.
  */
 import { spawn, spawnSync, type Subprocess } from "bun";
+import { AwsClient } from "aws4fetch";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseBlockName } from "../src/object/block-names.ts";
 
 const BINARY = join(import.meta.dir, "../dist/s3backer");
 const work = mkdtempSync(join(tmpdir(), "s3backer-demo-"));
@@ -58,7 +60,21 @@ async function startServer(): Promise<string> {
   return url;
 }
 
-const objectCount = () => readdirSync(join(objects, "demo")).filter((n) => /^[0-9a-f]{8}\.meta$/.test(n)).length;
+/** The blocks stored in the bucket, as a client sees them: ListObjectsV2, page by page. */
+async function objectCount(): Promise<number> {
+  const aws = new AwsClient({ accessKeyId: ACCESS, secretAccessKey: SECRET, service: "s3", region: "us-east-1" });
+  let count = 0;
+  let token: string | undefined;
+  do {
+    const query = `list-type=2${token ? `&continuation-token=${encodeURIComponent(token)}` : ""}`;
+    const r = await aws.fetch(`${serverURL}demo?${query}`);
+    if (!r.ok) throw new Error(`listing the bucket: HTTP ${r.status}`);
+    const xml = await r.text();
+    count += [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].filter((m) => parseBlockName(m[1]!, false) !== undefined).length;
+    token = /<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(xml)?.[1];
+  } while (token);
+  return count;
+}
 process.on("SIGINT", () => {
   cleanup();
   process.exit(130);
@@ -83,7 +99,7 @@ try {
   serverURL = await startServer();
   console.log(`   S3 server: ${serverURL} (objects kept in ${objects})`);
   await mountDisk();
-  console.log(`   ${mnt}/file: ${sh(["stat", "-c", "%s bytes", join(mnt, "file")]).trim()}; objects in the bucket: ${objectCount()} (block 0 records the sizes)`);
+  console.log(`   ${mnt}/file: ${sh(["stat", "-c", "%s bytes", join(mnt, "file")]).trim()}; objects in the bucket: ${await objectCount()} (block 0 records the sizes)`);
 
   step("2. Put ext4 on it through a loop device and write some files");
   loop = sh(["losetup", "--direct-io=on", "-f", "--show", join(mnt, "file")]).trim();
@@ -104,7 +120,7 @@ try {
   sh(["losetup", "-d", loop]);
   loop = "";
   await unmountDisk();
-  console.log(`   objects in the bucket: ${objectCount()} of 1024 blocks (zero blocks are never stored)`);
+  console.log(`   objects in the bucket: ${await objectCount()} of 1024 blocks (zero blocks are never stored)`);
 
   step("4. Mount again through a fresh process (sizes auto-detected from block 0) and verify every checksum");
   await mountDisk();
