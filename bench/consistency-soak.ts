@@ -1,8 +1,8 @@
 /**
- * The model-based concurrency cases of test/consistency.test.ts, as long as asked: every case runs
- * for SECONDS (default 60) against the bundled server with the case's faults, then is killed with
- * -9 and checked after a fresh mount. Prints per case the operations done and every wrong read,
- * false EIO or lost write (there should be none), and the seed to replay it with.
+ * The model-based concurrency cases of test/mount/consistency.test.ts, as long as asked: every case
+ * runs for SECONDS (default 60) against the bundled server with the case's faults, then is killed
+ * with -9 and checked after a fresh mount. Prints per case the operations done and every wrong
+ * read, false EIO or lost write (there should be none), and the seed to replay it with.
  *
  *   bun bench/consistency-soak.ts [SECONDS] [CASE-NAME-PART]
  */

@@ -1,9 +1,9 @@
 /**
- * The crash-consistency test of test/crash.test.ts, as long as asked: ext4 on the disk, a workload
- * that journals what it fsynced, kill -9 at random moments with faults injected through the fault
- * proxy, recovery, e2fsck, every fsynced file checked. Runs default flags and with a cache file,
- * against the bundled server and (when S3_RGW_URL is set: `. /opt/rgw.env`) Ceph RGW. Prints per
- * round what was checked and injected, and per run the seed to replay it with.
+ * The crash-consistency test of test/mount/crash.test.ts, as long as asked: ext4 on the disk, a
+ * workload that journals what it fsynced, kill -9 at random moments with faults injected through
+ * the fault proxy, recovery, e2fsck, every fsynced file checked. Runs default flags and with a
+ * cache file, against the bundled server and (when S3_RGW_URL is set: `. /opt/rgw.env`) Ceph RGW.
+ * Prints per round what was checked and injected, and per run the seed to replay it with.
  *
  *   bun bench/crash-soak.ts [--rounds=20] [--seed=N] [--server=bundled|rgw|both] [--cache=off|on|both] [--no-faults] [--kill-after=MIN-MAX]
  */

@@ -36,10 +36,14 @@ export class MemoryBudget {
   private peak = 0;
   private dropped = 0;
 
-  /** `residentBytes` reads the process's resident size (a test may stand in for it). */
+  /**
+   * `residentBytes` reads the process's resident size; `collectGarbage` runs a full collection and
+   * says whether it could (a test may stand in for either).
+   */
   constructor(
     private readonly limit: number,
     private readonly residentBytes: () => number = () => process.memoryUsage.rss(),
+    private readonly collectGarbage: () => boolean = () => runtime.collectGarbage(),
   ) {}
 
   start(): void {
@@ -77,7 +81,7 @@ export class MemoryBudget {
   /** A full collection now; false where the runtime cannot (Deno). */
   private collect(): boolean {
     const started = performance.now();
-    if (!runtime.collectGarbage()) {
+    if (!this.collectGarbage()) {
       this.stop();
       return false;
     }

@@ -228,7 +228,8 @@ export class NbdConnection {
       return;
     }
     // The header, then the store's bytes as they are: the runtime copies what the socket does not
-    // take at once (test/runtime-contract.test.ts checks it), so they need not outlive this turn.
+    // take at once (test/unit/runtime-contract.test.ts checks it), so they need not outlive this
+    // turn.
     const length = pieces?.reduce((n, p) => n + p.length, 0) ?? 0;
     if (!n.structured) this.send(simpleReply(r.cookie, 0));
     else if (length === 0) this.send(doneChunk(r.cookie)); // a data chunk holds at least one byte

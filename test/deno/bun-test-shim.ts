@@ -71,16 +71,22 @@ class Matchers {
   toBeGreaterThanOrEqual(n: number) { this.check((this.actual as number) >= n, "to be at least", n); }
   toBeLessThan(n: number) { this.check((this.actual as number) < n, "to be less than", n); }
   toBeLessThanOrEqual(n: number) { this.check((this.actual as number) <= n, "to be at most", n); }
+  toBeDefined() { this.check(this.actual !== undefined, "to be defined"); }
+  toBeTruthy() { this.check(Boolean(this.actual), "to be truthy"); }
   toContain(e: unknown) { this.check((this.actual as string | unknown[]).includes(e as never), "to contain", e); }
-  toMatch(re: RegExp | string) { this.check(typeof re === "string" ? String(this.actual).includes(re) : re.test(String(this.actual)), "to match", String(re)); }
-  toThrow() {
-    let threw = false;
+  toContainEqual(e: unknown) { this.check((this.actual as unknown[]).some((a) => equal(a, e)), "to contain an equal of", e); }
+  toStartWith(prefix: string) { this.check(String(this.actual).startsWith(prefix), "to start with", prefix); }
+  toMatch(re: RegExp | string) { this.check(matches(String(this.actual), re), "to match", String(re)); }
+  /** Throws; with `message`, an error whose message contains it (a string) or matches it (a RegExp). */
+  toThrow(message?: RegExp | string) {
+    let thrown: { error: unknown } | undefined;
     try {
       (this.actual as () => unknown)();
-    } catch {
-      threw = true;
+    } catch (error) {
+      thrown = { error };
     }
-    this.check(threw, "to throw");
+    const ok = thrown !== undefined && (message === undefined || matches((thrown.error as Error)?.message ?? String(thrown.error), message));
+    this.check(ok, "to throw", message === undefined ? undefined : String(message));
   }
   toMatchObject(e: Record<string, unknown>) {
     const a = this.actual as Record<string, unknown>;
@@ -88,8 +94,22 @@ class Matchers {
   }
 }
 
+const matches = (text: string, pattern: RegExp | string) => (typeof pattern === "string" ? text.includes(pattern) : pattern.test(text));
+
+/** An expected value that matches a family of values (`expect.stringContaining`). */
+class Asymmetric {
+  constructor(
+    readonly description: string,
+    readonly accepts: (value: unknown) => boolean,
+  ) {}
+  toJSON(): string {
+    return this.description;
+  }
+}
+
 /** Deep equality where bytes are bytes: a Buffer equals a Uint8Array with the same contents (as in bun:test). */
 function equal(a: unknown, b: unknown): boolean {
+  if (b instanceof Asymmetric) return b.accepts(a);
   if (a instanceof Uint8Array && b instanceof Uint8Array) return a.length === b.length && Buffer.compare(a, b) === 0;
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => equal(x, b[i]));
   const plain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
@@ -109,4 +129,6 @@ function fmt(v: unknown): string {
   }
 }
 
-export const expect = (actual: unknown) => new Matchers(actual);
+export const expect = Object.assign((actual: unknown) => new Matchers(actual), {
+  stringContaining: (part: string) => new Asymmetric(`a string containing ${JSON.stringify(part)}`, (v) => typeof v === "string" && v.includes(part)),
+});

@@ -1,10 +1,11 @@
 /**
- * Crash consistency of a filesystem on the disk, shared by test/crash.test.ts (a few rounds) and
- * bench/crash-soak.ts (as many as asked): ext4 on a loop device on the mounted file, served by a
- * real S3 server through the fault proxy. Each round mounts (after the first, taking over the disk
- * a kill left, and recovering a cache file's unsaved blocks), replays the journal, checks every
- * file the workload (crash-workload.py) recorded as fsynced, checks the filesystem with e2fsck,
- * lets the workload loose with faults injected, and kills s3backer with -9 at a random moment.
+ * Crash consistency of a filesystem on the disk, shared by test/mount/crash.test.ts (a few rounds)
+ * and bench/crash-soak.ts (as many as asked): ext4 on a loop device on the mounted file, served by
+ * a real S3 server through the fault proxy. Each round mounts (after the first, taking over the
+ * disk a kill left, and recovering a cache file's unsaved blocks), replays the journal, checks
+ * every file the workload (crash-workload.py) recorded as fsynced, checks the filesystem with
+ * e2fsck, lets the workload loose with faults injected, and kills s3backer with -9 at a random
+ * moment.
  *
  * With a cache file, the blocks it holds unsaved at each kill are read from a copy of it, and
  * after the recovery mount the server must hold exactly those bytes: what was recovered is

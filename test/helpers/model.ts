@@ -1,8 +1,8 @@
 /**
- * The model-based runs through a real mount, shared by test/consistency.test.ts (a few seconds per
- * case) and bench/consistency-soak.ts (as long as asked): mount, fill the disk, let the clients of
- * helpers/model-client.py loose with the server misbehaving as the case says, kill -9 the mount,
- * and check a fresh mount against what the fsyncs acknowledged.
+ * The model-based runs through a real mount, shared by test/mount/consistency.test.ts (a few
+ * seconds per case) and bench/consistency-soak.ts (as long as asked): mount, fill the disk, let the
+ * clients of helpers/model-client.py loose with the server misbehaving as the case says, kill -9
+ * the mount, and check a fresh mount against what the fsyncs acknowledged.
  */
 import { join } from "node:path";
 import type { FaultSettings } from "../../src/s3server/faults.ts";
