@@ -3,7 +3,8 @@
  * also works when a test fails or the process was killed (a dead FUSE mount is lazily unmounted).
  */
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { expect } from "bun:test";
 import { join } from "node:path";
 
 export { pattern, tempDir, waitFor } from "./data.ts";
@@ -149,3 +150,45 @@ export function blockFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => /^([0-9a-f]{8}-)?[0-9a-f]{8}$/.test(n)).sort();
 }
 
+/** Writes `data` at `offset` and fsyncs it. */
+export function pwrite(path: string, offset: number, data: Uint8Array) {
+  const fd = openSync(path, "r+");
+  try {
+    expect(writeSync(fd, data, 0, data.length, offset)).toBe(data.length);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Up to `length` bytes from `offset` (fewer at the end of the file). */
+export function pread(path: string, offset: number, length: number): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    const buf = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(fd, buf, got, length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes `data` at `offset` with dd in another process and fsyncs it: for tests whose S3 server runs
+ * in this process, which must keep answering while the write waits.
+ */
+export async function ddWrite(path: string, offset: number, data: Uint8Array): Promise<void> {
+  const dir = tempDir("dd");
+  try {
+    await Bun.write(join(dir, "d"), data);
+    const r = await runAsync(["dd", `of=${path}`, "bs=1M", `seek=${offset}`, "oflag=seek_bytes", "conv=notrunc,fsync", "status=none", `if=${join(dir, "d")}`]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
