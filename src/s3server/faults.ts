@@ -57,6 +57,8 @@ export class ServerCounters {
   requests: Record<ServerRequestKind, number> = { GET: 0, PUT: 0, DELETE: 0, HEAD: 0, LIST: 0, BULK_DELETE: 0, OTHER: 0 };
   /** Keys removed by DeleteObjects requests. */
   bulkDeletedKeys = 0;
+  /** Objects made by CopyObject (counted among the PUTs too). */
+  copies = 0;
   injectedErrors = 0;
   /** Requests held back by the latency fault. */
   delayedRequests = 0;

@@ -1,7 +1,7 @@
 /**
  * The embedded S3 server: the subset of S3 that s3backer uses, over real HTTP, with SigV4 checked
  * (headers or a presigned URL), Content-MD5 checked, conditional requests, Range, ListObjects (v1
- * and v2), DeleteObjects, and fault injection; and what a user's AWS CLI or s3cmd needs to look at
+ * and v2), DeleteObjects, CopyObject (copy-object.ts), and fault injection; and what a user's AWS CLI or s3cmd needs to look at
  * or clean a bucket: ListBuckets, DeleteBucket, GetBucketLocation, multipart uploads (multipart.ts).
  * It backs the tests and the quick-start demo, and runs as `s3backer s3-server`.
  *
@@ -24,6 +24,7 @@ import { aclXml, bucketsXml } from "./xml.ts";
 import { BucketRequests, type ServerParts } from "./bucket-requests.ts";
 import { crc32ToBase64 } from "../util/checksum.ts";
 import { errorResponse, metaHeaders, objectEncoding, xmlResponse } from "./http-parts.ts";
+import { COPY_SOURCE, copyObject } from "./copy-object.ts";
 
 export interface S3ServerOptions {
   /** Where objects live (default: memory). */
@@ -189,7 +190,7 @@ export class S3Server implements ServerParts {
     else {
       switch (req.method) {
         case "PUT":
-          response = this.putObject(req, bucket, key, body, resource);
+          response = req.headers.has(COPY_SOURCE) ? copyObject(this, req, bucket, key, resource) : this.putObject(req, bucket, key, body, resource);
           break;
         case "GET":
         case "HEAD":
