@@ -33,8 +33,8 @@ export class MemoryObjects implements ObjectStore {
     this.objects.delete(block);
   }
 
-  async list(found: (block: number) => void): Promise<void> {
-    for (const block of this.objects.keys()) found(block);
+  async list(found: (block: number, size?: number) => void): Promise<void> {
+    for (const [block, object] of this.objects) found(block, object.body.length);
   }
 
   async anyBlock(): Promise<number | undefined> {

@@ -28,6 +28,8 @@ export interface ObjectHead {
 export interface StoredObject extends ObjectHead {
   body: Uint8Array;
   hmac: string | null;
+  /** Set when another disk wrote it (a base of a layered disk): that disk's name keys its encryption. */
+  disk?: string;
 }
 
 /** A stored object whose MD5 is hashed from its body when first asked for (and then kept). */
@@ -58,8 +60,11 @@ export interface ObjectStore {
    */
   put(block: number, object: ObjectToStore): Promise<string | undefined>;
   delete(block: number): Promise<void>;
-  /** Calls `found` for every block that has an object (in no particular order). */
-  list(found: (block: number) => void): Promise<void>;
+  /**
+   * Calls `found` for every block that has an object (in no particular order), with the object's
+   * size where the listing tells it (S3 does; a layer's zero marker is an empty object).
+   */
+  list(found: (block: number, size?: number) => void): Promise<void>;
   /** Some block that has an object (cheaper than a whole listing where the store can), or undefined. */
   anyBlock(): Promise<number | undefined>;
   /** Makes every completed put and delete durable. */

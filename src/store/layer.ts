@@ -9,11 +9,14 @@ import { readPartOf, writePartOf } from "./partial.ts";
 
 export abstract class Layer<Inner extends BlockStore = BlockStore> implements BlockStore {
   readonly blockSize: number;
-  readonly numBlocks: number;
 
   constructor(protected readonly inner: Inner) {
     this.blockSize = inner.blockSize;
-    this.numBlocks = inner.numBlocks;
+  }
+
+  /** The inner store's: a disk may grow while in use. */
+  get numBlocks(): number {
+    return this.inner.numBlocks;
   }
 
   abstract readBlock(block: number): Promise<Uint8Array>;

@@ -86,6 +86,10 @@ export class S3Client {
     return this.o.log;
   }
 
+  get bucket(): string {
+    return this.o.bucket;
+  }
+
   url(key: string, query?: Record<string, string>): string {
     const base = new URL(this.o.baseURL);
     const path = key.split("/").map(encodeURIComponent).join("/");

@@ -11,6 +11,7 @@ import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../ob
 import { RetryableError, type S3Client } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
 import { BulkDeleter } from "./bulk-delete.ts";
+import { listKeys, type Listed } from "./listing.ts";
 import { crc32ToBase64 } from "../../util/checksum.ts";
 import { runtime } from "../../runtime/index.ts";
 import { Counters } from "../../util/counters.ts";
@@ -52,7 +53,7 @@ const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replac
 
 export class S3Store implements ObjectStore {
   readonly blockSize: number;
-  readonly numBlocks: number;
+  numBlocks: number;
   readonly freshBodies = true; // every body is a new buffer
   private readonly uploadMd5 = new Md5Batch();
   private readonly deleter: BulkDeleter;
@@ -131,10 +132,7 @@ export class S3Store implements ObjectStore {
     };
     if (object.encoding) headers["content-encoding"] = object.encoding;
     if (object.hmac) headers[META_HMAC] = object.hmac;
-    if (block === 0) {
-      headers[META_BLOCKSIZE] = String(this.blockSize);
-      headers[META_FILESIZE] = String(this.blockSize * this.numBlocks);
-    }
+    if (block === 0) Object.assign(headers, this.sizeHeaders());
     const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: object.body, expect: [200] });
     const hex = digest.toString("hex");
     const etag = unquote(r.headers.get("etag"));
@@ -145,45 +143,79 @@ export class S3Store implements ObjectStore {
   }
 
   /**
-   * Lists every block object. The key space after the prefix starts with a hex digit, so it is
-   * split 16 ways and the slices are listed in parallel, each following its continuation tokens.
+   * Lists every block object, with its size (a layer's zero marker is empty). The key space after
+   * the prefix starts with a hex digit, so it is split 16 ways and the slices are listed in
+   * parallel, each following its continuation tokens.
    */
-  async list(found: (block: number) => void): Promise<void> {
+  async list(found: (block: number, size: number) => void): Promise<void> {
     const slices = [..."0123456789abcdef"];
     let next = 0;
     const worker = async () => {
-      while (next < slices.length) await this.listSlice(this.o.prefix + slices[next++]!, found);
+      while (next < slices.length) await listKeys(this.client, this.o.prefix + slices[next++]!, (keys) => this.blocksListed(keys, found));
     };
     await Promise.all(Array.from({ length: Math.min(this.o.listThreads, slices.length) }, worker));
   }
 
   /** The first block a listing finds (one request), or undefined when there is none. */
   async anyBlock(): Promise<number | undefined> {
-    const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query: { "list-type": "2", prefix: this.o.prefix, "max-keys": "20" }, expect: [200] });
     // Block names start with a hex digit, which sorts before the mounted flag's "s3backer-mounted".
-    return this.blocksListed(new TextDecoder().decode(r.body))[0];
+    let first: number | undefined;
+    await listKeys(this.client, this.o.prefix, (keys) => this.blocksListed(keys, (block) => (first ??= block)), 20);
+    return first;
   }
 
-  /** The blocks of this disk that a page of a listing names, in its order. */
-  private blocksListed(xml: string): number[] {
-    const blocks: number[] = [];
-    for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) {
-      const block = parseBlockName(decodeXml(m[1]!).slice(this.o.prefix.length), this.o.hashPrefix);
-      if (block !== undefined && block < this.numBlocks) blocks.push(block);
+  /** The blocks of this disk a page of a listing names, in its order. */
+  private blocksListed(keys: Listed[], found: (block: number, size: number) => void): void {
+    for (const { key, size } of keys) {
+      const block = parseBlockName(key.slice(this.o.prefix.length), this.o.hashPrefix);
+      if (block !== undefined && block < this.numBlocks) found(block, size);
     }
-    return blocks;
   }
 
-  private async listSlice(prefix: string, found: (block: number) => void): Promise<void> {
-    let token: string | undefined;
-    do {
-      const query: Record<string, string> = { "list-type": "2", prefix, "max-keys": "1000" };
-      if (token) query["continuation-token"] = token;
-      const r = await this.client.send({ method: "GET", kind: "LIST", key: "", query, expect: [200] });
-      const xml = new TextDecoder().decode(r.body);
-      for (const block of this.blocksListed(xml)) found(block);
-      token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? decodeXml(/<NextContinuationToken>([^<]*)</.exec(xml)?.[1] ?? "") : undefined;
-    } while (token);
+  /**
+   * Makes this store's object of `block` a server-side copy of `from`'s (CopyObject: no body
+   * through the client). Block 0 carries the disk's sizes, so its headers are written anew
+   * (REPLACE) with this store's, the rest kept as stored. Returns the MD5 hex of what is now stored.
+   */
+  async copy(block: number, from: S3Store): Promise<string> {
+    const source = from.key(block);
+    const headers: Record<string, string> = { "x-amz-copy-source": `/${this.client.bucket}/${source.split("/").map(encodeURIComponent).join("/")}`, ...this.o.putHeaders };
+    if (block === 0) {
+      const h = await this.client.send({ method: "HEAD", kind: "HEAD", key: source, expect: [200] });
+      headers["x-amz-metadata-directive"] = "REPLACE";
+      headers["content-type"] = BLOCK_CONTENT_TYPE;
+      for (const name of ["content-encoding", META_HMAC, META_CRC32]) {
+        const value = h.headers.get(name);
+        if (value !== null) headers[name] = value;
+      }
+      Object.assign(headers, this.sizeHeaders());
+    }
+    let etag = "";
+    await this.client.send({
+      method: "PUT", kind: "PUT", key: this.key(block), headers, expect: [200],
+      // AWS may answer 200 and then an error in the body of a copy that failed on its way.
+      validate: (answer) => {
+        const xml = new TextDecoder().decode(answer.body);
+        if (/<Error>/.test(xml)) throw new RetryableError(`copy of block ${block}: ${/<Code>([^<]*)</.exec(xml)?.[1] ?? "error"}`);
+        etag = unquote(decodeXml(/<ETag>([^<]*)<\/ETag>/.exec(xml)?.[1] ?? ""));
+      },
+    });
+    return etag;
+  }
+
+  /** The disk's sizes as block 0 carries them. */
+  private sizeHeaders(): Record<string, string> {
+    return { [META_BLOCKSIZE]: String(this.blockSize), [META_FILESIZE]: String(this.blockSize * this.numBlocks) };
+  }
+
+  /** The disk grew or shrank: blocks up to the new count are its own, and block 0 records the new size when next stored. */
+  resize(numBlocks: number): void {
+    this.numBlocks = numBlocks;
+  }
+
+  /** The key prefix of this store's objects. */
+  get prefix(): string {
+    return this.o.prefix;
   }
 
   async flush(): Promise<void> {} // every put is stored before it returns

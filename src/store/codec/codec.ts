@@ -33,11 +33,12 @@ export interface CodecOptions {
   defaultEncoding: string | undefined;
   /** Store block 0 even when zero, to keep the disk's sizes (off for --erase). */
   keepSizes: boolean;
+  /** The key of another disk, for objects a base of a layered disk holds (StoredObject.disk). */
+  keyOf?: (disk: string) => Promise<BlockEncryption>;
 }
 
 export class Codec implements VerifiedStore {
   readonly blockSize: number;
-  readonly numBlocks: number;
   private readonly zero: Uint8Array;
   private readonly counters = new Counters(["blocks compressed", "blocks stored raw", "bytes before encoding", "bytes after encoding", "blocks decoded", "blocks refused"] as const);
 
@@ -46,8 +47,12 @@ export class Codec implements VerifiedStore {
     private readonly o: CodecOptions,
   ) {
     this.blockSize = inner.blockSize;
-    this.numBlocks = inner.numBlocks;
     this.zero = new Uint8Array(inner.blockSize);
+  }
+
+  /** The object store's: a disk may grow while in use. */
+  get numBlocks(): number {
+    return this.inner.numBlocks;
   }
 
   /** Decoding makes new bytes; a plain body is the store's own. */
@@ -167,7 +172,7 @@ export class Codec implements VerifiedStore {
 
   private async undo(block: number, object: StoredObject): Promise<Uint8Array> {
     const layers = parseEncoding(object.encoding ?? this.o.defaultEncoding);
-    const encryption = this.o.encryption;
+    const encryption = object.disk !== undefined && this.o.encryption && this.o.keyOf ? await this.o.keyOf(object.disk) : this.o.encryption;
     let body = object.body;
     let encrypted = false;
     for (let i = layers.length - 1; i >= 0; i--) {
