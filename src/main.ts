@@ -13,10 +13,24 @@ import { serve } from "./app/serve.ts";
 import { checkLogFile } from "./app/own-files.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
 import { runtime } from "./runtime/index.ts";
+import { snapshotCommand } from "./app/layers/snapshot.ts";
+import { flattenCommand } from "./app/layers/flatten.ts";
+import { infoCommand } from "./app/layers/info.ts";
+import { resizeCommand } from "./app/layers/resize.ts";
 import { VERSION } from "./version.ts";
 
+/** Subcommands, `s3backer <name> [their arguments]`: each parses what follows its name. */
+const COMMANDS: ReadonlyMap<string, (argv: string[]) => Promise<number>> = new Map([
+  [S3_SERVER_COMMAND, s3ServerMain],
+  ["snapshot", snapshotCommand],
+  ["flatten", flattenCommand],
+  ["info", infoCommand],
+  ["resize", resizeCommand],
+]);
+
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === S3_SERVER_COMMAND) return s3ServerMain(argv.slice(1));
+  const command = COMMANDS.get(argv[0] ?? "");
+  if (command) return command(argv.slice(1));
   const args = parseArgs(argv);
   if (args.values.has("help")) {
     process.stdout.write(`${helpText()}\n`);

@@ -14,6 +14,8 @@ export interface FrontEnd {
   readyMessage(): string;
   /** A signal asked to stop: unmount, or stop serving. */
   stop(signal: string): void;
+  /** The disk grew (s3backer resize): clients are told where the front end can tell them. */
+  resized?(): Promise<void>;
 }
 
 export interface FrontEndContext {

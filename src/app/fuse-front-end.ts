@@ -1,7 +1,9 @@
 /** The FUSE front end: the disk as a file in a mounted directory, with its stats file beside it. */
 import { messageOf } from "../errors.ts";
 import { BackedFile } from "../file/backed-file.ts";
-import { SingleFileFs } from "../fuse/filesystem.ts";
+import { FILE_INODE, SingleFileFs } from "../fuse/filesystem.ts";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { isMounted, mount, raiseReadahead, unmount } from "../fuse/mount.ts";
 import { FuseSession } from "../fuse/session.ts";
 import { log } from "../log.ts";
@@ -69,6 +71,12 @@ export function startFuse({ config, disk, statsText, resetStats }: FrontEndConte
   return {
     ready,
     ended,
+    async resized() {
+      // The kernel drops the file's cached attributes; a stat then fetches the new size into the
+      // inode (what `losetup -c` reads). Asynchronous: this same process answers the stat.
+      session.invalidateAttributes(FILE_INODE);
+      await stat(join(config.mountpoint, config.filename)).catch((err) => log.warn(`after the resize: ${messageOf(err)}`));
+    },
     readyMessage: () =>
       `mounted ${config.mountpoint}: ${geometry.numBlocks} blocks of ${geometry.blockSize} bytes (${session.negotiated!.maxWrite / 1024} KiB transfers)`,
     stop(signal) {

@@ -8,6 +8,7 @@ import { ZERO_WRITES_IN_FLIGHT } from "../store/block-store.ts";
 import { openDisk } from "./open-disk.ts";
 import { existsSync } from "node:fs";
 import { CacheFile } from "../store/block-cache/cache-file.ts";
+import { eraseLayers } from "./layers/erase-layers.ts";
 
 
 export async function resetMountedFlag(config: Config, log: Logger): Promise<number> {
@@ -42,6 +43,8 @@ function unsavedBlocksWarning(path: string, flagToken: number | undefined): stri
 }
 
 export async function erase(config: Config, log: Logger): Promise<number> {
+  // A base is kept while others read through it; a layered disk is erased layer by layer.
+  if (!config.test && (await eraseLayers(config, log, confirm)) === "done") return 0;
   const disk = await openDisk(config, log);
   const holder = await disk.flag!.holder();
   if (holder && !config.force) throw new ConfigError(`the disk looks mounted (${holder}): unmount it first, or add --force`);

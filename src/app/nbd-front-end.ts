@@ -34,7 +34,13 @@ export function checkNbdTarget(target: NbdTarget): void {
 export async function startNbd({ config, disk }: FrontEndContext): Promise<FrontEnd> {
   const target = config.nbd!;
   const device = diskDevice(disk, config.readOnly);
-  const spec = { name: config.filename, description: `s3backer ${config.bucket}/${config.prefix}`, size: device.size, blockSize: device.blockSize, readOnly: config.readOnly };
+  // The size is asked at each connection: one after a resize sees the new one.
+  const spec = {
+    name: config.filename, description: `s3backer ${config.bucket}/${config.prefix}`, blockSize: device.blockSize, readOnly: config.readOnly,
+    get size() {
+      return device.size;
+    },
+  };
   // A kernel device is attached through a socket of our own.
   const socketDir = target.kind === "device" ? mkdtempSync(join(tmpdir(), "s3backer-nbd-")) : undefined;
   const address: NbdAddress = socketDir ? { kind: "unix", path: join(socketDir, "socket") } : (target as NbdAddress);
@@ -88,7 +94,9 @@ function diskDevice(disk: Disk, readOnly: boolean): NbdDevice {
   const file = new BackedFile(disk.store, disk.blockCache);
   const { blockSize } = disk.geometry;
   return {
-    size: file.size,
+    get size() {
+      return file.size;
+    },
     blockSize,
     readOnly,
     read: (offset, length) => file.read(offset, length),

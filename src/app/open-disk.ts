@@ -20,7 +20,8 @@ import { CacheFile } from "../store/block-cache/cache-file.ts";
 import { totalmem } from "node:os";
 import { formatSize } from "../util/size.ts";
 import { Progress } from "./progress.ts";
-import { openObjects } from "./open-objects.ts";
+import { openObjects, type OpenedObjects } from "./open-objects.ts";
+import type { OpenedLayers } from "./layers/open-layers.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -39,6 +40,8 @@ export interface Disk {
   knownZero(block: number): boolean;
   /** Undefined for the in-memory store. */
   flag: MountFlagStore | undefined;
+  /** A mount on S3: the disk's layers, for snapshots and resizes while mounted. */
+  layers?: OpenedLayers;
 }
 
 /** For --erase and --reset-mounted-flag (config.mode), the stack ends at the codec, which compresses nothing it reads back. */
@@ -47,7 +50,7 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const bottom = await openObjects(config, log, mounting);
   const { geometry, flag } = bottom;
 
-  const codec = new Codec(bottom.objects, await codecOptions(config, mounting));
+  const codec = new Codec(bottom.objects, await codecOptions(config, mounting, bottom));
   if (bottom.checkEncoding) await checkDiskEncoding(bottom.objects, codec, codec.encrypts, config.codec.defaultEncoding);
   if (bottom.isNew) await codec.writeBlock(0, null); // records the disk's sizes at once, for the next mount to detect
   let store: BlockStore = codec;
@@ -59,16 +62,16 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   if (cached) store = cached.cache;
 
   const knownZero = (block: number) => cached?.cache.cachedZero(block) ?? zeroBlockCache?.isZero(block) ?? false;
-  return { store, backend: codec, zeroBlockCache, blockCache: cached?.cache, cacheFile: cached?.fromFile, geometry, knownZero, flag };
+  return { store, backend: codec, zeroBlockCache, blockCache: cached?.cache, cacheFile: cached?.fromFile, geometry, knownZero, flag, layers: bottom.layers };
 }
 
 /** The codec as the flags ask: in --test mode, and for maintenance, it neither encrypts nor keeps sizes. */
-async function codecOptions(config: Config, mounting: boolean): Promise<CodecOptions> {
+async function codecOptions(config: Config, mounting: boolean, bottom: OpenedObjects): Promise<CodecOptions> {
   if (config.test) return { compression: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false };
   const enc = mounting ? config.codec.encryption : undefined;
-  // The salt binds the key to the bucket and prefix, as in the original.
-  const encryption = enc && (await BlockEncryption.create(enc.cipher, enc.password!, `${config.bucket}/${config.prefix}`, enc.keyLength));
-  return { compression: config.codec.compression, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: mounting };
+  // The salt binds the key to the bucket and the disk's prefix, as in the original (a base's blocks: keyOf).
+  const encryption = enc && (await BlockEncryption.create(enc.cipher, enc.password!, `${config.bucket}/${bottom.disk}`, enc.keyLength));
+  return { compression: config.codec.compression, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: mounting, keyOf: bottom.layers?.keyOf };
 }
 
 /** Whether the consistency guard is on: not with --md5CacheSize=0. */

@@ -8,17 +8,16 @@ import type { Config, Geometry } from "../config/settings.ts";
 import { DEFAULT_BLOCK_SIZE, MAX_BLOCKS, resolveGeometry } from "../config/geometry.ts";
 import { MEMORY_BUCKET } from "../config/build-config.ts";
 import type { Logger } from "../log.ts";
-import { blockName } from "../object/block-names.ts";
 import { LocalDirStore, LocalMountFlag } from "../object/local-dir.ts";
 import { MemoryObjects } from "../object/memory-objects.ts";
 import type { MountFlagStore } from "../object/mount-flag.ts";
 import type { ObjectStore } from "../object/object-store.ts";
-import { detectGeometry } from "../object/s3/auto-detect.ts";
 import { credentialSource } from "../object/s3/credentials.ts";
 import { S3Client } from "../object/s3/s3-client.ts";
 import { S3MountFlag } from "../object/s3/mount-flag.ts";
 import { S3Store } from "../object/s3/s3-store.ts";
 import { FaultyObjects } from "../object/test-faults.ts";
+import { listLevelsInBackground, openLayers, type OpenedLayers } from "./layers/open-layers.ts";
 
 export interface OpenedObjects {
   objects: ObjectStore;
@@ -31,6 +30,10 @@ export interface OpenedObjects {
   isNew: boolean;
   /** Whether a stored block is to be checked against --encrypt before anything is written (S3 only). */
   checkEncoding: boolean;
+  /** The disk's own prefix, whose name keys its encryption (a snapshot's disk for `disk@name`). */
+  disk: string;
+  /** A mounted disk on S3: its chain of layers (one level for a plain disk), for snapshots and resizes. */
+  layers?: OpenedLayers;
 }
 
 /** `mounting`: false for --erase and --reset-mounted-flag, which need no sizes and write no block. */
@@ -48,34 +51,47 @@ async function openLocal(config: Config, mounting: boolean): Promise<OpenedObjec
   const f = config.testFaults;
   const objects = f.errors || f.delays || f.discard ? new FaultyObjects(store, f) : store;
   const flag = inMemory ? undefined : new LocalMountFlag(config.bucket, config.prefix);
-  return { objects, geometry, flag, spares: undefined, isNew: false, checkEncoding: false };
+  return { objects, geometry, flag, spares: undefined, isNew: false, checkEncoding: false, disk: config.prefix };
 }
 
-async function openS3(config: Config, log: Logger, mounting: boolean): Promise<OpenedObjects> {
+/** An S3 client as the flags set it up. */
+export function s3Client(config: Config, log: Logger): S3Client {
   const s3 = config.s3;
   const credentials = credentialSource(s3);
   log.debug(`S3 ${s3.baseURL} bucket ${config.bucket}, region ${s3.region}, credentials from ${credentials.origin}`);
-  const client = new S3Client({
+  return new S3Client({
     baseURL: s3.baseURL, bucket: config.bucket, vhost: s3.vhost, region: s3.region, credentials,
     timeoutMs: s3.timeoutMs, initialRetryPauseMs: s3.initialRetryPauseMs, maxRetryPauseMs: s3.maxRetryPauseMs,
     insecure: s3.insecure, caFile: s3.cacert, maxUploadBps: s3.maxUploadBps, maxDownloadBps: s3.maxDownloadBps,
     debugHttp: s3.debugHttp, keepAlive: s3.keepAlive, log,
   });
-  let geometry = anyGeometry(config);
-  let isNew = false;
-  if (mounting) {
-    const detected = config.noAutoDetect ? "no disk" : await detectGeometry(client, config.prefix + blockName(0, config.blockHashPrefix));
-    if (detected === "no metadata") log.warn("block 0 carries no size metadata: using the sizes given on the command line");
-    geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
-    if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
-    isNew = detected === "no disk" && !config.readOnly && !config.noAutoDetect;
-  }
-  const spares = new BufferPool(geometry.blockSize, mounting);
+}
+
+async function openS3(config: Config, log: Logger, mounting: boolean): Promise<OpenedObjects> {
+  const s3 = config.s3;
+  const client = s3Client(config, log);
+  if (mounting) return openS3Layers(config, log, client);
+  const geometry = anyGeometry(config);
+  const spares = new BufferPool(geometry.blockSize, false);
   const objects = new S3Store(client, {
     prefix: config.prefix, hashPrefix: config.blockHashPrefix, blockSize: geometry.blockSize, numBlocks: geometry.numBlocks,
     putHeaders: s3.putHeaders, listThreads: s3.listBlocksThreads, spares,
   });
-  return { objects, geometry, flag: new S3MountFlag(client, config.prefix), spares, isNew, checkEncoding: mounting };
+  return { objects, geometry, flag: new S3MountFlag(client, config.prefix), spares, isNew: false, checkEncoding: false, disk: config.prefix };
+}
+
+/** A disk to mount: its layers (docs/design/layers.md), its geometry from its manifest or block 0. */
+async function openS3Layers(config: Config, log: Logger, client: S3Client): Promise<OpenedObjects> {
+  const layers = await openLayers(config, log, client);
+  const detected = layers.detected;
+  if (detected === "no metadata") log.warn("block 0 carries no size metadata: using the sizes given on the command line");
+  const geometry = resolveGeometry(config, typeof detected === "object" ? detected : undefined, config.force);
+  if (typeof detected === "object") log.debug(`auto-detected ${detected.blockSize}-byte blocks, file size ${detected.fileSize}`);
+  const spares = new BufferPool(geometry.blockSize, true);
+  await layers.build(geometry.blockSize, geometry.numBlocks, spares);
+  const objects = layers.objects;
+  if (objects.layered) listLevelsInBackground(objects, log);
+  return { objects, geometry, flag: layers.flag, spares, isNew: layers.isNew, checkEncoding: !objects.layered, disk: layers.disk, layers };
 }
 
 /** For --erase and --reset-mounted-flag, which need no size: every block name counts. */

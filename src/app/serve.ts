@@ -23,6 +23,7 @@ import { checkNbdTarget, startNbd } from "./nbd-front-end.ts";
 import { StatsMirror } from "./stats-mirror.ts";
 import { PidFile } from "./own-files.ts";
 import type { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
+import { startControl } from "./layers/mounted-ops.ts";
 
 export async function serve(config: Config, onReady: (readyMessage: string) => void): Promise<number> {
   if (config.nbd) checkNbdTarget(config.nbd);
@@ -69,6 +70,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
     throw err;
   }
   memory.start();
+  const control = await startControl(config, disk, () => front.resized?.() ?? Promise.resolve(), log);
   if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
   const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.typed.statsFileMirror!, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);
@@ -83,6 +85,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
     onReady(front.readyMessage());
   }
   const endedOk = await front.ended;
+  control?.close();
   let code = endedOk ? 0 : 1;
   mirror?.stop();
   signals.storingNow();

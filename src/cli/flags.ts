@@ -34,6 +34,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "blockSize", value: "SIZE", default: "4k", group: "Disk layout", help: "Block size: one block is one object, a power of two from 512 to 2G (suffixes k, M, G)" },
   { name: "size", value: "SIZE", group: "Disk layout", help: "Size of the backed file (suffixes k, M, G, T); auto-detected from an existing disk" },
   { name: "prefix", value: "STRING", default: "", group: "Disk layout", help: "Prefix for object names within the bucket" },
+  { name: "base", value: "BUCKET/DISK[@SNAPSHOT]", group: "Disk layout", help: "Make a new disk that reads through this one (a clone: nothing copied; writes stay in the new disk); later mounts need no --base" },
   { name: "blockHashPrefix", group: "Disk layout", help: "Prepend a hash to block names to spread them over the key space" },
   { name: "filename", value: "NAME", default: "file", group: "Disk layout", help: "Name of the backed file in the mounted directory" },
   { name: "statsFilename", value: "NAME", default: "stats", group: "Disk layout", help: "Name of the statistics file; empty for none (delete it to reset counters)" },

@@ -5,7 +5,13 @@ export const USAGE = `Usage:
   s3backer [options] bucket[/prefix] mountpoint
   s3backer --test [options] directory mountpoint
   s3backer --erase [options] bucket[/prefix]
-  s3backer --reset-mounted-flag [options] bucket[/prefix]`;
+  s3backer --reset-mounted-flag [options] bucket[/prefix]
+  s3backer --base=bucket/golden[@snap] [options] bucket/clone mountpoint
+  s3backer snapshot [options] bucket/disk bucket/disk@NAME
+  s3backer flatten [options] bucket/disk
+  s3backer info [options] bucket/disk[@NAME]
+  s3backer resize [options] bucket/disk SIZE
+  s3backer s3-server [--dir=DIR] [--port=N] --access-key=ID --secret-key=KEY`;
 
 function left(flag: Flag): string {
   const long = `--${flag.name}`;

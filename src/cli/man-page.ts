@@ -25,6 +25,8 @@ export function manPage(): string {
     ".br",
     "\\fBs3backer \\-\\-erase\\fR|\\fB\\-\\-reset\\-mounted\\-flag\\fR [\\fIoptions\\fR] \\fIbucket\\fR[/\\fIprefix\\fR]",
     ".br",
+    "\\fBs3backer snapshot\\fR|\\fBflatten\\fR|\\fBinfo\\fR|\\fBresize\\fR [\\fIoptions\\fR] \\fIbucket\\fR/\\fIdisk\\fR [\\fIbucket\\fR/\\fIdisk\\fR@\\fINAME\\fR|\\fISIZE\\fR]",
+    ".br",
     "\\fBs3backer s3\\-server\\fR [\\fB\\-\\-dir\\fR=\\fIDIR\\fR] [\\fB\\-\\-port\\fR=\\fIN\\fR] \\fB\\-\\-access\\-key\\fR=\\fIID\\fR \\fB\\-\\-secret\\-key\\fR=\\fIKEY\\fR",
     ".SH DESCRIPTION",
     "s3backer mounts a filesystem holding one file of fixed size; each block of the file is one object in an S3 bucket.",

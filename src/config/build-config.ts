@@ -17,26 +17,30 @@ import { cacheSettings, codecSettings, consistencySettings, s3Settings } from ".
 
 export const MEMORY_BUCKET = ":memory:";
 
+/** `command`: a subcommand's name (it takes one disk argument; its own were taken out of `args`). */
 export function buildConfig(
   args: ParsedArgs,
   ids: { uid: number; gid: number } = currentIds(),
   env: Record<string, string | undefined> = process.env,
+  command?: string,
 ): Config {
   const f = new FlagValues(args.values);
   const on = (name: string) => f.on(name);
   const text = (name: string) => f.text(name);
 
-  const mode: Mode = on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : "mount";
+  const mode: Mode = command ? "command" : on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : "mount";
   const readOnly = on("readOnly");
-  if (mode !== "mount" && readOnly) throw new UsageError(`--${mode} cannot be combined with --readOnly`);
+  const what = command ? `'s3backer ${command}'` : `--${mode}`;
+  if (command && (on("erase") || on("reset-mounted-flag"))) throw new UsageError(`${what} cannot be combined with --${on("erase") ? "erase" : "reset-mounted-flag"}`);
+  if (mode !== "mount" && readOnly) throw new UsageError(`${what} cannot be combined with --readOnly`);
 
   const nbdMode = on("nbd");
   for (const nbdkit of ["nbd-flag", "nbd-param"]) {
     if (f.has(nbdkit)) throw f.fail(nbdkit, "passes options to nbdkit, which s3backer does not use: its NBD server is built in");
   }
-  if (nbdMode && mode !== "mount") throw new UsageError(`--${mode} cannot be combined with --nbd`);
+  if (nbdMode && mode !== "mount") throw new UsageError(`${what} cannot be combined with --nbd`);
   const wanted = mode === "mount" ? 2 : 1;
-  const usage = mode !== "mount" ? "bucket[/prefix]" : nbdMode ? "bucket[/prefix] unix:PATH|tcp:HOST:PORT|/dev/nbdX" : "bucket[/prefix] mountpoint";
+  const usage = command ? `${command} bucket[/prefix]` : mode !== "mount" ? "bucket[/prefix]" : nbdMode ? "bucket[/prefix] unix:PATH|tcp:HOST:PORT|/dev/nbdX" : "bucket[/prefix] mountpoint";
   if (args.positionals.length !== wanted) {
     throw new UsageError(
       args.positionals.length < wanted
@@ -57,7 +61,9 @@ export function buildConfig(
   const nbd = nbdMode ? nbdTarget(second) : undefined;
   const mountpoint = nbdMode ? "" : second;
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
-
+  const baseText = text("base");
+  if (baseText !== undefined && (test || mode !== "mount")) throw f.fail("base", test ? "needs S3: layers are not kept in --test mode" : `is for mounting a new disk, not for ${what}`);
+  const base = baseText === undefined ? undefined : splitBucket(baseText, undefined, false);
   const blockSize = f.size("blockSize");
   if (blockSize !== undefined) checkBlockSize(blockSize, f.typed("blockSize"));
   if (blockSize !== undefined && blockSize > LARGE_BLOCK_SIZE) {
@@ -97,7 +103,7 @@ export function buildConfig(
     const unused = [...args.mountOptions.map((o) => o.typed), ...(f.has("singleThreaded") ? [f.typed("singleThreaded")] : [])];
     if (unused.length > 0) f.warn(`${unused.join(", ")}: no effect with --nbd (FUSE options)`);
   }
-  if (mode !== "mount" && on("listBlocks")) throw new UsageError(`--${mode} cannot be combined with --listBlocks`);
+  if (mode !== "mount" && on("listBlocks")) throw new UsageError(`${what} cannot be combined with --listBlocks`);
   const statsFileMirrorIntervalMs = f.count("statsFileMirrorInterval");
   if (statsFileMirrorIntervalMs < MIN_MIRROR_INTERVAL_MS && f.has("statsFileMirror")) {
     f.warn(`${f.typed("statsFileMirrorInterval")}: rewritten every ${MIN_MIRROR_INTERVAL_MS} ms, the shortest interval here`);
@@ -111,6 +117,7 @@ export function buildConfig(
     test,
     bucket,
     prefix,
+    base,
     mountpoint,
     nbd,
     blockSize,

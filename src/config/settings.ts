@@ -4,7 +4,8 @@ import type { Compression } from "../store/codec/compression.ts";
 import type { TestFaults } from "../object/test-faults.ts";
 import type { FuseOptions } from "../fuse/mount.ts";
 
-export type Mode = "mount" | "erase" | "reset-mounted-flag";
+/** "command": a subcommand (snapshot, flatten, ...) that takes the flags and one disk. */
+export type Mode = "mount" | "erase" | "reset-mounted-flag" | "command";
 
 
 export interface Config {
@@ -17,6 +18,8 @@ export interface Config {
   test: boolean;
   bucket: string;
   prefix: string;
+  /** --base: the disk a new disk reads through (its prefix may end in @SNAPSHOT). */
+  base: { bucket: string; prefix: string } | undefined;
   /** The mount point; empty with --nbd. */
   mountpoint: string;
   /** With --nbd: where the disk is served. */

@@ -17,7 +17,6 @@ interface Piece {
 }
 
 export class BackedFile {
-  readonly size: number;
   private readonly blockSize: number;
   /** Tail of the write chain of each block that has writes in flight. */
   private readonly writeChains = new Map<number, Promise<void>>();
@@ -28,7 +27,11 @@ export class BackedFile {
     private readonly now?: ImmediateStore,
   ) {
     this.blockSize = store.blockSize;
-    this.size = store.blockSize * store.numBlocks;
+  }
+
+  /** The store's: a disk may grow while in use (s3backer resize). */
+  get size(): number {
+    return this.blockSize * this.store.numBlocks;
   }
 
   private pieces(offset: number, length: number): Piece[] {

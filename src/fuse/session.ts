@@ -44,6 +44,8 @@ export interface Negotiated {
 type Body = Uint8Array[] | null;
 
 const ANSWERED = -1;
+/** fuse_notify_code: a message the filesystem sends unasked, in the error field of a header whose unique is 0. */
+const NOTIFY_INVAL_INODE = 2;
 /** Where a request's unique id sits in its header (struct fuse_in_header). */
 const UNIQUE_AT = 8;
 
@@ -265,6 +267,18 @@ export class FuseSession {
       // The interrupted request's id is the INTERRUPT's argument.
       this.write(fd, [wire.outHeader(Size.OUT_HEADER, Errno.EINTR, req.bytes, Size.IN_HEADER)]);
     }
+  }
+
+  /**
+   * Tells the kernel an inode's attributes changed (the file's size, after a resize), so that it
+   * asks again instead of trusting its cache: FUSE_NOTIFY_INVAL_INODE, attributes only (offset -1).
+   */
+  invalidateAttributes(ino: number): void {
+    const body = new Uint8Array(24);
+    const view = new DataView(body.buffer);
+    view.setBigUint64(0, BigInt(ino), true);
+    view.setBigInt64(8, -1n, true);
+    this.write(this.fd, [wire.outHeader(Size.OUT_HEADER + body.length, -NOTIFY_INVAL_INODE, new Uint8Array(8)), body]);
   }
 
   private reply(req: Request, fd: number, errno: number, body: Uint8Array[]): void {

@@ -78,6 +78,11 @@ export class LayeredObjects implements ObjectStore {
     return this.levels[0]!.layer;
   }
 
+  /** The live layer's store (for a resize's rewrite of block 0's sizes, during a `hold`). */
+  get liveStore(): ObjectStore {
+    return this.levels[0]!.store;
+  }
+
   /** True when the disk reads through levels below its own. */
   get layered(): boolean {
     return this.levels.length > 1;
