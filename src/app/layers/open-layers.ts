@@ -7,11 +7,11 @@
  * change meanwhile.
  */
 import type { Config } from "../../config/settings.ts";
-import { ConfigError, messageOf } from "../../errors.ts";
+import { ConfigError, Errno, errnoOf, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BufferPool } from "../../memory/buffer-pool.ts";
 import { blockName } from "../../object/block-names.ts";
-import { DiskRecords } from "../../object/layers/disk-records.ts";
+import { DiskRecords, type DependentRecord } from "../../object/layers/disk-records.ts";
 import { LayeredObjects, type LayerLevel } from "../../object/layers/layered-objects.ts";
 import { checkChain } from "../../object/layers/manifest.ts";
 import type { MountFlagStore } from "../../object/mount-flag.ts";
@@ -62,7 +62,7 @@ export async function openLayers(config: Config, log: Logger, client: S3Client):
     ? { blockSize: m.blockSize, fileSize: chain.size }
     : config.noAutoDetect ? "no disk" : await detectGeometry(client, disk + blockName(0, hashPrefix));
 
-  const flag = new FrozenFlag(new S3MountFlag(client, disk), records, disk, found?.etag ?? "");
+  const flag = new FrozenFlag(new S3MountFlag(client, disk), records, disk, found?.etag ?? "", log);
   const opened: OpenedLayers = {
     objects: undefined as unknown as LayeredObjects,
     detected, disk, keyOf, flag, records, hashPrefix,
@@ -95,6 +95,7 @@ class FrozenFlag implements MountFlagStore {
     private readonly records: DiskRecords,
     private readonly disk: string,
     private readonly etag: string,
+    private readonly log: Logger,
   ) {}
 
   holder(): Promise<string | undefined> {
@@ -108,7 +109,7 @@ class FrozenFlag implements MountFlagStore {
   async acquire(force: boolean, token: number): Promise<string | undefined> {
     const warning = await this.inner.acquire(force, token);
     try {
-      const frozen = (await this.records.dependents(this.disk)).find((d) => d.snapshot === undefined);
+      const frozen = (await this.dependents()).find((d) => d.snapshot === undefined);
       if (frozen) {
         throw new ConfigError(`${this.records.name(this.disk)} is the base of ${this.records.name(frozen.disk)}, so it is read-only: mount it with --readOnly (or flatten or erase ${this.records.name(frozen.disk)} first)`);
       }
@@ -123,6 +124,17 @@ class FrozenFlag implements MountFlagStore {
 
   clear(): Promise<void> {
     return this.inner.clear();
+  }
+
+  /** The disks reading through this one; none known where the credentials may not list the records. */
+  private async dependents(): Promise<DependentRecord[]> {
+    try {
+      return await this.records.dependents(this.disk);
+    } catch (err) {
+      if (errnoOf(err) !== Errno.EACCES) throw err;
+      this.log.warn(`cannot check whether ${this.records.name(this.disk)} is the base of other disks (${messageOf(err)}): mounted read-write all the same`);
+      return [];
+    }
   }
 }
 

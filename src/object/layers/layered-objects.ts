@@ -270,7 +270,10 @@ export class LayeredObjects implements ObjectStore {
 
 function describe(map: LevelMap | undefined): string {
   if (!map) return "read through";
-  if (map.progress === "listed") return `listed (${map.found} blocks, ${map.markers} zero markers)`;
+  if (map.listed) {
+    const { data, markers } = map.counts();
+    return `${map.progress} (${data} blocks, ${markers} zero markers)`;
+  }
   if (map.progress === "listing") return `listing (${map.found} blocks so far; reads ask until done)`;
   return map.progress;
 }

@@ -101,6 +101,11 @@ export class LevelMap {
     this.progress = "listed";
   }
 
+  /** Blocks holding data and zero markers now (the listing's, and the writes' since). */
+  counts(): { data: number; markers: number } {
+    return { data: popcount(this.data), markers: popcount(this.marker) };
+  }
+
   /** The disk grew: the new blocks are absent (a level never holds blocks past the disk's end). */
   grow(numBlocks: number): void {
     if (numBlocks <= this.numBlocks) return;
@@ -116,4 +121,13 @@ export class LevelMap {
     if (this.touched) this.touched = widen(this.touched);
     this.numBlocks = numBlocks;
   }
+}
+
+function popcount(bits: Uint8Array): number {
+  let n = 0;
+  for (const byte of bits) {
+    let b = byte;
+    for (; b; n++) b &= b - 1;
+  }
+  return n;
 }
