@@ -32,6 +32,7 @@ export async function makeClone(records: DiskRecords, config: Config, existing: 
   const located = await locate(records, base.prefix);
   const ref: BaseRef = located.snapshot === undefined ? { disk: located.disk } : { disk: located.disk, snapshot: located.snapshot };
   const baseName = refName(records, ref);
+  if (located.disk === disk) throw new ConfigError(`${typed}: ${records.name(disk)} cannot be its own base (a cycle)`);
   if (existing) {
     const had = existing.manifest.base;
     if (had?.disk === ref.disk && had.snapshot === ref.snapshot) return existing; // a later mount repeating --base

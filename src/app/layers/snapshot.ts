@@ -22,12 +22,13 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   checkSnapshotName(name, typed);
   if (located.found?.manifest.snapshots.some((s) => s.name === name)) throw new ConfigError(`${cd.name} already has a snapshot named '${name}'`);
 
+  const plain = located.found ? undefined : await geometryOf(cd); // no disk: said before anything is done
   const byMount = await throughMount(cd, { op: "snapshot", name }, "a snapshot");
   const message =
     byMount ??
     (await holdingFlag(cd, async () => {
       const found = await records.manifest(located.disk);
-      const { blockSize, size, hashPrefix } = found ? found.manifest : await geometryOf(cd);
+      const { blockSize, size, hashPrefix } = found ? found.manifest : (plain ?? (await geometryOf(cd)));
       const m = found?.manifest ?? plainManifest(located.disk, blockSize, size, hashPrefix);
       const next = withSnapshot(m, located.disk, name, new Date().toISOString());
       await records.replaceManifest(located.disk, next, found?.etag ?? "");
