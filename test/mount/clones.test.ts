@@ -162,7 +162,7 @@ describe("layers on embedded", () => {
     expect(bytes.subarray(at(8), at(9))).toEqual(new Uint8Array(K64).fill(0x5a));
     await again.unmount();
     expect(await objectsOf(peer, bucket, "base/")).toEqual(baseObjects);
-  });
+  }, 120_000);
 
   test("a clone of a clone of a clone reads every level right: data, markers over data, data over markers", async () => {
     const bucket = await bucketOn(peer, "chain");
@@ -197,7 +197,7 @@ describe("layers on embedded", () => {
     expect(info.stdout).toMatch(/layers +d\/ \[live layer\]: 2 blocks, 0 zero markers/);
     expect(info.stdout).toMatch(/c\/ \[of [^\]]+\/c\]: 2 blocks, 1 zero markers/);
     expect(info.stdout).toMatch(/a\/ \[of [^\]]+\/a\]: 8 blocks, 0 zero markers/);
-  });
+  }, 120_000);
 
   test("a base is frozen: a read-write mount and --erase are refused naming a dependent; a stale record is not; once the clone is erased the base is free", async () => {
     const bucket = await bucketOn(peer, "frozen");
@@ -237,7 +237,7 @@ describe("layers on embedded", () => {
     expect([...(await objectsOf(peer, bucket)).keys()].filter((k) => !k.startsWith("base/"))).toEqual([]);
     const free = await mountWith([...flags(), `${bucket}/base`], join(dir, "free"), true);
     await free.unmount();
-  });
+  }, 120_000);
 
   test("bad input is one line and changes nothing", async () => {
     const bucket = await bucketOn(peer, "bad");
@@ -295,5 +295,5 @@ describe("layers on embedded", () => {
     await s3("PUT", `${bucket}/child/s3backer-layers`, { body: JSON.stringify(m) });
     const cycle = await runAsync([BINARY, ...flags(), "--readOnly", `${bucket}/child`, mnt]);
     expect(cycle.stderr.trim()).toMatch(/^s3backer: .*child\/s3backer-layers: the chain of layers has a cycle \(child\/s3backer-layer-1\/ comes twice\)$/);
-  });
+  }, 120_000);
 });

@@ -89,5 +89,5 @@ for (const encrypted of [false, true]) {
         });
       }
     }
-  });
+  }, 120_000);
 }
