@@ -80,7 +80,7 @@ async function openS3(config: Config, log: Logger, mounting: boolean): Promise<O
   return { objects, geometry, flag: new S3MountFlag(client, config.prefix), spares, isNew: false, checkEncoding: false, disk: config.prefix };
 }
 
-/** A disk to mount: its layers (docs/design/layers.md), its geometry from its manifest or block 0. */
+/** A disk to mount: its layers (docs/design/clones.md), its geometry from its manifest or block 0. */
 async function openS3Layers(config: Config, log: Logger, client: S3Client): Promise<OpenedObjects> {
   const layers = await openLayers(config, log, client);
   const detected = layers.detected;

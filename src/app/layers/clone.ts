@@ -4,7 +4,7 @@
  * anything is written (the base exists, no cycle, the same block size, the flags' encryption and
  * password against the base's blocks); then the base's dependents record is written first, the
  * base's mounted flag checked after it, and the manifest last, with If-None-Match: a crash leaves
- * at most a record without a disk, which counts as stale once old (docs/design/layers.md).
+ * at most a record without a disk, which counts as stale once old (docs/design/clones.md).
  */
 import type { Config } from "../../config/settings.ts";
 import { ConfigError } from "../../errors.ts";

@@ -1,5 +1,5 @@
 /**
- * Opening a disk on S3 for a mount, layers and all (docs/design/layers.md): finds its manifest
+ * Opening a disk on S3 for a mount, layers and all (docs/design/clones.md): finds its manifest
  * (none: a plain disk, one level), or the snapshot `bucket/disk@name` names; makes a new clone when
  * `--base` is given; checks each level's encoding against the flags and the disk's key; and
  * builds the chain of levels as one object store. A read-write mount's flag also checks, once

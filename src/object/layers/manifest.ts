@@ -3,7 +3,7 @@
  * prefix takes the disk's writes (its live layer), the read-only layers below it (nearest first),
  * its snapshots, and what `--base` named. A disk with neither base nor snapshot has none, and keeps
  * the original s3backer's layout exactly. Every change of a manifest is one conditional PUT of a
- * whole new one, so a crash leaves the old or the new (docs/design/layers.md).
+ * whole new one, so a crash leaves the old or the new (docs/design/clones.md).
  *
  * Prefixes here are key prefixes inside the bucket ("golden/", "" for the bucket's root); a
  * level's `disk` is the prefix of the disk that wrote it, whose name salts its encryption key.
