@@ -40,6 +40,13 @@ export class Undo {
     return dev;
   }
 
+  /** A mount that should never happen (a refusal under test): undone if it did (the test's server is still up, so it exits). */
+  unmountIfMounted(mnt: string): void {
+    this.push(async () => {
+      if (isMounted(mnt)) await runAsync(["umount", mnt]);
+    });
+  }
+
   async mountExt4(dev: string, at: string, options = "noinit_itable"): Promise<void> {
     mkdirSync(at, { recursive: true });
     await sh(["mount", "-t", "ext4", "-o", options, dev, at]);

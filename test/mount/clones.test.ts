@@ -212,6 +212,7 @@ describe("layers on embedded", () => {
     const before = await objectsOf(peer, bucket);
 
     mkdirSync(join(dir, "mnt"));
+    undo.unmountIfMounted(join(dir, "mnt")); // where a refusal that failed would have mounted
     const rw = await runAsync([BINARY, ...flags(), `${bucket}/base`, join(dir, "mnt")]);
     expect(rw.code).toBe(1);
     expect(rw.stderr.trim().split("\n")).toEqual([`s3backer: ${bucket}/base is the base of ${bucket}/clone, so it is read-only: mount it with --readOnly (or flatten or erase ${bucket}/clone first)`]);
@@ -260,6 +261,7 @@ describe("layers on embedded", () => {
     const busy = await mountWith([...flags(), `${bucket}/busy`], join(dir, "busy"), true); // read-write, all along
     const mnt = join(dir, "mnt");
     mkdirSync(mnt);
+    undo.unmountIfMounted(mnt);
     const cases: [string[], RegExp][] = [
       [[`--base=${bucket}/nothing`, `${bucket}/new`, mnt], /there is no disk at .*\/nothing/],
       [[`--base=${bucket}/child@nope`, `${bucket}/new`, mnt], /\/child has no snapshot 'nope' \(its snapshots: one\)/],
