@@ -9,7 +9,7 @@ import { ConfigError, messageOf } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
 import { log } from "../log.ts";
 import { statsLogLines, statsText } from "./stats-text.ts";
-import type { StatGroup } from "../util/stat-group.ts";
+import { StatsView } from "./stats-view.ts";
 import { GIVE_UP_SIGNALS, MountSignals } from "./signals.ts";
 import { untilStored } from "./final-store.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "../memory/memory-budget.ts";
@@ -31,15 +31,14 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   // Opened before anything is mounted or flagged: one that cannot be written changes nothing.
   const pidFile = config.pidFile === undefined ? undefined : PidFile.open(config.typed.pidFile!, config.pidFile);
   try {
-    return await serveDisk(config, onReady, pidFile);
+    return await serveDisk(config, onReady, pidFile, new StatsView());
   } finally {
     pidFile?.remove();
   }
 }
 
-async function serveDisk(config: Config, onReady: (readyMessage: string) => void, pidFile: PidFile | undefined): Promise<number> {
-  let statsGroups = (): StatGroup[] => [];
-  const signals = new MountSignals(() => statsLogLines(statsGroups()));
+async function serveDisk(config: Config, onReady: (readyMessage: string) => void, pidFile: PidFile | undefined, stats: StatsView): Promise<number> {
+  const signals = new MountSignals(() => statsLogLines(stats.sinceReset()));
   const disk = await openDisk(config, log);
   const { store, geometry } = disk;
   const flag = config.readOnly ? undefined : disk.flag;
@@ -59,9 +58,9 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
 
   const cache = disk.blockCache;
   const memory = new MemoryBudget((cache ? cache.memoryCapacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
-  statsGroups = () => [...store.stats(), memory.stats()];
-  const statsNow = () => statsText(statsGroups(), config.statsFormat);
-  const context = { config, disk, statsText: statsNow, resetStats: () => store.resetStats() };
+  stats.source = () => [...store.stats(), memory.stats()];
+  const statsNow = () => statsText(stats.sinceReset(), config.statsFormat);
+  const context = { config, disk, statsText: statsNow, resetStats: () => stats.reset() };
   let front: FrontEnd;
   try {
     front = config.nbd ? await startNbd(context) : startFuse(context);

@@ -80,11 +80,6 @@ export class BufferPool {
     return this.spare.length + this.released.length + this.ahead.length;
   }
 
-  /** Starts the counts of new buffers again (the stats file was deleted); the stock starts small again too. */
-  resetCounts(): void {
-    this.made.ahead = this.made.onUse = 0;
-  }
-
   /** Stops the thread that faults buffers in ahead; new buffers are then faulted in where they are used. */
   close(): void {
     this.fresh?.close();

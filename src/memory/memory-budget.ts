@@ -12,7 +12,7 @@
  * pages: the resident size stops growing. The stats file shows how many there were and how long
  * they took.
  */
-import type { StatGroup } from "../util/stat-group.ts";
+import { COUNTER, type StatGroup } from "../util/stat-group.ts";
 import { runtime } from "../runtime/index.ts";
 
 const CHECK_MS = 25;
@@ -99,8 +99,8 @@ export class MemoryBudget {
         ["resident MiB", Math.round(this.residentBytes() / 2 ** 20)],
         ["peak resident MiB", Math.round(Math.max(this.peak, this.residentBytes()) / 2 ** 20)],
         ["memory budget MiB", Math.round(this.limit / 2 ** 20)],
-        ["forced collections", this.collections],
-        ["forced collection ms", Math.round(this.collectingMs)],
+        ["forced collections", this.collections, COUNTER],
+        ["forced collection ms", Math.round(this.collectingMs), COUNTER],
       ],
     };
   }

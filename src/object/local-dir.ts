@@ -144,10 +144,6 @@ export class LocalDirStore implements ObjectStore {
     return [{ layer: "local directory", values: this.counters.entries() }];
   }
 
-  resetStats(): void {
-    this.counters.reset();
-  }
-
   private fail(what: string, err: unknown): FsError {
     this.counters.add("errors");
     return new FsError(Errno.EIO, `${what}: ${messageOf(err)}`);

@@ -50,8 +50,4 @@ export class MemoryObjects implements ObjectStore {
   stats(): StatGroup[] {
     return [{ layer: "memory", values: [...this.counters.entries(), ["objects stored", this.objects.size]] }];
   }
-
-  resetStats(): void {
-    this.counters.reset();
-  }
 }

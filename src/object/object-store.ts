@@ -71,5 +71,4 @@ export interface ObjectStore {
   flush(): Promise<void>;
   close(): Promise<void>;
   stats(): StatGroup[];
-  resetStats(): void;
 }

@@ -87,9 +87,4 @@ export class FaultyObjects implements ObjectStore {
   stats(): StatGroup[] {
     return [...this.inner.stats(), { layer: "test faults", values: this.counters.entries() }];
   }
-
-  resetStats(): void {
-    this.counters.reset();
-    this.inner.resetStats();
-  }
 }

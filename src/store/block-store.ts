@@ -41,7 +41,6 @@ export interface BlockStore {
 
   /** Counters of this layer followed by those of the layers below it. */
   stats(): StatGroup[];
-  resetStats(): void;
 }
 
 /**

@@ -23,7 +23,6 @@ export abstract class Layer<Inner extends BlockStore = BlockStore> implements Bl
   abstract writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void>;
   /** This layer's own counters. */
   protected abstract ownStats(): StatGroup;
-  protected abstract resetOwnStats(): void;
 
   get freshReads(): boolean {
     return this.inner.freshReads;
@@ -51,10 +50,5 @@ export abstract class Layer<Inner extends BlockStore = BlockStore> implements Bl
 
   stats(): StatGroup[] {
     return [this.ownStats(), ...this.inner.stats()];
-  }
-
-  resetStats(): void {
-    this.resetOwnStats();
-    this.inner.resetStats();
   }
 }

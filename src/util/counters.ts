@@ -1,4 +1,6 @@
-/** Named counters a layer keeps for the stats file; reset when the stats file is deleted. */
+/** Named counters a layer keeps for the stats file and /metrics: totals since the process began, never reset. */
+import { COUNTER, type Stat } from "./stat-group.ts";
+
 export class Counters<Name extends string> {
   private readonly values: Map<Name, number>;
 
@@ -10,11 +12,7 @@ export class Counters<Name extends string> {
     this.values.set(name, this.values.get(name)! + amount);
   }
 
-  entries(): [Name, number][] {
-    return [...this.values];
-  }
-
-  reset(): void {
-    for (const name of this.values.keys()) this.values.set(name, 0);
+  entries(): Stat[] {
+    return [...this.values].map(([name, value]) => [name, value, COUNTER]);
   }
 }

@@ -27,7 +27,7 @@ function store(opts: { blocks?: number; maxRetryPauseMs?: number; secret?: strin
   return { s3: plainCodec(objects), objects, client };
 }
 
-const count = (s: { stats(): { values: readonly (readonly [string, number | string])[] }[] }, name: string) =>
+const count = (s: { stats(): { values: readonly (readonly [string, number | string, ...unknown[]])[] }[] }, name: string) =>
   Number(s.stats().flatMap((g) => g.values).find(([n]) => n === name)?.[1]);
 
 test("absent blocks read as zeros; written blocks read back; zero writes are DELETEs", async () => {

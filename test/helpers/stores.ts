@@ -121,8 +121,4 @@ class WiredObjects implements ObjectStore {
   stats(): StatGroup[] {
     return this.memory.stats();
   }
-
-  resetStats(): void {
-    this.memory.resetStats();
-  }
 }

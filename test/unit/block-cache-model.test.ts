@@ -68,7 +68,6 @@ class Delayed extends Layer<VerifiedStore> {
   protected ownStats(): StatGroup {
     return { layer: "delayed", values: [] };
   }
-  protected resetOwnStats(): void {}
 }
 
 /** A unit's bytes at a version (0: zeros): its number and the version, repeated. */

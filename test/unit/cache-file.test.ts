@@ -9,6 +9,7 @@ import type { ObjectToStore } from "../../src/object/object-store.ts";
 import { md5Hex } from "../../src/util/md5.ts";
 import { pattern, tempDir, waitFor } from "../helpers/data.ts";
 import { cacheInFile, statOf } from "../helpers/stores.ts";
+import { StatsView } from "../../src/app/stats-view.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -86,7 +87,10 @@ test("read-ahead brings blocks back from the cache file once memory is full: a s
   const dir = workDir("cf-ahead");
   const N = 96;
   const { cache, file } = cacheInFile(new MemoryObjects(BS, N), join(dir, "cache"), N + 8, { size: N, memoryBlocks: 8, maxDirty: N, threads: 2, readAhead: 3, readAheadTrigger: 1 });
-  const value = (name: string) => statOf(cache, name);
+  // Counts since the last view.reset(), as the stats file shows them.
+  const view = new StatsView();
+  view.source = () => cache.stats();
+  const value = (name: string) => statOf({ stats: () => view.sinceReset() }, name);
   try {
     for (let b = 0; b < N; b++) await cache.writeBlock(b, pattern(BS, b + 1));
     await cache.flush();
@@ -95,7 +99,7 @@ test("read-ahead brings blocks back from the cache file once memory is full: a s
     // Which 8 depends on the write-back (it pages a block back in to upload it): the reader's last
     // 8 are made the ones, so that below every block is read from the file once.
     for (let b = N - 8; b < N; b++) await cache.readBlock(b);
-    cache.resetStats();
+    view.reset();
     for (let b = 0; b < N; b++) {
       expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
       await new Promise((r) => setTimeout(r, 2)); // the reader's pace: read-ahead keeps up
@@ -108,7 +112,7 @@ test("read-ahead brings blocks back from the cache file once memory is full: a s
     // (what the reader waited for counts as read), and each block still comes from the file once.
     const readSlot = file.readSlot.bind(file);
     file.readSlot = (slot, crc, into) => new Promise((r) => setTimeout(r, 5)).then(() => readSlot(slot, crc, into));
-    cache.resetStats();
+    view.reset();
     for (let b = 0; b < N; b++) expect(await cache.readBlock(b)).toEqual(pattern(BS, b + 1));
     expect(value("read-ahead fetches")).toBeGreaterThanOrEqual(N - 4);
     expect(value("cache file reads")).toBe(N);

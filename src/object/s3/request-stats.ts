@@ -1,4 +1,8 @@
-/** Per-kind request counters with latency percentiles, for the stats file and benchmarks. */
+/**
+ * Per-kind request counters and latencies, for the stats file and benchmarks: totals since the
+ * process began, and the most recent durations for the stats file's percentiles.
+ */
+import type { Stat, StatKind } from "../../util/stat-group.ts";
 
 export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST";
 const KINDS: RequestKind[] = ["GET", "PUT", "DELETE", "HEAD", "LIST"];
@@ -12,6 +16,12 @@ class KindStats {
   /** The most recent latencies (ms), a ring, for p50/p99. */
   private readonly latencies = new Float64Array(WINDOW);
   private filled = 0;
+  /** What each of this kind's stats is, made once. */
+  readonly how: StatKind;
+
+  constructor(readonly kind: RequestKind) {
+    this.how = { counter: true, labels: { kind } };
+  }
 
   record(ms: number): void {
     this.latencies[this.count % WINDOW] = ms;
@@ -27,23 +37,20 @@ class KindStats {
 }
 
 export class RequestStats {
-  private kinds = new Map(KINDS.map((k) => [k, new KindStats()]));
+  private readonly kinds = new Map(KINDS.map((k) => [k, new KindStats(k)]));
 
   of(kind: RequestKind): KindStats {
     return this.kinds.get(kind)!;
   }
 
-  reset(): void {
-    this.kinds = new Map(KINDS.map((k) => [k, new KindStats()]));
-  }
-
-  entries(): [string, number | string][] {
-    const out: [string, number | string][] = [];
+  entries(): Stat[] {
+    const out: Stat[] = [];
     for (const [kind, s] of this.kinds) {
-      out.push([`${kind} requests`, s.count], [`${kind} errors`, s.errors], [`${kind} retries`, s.retries]);
-      if (kind === "GET" || kind === "PUT") out.push([`${kind} bytes`, s.bytes]);
+      out.push([`${kind} requests`, s.count, s.how], [`${kind} errors`, s.errors, s.how], [`${kind} retries`, s.retries, s.how]);
+      if (kind === "GET" || kind === "PUT") out.push([`${kind} bytes`, s.bytes, s.how]);
       if (s.count > 0) out.push([`${kind} latency p50/p99 ms`, `${s.percentile(50).toFixed(1)}/${s.percentile(99).toFixed(1)}`]);
     }
     return out;
   }
+
 }

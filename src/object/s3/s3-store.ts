@@ -227,9 +227,4 @@ export class S3Store implements ObjectStore {
   stats(): StatGroup[] {
     return [{ layer: "S3", values: [...this.client.stats.entries(), ...this.checks.entries()] }];
   }
-
-  resetStats(): void {
-    this.client.stats.reset();
-    this.checks.reset();
-  }
 }

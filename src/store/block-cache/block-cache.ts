@@ -16,7 +16,7 @@
  */
 import type { Logger } from "../../log.ts";
 import type { BlockStore, ImmediateStore } from "../block-store.ts";
-import type { StatGroup } from "../../util/stat-group.ts";
+import { COUNTER, type Stat, type StatGroup } from "../../util/stat-group.ts";
 import { Layer } from "../layer.ts";
 import { BufferPool } from "../../memory/buffer-pool.ts";
 import type { CacheFile, LoadedBlock } from "./cache-file.ts";
@@ -256,16 +256,11 @@ export class BlockCache extends Layer implements MountedCache {
 
   protected ownStats(): StatGroup {
     const { counters, entries, lending, residency } = this.parts;
-    const values: [string, number][] = [
+    const values: Stat[] = [
       ...counters.entries(), ["read-ahead depth", this.reads.aheadDepth], ["blocks cached", entries.map.size], ["blocks dirty", entries.dirty.size],
-      ["buffers faulted in ahead", lending.buffers.made.ahead], ["buffers faulted in on use", lending.buffers.made.onUse],
+      ["buffers faulted in ahead", lending.buffers.made.ahead, COUNTER], ["buffers faulted in on use", lending.buffers.made.onUse, COUNTER],
     ];
     residency.stats(values);
     return { layer: "block cache", values };
-  }
-
-  protected resetOwnStats(): void {
-    this.parts.counters.reset();
-    this.parts.lending.buffers.resetCounts();
   }
 }

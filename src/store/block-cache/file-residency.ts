@@ -12,6 +12,7 @@ import { type Entry, IN_FILE } from "./entries.ts";
 import { FileSaves, type SavesHost } from "./file-saves.ts";
 import type { Lending, Room } from "./lending.ts";
 import type { Residency } from "./residency.ts";
+import type { Stat } from "../../util/stat-group.ts";
 
 /** What the file's residency needs of the rest of the cache. */
 export interface FileResidencyHost extends SavesHost {
@@ -243,7 +244,7 @@ export class FileResidency implements Residency {
     this.file.setToken(token);
   }
 
-  stats(values: [string, number][]): void {
+  stats(values: Stat[]): void {
     values.push(["blocks in memory", this.resident.size], ["blocks not yet in the file", this.saves.unsaved.size + this.saves.fileWork]);
     values.push(["blocks to verify", this.host.check?.left ?? 0]);
   }

@@ -7,6 +7,7 @@
 import { DONE } from "../block-store.ts";
 import type { Entry, ResidencyColumns } from "./entries.ts";
 import type { Room } from "./lending.ts";
+import type { Stat } from "../../util/stat-group.ts";
 
 export interface Residency extends ResidencyColumns {
   /** Most blocks whose bytes are held in memory (for the memory budget). */
@@ -44,7 +45,7 @@ export interface Residency extends ResidencyColumns {
   announceToken(token: number): void;
   setToken(token: number): void;
   /** Adds its own figures to the cache's stats. */
-  stats(values: [string, number][]): void;
+  stats(values: Stat[]): void;
 }
 
 /**

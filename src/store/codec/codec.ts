@@ -199,9 +199,4 @@ export class Codec implements VerifiedStore {
     const engine = this.o.encryption ? [["cipher", `${this.o.encryption.cipher.name} (${this.o.encryption.crypto.engine})`] as const] : [];
     return [{ layer: "codec", values: [...this.counters.entries(), ...engine] }, ...this.inner.stats()];
   }
-
-  resetStats(): void {
-    this.counters.reset();
-    this.inner.resetStats();
-  }
 }

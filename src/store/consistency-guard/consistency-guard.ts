@@ -266,10 +266,6 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
   protected ownStats(): StatGroup {
     return { layer: "consistency guard", values: [...this.counters.entries(), ["blocks remembered", this.known.size]] };
   }
-
-  protected resetOwnStats(): void {
-    this.counters.reset();
-  }
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

@@ -135,8 +135,4 @@ export class ZeroBlockCache extends Layer {
     const listing = this.listing ? ([["listing", this.listing.state], ["blocks listed", this.listing.found]] as const) : [];
     return { layer: "zero-block cache", values: [...this.counters.entries(), ["blocks known zero", known], ...listing] };
   }
-
-  protected resetOwnStats(): void {
-    this.counters.reset();
-  }
 }
