@@ -1,18 +1,21 @@
 /**
- * Per-kind request counters and latencies, for the stats file and benchmarks: totals since the
- * process began, and the most recent durations for the stats file's percentiles.
+ * Per-kind request counters and latencies, for the stats file, /metrics and benchmarks: totals
+ * since the process began, a histogram of every answered request's duration, and the most recent
+ * durations for the stats file's percentiles.
  */
-import type { Stat, StatKind } from "../../util/stat-group.ts";
+import { Histogram } from "../../util/histogram.ts";
+import type { HistogramStat, Stat, StatKind } from "../../util/stat-group.ts";
 
 export type RequestKind = "GET" | "PUT" | "DELETE" | "HEAD" | "LIST";
 const KINDS: RequestKind[] = ["GET", "PUT", "DELETE", "HEAD", "LIST"];
 const WINDOW = 2048;
 
 class KindStats {
-  count = 0;
   errors = 0;
   retries = 0;
   bytes = 0;
+  /** Answered requests' durations in seconds; its count is the requests answered. */
+  readonly durations = new Histogram();
   /** The most recent latencies (ms), a ring, for p50/p99. */
   private readonly latencies = new Float64Array(WINDOW);
   private filled = 0;
@@ -23,9 +26,13 @@ class KindStats {
     this.how = { counter: true, labels: { kind } };
   }
 
+  get count(): number {
+    return this.durations.count;
+  }
+
   record(ms: number): void {
     this.latencies[this.count % WINDOW] = ms;
-    this.count++;
+    this.durations.observe(ms / 1000);
     this.filled = Math.min(WINDOW, this.filled + 1);
   }
 
@@ -53,4 +60,7 @@ export class RequestStats {
     return out;
   }
 
+  histograms(): HistogramStat[] {
+    return [...this.kinds.values()].map((s) => ({ name: "request duration seconds", help: "How long each answered request took (its failed attempts and the pauses between them apart)", labels: s.how.labels!, histogram: s.durations }));
+  }
 }

@@ -225,6 +225,6 @@ export class S3Store implements ObjectStore {
   }
 
   stats(): StatGroup[] {
-    return [{ layer: "S3", values: [...this.client.stats.entries(), ...this.checks.entries()] }];
+    return [{ layer: "S3", values: [...this.client.stats.entries(), ...this.checks.entries()], histograms: this.client.stats.histograms() }];
   }
 }

@@ -1,0 +1,24 @@
+/** Fixed-bucket histograms, as Prometheus reads them: a bucket holds what is at most its bound. */
+import { expect, test } from "bun:test";
+import { Histogram } from "../../src/util/histogram.ts";
+import { RequestStats } from "../../src/object/s3/request-stats.ts";
+
+test("a value equal to a bound is in that bound's bucket; one above every bound is in the last; count and sum add up", () => {
+  const h = new Histogram([0.001, 0.01, 1]);
+  for (const v of [0, 0.001, 0.0010001, 0.01, 0.5, 1, 1.5, 100]) h.observe(v);
+  expect([...h.counts]).toEqual([2, 2, 2, 2]);
+  expect(h.count).toBe(8);
+  expect(h.sum).toBeCloseTo(103.0120001, 9);
+});
+
+test("a kind's answered requests are its histogram's count, one source for both", () => {
+  const stats = new RequestStats();
+  stats.of("PUT").record(3);
+  stats.of("PUT").record(40);
+  stats.of("GET").record(0.2);
+  const put = stats.histograms().find((h) => h.labels.kind === "PUT")!;
+  expect(put.histogram.count).toBe(2);
+  expect(put.histogram.sum).toBeCloseTo(0.043, 9);
+  expect(stats.entries()).toContainEqual(["PUT requests", 2, { counter: true, labels: { kind: "PUT" } }]);
+  expect(stats.entries()).toContainEqual(["GET requests", 1, { counter: true, labels: { kind: "GET" } }]);
+});
