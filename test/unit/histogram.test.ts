@@ -5,10 +5,11 @@ import { RequestStats } from "../../src/object/s3/request-stats.ts";
 
 test("a value equal to a bound is in that bound's bucket; one above every bound is in the last; count and sum add up", () => {
   const h = new Histogram([0.001, 0.01, 1]);
-  for (const v of [0, 0.001, 0.0010001, 0.01, 0.5, 1, 1.5, 100]) h.observe(v);
+  const values = [0, 0.001, 0.0010001, 0.01, 0.5, 1, 1.5, 100];
+  for (const v of values) h.observe(v);
   expect([...h.counts]).toEqual([2, 2, 2, 2]);
   expect(h.count).toBe(8);
-  expect(h.sum).toBeCloseTo(103.0120001, 9);
+  expect(h.sum).toBe(values.reduce((a, b) => a + b, 0));
 });
 
 test("a kind's answered requests are its histogram's count, one source for both", () => {
@@ -18,7 +19,8 @@ test("a kind's answered requests are its histogram's count, one source for both"
   stats.of("GET").record(0.2);
   const put = stats.histograms().find((h) => h.labels.kind === "PUT")!;
   expect(put.histogram.count).toBe(2);
-  expect(put.histogram.sum).toBeCloseTo(0.043, 9);
-  expect(stats.entries()).toContainEqual(["PUT requests", 2, { counter: true, labels: { kind: "PUT" } }]);
-  expect(stats.entries()).toContainEqual(["GET requests", 1, { counter: true, labels: { kind: "GET" } }]);
+  expect(put.histogram.sum).toBe(3 / 1000 + 40 / 1000);
+  const entry = (name: string) => stats.entries().find(([n]) => n === name);
+  expect(entry("PUT requests")).toEqual(["PUT requests", 2, { counter: true, labels: { kind: "PUT" } }]);
+  expect(entry("GET requests")).toEqual(["GET requests", 1, { counter: true, labels: { kind: "GET" } }]);
 });
