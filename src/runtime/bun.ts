@@ -174,6 +174,9 @@ export const bunRuntime: Runtime = {
       fetch: handler,
       // Never the development error page (a stack and source lines) to whoever sent the request.
       development: false,
+      // Bun's production default shares a port with whoever else listens on it (SO_REUSEPORT),
+      // so a second server on a taken port would start and get half the connections: refuse it.
+      reusePort: false,
       error: () => new Response(null, { status: 500 }),
       maxRequestBodySize: 256 * 2 ** 20,
       idleTimeout: 60,
