@@ -15,6 +15,7 @@ import type { NbdDevice } from "../nbd/device.ts";
 import { describeAddress, NbdServer, type NbdAddress } from "../nbd/server.ts";
 import type { Disk } from "./open-disk.ts";
 import { commandPath } from "../util/command-path.ts";
+import { isLoopback } from "../util/loopback.ts";
 import type { FrontEnd, FrontEndContext } from "./front-end.ts";
 
 /** Blocks a CACHE request fetches at once. */
@@ -107,8 +108,4 @@ function diskDevice(disk: Disk, readOnly: boolean): NbdDevice {
     prefetch: (offset, length) => file.prefetch(offset, length, PREFETCH_PARALLEL),
     extents: (offset, length, max) => zeroExtents(offset, length, file.size, blockSize, disk.knownZero, max),
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
 }

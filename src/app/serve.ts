@@ -10,6 +10,10 @@ import { checkMountpoint } from "../fuse/mount.ts";
 import { log } from "../log.ts";
 import { statsLogLines, statsText } from "./stats-text.ts";
 import { StatsView } from "./stats-view.ts";
+import { MetricsServer } from "./metrics-server.ts";
+import { metricsText } from "./metrics-text.ts";
+import { runtime } from "../runtime/index.ts";
+import { VERSION } from "../version.ts";
 import { GIVE_UP_SIGNALS, MountSignals } from "./signals.ts";
 import { untilStored } from "./final-store.ts";
 import { BUDGET_HEADROOM, MemoryBudget } from "../memory/memory-budget.ts";
@@ -31,7 +35,14 @@ export async function serve(config: Config, onReady: (readyMessage: string) => v
   // Opened before anything is mounted or flagged: one that cannot be written changes nothing.
   const pidFile = config.pidFile === undefined ? undefined : PidFile.open(config.typed.pidFile!, config.pidFile);
   try {
-    return await serveDisk(config, onReady, pidFile, new StatsView());
+    const stats = new StatsView();
+    // Listening before the disk is opened: a port that is taken changes nothing.
+    const metrics = config.metrics && new MetricsServer(config.metrics, config.typed.metrics!, () => metricsText(stats.totals(), { version: VERSION, runtime: runtime.name }));
+    try {
+      return await serveDisk(config, (message) => onReady(metrics ? `${message}; metrics at ${metrics.url}` : message), pidFile, stats);
+    } finally {
+      await metrics?.stop();
+    }
   } finally {
     pidFile?.remove();
   }
@@ -42,6 +53,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
   const disk = await openDisk(config, log);
   const { store, geometry } = disk;
   const flag = config.readOnly ? undefined : disk.flag;
+  let flagHeld = 0;
   if (flag) {
     // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
     const own = await recoveringOwnCrash(config, disk.cacheFile, flag);
@@ -49,6 +61,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
     // The cache file learns the token first, so that a crash at any instant leaves it matching the flag.
     disk.blockCache?.announceFileToken(token);
     const warning = await flag.acquire(config.force || own, token);
+    flagHeld = 1;
     if (warning) log.warn(warning);
     disk.blockCache?.setFileToken(token);
   } else if (disk.cacheFile?.dirty) {
@@ -58,7 +71,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
 
   const cache = disk.blockCache;
   const memory = new MemoryBudget((cache ? cache.memoryCapacity * geometry.blockSize : 0) + BUDGET_HEADROOM);
-  stats.source = () => [...store.stats(), memory.stats()];
+  stats.source = () => [...store.stats(), memory.stats(), { layer: "mount", values: [["flag held", flagHeld]] }];
   const statsNow = () => statsText(stats.sinceReset(), config.statsFormat);
   const context = { config, disk, statsText: statsNow, resetStats: () => stats.reset() };
   let front: FrontEnd;
@@ -95,7 +108,9 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
   const stopProgress = showFlushProgress(cache, config.quiet || !config.foreground);
   try {
     // A front end that failed leaves the flag set, for the next mount to see.
-    if (!(await storeAndClose(config, disk, endedOk ? flag : undefined, signals.giveUp.signal, howToGiveUp))) code = 1;
+    const flagToClear = endedOk ? flag : undefined;
+    if (!(await storeAndClose(config, disk, flagToClear, signals.giveUp.signal, howToGiveUp))) code = 1;
+    else if (flagToClear && !config.sharedDisk) flagHeld = 0;
   } finally {
     stopProgress();
     clearTimeout(limit);

@@ -129,6 +129,7 @@ export const FLAGS: readonly Flag[] = [
   { name: "statsFormat", value: "FORMAT", default: "text", group: "Mount and process", help: "The stats file as text or json" },
   { name: "statsFileMirror", value: "FILE", group: "Mount and process", help: "Also write the stats to this plain file every interval (delete it to reset the counters)" },
   { name: "statsFileMirrorInterval", value: "MILLIS", default: "1000", group: "Mount and process", help: "How often --statsFileMirror is rewritten (10 at least: 0 means 10)" },
+  { name: "metrics", value: "[HOST:]PORT", group: "Mount and process", help: "Serve Prometheus metrics at http://HOST:PORT/metrics (host 127.0.0.1 unless given; port 0 picks one, named in the log)" },
   { name: "pidFile", value: "FILE", group: "Mount and process", help: "Write the daemon's process ID here" },
   { name: "unmountTimeout", value: "SECONDS", default: "0", group: "Mount and process", help: "At unmount or SIGTERM, blocks not yet stored are retried until stored; give up after this long (0 = never; they stay in --blockCacheFile if given)" },
   { name: "quiet", group: "Mount and process", help: "No progress output" },

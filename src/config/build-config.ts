@@ -13,6 +13,7 @@ import type { Config, Mode, NbdTarget } from "./settings.ts";
 import { checkBlockSize, LARGE_BLOCK_SIZE, resolveGeometry } from "./geometry.ts";
 import { fuseOptions } from "./fuse-options.ts";
 import { FlagValues } from "./flag-values.ts";
+import { metricsAddress } from "./metrics-address.ts";
 import { cacheSettings, codecSettings, consistencySettings, s3Settings } from "./sections.ts";
 
 export const MEMORY_BUCKET = ":memory:";
@@ -104,6 +105,7 @@ export function buildConfig(
     if (unused.length > 0) f.warn(`${unused.join(", ")}: no effect with --nbd (FUSE options)`);
   }
   if (mode !== "mount" && on("listBlocks")) throw new UsageError(`${what} cannot be combined with --listBlocks`);
+  if (mode !== "mount" && f.has("metrics")) throw new UsageError(`${what} cannot be combined with --metrics`);
   const statsFileMirrorIntervalMs = f.count("statsFileMirrorInterval");
   if (statsFileMirrorIntervalMs < MIN_MIRROR_INTERVAL_MS && f.has("statsFileMirror")) {
     f.warn(`${f.typed("statsFileMirrorInterval")}: rewritten every ${MIN_MIRROR_INTERVAL_MS} ms, the shortest interval here`);
@@ -143,6 +145,7 @@ export function buildConfig(
     unmountTimeoutMs: f.count("unmountTimeout") * 1000,
     statsFileMirror: text("statsFileMirror"),
     statsFileMirrorIntervalMs: Math.max(MIN_MIRROR_INTERVAL_MS, statsFileMirrorIntervalMs),
+    metrics: metricsAddress(f),
     fuse,
     s3,
     cache,

@@ -52,6 +52,8 @@ export interface Config {
   unmountTimeoutMs: number;
   statsFileMirror: string | undefined;
   statsFileMirrorIntervalMs: number;
+  /** --metrics: where Prometheus metrics are served. */
+  metrics: ListenAddress | undefined;
   fuse: FuseOptions;
   s3: S3Settings;
   cache: CacheSettings;
@@ -59,6 +61,12 @@ export interface Config {
   codec: CodecSettings;
 }
 
+
+/** A TCP address to listen on (port 0: any free port). */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
 
 /** An NBD socket to serve on, or a kernel NBD device to attach through nbd-client. */
 export type NbdTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } | { kind: "device"; path: string };

@@ -42,6 +42,7 @@ const BAD: [string[], number, RegExp][] = [
   [["-o", "frobnicate", ...ok], 2, /unknown mount option '-o frobnicate'/],
   [["--erase", "--readOnly", "--test", "--size=1M", blocks], 2, /cannot be combined/],
   [["--erase", "--listBlocks", "--test", blocks], 2, /cannot be combined/],
+  [["--erase", "--metrics=0", "--test", blocks], 2, /--erase cannot be combined with --metrics/],
   [["--erase", "--test", blocks], 1, /asks for confirmation on a terminal: add --force/],
   [["--erase", "--test", blocks, mnt], 2, /too many arguments/],
   [["--size=1M", "--baseURL=ftp://x/", "bucket", mnt], 1, /must be http:\/\/ or https:\/\//],
