@@ -20,8 +20,8 @@ afterEach(cleanupNbd);
 
 /** A little over the server's rendering interval: each scrape then sees numbers made after the last. */
 const FRESH_MS = 1100;
-/** How long the writers below keep writing: long enough for three fresh scrapes. */
-const WRITING_MS = 4000;
+/** How long a writer may take to move every watched series twice before the test fails. */
+const MOVING_WITHIN_MS = 30_000;
 
 /** The URL the log's ready line names (the port was 0: the system chose it). */
 async function metricsUrl(log: () => string): Promise<string> {
@@ -45,26 +45,49 @@ function promtool(text: string): void {
   expect(r.status).toBe(0);
 }
 
-/** Scrapes every FRESH_MS while `writing` runs; the values of `series` at each scrape that ended before the writing did. */
-async function scrapesDuring(url: string, series: string[], writing: Promise<void>): Promise<number[][]> {
-  let done = false;
-  const finished = writing.finally(() => (done = true));
-  const seen: number[][] = [];
-  while (!done) {
-    await Promise.race([new Promise((r) => setTimeout(r, FRESH_MS)), finished]);
-    if (done) break;
-    const { value } = await scrape(url);
-    if (!done) seen.push(series.map(value));
-  }
-  await finished;
-  return seen;
+/** A writer that runs `step` (one write, stored) again and again until stopped; stop() throws what a step threw. */
+function keepWriting(step: (i: number) => Promise<void>): { stop(): Promise<number> } {
+  let stopping = false;
+  const running = (async () => {
+    let i = 0;
+    while (!stopping) await step(i++);
+    return i;
+  })();
+  running.catch(() => {}); // seen by stop()
+  return {
+    stop: () => {
+      stopping = true;
+      return running;
+    },
+  };
 }
 
-/** Each series grew from each scrape to the next. */
-function expectRising(seen: number[][], series: string[]): void {
-  expect(seen.length).toBeGreaterThanOrEqual(3);
-  for (let i = 1; i < seen.length; i++) {
-    series.forEach((name, j) => expect(`${name}: ${seen[i]![j]! > seen[i - 1]![j]!}`).toBe(`${name}: true`));
+/**
+ * Scrapes every FRESH_MS while `writer` goes on, until each of `series` has grown at two scrapes
+ * (the writer is stopped only then, so nothing depends on how fast it writes); no series ever goes
+ * down, and one that is missing fails at once.
+ */
+async function expectMovingDuring(url: string, series: string[], writer: { stop(): Promise<number> }): Promise<void> {
+  const seen: number[][] = [];
+  try {
+    const rises = series.map(() => 0);
+    const deadline = performance.now() + MOVING_WITHIN_MS;
+    while (rises.some((n) => n < 2)) {
+      if (performance.now() > deadline) throw new Error(`not every series grew twice while writing; scrapes: ${JSON.stringify({ series, seen })}`);
+      if (seen.length > 0) await new Promise((r) => setTimeout(r, FRESH_MS));
+      const { value } = await scrape(url);
+      const now = series.map(value);
+      const last = seen.at(-1);
+      now.forEach((v, j) => {
+        expect(`${series[j]}: ${v}`).toMatch(/: \d/); // a sample, not missing
+        if (last && v < last[j]!) throw new Error(`${series[j]} went down from ${last[j]} to ${v}`);
+        if (last && v > last[j]!) rises[j]!++;
+      });
+      seen.push(now);
+    }
+  } finally {
+    const steps = await writer.stop();
+    expect(steps).toBeGreaterThan(0);
   }
 }
 
@@ -76,25 +99,29 @@ test("FUSE over S3: scraped during a write, the counters move; promtool accepts 
   expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
 
   const chunk = pattern(64 * 1024, 7);
-  const writing = (async () => {
-    const file = await open(disk.file, "r+");
-    try {
-      const until = performance.now() + WRITING_MS;
-      for (let offset = 0; performance.now() < until; offset = (offset + chunk.length) % (64 * 2 ** 20)) {
-        await file.write(chunk, 0, chunk.length, offset);
-        await file.sync(); // stored in S3 before the next: PUTs go on all along
-      }
-    } finally {
-      await file.close();
-    }
-  })();
-  const series = ["s3backer_block_cache_writes_total", 's3backer_s3_requests_total{kind="PUT"}', 's3backer_s3_request_duration_seconds_count{kind="PUT"}', 's3backer_s3_bytes_total{kind="PUT"}'];
-  expectRising(await scrapesDuring(url, series, writing), series);
+  const file = await open(disk.file, "r+");
+  try {
+    // Each write stored in S3 (fsync) before the next: PUTs go on all along.
+    const writer = keepWriting(async (i) => {
+      await file.write(chunk, 0, chunk.length, (i * chunk.length) % (64 * 2 ** 20));
+      await file.sync();
+    });
+    const series = ["s3backer_block_cache_writes_total", 's3backer_s3_requests_total{kind="PUT"}', 's3backer_s3_request_duration_seconds_count{kind="PUT"}', 's3backer_s3_bytes_total{kind="PUT"}'];
+    await expectMovingDuring(url, series, writer);
+  } finally {
+    await file.close();
+  }
 
   await new Promise((r) => setTimeout(r, FRESH_MS));
   const { text, value } = await scrape(url);
   promtool(text);
   expect(value("s3backer_mount_flag_held")).toBe(1);
+  // What the issue names: per kind, requests, their durations, errors and retries; bytes; dirty and cached blocks.
+  for (const kind of ["GET", "PUT", "DELETE", "LIST"]) {
+    for (const name of ["requests_total", "errors_total", "retries_total", "request_duration_seconds_count", "request_duration_seconds_sum"]) expect(`${name} ${kind} ${value(`s3backer_s3_${name}{kind="${kind}"}`)}`).toMatch(/ \d/);
+    expect(text).toContain(`s3backer_s3_request_duration_seconds_bucket{kind="${kind}",le="+Inf"} `);
+  }
+  for (const series of ['s3backer_s3_bytes_total{kind="GET"}', 's3backer_s3_bytes_total{kind="PUT"}', "s3backer_block_cache_blocks_dirty", "s3backer_block_cache_blocks_cached"]) expect(`${series} ${value(series)}`).toMatch(/ \d/);
   // Every number of the stats file is one sample; the rest are build_info and the histograms.
   const numbers = readFileSync(disk.stats, "utf8").split("\n").filter((l) => /^\S.*\s-?\d+(\.\d+)?$/.test(l));
   const samples = text.split("\n").filter((l) => l && !l.startsWith("#") && !l.startsWith("s3backer_build_info") && !/^s3backer_\w+_seconds_(bucket|sum|count)\{/.test(l));
@@ -136,13 +163,13 @@ test("deleting the stats file resets the file's counters, not /metrics': those o
 test("NBD: scraped while qemu-io writes, the counters move; promtool accepts it", async () => {
   const nbd = await serveNbd(["--size=64M", "--blockSize=64k", "--metrics=0"]);
   const url = await metricsUrl(nbd.log);
-  // One client writing and flushing a 64 KiB block every 50 ms, for WRITING_MS.
-  const commands = Array.from({ length: WRITING_MS / 50 }, (_, i) => ["-c", `write -P ${(i % 250) + 1} ${i * 65536} 64k`, "-c", "flush", "-c", "sleep 50"]).flat();
-  const writing = runAsync(["qemu-io", "-f", "raw", ...commands, nbd.qemu]).then((r) => {
+  // One client after another, each writing a 64 KiB block and flushing it.
+  const writer = keepWriting(async (i) => {
+    const r = await runAsync(["qemu-io", "-f", "raw", "-c", `write -P ${(i % 250) + 1} ${(i % 1024) * 65536} 64k`, "-c", "flush", nbd.qemu]);
     if (r.code !== 0) throw new Error(`qemu-io exited ${r.code}: ${r.stderr}`);
   });
   const series = ["s3backer_block_cache_writes_total", "s3backer_local_directory_writes_total", "s3backer_local_directory_written_bytes_total"];
-  expectRising(await scrapesDuring(url, series, writing), series);
+  await expectMovingDuring(url, series, writer);
   await new Promise((r) => setTimeout(r, FRESH_MS));
   promtool((await scrape(url)).text);
   await nbd.stop();
