@@ -24,3 +24,19 @@ test("a kind's answered requests are its histogram's count, one source for both"
   expect(entry("PUT requests")).toEqual(["PUT requests", 2, { counter: true, labels: { kind: "PUT" } }]);
   expect(entry("GET requests")).toEqual(["GET requests", 1, { counter: true, labels: { kind: "GET" } }]);
 });
+
+test("every kind (GET, PUT, DELETE, HEAD, LIST) has its requests, errors and retries as counters labelled by kind; GET and PUT their bytes", () => {
+  const stats = new RequestStats();
+  stats.of("DELETE").errors++;
+  stats.of("LIST").retries += 2;
+  stats.of("GET").bytes += 4096;
+  const counters = stats.entries().filter(([, , how]) => how?.counter).map(([name, value, how]) => `${name}=${value} ${how!.labels!.kind}`);
+  expect(counters).toEqual([
+    "GET requests=0 GET", "GET errors=0 GET", "GET retries=0 GET", "GET bytes=4096 GET",
+    "PUT requests=0 PUT", "PUT errors=0 PUT", "PUT retries=0 PUT", "PUT bytes=0 PUT",
+    "DELETE requests=0 DELETE", "DELETE errors=1 DELETE", "DELETE retries=0 DELETE",
+    "HEAD requests=0 HEAD", "HEAD errors=0 HEAD", "HEAD retries=0 HEAD",
+    "LIST requests=0 LIST", "LIST errors=0 LIST", "LIST retries=2 LIST",
+  ]);
+  expect(stats.histograms().map((h) => h.labels.kind)).toEqual(["GET", "PUT", "DELETE", "HEAD", "LIST"]);
+});
