@@ -261,11 +261,6 @@ export class LayeredObjects implements ObjectStore {
     const levels = this.levels.map((l, i) => [`level ${i}${i === 0 ? " (live)" : ""}`, `${l.layer || "(root)"}: ${describe(l.map)}`] as const);
     return [{ layer: "layers", values: [...levels, ...this.counters.entries()] }, ...this.levels[0]!.store.stats()];
   }
-
-  resetStats(): void {
-    this.counters.reset();
-    this.levels[0]!.store.resetStats();
-  }
 }
 
 function describe(map: LevelMap | undefined): string {
