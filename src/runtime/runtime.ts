@@ -80,6 +80,32 @@ export interface StreamConnection {
   resume(): void;
 }
 
+/** Credentials of a TLS server, read and checked at startup (src/config/nbd-tls.ts): X.509, or pre-shared keys. */
+export type TlsServerCreds =
+  | { kind: "x509"; cert: string; key: string; /** Given: clients must present a certificate this CA signed. */ ca: string | undefined }
+  | { kind: "psk"; keys: ReadonlyMap<string, Uint8Array> };
+
+/** What a TLS handshake settled, for the log. */
+export interface TlsSessionInfo {
+  protocol: string;
+  cipher: string;
+  /** Who the client proved to be: its certificate's subject, or its PSK identity. */
+  peer: string | undefined;
+}
+
+/** A connection a stream server accepted. */
+export interface AcceptedConnection extends StreamConnection {
+  /**
+   * Makes this connection the server side of a TLS session in place (STARTTLS). Call it in the
+   * same turn as the write that tells the client to start TLS, with no plain bytes unread: the
+   * next bytes are the client's handshake. From then on `write` encrypts, the session's `data`
+   * gets decrypted bytes, and pause/resume hold back the encrypted stream. Resolves once the
+   * client is authenticated; rejects, the connection closed, when the handshake fails or takes
+   * longer than `timeoutMs`.
+   */
+  startTls(creds: TlsServerCreds, timeoutMs: number): Promise<TlsSessionInfo>;
+}
+
 /** A connection this process opened (connectStream), for requests whose bodies are not copied. */
 export interface ClientConnection extends StreamConnection {
   /**
@@ -126,7 +152,7 @@ export interface Runtime {
   /** Serves HTTP with a fetch-style handler. */
   serve(options: { port: number; hostname: string; tls?: { cert: string; key: string } }, handler: (req: Request) => Promise<Response>): HttpServer;
   /** Serves a Unix socket or a TCP port: `open` is called for each connection. Rejects when it cannot listen. */
-  listenStream(address: StreamAddress, open: (connection: StreamConnection) => StreamSession): Promise<StreamListener>;
+  listenStream(address: StreamAddress, open: (connection: AcceptedConnection) => StreamSession): Promise<StreamListener>;
   /**
    * Opens a TCP connection (TLS when `tls` is given): `open` is called with it once connected.
    * Undefined where the runtime's sockets are not used for S3 (its fetch() is then).

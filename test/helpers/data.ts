@@ -38,3 +38,13 @@ export function seededRandom(seed: number): () => number {
     return (x >>> 0) / 2 ** 32;
   };
 }
+
+/** Why a promise rejected, which it must (`expect(...).rejects` is not in the Deno shim). */
+export async function rejection(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error("it did not reject");
+}
