@@ -36,6 +36,11 @@ export class ByteReader {
 
   constructor(private readonly flow?: Flow) {}
 
+  /** Bytes delivered and not yet taken. */
+  get held(): number {
+    return this.buffered;
+  }
+
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     const w = this.waiting;

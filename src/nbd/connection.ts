@@ -8,7 +8,7 @@ import type { Logger } from "../log.ts";
 import { ByteReader } from "./byte-reader.ts";
 import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
-import { ALLOCATION_CONTEXT_ID, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type Negotiated } from "./handshake.ts";
+import { ALLOCATION_CONTEXT_ID, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type HandshakeTls, type Negotiated } from "./handshake.ts";
 import {
   blockStatusChunk, Cmd, CmdFlag, dataChunk, doneChunk, decodeRequest, errorChunk, NbdErrno, REQUEST_SIZE, simpleReply, State, type Request,
 } from "./protocol.ts";
@@ -21,6 +21,8 @@ export interface Wire {
   /** Stops taking bytes from the client, until `resume`. */
   pause(): void;
   resume(): void;
+  /** TLS, when the server offers it. */
+  tls?: HandshakeTls;
 }
 
 /** Requests served at once per connection; reading stops while this many are in flight. */
@@ -67,7 +69,7 @@ export class NbdConnection {
   /** Serves until the client leaves or `stop` has drained the requests in flight; never rejects. */
   async run(): Promise<void> {
     try {
-      const negotiated = await negotiate(this.reader, (b) => this.wire.write(b), this.spec);
+      const negotiated = await negotiate(this.reader, (b) => this.wire.write(b), this.spec, this.tls());
       if (negotiated) {
         this.log.debug(`NBD ${this.peer}: transmission (${negotiated.structured ? "structured" : "simple"} replies)`);
         await this.serve(negotiated);
@@ -77,6 +79,26 @@ export class NbdConnection {
     }
     await this.drain();
     this.close();
+  }
+
+  /** The wire's TLS, with the outcome of each handshake in the log. */
+  private tls(): HandshakeTls | undefined {
+    const tls = this.wire.tls;
+    if (!tls) return undefined;
+    return {
+      required: tls.required,
+      start: () =>
+        tls.start().then(
+          (info) => {
+            this.log.debug(`NBD ${this.peer}: ${info.protocol} ${info.cipher}${info.peer ? `, client ${info.peer}` : ""}`);
+            return info;
+          },
+          (err: unknown) => {
+            this.log.info(`NBD ${this.peer}: refused: ${messageOf(err)}`);
+            throw err;
+          },
+        ),
+    };
   }
 
   /** The socket is gone: nothing more will be read, and replies go nowhere. */

@@ -2,8 +2,15 @@
  * The fixed-newstyle handshake: the greeting, then the client's options until one of them
  * (EXPORT_NAME or GO) starts the transmission phase. One export is offered, under the disk's file
  * name or the empty (default) name.
+ *
+ * TLS as doc/proto.md sets it out: NBD_OPT_STARTTLS is answered with ACK and the connection turns
+ * into TLS at once. When TLS is required (FORCEDTLS), every option before it but STARTTLS and
+ * ABORT gets NBD_REP_ERR_TLS_REQD, and EXPORT_NAME (which cannot be refused) a hang-up. What was
+ * negotiated in the clear is forgotten once TLS is on.
  */
 import { concatBytes } from "../util/bytes.ts";
+import { messageOf } from "../errors.ts";
+import type { TlsSessionInfo } from "../runtime/runtime.ts";
 import type { ByteReader } from "./byte-reader.ts";
 import {
   BASE_ALLOCATION, blockSizeInfo, decodeOptionHeader, EXPORT_NAME_PADDING, exportInfo, greeting, HandshakeFlag, Info, Opt,
@@ -24,6 +31,14 @@ export interface ExportSpec {
   size: number;
   blockSize: number;
   readOnly: boolean;
+}
+
+/** TLS as this server offers it. */
+export interface HandshakeTls {
+  /** Clients must start TLS before anything else (FORCEDTLS); else they may (SELECTIVETLS, one export). */
+  required: boolean;
+  /** Makes the connection TLS: called in the same turn as STARTTLS's ACK is sent. */
+  start(): Promise<TlsSessionInfo>;
 }
 
 /** What the handshake settled for the transmission phase. */
@@ -79,13 +94,19 @@ class Fields {
  * Runs the handshake. Resolves with what was negotiated, or undefined when the client aborted or
  * broke the protocol (the caller closes the connection). Rejects when the connection ends.
  */
-export async function negotiate(reader: ByteReader, send: (bytes: Uint8Array) => void, spec: ExportSpec): Promise<Negotiated | undefined> {
+export async function negotiate(
+  reader: ByteReader,
+  send: (bytes: Uint8Array) => void,
+  spec: ExportSpec,
+  tls?: HandshakeTls,
+): Promise<Negotiated | undefined> {
   send(greeting());
   const clientFlags = new DataView((await reader.take(4)).slice().buffer).getUint32(0);
   if (clientFlags & ~(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES)) return undefined;
   const noZeroes = (clientFlags & HandshakeFlag.NO_ZEROES) !== 0;
   let structured = false;
   let allocation = false;
+  let tlsOn = false;
   const known = (name: string) => name === "" || name === spec.name;
 
   for (;;) {
@@ -95,6 +116,11 @@ export async function negotiate(reader: ByteReader, send: (bytes: Uint8Array) =>
     const { option } = header;
     const reply = (type: number, body?: Uint8Array) => send(optionReply(option, type, body));
     const refuse = (type: number, message: string) => reply(type, new TextEncoder().encode(message));
+    if (tls?.required && !tlsOn && option !== Opt.STARTTLS && option !== Opt.ABORT) {
+      if (option === Opt.EXPORT_NAME) return undefined;
+      refuse(Rep.ERR_TLS_REQD, "this server requires TLS: send NBD_OPT_STARTTLS first");
+      continue;
+    }
     try {
       switch (option) {
         case Opt.EXPORT_NAME: {
@@ -113,7 +139,21 @@ export async function negotiate(reader: ByteReader, send: (bytes: Uint8Array) =>
           reply(Rep.ACK);
           break;
         case Opt.STARTTLS:
-          refuse(Rep.ERR_UNSUP, "TLS is not offered: serve on a Unix socket or a trusted network");
+          if (!tls) {
+            refuse(Rep.ERR_POLICY, "TLS is not enabled on this server (--nbd-tls-cert, --nbd-tls-psk)");
+            break;
+          }
+          if (tlsOn) throw new Invalid("TLS is already on");
+          if (data.length !== 0) throw new Invalid("NBD_OPT_STARTTLS takes no data");
+          // Bytes sent after STARTTLS, before its ACK, would be taken as if they came inside TLS: a
+          // man in the middle's injection (as in CVE-2011-0411). The protocol lets us only hang up.
+          if (reader.held > 0) throw new Error("bytes came after NBD_OPT_STARTTLS before TLS began (injected?): hanging up");
+          reply(Rep.ACK);
+          // A failed handshake ends the connection: no error of it may pass for an option's.
+          await tls.start().catch((err: unknown) => Promise.reject(new Error(messageOf(err))));
+          tlsOn = true;
+          structured = false;
+          allocation = false;
           break;
         case Opt.STRUCTURED_REPLY:
           if (data.length !== 0) throw new Invalid("NBD_OPT_STRUCTURED_REPLY takes no data");

@@ -33,7 +33,9 @@ export const Rep = {
   INFO: 3,
   META_CONTEXT: 4,
   ERR_UNSUP: ERR + 1,
+  ERR_POLICY: ERR + 2,
   ERR_INVALID: ERR + 3,
+  ERR_TLS_REQD: ERR + 5,
   ERR_UNKNOWN: ERR + 6,
 } as const;
 

@@ -5,16 +5,26 @@
  */
 import { createConnection } from "node:net";
 import { lstatSync, rmSync } from "node:fs";
-import { ConfigError, messageOf } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
+import { reasonOf } from "../util/flag-paths.ts";
 import type { Logger } from "../log.ts";
 import { IN_FLIGHT_BYTES, NbdConnection, type Wire } from "./connection.ts";
 import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
 import type { ExportSpec } from "./handshake.ts";
 import { runtime } from "../runtime/index.ts";
-import type { StreamConnection, StreamListener, StreamSession } from "../runtime/runtime.ts";
+import type { AcceptedConnection, StreamListener, StreamSession, TlsServerCreds } from "../runtime/runtime.ts";
 
 export type NbdAddress = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
+
+/** TLS for every connection: offered, or required (FORCEDTLS), with these credentials. */
+export interface NbdTls {
+  required: boolean;
+  creds: TlsServerCreds;
+}
+
+/** A client has this long from STARTTLS to the end of its TLS handshake. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function describeAddress(a: NbdAddress): string {
   return a.kind === "unix" ? `unix:${a.path}` : `tcp:${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
@@ -33,22 +43,30 @@ export class NbdServer {
     readonly address: NbdAddress,
   ) {}
 
-  static async listen(address: NbdAddress, device: NbdDevice, spec: ExportSpec, log: Logger): Promise<NbdServer> {
+  static async listen(
+    address: NbdAddress,
+    device: NbdDevice,
+    spec: ExportSpec,
+    log: Logger,
+    tls?: NbdTls,
+    handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS,
+  ): Promise<NbdServer> {
     if (address.kind === "unix") await clearStaleSocket(address.path);
     let nbd: NbdServer | undefined;
     const where = address.kind === "unix" ? { path: address.path } : { host: address.host, port: address.port };
     const listener = await runtime
-      .listenStream(where, (c) => nbd!.accept(c, device, spec, log))
+      .listenStream(where, (c) => nbd!.accept(c, device, spec, log, tls, handshakeTimeoutMs))
       .catch((err) => {
-        throw new ConfigError(`cannot listen on ${describeAddress(address)}: ${messageOf(err)}`);
+        throw new ConfigError(`cannot listen on ${describeAddress(address)}: ${listenFailure(err)}`);
       });
     nbd = new NbdServer(listener, address.kind === "tcp" ? { ...address, port: listener.port ?? address.port } : address);
     return nbd;
   }
 
-  private accept(stream: StreamConnection, device: NbdDevice, spec: ExportSpec, log: Logger): StreamSession {
+  private accept(stream: AcceptedConnection, device: NbdDevice, spec: ExportSpec, log: Logger, tls: NbdTls | undefined, timeoutMs: number): StreamSession {
     const wire: Wire = {
       write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end(), pause: () => stream.pause(), resume: () => stream.resume(),
+      tls: tls && { required: tls.required, start: () => stream.startTls(tls.creds, timeoutMs) },
     };
     const connection = new NbdConnection(wire, device, spec, log, stream.peer, this.inFlightBytes);
     this.connections.add(connection);
@@ -70,6 +88,15 @@ export class NbdServer {
     await Promise.all([...this.running]);
     if (this.address.kind === "unix") rmSync(this.address.path, { force: true });
   }
+}
+
+/** Why listening failed, in the same words whichever runtime said it. */
+function listenFailure(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") return "the address is in use (another server has that port)";
+  if (code === "EADDRNOTAVAIL") return "no such address on this machine";
+  if (code === "EACCES") return "permission denied (ports below 1024 need root)";
+  return reasonOf(err);
 }
 
 /** A socket file left by a server that is gone is removed; one with a live server, or any other file, is refused. */
