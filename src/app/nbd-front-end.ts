@@ -12,7 +12,7 @@ import { BackedFile } from "../file/backed-file.ts";
 import { zeroExtents } from "../file/extents.ts";
 import { log } from "../log.ts";
 import type { NbdDevice } from "../nbd/device.ts";
-import { describeAddress, NbdServer, type NbdAddress } from "../nbd/server.ts";
+import { describeAddress, NbdServer, type NbdAddress, type NbdTls } from "../nbd/server.ts";
 import type { Disk } from "./open-disk.ts";
 import { commandPath } from "../util/command-path.ts";
 import { isLoopback } from "../util/loopback.ts";
@@ -45,10 +45,12 @@ export async function startNbd({ config, disk }: FrontEndContext): Promise<Front
   // A kernel device is attached through a socket of our own.
   const socketDir = target.kind === "device" ? mkdtempSync(join(tmpdir(), "s3backer-nbd-")) : undefined;
   const address: NbdAddress = socketDir ? { kind: "unix", path: join(socketDir, "socket") } : (target as NbdAddress);
+  const tls = config.nbdTls;
   if (address.kind === "tcp" && !isLoopback(address.host)) {
-    log.warn(`serving NBD on ${address.host}: NBD has no authentication, so anyone who can reach that address can read and write the disk`);
+    const risk = tlsRisk(tls);
+    if (risk) log.warn(`serving NBD on ${address.host}: ${risk}, so anyone who can reach that address can read and write the disk`);
   }
-  const server = await NbdServer.listen(address, device, spec, log);
+  const server = await NbdServer.listen(address, device, spec, log, tls);
   let endedOk!: (ok: boolean) => void;
   const ended = new Promise<boolean>((resolve) => (endedOk = resolve));
   let stopping = false;
@@ -79,7 +81,8 @@ export async function startNbd({ config, disk }: FrontEndContext): Promise<Front
     ended,
     readyMessage: () =>
       `serving NBD on ${target.kind === "device" ? `${target.path} (via ${describeAddress(server.address)})` : describeAddress(server.address)}: ` +
-      `${disk.geometry.numBlocks} blocks of ${disk.geometry.blockSize} bytes`,
+      `${disk.geometry.numBlocks} blocks of ${disk.geometry.blockSize} bytes` +
+      (tls ? `, TLS ${tls.required ? "required" : "offered"} (${tlsKind(tls)})` : ""),
     stop(signal) {
       if (stopping) return;
       stopping = true;
@@ -108,4 +111,17 @@ function diskDevice(disk: Disk, readOnly: boolean): NbdDevice {
     prefetch: (offset, length) => file.prefetch(offset, length, PREFETCH_PARALLEL),
     extents: (offset, length, max) => zeroExtents(offset, length, file.size, blockSize, disk.knownZero, max),
   };
+}
+
+/** What lets anyone in, or undefined when TLS authenticates every client. */
+function tlsRisk(tls: NbdTls | undefined): string | undefined {
+  if (!tls) return "NBD without TLS has no authentication (see --nbd-tls-cert with --nbd-tls-ca, or --nbd-tls-psk)";
+  if (!tls.required) return "--nbd-tls=on lets clients skip TLS (--nbd-tls=require refuses them)";
+  if (tls.creds.kind === "x509" && !tls.creds.ca) return "TLS without --nbd-tls-ca does not authenticate clients";
+  return undefined;
+}
+
+function tlsKind(tls: NbdTls): string {
+  if (tls.creds.kind === "psk") return "pre-shared keys";
+  return tls.creds.ca ? "X.509, client certificates required" : "X.509";
 }

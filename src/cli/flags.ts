@@ -116,6 +116,11 @@ export const FLAGS: readonly Flag[] = [
 
   // NBD
   { name: "nbd", group: "NBD", help: "Serve the disk over NBD instead of mounting it: the second argument is unix:PATH, tcp:HOST:PORT or /dev/nbdX" },
+  { name: "nbd-tls", value: "MODE", default: "require with a --nbd-tls-* file, else off", group: "NBD", help: "TLS for NBD clients: require it (refuse clients that do not start it), on (offer it) or off" },
+  { name: "nbd-tls-cert", value: "FILE", group: "NBD", help: "Serve NBD over TLS with this X.509 certificate (PEM, the chain may follow it)" },
+  { name: "nbd-tls-key", value: "FILE", group: "NBD", help: "The private key of --nbd-tls-cert (PEM, unencrypted)" },
+  { name: "nbd-tls-ca", value: "FILE", group: "NBD", help: "With --nbd-tls-cert: admit only clients whose certificate this CA (PEM) signed" },
+  { name: "nbd-tls-psk", value: "FILE", group: "NBD", help: "Serve NBD over TLS 1.3 with pre-shared keys: psktool's file of identity:hexkey lines" },
   { name: "nbd-flag", value: "STRING", group: "NBD", help: "The original's nbdkit flag: refused, the NBD server is built in" },
   { name: "nbd-param", value: "STRING", group: "NBD", help: "The original's nbdkit parameter: refused, the NBD server is built in" },
 

@@ -15,6 +15,7 @@ import { fuseOptions } from "./fuse-options.ts";
 import { FlagValues } from "./flag-values.ts";
 import { metricsAddress } from "./metrics-address.ts";
 import { cacheSettings, codecSettings, consistencySettings, s3Settings } from "./sections.ts";
+import { nbdTlsSettings } from "./nbd-tls.ts";
 
 export const MEMORY_BUCKET = ":memory:";
 
@@ -60,6 +61,7 @@ export function buildConfig(
   if (sharedDisk && cached) throw new ConfigError(`--sharedDiskMode caches nothing: ${f.typed(cached)} cannot be combined with it`);
   const [bucketArg, second = ""] = args.positionals as [string, string?];
   const nbd = nbdMode ? nbdTarget(second) : undefined;
+  const nbdTls = nbdTlsSettings(f, nbd);
   const mountpoint = nbdMode ? "" : second;
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
   const baseText = text("base");
@@ -122,6 +124,7 @@ export function buildConfig(
     base,
     mountpoint,
     nbd,
+    nbdTls,
     blockSize,
     fileSize,
     blockHashPrefix: on("blockHashPrefix"),

@@ -3,6 +3,7 @@ import { type CipherSpec } from "../store/codec/ciphers.ts";
 import type { Compression } from "../store/codec/compression.ts";
 import type { TestFaults } from "../object/test-faults.ts";
 import type { FuseOptions } from "../fuse/mount.ts";
+import type { NbdTls } from "../nbd/server.ts";
 
 /** "command": a subcommand (snapshot, flatten, ...) that takes the flags and one disk. */
 export type Mode = "mount" | "erase" | "reset-mounted-flag" | "command";
@@ -24,6 +25,8 @@ export interface Config {
   mountpoint: string;
   /** With --nbd: where the disk is served. */
   nbd: NbdTarget | undefined;
+  /** With --nbd and --nbd-tls-*: TLS offered or required, with its credentials read and checked. */
+  nbdTls: NbdTls | undefined;
   /** Sizes from the flags; the disk's metadata may supply them (see resolveGeometry). */
   blockSize: number | undefined;
   fileSize: number | undefined;
