@@ -10,6 +10,8 @@ export interface NbdDisk {
   dir: string;
   blocks: string;
   socket: string;
+  /** With `tcp`: the port the server took. */
+  port: number;
   /** The export as qemu names it, and as libnbd's tools do. */
   qemu: string;
   uri: string;
@@ -24,10 +26,15 @@ const live = new Set<{ pid: number; dir: string; keepDir: boolean }>();
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 
 /**
- * Serves `source` (a --test directory unless `args` point at S3) on a Unix socket in `dir`. With
- * `opts.dir` the directory (and its blocks) outlive the test's server, for a second server on them.
+ * Serves `source` (a --test directory unless `args` point at S3) on a Unix socket in `dir`, or
+ * with `tcp` on a port of 127.0.0.1 the system picks. With `opts.dir` the directory (and its
+ * blocks) outlive the test's server, for a second server on them. `command` runs another build
+ * (the source under Deno).
  */
-export async function serveNbd(args: string[], opts: { dir?: string; source?: string; env?: Record<string, string> } = {}): Promise<NbdDisk> {
+export async function serveNbd(
+  args: string[],
+  opts: { dir?: string; source?: string; env?: Record<string, string>; tcp?: boolean; command?: string[] } = {},
+): Promise<NbdDisk> {
   const dir = opts.dir ?? tempDir("nbd");
   const blocks = join(dir, "blocks");
   mkdirSync(blocks, { recursive: true });
@@ -35,18 +42,20 @@ export async function serveNbd(args: string[], opts: { dir?: string; source?: st
   const source = opts.source ?? blocks;
   const testMode = opts.source === undefined ? ["--test"] : [];
   const r = await runAsync(
-    [BINARY, `--pidFile=${join(dir, "pid")}`, `--logFile=${join(dir, "log")}`, "--nbd", ...testMode, ...args, source, `unix:${socket}`],
+    [...(opts.command ?? [BINARY]), `--pidFile=${join(dir, "pid")}`, `--logFile=${join(dir, "log")}`, "--nbd", ...testMode, ...args, source, opts.tcp ? "tcp:127.0.0.1:0" : `unix:${socket}`],
     { env: opts.env },
   );
   if (r.code !== 0) throw new Error(`s3backer --nbd failed (${r.code}): ${r.stderr}`);
+  const log = () => (existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8") : "");
+  const port = opts.tcp ? Number(/serving NBD on tcp:127\.0\.0\.1:(\d+)/.exec(log())?.[1]) : 0;
   const pid = Number(readFileSync(join(dir, "pid"), "utf8"));
   const entry = { pid, dir, keepDir: opts.dir !== undefined };
   live.add(entry);
   return {
-    dir, blocks, socket, pid,
-    qemu: `nbd:unix:${socket}`,
-    uri: `nbd+unix:///?socket=${socket}`,
-    log: () => (existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8") : ""),
+    dir, blocks, socket, pid, port,
+    qemu: opts.tcp ? `nbd:127.0.0.1:${port}` : `nbd:unix:${socket}`,
+    uri: opts.tcp ? `nbd://127.0.0.1:${port}/` : `nbd+unix:///?socket=${socket}`,
+    log,
     async stop() {
       process.kill(pid, "SIGTERM");
       await waitFor("s3backer --nbd to exit", () => !alive(pid), 60_000);
