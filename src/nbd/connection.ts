@@ -52,6 +52,8 @@ export class NbdConnection {
   private allDone: (() => void) | undefined;
   private stopping = false;
   private closed = false;
+  /** Still in the handshake: a stop closes the connection rather than wait for a client. */
+  private negotiating = true;
   /** The last reply did not fit the socket's send buffer: read no more requests until it drains. */
   private backlogged = false;
 
@@ -70,6 +72,7 @@ export class NbdConnection {
   async run(): Promise<void> {
     try {
       const negotiated = await negotiate(this.reader, (b) => this.wire.write(b), this.spec, this.tls());
+      this.negotiating = false;
       if (negotiated) {
         this.log.debug(`NBD ${this.peer}: transmission (${negotiated.structured ? "structured" : "simple"} replies)`);
         await this.serve(negotiated);
@@ -111,6 +114,8 @@ export class NbdConnection {
   stop(): void {
     this.stopping = true;
     this.reader.end(new Error("server shutting down"));
+    // A TLS handshake under way waits for the client, not for the reader.
+    if (this.negotiating) this.close();
   }
 
   private close(): void {

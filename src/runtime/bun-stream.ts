@@ -70,6 +70,7 @@ function flush(s: State): void {
 }
 
 function lost(s: State, why: string): void {
+  s.psk?.closed(why);
   if (s.handshake) {
     clearTimeout(s.handshake.timer);
     s.handshake.reject(new Error(why));
@@ -107,6 +108,7 @@ function connection(socket: Socket<State>, state: () => State): ClientConnection
     end() {
       const s = state();
       if (s.psk) return s.psk.end();
+      if (s.handshake) return s.socket.terminate(); // nothing of ours to send yet
       if (s.queued === 0) s.socket.end();
       else s.waiters.push(() => s.socket.end());
     },

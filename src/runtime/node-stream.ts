@@ -65,6 +65,7 @@ export function listenStream(address: StreamAddress, open: (c: AcceptedConnectio
         if (creds.kind === "psk") {
           psk = new PskTlsSession(creds.keys, timeoutMs, { send: (b) => raw.write(b), end: () => raw.end(), destroy: () => raw.destroy() }, (b) => session.data(b), gone);
           listen(raw, (chunk) => psk!.receive(chunk));
+          raw.on("close", () => psk!.closed("the connection closed"));
           return psk.established;
         }
         return upgrade(raw, bridge(raw, () => paused), creds, timeoutMs).then(

@@ -23,6 +23,7 @@ export class PskTlsSession {
   private over = false;
   /** What the last send said: false once the socket's queue is long. */
   private room = true;
+  private readonly settle: { resolve: (info: TlsSessionInfo) => void; reject: (e: Error) => void };
 
   constructor(
     keys: ReadonlyMap<string, Uint8Array>,
@@ -33,6 +34,7 @@ export class PskTlsSession {
   ) {
     let settle!: { resolve: (info: TlsSessionInfo) => void; reject: (e: Error) => void };
     this.established = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    this.settle = settle;
     const timer = setTimeout(() => {
       if (this.engine.isOpen || this.over) return;
       this.over = true;
@@ -57,6 +59,13 @@ export class PskTlsSession {
     });
   }
 
+  /** The socket is gone: a handshake under way fails. */
+  closed(why: string): void {
+    if (this.over) return;
+    this.over = true;
+    this.settle.reject(new Error(`TLS handshake failed: ${why}`));
+  }
+
   /** Bytes from the socket. */
   receive(bytes: Uint8Array): void {
     if (!this.over) this.engine.receive(bytes);
@@ -71,7 +80,10 @@ export class PskTlsSession {
 
   /** Sends close_notify, then closes the socket once its queue is sent. */
   end(): void {
-    if (!this.over) this.engine.close();
+    if (!this.over) {
+      if (!this.engine.isOpen) this.settle.reject(new Error("TLS handshake cut short: the server is closing the connection"));
+      this.engine.close();
+    }
     this.over = true;
     this.plain.end();
   }

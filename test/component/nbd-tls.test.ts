@@ -259,3 +259,17 @@ test("TLS offered, not required (--nbd-tls=on): a plain client and a TLS client 
     await server.stop();
   }
 });
+
+test("stopping the server does not wait for a TLS handshake under way (X.509 and PSK)", async () => {
+  const psk: NbdTls = { required: true, creds: { kind: "psk", keys: new Map([["alice", creds.pskKey]]) } };
+  for (const t of [x509, psk]) {
+    const server = await listen(t);
+    const p = await connect(server);
+    p.send(option(OPT.STARTTLS));
+    expect(await reply(p)).toBe(REP.ACK);
+    const started = Date.now();
+    await server.stop(); // the handshake would have 10 s
+    expect(Date.now() - started).toBeLessThan(2000);
+    await p.closed;
+  }
+});
