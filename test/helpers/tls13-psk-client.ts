@@ -6,12 +6,13 @@
  * check the rest.
  */
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from "node:crypto";
+import { concatBytes } from "../../src/util/bytes.ts";
 import { Tls13PskServer } from "../../src/runtime/tls13/psk-server.ts";
 import {
   binderKey, deriveSecret, earlySecret, finishedMac, handshakeSecret, masterSecret, nextTrafficSecret, sha256,
 } from "../../src/runtime/tls13/key-schedule.ts";
 import { RecordProtection } from "../../src/runtime/tls13/records.ts";
-import { concat, ContentType, Extension, Fields, Group, handshakeMessage, HandshakeType, u16, vector16 } from "../../src/runtime/tls13/wire.ts";
+import { ContentType, Extension, Fields, Group, handshakeMessage, HandshakeType, u16, vector16 } from "../../src/runtime/tls13/wire.ts";
 
 export const IDENTITY = "alice";
 export const KEY = Uint8Array.from({ length: 32 }, (_, i) => i * 7 + 1);
@@ -36,7 +37,7 @@ export interface HelloOptions {
   noPsk?: boolean;
 }
 
-const record = (type: number, body: Uint8Array) => concat([Uint8Array.of(type, 3, 3), u16(body.length), body]);
+const record = (type: number, body: Uint8Array) => concatBytes([Uint8Array.of(type, 3, 3), u16(body.length), body]);
 
 /** A ClientHello message, and what the client keeps to finish the handshake. */
 export function buildClientHello(o: HelloOptions = {}) {
@@ -47,15 +48,15 @@ export function buildClientHello(o: HelloOptions = {}) {
   const shares = (o.shares ?? ["x25519"]).map((name) => {
     const group = name === "x25519" ? Group.X25519 : Group.SECP256R1;
     const bytes = o.shareOverride?.get(group) ?? (name === "x25519" ? x25519Public : p256Public);
-    return concat([u16(group), vector16(bytes)]);
+    return concatBytes([u16(group), vector16(bytes)]);
   });
-  const ext = (type: number, body: Uint8Array) => concat([u16(type), vector16(body)]);
-  const list16 = (values: number[]) => concat(values.map(u16));
+  const ext = (type: number, body: Uint8Array) => concatBytes([u16(type), vector16(body)]);
+  const list16 = (values: number[]) => concatBytes(values.map(u16));
   const extensions = [
-    ext(Extension.SUPPORTED_VERSIONS, concat([Uint8Array.of((o.versions ?? [0x0304]).length * 2), list16(o.versions ?? [0x0304])])),
+    ext(Extension.SUPPORTED_VERSIONS, concatBytes([Uint8Array.of((o.versions ?? [0x0304]).length * 2), list16(o.versions ?? [0x0304])])),
     ext(Extension.SUPPORTED_GROUPS, vector16(list16(o.groups ?? [Group.X25519, Group.SECP256R1]))),
-    ext(Extension.KEY_SHARE, vector16(concat(shares))),
-    ...(o.modes === null ? [] : [ext(Extension.PSK_KEY_EXCHANGE_MODES, concat([Uint8Array.of((o.modes ?? [1]).length), Uint8Array.from(o.modes ?? [1])]))]),
+    ext(Extension.KEY_SHARE, vector16(concatBytes(shares))),
+    ...(o.modes === null ? [] : [ext(Extension.PSK_KEY_EXCHANGE_MODES, concatBytes([Uint8Array.of((o.modes ?? [1]).length), Uint8Array.from(o.modes ?? [1])]))]),
     ...(o.earlyData ? [ext(Extension.EARLY_DATA, new Uint8Array(0))] : []),
     ...(o.extra ?? []).map(([type, body]) => ext(type, body)),
   ];
@@ -64,8 +65,8 @@ export function buildClientHello(o: HelloOptions = {}) {
   const key = o.key ?? KEY;
   const random = new Uint8Array(randomBytes(32));
   const body = (pskExtension: Uint8Array) => {
-    const exts = concat([...extensions, pskExtension]);
-    const hello = concat([
+    const exts = concatBytes([...extensions, pskExtension]);
+    const hello = concatBytes([
       u16(0x0303), random, Uint8Array.of(sessionId.length), sessionId,
       vector16(list16(o.suites ?? [0x1301])), Uint8Array.of(1, 0), vector16(exts),
     ]);
@@ -75,9 +76,9 @@ export function buildClientHello(o: HelloOptions = {}) {
   const early = earlySecret(key);
   if (o.noPsk) message = body(new Uint8Array(0));
   else {
-    const ids = concat(identities.map((id) => concat([vector16(id), Uint8Array.of(0, 0, 0, 0)])));
+    const ids = concatBytes(identities.map((id) => concatBytes([vector16(id), Uint8Array.of(0, 0, 0, 0)])));
     const pskExtension = (binders: Uint8Array[]) =>
-      ext(Extension.PRE_SHARED_KEY, concat([vector16(ids), vector16(concat(binders.map((b) => concat([Uint8Array.of(b.length), b]))))]));
+      ext(Extension.PRE_SHARED_KEY, concatBytes([vector16(ids), vector16(concatBytes(binders.map((b) => concatBytes([Uint8Array.of(b.length), b]))))]));
     // The binders cover the hello up to themselves: made with placeholders first, then put in.
     const placeholder = body(pskExtension(identities.map(() => new Uint8Array(32))));
     const truncated = placeholder.subarray(0, placeholder.length - 2 - identities.length * 33);
@@ -102,7 +103,7 @@ export class PskClient {
   private clientHandshake: Uint8Array | undefined;
 
   constructor(keys: ReadonlyMap<string, Uint8Array> = new Map([[IDENTITY, KEY]]), recordsPerKey?: number) {
-    this.server = new Tls13PskServer(keys, (b) => (this.inbox = concat([this.inbox, b])), {
+    this.server = new Tls13PskServer(keys, (b) => (this.inbox = concatBytes([this.inbox, b])), {
       established: (s) => (this.established = s),
       data: (b) => this.received.push(b),
       closed: (why) => {
@@ -185,7 +186,7 @@ export class PskClient {
   /** Sends the client's Finished (as given, or right), after a ChangeCipherSpec if asked. */
   finish(cuts: number[] = [], finished = this.clientFinished!, changeCipherSpec = true): void {
     const handshakeKeys = new RecordProtection(this.clientHandshake!);
-    const bytes = concat([...(changeCipherSpec ? [record(ContentType.CHANGE_CIPHER_SPEC, Uint8Array.of(1))] : []), handshakeKeys.seal(ContentType.HANDSHAKE, finished)]);
+    const bytes = concatBytes([...(changeCipherSpec ? [record(ContentType.CHANGE_CIPHER_SPEC, Uint8Array.of(1))] : []), handshakeKeys.seal(ContentType.HANDSHAKE, finished)]);
     this.feed(bytes, cuts);
     this.write = new RecordProtection(this.appSecrets!.client);
   }
@@ -222,7 +223,7 @@ export class PskClient {
         this.read!.rekey(nextTrafficSecret(this.read!.secret));
       } else events.push(`type ${inner.type}`);
     }
-    return { data: concat(data), events };
+    return { data: concatBytes(data), events };
   }
 }
 

@@ -4,8 +4,9 @@
  * (the PSK alone) only when the client allows it and sent no share we take.
  */
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { concatBytes } from "../../util/bytes.ts";
 import type { ClientHello } from "./client-hello.ts";
-import { Alert, concat, Group, PskMode, TlsAlert, u16, vector16 } from "./wire.ts";
+import { Alert, Group, PskMode, TlsAlert, u16, vector16 } from "./wire.ts";
 
 /** ECDHE with the client's x25519 or secp256r1 share when it allows it; else psk_ke if it allows that. */
 export function keyExchange(hello: ClientHello): { name: string; shared: Uint8Array | undefined; share: Uint8Array | undefined } {
@@ -37,7 +38,7 @@ export function x25519Exchange(peer: Uint8Array, privateKey: KeyObject = generat
   // RFC 8446 §7.4.2: an all-zero secret means a point of low order.
   if (shared.every((b) => b === 0)) throw new TlsAlert(Alert.ILLEGAL_PARAMETER, "an x25519 key share of low order");
   const mine = new Uint8Array(Buffer.from(createPublicKey(privateKey).export({ format: "jwk" }).x!, "base64url"));
-  return { shared, share: concat([u16(Group.X25519), vector16(mine)]) };
+  return { shared, share: concatBytes([u16(Group.X25519), vector16(mine)]) };
 }
 
 function p256Exchange(peer: Uint8Array): { shared: Uint8Array; share: Uint8Array } {
@@ -50,5 +51,5 @@ function p256Exchange(peer: Uint8Array): { shared: Uint8Array; share: Uint8Array
   } catch {
     throw new TlsAlert(Alert.ILLEGAL_PARAMETER, "a secp256r1 key share not on the curve");
   }
-  return { shared, share: concat([u16(Group.SECP256R1), vector16(mine)]) };
+  return { shared, share: concatBytes([u16(Group.SECP256R1), vector16(mine)]) };
 }

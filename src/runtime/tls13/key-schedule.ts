@@ -4,7 +4,7 @@
  * of its inputs, so RFC 8448's traces check them one by one.
  */
 import { createHash, createHmac } from "node:crypto";
-import { concat } from "./wire.ts";
+import { concatBytes } from "../../util/bytes.ts";
 
 export const HASH_LENGTH = 32;
 const NO_BYTES = new Uint8Array(0);
@@ -29,14 +29,14 @@ export const hkdfExtract = (salt: Uint8Array, ikm: Uint8Array) => hmacSha256(sal
 
 export function hkdfExpandLabel(secret: Uint8Array, label: string, context: Uint8Array, length: number): Uint8Array {
   const fullLabel = new TextEncoder().encode(`tls13 ${label}`);
-  const info = concat([Uint8Array.of(length >> 8, length & 255, fullLabel.length), fullLabel, Uint8Array.of(context.length), context]);
+  const info = concatBytes([Uint8Array.of(length >> 8, length & 255, fullLabel.length), fullLabel, Uint8Array.of(context.length), context]);
   const blocks: Uint8Array[] = [];
   let previous: Uint8Array = NO_BYTES;
   for (let i = 1; blocks.length * HASH_LENGTH < length; i++) {
     previous = hmacSha256(secret, previous, info, Uint8Array.of(i));
     blocks.push(previous);
   }
-  return concat(blocks).subarray(0, length);
+  return concatBytes(blocks).subarray(0, length);
 }
 
 export const deriveSecret = (secret: Uint8Array, label: string, transcriptHash: Uint8Array) => hkdfExpandLabel(secret, label, transcriptHash, HASH_LENGTH);

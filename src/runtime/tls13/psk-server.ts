@@ -26,12 +26,13 @@
  * memory: JavaScript gives no way to be sure of it.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
+import { concatBytes } from "../../util/bytes.ts";
 import { parseClientHello, type ClientHello } from "./client-hello.ts";
 import { keyExchange } from "./key-exchange.ts";
 import { binderKey, deriveSecret, earlySecret, finishedMac, handshakeSecret, HASH_LENGTH, masterSecret, nextTrafficSecret, sha256 } from "./key-schedule.ts";
 import { RecordProtection } from "./records.ts";
 import {
-  Alert, concat, ContentType, Extension, handshakeMessage, HandshakeType, MAX_CIPHERTEXT, MAX_FRAGMENT, RECORD_HEADER, TLS13, TLS_AES_128_GCM_SHA256,
+  Alert, ContentType, Extension, handshakeMessage, HandshakeType, MAX_CIPHERTEXT, MAX_FRAGMENT, RECORD_HEADER, TLS13, TLS_AES_128_GCM_SHA256,
   TlsAlert, u16, vector16,
 } from "./wire.ts";
 
@@ -85,7 +86,7 @@ export class Tls13PskServer {
   /** Bytes from the socket, in order. */
   receive(bytes: Uint8Array): void {
     if (this.isClosed) return;
-    this.inbox = this.inbox.length === 0 ? bytes : concat([this.inbox, bytes]);
+    this.inbox = this.inbox.length === 0 ? bytes : concatBytes([this.inbox, bytes]);
     try {
       while (this.inbox.length >= RECORD_HEADER && !this.isClosed) {
         const length = (this.inbox[3]! << 8) | this.inbox[4]!;
@@ -126,7 +127,7 @@ export class Tls13PskServer {
     this.inbox = new Uint8Array(0);
     if (this.state === "closed") return;
     const body = Uint8Array.of(2, alert);
-    this.send(this.write ? this.write.seal(ContentType.ALERT, body) : concat([Uint8Array.of(ContentType.ALERT, 3, 3, 0, 2), body]));
+    this.send(this.write ? this.write.seal(ContentType.ALERT, body) : concatBytes([Uint8Array.of(ContentType.ALERT, 3, 3, 0, 2), body]));
     this.state = "closed";
     this.events.closed(why);
   }
@@ -177,7 +178,7 @@ export class Tls13PskServer {
   }
 
   private handshakeBytes(bytes: Uint8Array): void {
-    this.handshake = this.handshake.length === 0 ? bytes : concat([this.handshake, bytes]);
+    this.handshake = this.handshake.length === 0 ? bytes : concatBytes([this.handshake, bytes]);
     while (this.handshake.length >= 4 && !this.isClosed) {
       const length = (this.handshake[1]! << 16) | (this.handshake[2]! << 8) | this.handshake[3]!;
       if (length > MAX_HANDSHAKE_MESSAGE) throw new TlsAlert(Alert.DECODE_ERROR, `a handshake message of ${length} bytes`);
@@ -223,16 +224,16 @@ export class Tls13PskServer {
     if (!constantTimeEqual(hello.psk.binders[index]!, binder)) throw new TlsAlert(Alert.DECRYPT_ERROR, `wrong key for PSK identity '${identity}'`);
     const exchange = keyExchange(hello);
 
-    const extensions = concat([
+    const extensions = concatBytes([
       u16(Extension.SUPPORTED_VERSIONS), vector16(u16(TLS13)),
       u16(Extension.PRE_SHARED_KEY), vector16(u16(index)),
       ...(exchange.share ? [u16(Extension.KEY_SHARE), vector16(exchange.share)] : []),
     ]);
-    const serverHello = handshakeMessage(HandshakeType.SERVER_HELLO, concat([
+    const serverHello = handshakeMessage(HandshakeType.SERVER_HELLO, concatBytes([
       u16(0x0303), new Uint8Array(randomBytes(32)), Uint8Array.of(hello.sessionId.length), hello.sessionId,
       u16(TLS_AES_128_GCM_SHA256), Uint8Array.of(0), vector16(extensions),
     ]));
-    this.send(concat([Uint8Array.of(ContentType.HANDSHAKE, 3, 3), u16(serverHello.length), serverHello]));
+    this.send(concatBytes([Uint8Array.of(ContentType.HANDSHAKE, 3, 3), u16(serverHello.length), serverHello]));
     if (hello.sessionId.length > 0) this.send(Uint8Array.of(ContentType.CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1));
 
     const secret = handshakeSecret(early, exchange.shared);
@@ -243,7 +244,7 @@ export class Tls13PskServer {
     this.write = new RecordProtection(serverHandshake);
     const encryptedExtensions = handshakeMessage(HandshakeType.ENCRYPTED_EXTENSIONS, vector16(new Uint8Array(0)));
     const finished = handshakeMessage(HandshakeType.FINISHED, finishedMac(serverHandshake, sha256(m, serverHello, encryptedExtensions)));
-    this.send(this.write.seal(ContentType.HANDSHAKE, concat([encryptedExtensions, finished])));
+    this.send(this.write.seal(ContentType.HANDSHAKE, concatBytes([encryptedExtensions, finished])));
 
     const master = masterSecret(secret);
     const fullHash = sha256(m, serverHello, encryptedExtensions, finished);

@@ -5,8 +5,9 @@
  * stripped).
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
+import { concatBytes } from "../../util/bytes.ts";
 import { trafficKeys } from "./key-schedule.ts";
-import { Alert, concat, ContentType, MAX_CIPHERTEXT, MAX_FRAGMENT, RECORD_HEADER, TlsAlert } from "./wire.ts";
+import { Alert, ContentType, MAX_CIPHERTEXT, MAX_FRAGMENT, RECORD_HEADER, TlsAlert } from "./wire.ts";
 
 const TAG = 16;
 
@@ -81,7 +82,7 @@ export class RecordProtection {
     } catch {
       throw new TlsAlert(Alert.BAD_RECORD_MAC, "a record does not verify (wrong key, or changed on the way)");
     }
-    const plain = last.length === 0 ? new Uint8Array(first.buffer, first.byteOffset, first.length) : concat([first, last]);
+    const plain = last.length === 0 ? new Uint8Array(first.buffer, first.byteOffset, first.length) : concatBytes([first, last]);
     let end = plain.length;
     while (end > 0 && plain[end - 1] === 0) end--;
     if (end === 0) throw new TlsAlert(Alert.UNEXPECTED_MESSAGE, "a protected record with no content type");

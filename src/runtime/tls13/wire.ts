@@ -2,6 +2,7 @@
  * TLS 1.3's code points (RFC 8446) as far as the PSK server uses them, the alert that ends a
  * handshake, and a reader of length-prefixed fields that refuses to run past its end.
  */
+import { concatBytes } from "../../util/bytes.ts";
 
 export const ContentType = { CHANGE_CIPHER_SPEC: 20, ALERT: 21, HANDSHAKE: 22, APPLICATION_DATA: 23 } as const;
 
@@ -99,18 +100,8 @@ export class Fields {
 export const u16 = (n: number) => Uint8Array.of(n >> 8, n & 255);
 export const u24 = (n: number) => Uint8Array.of(n >> 16, (n >> 8) & 255, n & 255);
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** A vector with a 2-byte length. */
-export const vector16 = (body: Uint8Array) => concat([u16(body.length), body]);
+export const vector16 = (body: Uint8Array) => concatBytes([u16(body.length), body]);
 
 /** A handshake message: type, 3-byte length, body. */
-export const handshakeMessage = (type: number, body: Uint8Array) => concat([Uint8Array.of(type), u24(body.length), body]);
+export const handshakeMessage = (type: number, body: Uint8Array) => concatBytes([Uint8Array.of(type), u24(body.length), body]);
