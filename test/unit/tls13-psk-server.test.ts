@@ -67,6 +67,8 @@ describe("what it refuses, with the alert", () => {
   };
   test("a wrong key: decrypt_error", () => refused({ key: new Uint8Array(32).fill(9) }, Alert.DECRYPT_ERROR, /wrong key for PSK identity 'alice'/));
   test("an unknown identity: unknown_psk_identity", () => refused({ identities: ["mallory"] }, Alert.UNKNOWN_PSK_IDENTITY, /unknown PSK identity 'mallory'/));
+  test("an identity with a line break in it is named escaped, for the log", () =>
+    refused({ identities: ["evil\nFAKE LOG LINE"] }, Alert.UNKNOWN_PSK_IDENTITY, /^unknown PSK identity 'evil\\x0aFAKE LOG LINE'$/));
   test("TLS 1.2 only: protocol_version", () => refused({ versions: [0x0303] }, Alert.PROTOCOL_VERSION, /does not offer TLS 1.3/));
   test("no TLS_AES_128_GCM_SHA256: handshake_failure", () => refused({ suites: [0x1302] }, Alert.HANDSHAKE_FAILURE, /TLS_AES_128_GCM_SHA256/));
   test("no pre-shared key (a certificate client): handshake_failure", () => refused({ noPsk: true }, Alert.HANDSHAKE_FAILURE, /no pre-shared key/));

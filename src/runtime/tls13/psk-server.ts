@@ -56,6 +56,10 @@ export interface PskServerEvents {
 
 type State = "hello" | "finished" | "open" | "closed";
 
+/** A client's identity for the log: quoted, control characters escaped, at most 64 characters. */
+const quoted = (identity: string) =>
+  `'${identity.slice(0, 64).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}${identity.length > 64 ? "..." : ""}'`;
+
 const constantTimeEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 
 export class Tls13PskServer {
@@ -142,10 +146,8 @@ export class Tls13PskServer {
       this.sawChangeCipherSpec = true;
       return;
     }
-    if (type === ContentType.ALERT && this.state !== "open" && this.handshake.length === 0) {
-      // A client that gives up during the handshake may not have keys yet: its alert comes in the clear.
-      if (!this.read || body.length === 2) return this.alert(body);
-    }
+    // A client that gives up during the handshake may not have keys yet: its alert comes in the clear.
+    if (type === ContentType.ALERT && this.state !== "open") return this.alert(body);
     if (!this.read) {
       if (type !== ContentType.HANDSHAKE) throw new TlsAlert(Alert.UNEXPECTED_MESSAGE, `a record of type ${type} before the ClientHello`);
       if (body.length === 0 || body.length > MAX_FRAGMENT) throw new TlsAlert(Alert.DECODE_ERROR, `a plaintext handshake record of ${body.length} bytes`);
@@ -221,7 +223,7 @@ export class Tls13PskServer {
     const { identity, index, key } = this.chooseKey(hello);
     const early = earlySecret(key);
     const binder = finishedMac(binderKey(early, "ext"), sha256(m.subarray(0, hello.psk.bindersOffset)));
-    if (!constantTimeEqual(hello.psk.binders[index]!, binder)) throw new TlsAlert(Alert.DECRYPT_ERROR, `wrong key for PSK identity '${identity}'`);
+    if (!constantTimeEqual(hello.psk.binders[index]!, binder)) throw new TlsAlert(Alert.DECRYPT_ERROR, `wrong key for PSK identity ${quoted(identity)}`);
     const exchange = keyExchange(hello);
 
     const extensions = concatBytes([
@@ -270,7 +272,7 @@ export class Tls13PskServer {
       }
       const key = this.keys.get(identity);
       if (key) return { identity, index, key };
-      names.push(`'${identity}'`);
+      names.push(quoted(identity));
     }
     throw new TlsAlert(Alert.UNKNOWN_PSK_IDENTITY, `unknown PSK identity ${names.join(", ") || "(not UTF-8)"}`);
   }
