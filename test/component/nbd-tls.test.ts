@@ -209,7 +209,10 @@ test("a client whose certificate another CA signed, or with none, is refused; th
       bad.send(option(OPT.STARTTLS));
       expect(await reply(bad)).toBe(REP.ACK);
       // TLS 1.3: the client learns of the refusal on its first read after its side of the handshake.
-      const refused = bad.startTls(options).then(() => reply(bad));
+      const refused = bad.startTls(options).then(() => {
+        bad.send(option(OPT.LIST));
+        return reply(bad);
+      });
       await rejection(refused);
       await bad.closed;
     }
