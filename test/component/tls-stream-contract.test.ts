@@ -14,7 +14,7 @@ import * as tls from "node:tls";
 import { join } from "node:path";
 import { runtime } from "../../src/runtime/index.ts";
 import type { AcceptedConnection, StreamListener, TlsServerCreds, TlsSessionInfo } from "../../src/runtime/runtime.ts";
-import { rejection, tempDir, waitFor } from "../helpers/data.ts";
+import { rejection, requireCommands, tempDir, waitFor } from "../helpers/data.ts";
 import { makeCreds } from "../helpers/tls-creds.ts";
 
 const dir = tempDir("tls-contract");
@@ -126,6 +126,7 @@ test("X.509 with a CA: a client without a certificate, or with one another CA si
 });
 
 test("PSK through the engine: gnutls-cli with the right key gets its bytes echoed; with a wrong key it is refused", async () => {
+  requireCommands({ "gnutls-cli": "gnutls-bin" });
   const gnutls = (key: Uint8Array, port: number, input: string) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = spawn("gnutls-cli", [`--pskusername=alice`, `--pskkey=${Buffer.from(key).toString("hex")}`, "--priority=NORMAL:-KX-ALL:+ECDHE-PSK:+PSK", "-p", String(port), "127.0.0.1"]);

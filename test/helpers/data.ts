@@ -1,5 +1,5 @@
 /** Test helpers that need no particular runtime (the unit tests also run under Deno). */
-import { mkdtempSync } from "node:fs";
+import { accessSync, constants, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -47,4 +47,23 @@ export async function rejection(p: Promise<unknown>): Promise<string> {
     return (err as Error).message;
   }
   throw new Error("it did not reject");
+}
+
+/**
+ * Throws unless each command is on the PATH: a test whose client or tool is missing fails saying
+ * which package brings it (.ci/run installs them), instead of passing without having run.
+ */
+export function requireCommands(commands: Record<string, string>): void {
+  const dirs = (process.env.PATH ?? "").split(":").concat("/usr/sbin", "/sbin");
+  for (const [command, pkg] of Object.entries(commands)) {
+    const found = dirs.some((d) => {
+      try {
+        accessSync(join(d, command), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!found) throw new Error(`${command} is not installed (Debian package ${pkg}): this test needs it`);
+  }
 }

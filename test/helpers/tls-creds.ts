@@ -7,6 +7,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
+import { requireCommands } from "./data.ts";
 
 export interface TestCreds {
   dir: string;
@@ -41,6 +42,7 @@ function certificate(cwd: string, name: string, subject: string, extensions: str
 }
 
 export function makeCreds(dir: string): TestCreds {
+  requireCommands({ openssl: "openssl" });
   const pki = join(dir, "pki");
   mkdirSync(pki, { recursive: true });
   const caExt = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"];

@@ -4,21 +4,25 @@
  * ssl) that presents a certificate whatever CA the server asks for. Clients without TLS, with
  * another CA's certificate or none, or with a wrong key are refused, and the server goes on
  * serving. A capture of the loopback traffic (dumpcap) finds a canary written and read back in
- * the clear without TLS, and nowhere with it. The binary under Bun, and the source under Deno.
- * (nbd-client cannot be tried here: this kernel has no nbd module, so no /dev/nbdX.)
+ * the clear without TLS, and nowhere with it. nbd-client negotiates over TLS, and attaches a
+ * /dev/nbdX where the kernel has the nbd module (where it has not, it stops after the negotiation,
+ * at the kernel's netlink family). The binary under Bun, and the source under Deno.
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { BINARY, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
 import { cleanupNbd, serveNbd, type NbdDisk } from "../helpers/nbd.ts";
+import { requireCommands } from "../helpers/data.ts";
 import { makeCreds } from "../helpers/tls-creds.ts";
 
 const PYTHON = "/usr/bin/python3";
 const DENO = join(import.meta.dir, "../../node_modules/.bin/deno");
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+const QEMU = { "qemu-img": "qemu-utils", "qemu-io": "qemu-utils" };
+const LIBNBD = { nbdinfo: "libnbd-bin", nbdcopy: "libnbd-bin" };
 const dir = tempDir("nbd-tls-mount");
 const creds = makeCreds(dir);
 const scratch: string[] = [];
@@ -87,6 +91,7 @@ async function copyInAndOut(uri: string, bytes: Uint8Array): Promise<void> {
 
 describe("X.509 with client certificates", () => {
   test("qemu-img, qemu-io, nbdinfo and nbdcopy read and write; clients without TLS or without a certificate the CA signed are refused; others go on being served", async () => {
+    requireCommands({ ...QEMU, ...LIBNBD, python3: "python3" });
     const s = await serve(X509);
     expect(s.log()).toMatch(/TLS required \(X\.509, client certificates required\)/);
     expect((await ok(["nbdinfo", "--size", x509Uri(s)])).trim()).toBe(String(32 << 20));
@@ -113,6 +118,7 @@ describe("X.509 with client certificates", () => {
   });
 
   test("over a Unix socket too, with a server certificate only", async () => {
+    requireCommands({ ...QEMU, ...LIBNBD });
     const d = tempDir("nbd-tls-unix");
     scratch.push(d);
     const s = await serveNbd([...DISK, `--nbd-tls-cert=${creds.serverCert}`, `--nbd-tls-key=${creds.serverKey}`], { dir: d });
@@ -125,6 +131,7 @@ describe("X.509 with client certificates", () => {
 
 describe("pre-shared keys", () => {
   test("qemu (tls-creds-psk) and libnbd (tls-psk-file) read and write; a wrong key, an unknown identity, a certificate client and a plain one are refused", async () => {
+    requireCommands({ ...QEMU, ...LIBNBD });
     const s = await serve(PSK);
     expect(s.log()).toMatch(/TLS required \(pre-shared keys\)/);
     expect(await ok(["qemu-img", "info", ...qemuPsk(), "--image-opts", qemuImage(s)])).toContain("virtual size: 32 MiB");
@@ -143,6 +150,44 @@ describe("pre-shared keys", () => {
     expect(log).toMatch(/refused: TLS handshake failed: wrong key for PSK identity 'alice'/);
     expect(log).toMatch(/refused: TLS handshake failed: unknown PSK identity 'mallory'/);
     expect(log).toMatch(/refused: TLS handshake failed: the client offers no pre-shared key/);
+    await s.stop();
+  });
+});
+
+describe("nbd-client", () => {
+  const clientTls = ["-certfile", join(creds.client, "client-cert.pem"), "-keyfile", join(creds.client, "client-key.pem"), "-cacertfile", creds.caCert, "-tlshostname", "localhost"];
+  /** A /dev/nbdX nobody has attached, when the kernel has the nbd module. */
+  const freeDevice = () => (existsSync("/sys/module/nbd") ? readdirSync("/sys/block").find((d) => /^nbd\d+$/.test(d) && !existsSync(`/sys/block/${d}/pid`)) : undefined);
+
+  test("X.509: negotiates over TLS, and reads and writes where the kernel has nbd; without TLS or without a certificate it is refused", async () => {
+    requireCommands({ "nbd-client": "nbd-client", ...LIBNBD });
+    const s = await serve(X509);
+    const device = freeDevice();
+    if (device) {
+      const dev = `/dev/${device}`;
+      await ok(["nbd-client", "127.0.0.1", String(s.port), dev, "-N", "file", ...clientTls]);
+      try {
+        const image = join(s.dir, "image");
+        writeFileSync(image, pattern(1 << 20, 17));
+        await ok(["dd", `if=${image}`, `of=${dev}`, "bs=1M", "count=1", "oflag=direct"]);
+        await ok(["dd", `if=${dev}`, `of=${image}.back`, "bs=1M", "count=1", "iflag=direct"]);
+        expect(Buffer.compare(readFileSync(`${image}.back`), readFileSync(image))).toBe(0);
+      } finally {
+        await runAsync(["nbd-client", "-d", dev]);
+      }
+    } else {
+      // The negotiation (STARTTLS, the handshake, the export's size) is done in user space; the
+      // device is handed to the kernel after it.
+      const r = await runAsync(["timeout", "20", "nbd-client", "127.0.0.1", String(s.port), "/dev/nbd0", "-N", "file", ...clientTls, "-nofork"]);
+      expect(r.stdout + r.stderr).toContain("size = 32MB");
+      expect(r.stdout + r.stderr).toMatch(/netlink/);
+    }
+    const plain = await runAsync(["timeout", "20", "nbd-client", "127.0.0.1", String(s.port), "/dev/nbd0", "-N", "file", "-nofork"]);
+    expect(plain.stdout + plain.stderr).toMatch(/this server requires TLS/);
+    const noCert = await runAsync(["timeout", "20", "nbd-client", "127.0.0.1", String(s.port), "/dev/nbd0", "-N", "file", "-cacertfile", creds.caCert, "-tlshostname", "localhost", "-nofork"]);
+    expect(noCert.stdout + noCert.stderr).not.toContain("size =");
+    expect(s.log()).toMatch(/refused: TLS handshake failed/);
+    expect((await ok(["nbdinfo", "--size", x509Uri(s)])).trim()).toBe(String(32 << 20));
     await s.stop();
   });
 });
@@ -172,6 +217,7 @@ describe("the traffic on the wire", () => {
   }
 
   test("without TLS the canary is in the capture (so the check can fail); with X.509 and with PSK it is nowhere", async () => {
+    requireCommands({ ...LIBNBD, dumpcap: "wireshark-common" });
     const plain = await serve([]);
     expect(await canaryOnTheWire(plain, `nbd://127.0.0.1:${plain.port}/file`)).toBeGreaterThan(10_000);
     await plain.stop();
@@ -186,6 +232,7 @@ describe("the traffic on the wire", () => {
 
 describe("the source under Deno", () => {
   test("X.509 with client certificates and PSK: nbdcopy in and out; a certificate from another CA refused", async () => {
+    requireCommands({ ...LIBNBD, python3: "python3" });
     const command = [DENO, "run", "-A", MAIN];
     const x509 = await serve(X509, command);
     await copyInAndOut(x509Uri(x509), pattern(8 << 20, 11));
@@ -214,6 +261,20 @@ describe("bad input is one line", () => {
     } finally {
       taken.close();
     }
+  });
+
+  test("a key file the user cannot read", async () => {
+    requireCommands({ setpriv: "util-linux" });
+    const d = tempDir("nbd-tls-unreadable");
+    scratch.push(d);
+    chmodSync(d, 0o755);
+    const cert = join(d, "cert.pem");
+    const key = join(d, "key.pem");
+    writeFileSync(cert, readFileSync(creds.serverCert), { mode: 0o644 });
+    writeFileSync(key, readFileSync(creds.serverKey), { mode: 0o600 });
+    const r = await runAsync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "timeout", "20", BINARY, "--nbd", "--test", ...DISK, "-f", `--nbd-tls-cert=${cert}`, `--nbd-tls-key=${key}`, ":memory:", "tcp:127.0.0.1:0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`s3backer: --nbd-tls-key=${key}: permission denied\n`);
   });
 
   test("a missing key, a key of another certificate, a malformed PSK file", async () => {
