@@ -10,7 +10,7 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { BINARY, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
@@ -272,7 +272,11 @@ describe("bad input is one line", () => {
     const key = join(d, "key.pem");
     writeFileSync(cert, readFileSync(creds.serverCert), { mode: 0o644 });
     writeFileSync(key, readFileSync(creds.serverKey), { mode: 0o600 });
-    const r = await runAsync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "timeout", "20", BINARY, "--nbd", "--test", ...DISK, "-f", `--nbd-tls-cert=${cert}`, `--nbd-tls-key=${key}`, ":memory:", "tcp:127.0.0.1:0"]);
+    // A copy of the binary the other user can run wherever the checkout is (a home may be 0700).
+    const binary = join(d, "s3backer");
+    copyFileSync(BINARY, binary);
+    chmodSync(binary, 0o755);
+    const r = await runAsync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "timeout", "20", binary, "--nbd", "--test", ...DISK, "-f", `--nbd-tls-cert=${cert}`, `--nbd-tls-key=${key}`, ":memory:", "tcp:127.0.0.1:0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`s3backer: --nbd-tls-key=${key}: permission denied\n`);
   });
