@@ -2,7 +2,7 @@
  * Logging: to stderr in the foreground, to a file or the system log in the background. One line
  * per message, as text or (--logFormat=json) as one JSON object.
  */
-import { appendFileSync, constants } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { runtime } from "./runtime/index.ts";
 
 export type Level = "error" | "warn" | "info" | "debug";
@@ -56,7 +56,14 @@ export class Logger {
     try {
       // A new log file is its owner's alone (it names buckets, paths and errors). Opened by name at
       // each line, so that a rotated log is taken up; never through a link planted there since.
-      appendFileSync(path, line, { mode: 0o600, flag: APPEND_NO_LINK as unknown as string }); // node:fs takes numeric flags; its types say string
+      // The mode is open(2)'s, for a file it creates: Deno's appendFileSync would chmod any file
+      // it appends to (a /dev/null given as the log went 0600 and broke every other user).
+      const fd = openSync(path, APPEND_NO_LINK, 0o600);
+      try {
+        writeSync(fd, line);
+      } finally {
+        closeSync(fd);
+      }
       this.fileFailing = false;
     } catch (err) {
       if (!this.fileFailing) runtime.libc.syslog(SYSLOG_PRIORITY.error, `cannot write the log file ${path} (${(err as Error).message}): logging here until it can`);
