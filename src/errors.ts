@@ -43,6 +43,17 @@ export class FsError extends Error {
   }
 }
 
+/**
+ * EIO because the bytes themselves were refused (a checksum, signature or decoding failed), not
+ * because storage could not be reached: what a scrub reports as damage.
+ */
+export class DataError extends FsError {
+  constructor(message: string) {
+    super(Errno.EIO, message);
+    this.name = "DataError";
+  }
+}
+
 /** Bad command line: exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";

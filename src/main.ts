@@ -1,14 +1,17 @@
 #!/usr/bin/env bun
 /** Entry point: parse, validate, then mount (in the background unless -f) and serve. */
-import { helpText } from "./cli/help.ts";
+import { commandHelp, helpText } from "./cli/help.ts";
 import { parseArgs } from "./cli/parse.ts";
 import { buildConfig } from "./config/build-config.ts";
 import { checkPaths } from "./app/check-paths.ts";
 import { announceReady, applyAllocatorSettings, isDaemonChild, startDaemon } from "./app/daemon.ts";
 import { ConfigError, messageOf, UsageError } from "./errors.ts";
-import { log } from "./log.ts";
+import { log, type Logger } from "./log.ts";
+import type { Config, Mode } from "./config/settings.ts";
 import { erase, resetMountedFlag } from "./app/maintenance.ts";
 import { obtainPassword, passwordWarning } from "./app/password.ts";
+import { changePassword } from "./app/passwd.ts";
+import { scrub } from "./app/scrub.ts";
 import { serve } from "./app/serve.ts";
 import { checkLogFile } from "./app/own-files.ts";
 import { S3_SERVER_COMMAND, s3ServerMain } from "./s3server/cli.ts";
@@ -19,21 +22,23 @@ import { infoCommand } from "./app/layers/info.ts";
 import { resizeCommand } from "./app/layers/resize.ts";
 import { VERSION } from "./version.ts";
 
-/** Subcommands, `s3backer <name> [their arguments]`: each parses what follows its name. */
-const COMMANDS: ReadonlyMap<string, (argv: string[]) => Promise<number>> = new Map([
-  [S3_SERVER_COMMAND, s3ServerMain],
-  ["snapshot", snapshotCommand],
-  ["flatten", flattenCommand],
-  ["info", infoCommand],
-  ["resize", resizeCommand],
-]);
+/** What runs instead of a mount, by mode: --erase, --reset-mounted-flag and the commands (cli/commands.ts). */
+const NOT_A_MOUNT: Record<Exclude<Mode, "mount">, (config: Config, log: Logger) => Promise<number>> = {
+  erase,
+  "reset-mounted-flag": resetMountedFlag,
+  snapshot: snapshotCommand,
+  flatten: flattenCommand,
+  info: infoCommand,
+  resize: resizeCommand,
+  passwd: changePassword,
+  scrub,
+};
 
 async function main(argv: string[]): Promise<number> {
-  const command = COMMANDS.get(argv[0] ?? "");
-  if (command) return command(argv.slice(1));
+  if (argv[0] === S3_SERVER_COMMAND) return s3ServerMain(argv.slice(1));
   const args = parseArgs(argv);
   if (args.values.has("help")) {
-    process.stdout.write(`${helpText()}\n`);
+    process.stdout.write(`${args.command ? commandHelp(args.command) : helpText()}\n`);
     return 0;
   }
   if (args.values.has("version")) {
@@ -48,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
   if (!child) for (const warning of config.warnings) process.stderr.write(`s3backer: warning: ${warning}\n`);
   if (config.mode !== "mount") {
     log.configure({ kind: "stderr" }, config.debug, config.logFormat);
-    return config.mode === "erase" ? erase(config, log) : resetMountedFlag(config, log);
+    return NOT_A_MOUNT[config.mode](config, log);
   }
   let prompted: string | undefined;
   const encryption = config.codec.encryption;

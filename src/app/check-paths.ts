@@ -4,13 +4,13 @@
  * paths this run will use are checked: a --blockCacheFile with the cache off, or a --logFile in the
  * foreground, is never touched. The same rules hold again where each file is opened.
  */
-import { lstatSync, statSync } from "node:fs";
+import { closeSync, lstatSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Config } from "../config/settings.ts";
 import { MEMORY_BUCKET } from "../config/build-config.ts";
 import { ConfigError } from "../errors.ts";
 import { checkMountpoint } from "../fuse/mount.ts";
-import { checkDirectory, checkInputFile, checkWritableFile } from "../util/flag-paths.ts";
+import { checkDirectory, checkInputFile, checkWritableFile, openImage } from "../util/flag-paths.ts";
 
 /** The longest path a Unix socket address holds (sun_path, less its NUL). */
 const MAX_SOCKET_PATH = 107;
@@ -26,6 +26,10 @@ export function checkPaths(config: Config): void {
     if (!s3.accessEC2IAM && !(s3.accessId && s3.accessKey)) reads("accessFile", s3.accessFile);
     reads("cacert", s3.cacert);
   }
+  if (config.mode === "passwd" || config.mode === "scrub") reads("passwordFile", config.codec.encryption?.passwordFile);
+  if (config.mode === "passwd") reads("newPasswordFile", config.newPasswordFile);
+  const image = config.scrub.repairFrom;
+  if (config.mode === "scrub" && image !== undefined) closeSync(openImage(typed("repair-from", image), image).fd);
   if (config.mode !== "mount") return;
   reads("passwordFile", config.codec.encryption?.passwordFile);
   if (config.cache.size > 0) writes("blockCacheFile", config.cache.file);

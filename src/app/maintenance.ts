@@ -70,8 +70,11 @@ export async function erase(config: Config, log: Logger): Promise<number> {
   await Promise.all(Array.from({ length: ZERO_WRITES_IN_FLIGHT }, worker));
   progress.finish();
   await disk.flag!.clear();
+  // Last: until every block is gone, the blocks left still need their key.
+  const keyObject = disk.keyObject && (await disk.keyObject.read()) ? disk.keyObject : undefined;
+  await keyObject?.delete();
   await disk.backend.close();
-  if (!config.quiet) process.stderr.write(`s3backer: erased ${blocks.length} blocks of ${where}\n`);
+  if (!config.quiet) process.stderr.write(`s3backer: erased ${blocks.length} blocks of ${where}${keyObject ? " and its key object" : ""}\n`);
   return 0;
 }
 

@@ -11,7 +11,6 @@ import type { BlockStore, VerifiedStore } from "../store/block-store.ts";
 import type { MountFlagStore } from "../object/mount-flag.ts";
 import { ZeroBlockCache } from "../store/zero-block-cache/zero-block-cache.ts";
 import { Codec, type CodecOptions } from "../store/codec/codec.ts";
-import { BlockEncryption } from "../store/codec/block-encryption.ts";
 import { checkDiskEncoding } from "../store/codec/disk-check.ts";
 import { ConsistencyGuard, type ConsistencyGuardOptions } from "../store/consistency-guard/consistency-guard.ts";
 import { ConfigError } from "../errors.ts";
@@ -22,6 +21,9 @@ import { formatSize } from "../util/size.ts";
 import { Progress } from "./progress.ts";
 import { openObjects, type OpenedObjects } from "./open-objects.ts";
 import type { OpenedLayers } from "./layers/open-layers.ts";
+import { wrappedAmong } from "./layers/keys.ts";
+import { openEncryption } from "./disk-key.ts";
+import type { KeyObjectStore } from "../object/key-object.ts";
 
 export interface Disk {
   /** Top of the stack: what the FUSE side sees. */
@@ -42,15 +44,21 @@ export interface Disk {
   flag: MountFlagStore | undefined;
   /** A mount on S3: the disk's layers, for snapshots and resizes while mounted. */
   layers?: OpenedLayers;
+  /** Where the disk's wrapped data key is kept (S3 only). */
+  keyObject: KeyObjectStore | undefined;
 }
 
-/** For --erase and --reset-mounted-flag (config.mode), the stack ends at the codec, which compresses nothing it reads back. */
+/**
+ * Outside a mount (config.mode) the stack ends at the codec: it decodes what it reads for a scrub,
+ * and for --erase and --reset-mounted-flag reads nothing.
+ */
 export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   const mounting = config.mode === "mount";
-  const bottom = await openObjects(config, log, mounting);
-  const { geometry, flag } = bottom;
+  const reading = mounting || config.mode === "scrub";
+  const bottom = await openObjects(config, log, reading);
+  const { geometry, flag, keyObject } = bottom;
 
-  const codec = new Codec(bottom.objects, await codecOptions(config, mounting, bottom));
+  const codec = new Codec(bottom.objects, await codecOptions(config, log, bottom, reading));
   if (bottom.checkEncoding) await checkDiskEncoding(bottom.objects, codec, codec.encrypts, config.codec.defaultEncoding);
   if (bottom.isNew) await codec.writeBlock(0, null); // records the disk's sizes at once, for the next mount to detect
   let store: BlockStore = codec;
@@ -62,16 +70,25 @@ export async function openDisk(config: Config, log: Logger): Promise<Disk> {
   if (cached) store = cached.cache;
 
   const knownZero = (block: number) => cached?.cache.cachedZero(block) ?? zeroBlockCache?.isZero(block) ?? false;
-  return { store, backend: codec, zeroBlockCache, blockCache: cached?.cache, cacheFile: cached?.fromFile, geometry, knownZero, flag, layers: bottom.layers };
+  return { store, backend: codec, zeroBlockCache, blockCache: cached?.cache, cacheFile: cached?.fromFile, geometry, knownZero, flag, keyObject, layers: bottom.layers };
 }
 
-/** The codec as the flags ask: in --test mode, and for maintenance, it neither encrypts nor keeps sizes. */
-async function codecOptions(config: Config, mounting: boolean, bottom: OpenedObjects): Promise<CodecOptions> {
+/**
+ * The codec as the flags ask: in --test mode it neither encrypts nor keeps sizes, and for --erase
+ * and --reset-mounted-flag it needs no key (`reading` false). The disk's own key is its key
+ * object's or the original's (disk-key.ts); a base's blocks are decrypted with the base's (keyOf).
+ */
+async function codecOptions(config: Config, log: Logger, bottom: OpenedObjects, reading: boolean): Promise<CodecOptions> {
   if (config.test) return { compression: undefined, encryption: undefined, defaultEncoding: undefined, keepSizes: false };
-  const enc = mounting ? config.codec.encryption : undefined;
-  // The salt binds the key to the bucket and the disk's prefix, as in the original (a base's blocks: keyOf).
-  const encryption = enc && (await BlockEncryption.create(enc.cipher, enc.password!, `${config.bucket}/${bottom.disk}`, enc.keyLength));
-  return { compression: config.codec.compression, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: mounting, keyOf: bottom.layers?.keyOf };
+  const mayCreate = config.mode === "mount" && !config.readOnly;
+  const layers = bottom.layers;
+  const enc = config.codec.encryption;
+  // A new clone of a disk whose key is wrapped gets a wrapped key too: asked only where it may be made.
+  const wrappedBase = layers && enc && !enc.keyWrap && mayCreate && layers.baseDisks.length > 0 ? await wrappedAmong(config, layers.records.client, layers.baseDisks) : undefined;
+  // The original's salt binds its key to the bucket and the disk's own prefix (a snapshot's disk for `disk@name`).
+  const source = { anyOwnBlock: bottom.anyOwnBlock, keyObject: bottom.keyObject, salt: `${config.bucket}/${bottom.disk}`, mayCreate, wrappedBase: wrappedBase && layers!.records.name(wrappedBase), log };
+  const encryption = reading ? await openEncryption(enc, source) : undefined;
+  return { compression: config.codec.compression, encryption, defaultEncoding: config.codec.defaultEncoding, keepSizes: reading, keyOf: layers?.keyOf };
 }
 
 /** Whether the consistency guard is on: not with --md5CacheSize=0. */

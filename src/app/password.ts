@@ -24,22 +24,36 @@ export function obtainPassword(enc: EncryptionSettings, env: Record<string, stri
   if (enc.passwordFile !== undefined) return { password: fromFile(enc.passwordFile), prompted: false };
   if (env[PASSWORD_ON_STDIN] === "1") return { password: readLine(0), prompted: false };
   if (!isatty(0)) throw new ConfigError("--encrypt needs a password: give --passwordFile=FILE, or run on a terminal to be asked for it");
-  process.stderr.write("Password: ");
+  return { password: ask("Password: "), prompted: true };
+}
+
+/** For 'passwd': the new password, from --newPasswordFile, else typed twice on the terminal. */
+export function obtainNewPassword(file: string | undefined): string {
+  if (file !== undefined) return fromFile(file, "newPasswordFile");
+  if (!isatty(0)) throw new ConfigError("passwd needs the new password: give --newPasswordFile=FILE, or run on a terminal to be asked for it");
+  const password = ask("New password: ");
+  if (ask("New password again: ") !== password) throw new ConfigError("the two new passwords differ: nothing was changed");
+  return password;
+}
+
+/** A line typed on the terminal with echo off. */
+function ask(prompt: string): string {
+  process.stderr.write(prompt);
   runtime.libc.setEcho(0, false);
   try {
     const password = readLine(0);
     if (password === "") throw new ConfigError("the password is empty");
-    return { password, prompted: true };
+    return password;
   } finally {
     runtime.libc.setEcho(0, true);
     process.stderr.write("\n");
   }
 }
 
-function fromFile(path: string): string {
-  const text = readInputFile(`--passwordFile=${path}`, path)!;
+function fromFile(path: string, flag = "passwordFile"): string {
+  const text = readInputFile(`--${flag}=${path}`, path)!;
   const password = text.split(/\r?\n/)[0]!;
-  if (password === "") throw new ConfigError(`--passwordFile=${path}: the first line is empty`);
+  if (password === "") throw new ConfigError(`--${flag}=${path}: the first line is empty`);
   return password;
 }
 

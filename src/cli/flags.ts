@@ -109,10 +109,15 @@ export const FLAGS: readonly Flag[] = [
   { name: "password", value: "PASSWORD", group: "Compression and encryption", help: "Encryption password (visible to other users: prefer --passwordFile)" },
   { name: "passwordFile", value: "FILE", group: "Compression and encryption", help: "File holding the encryption password" },
   { name: "keyLength", value: "NUM", default: "0", group: "Compression and encryption", help: "Override the cipher key length (0: the cipher's own)" },
+  { name: "keyWrap", group: "Compression and encryption", help: "With --encrypt, for a new disk: a random data key, kept wrapped by the password in the object s3backer-key, so that 's3backer passwd' can change the password without rewriting blocks (the original s3backer cannot read such a disk)" },
 
   // Maintenance
   { name: "erase", group: "Maintenance", help: "Delete every block of the disk and exit (asks first unless --force)" },
   { name: "reset-mounted-flag", group: "Maintenance", help: "Clear the 'already mounted' flag and exit" },
+  { name: "newPasswordFile", value: "FILE", group: "Maintenance", help: "For 'passwd': file holding the new password (else it is asked twice on the terminal)" },
+  { name: "repair-from", value: "PATH", group: "Maintenance", help: "For 'scrub': rewrite damaged blocks from this image of the disk (a file or block device of the disk's size)" },
+  { name: "scrub-rate", value: "SIZE", default: "0", group: "Maintenance", help: "For 'scrub': check at most this many bytes of the disk per second (suffixes k, M, G; 0: no limit)" },
+  { name: "scrub-threads", value: "NUM", default: "16", group: "Maintenance", help: "For 'scrub': blocks read at once" },
 
   // NBD
   { name: "nbd", group: "NBD", help: "Serve the disk over NBD instead of mounting it: the second argument is unix:PATH, tcp:HOST:PORT or /dev/nbdX" },

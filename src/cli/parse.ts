@@ -11,6 +11,7 @@
 import { UsageError } from "../errors.ts";
 import { type Arg, expandConfigFiles, typedAt } from "./config-file.ts";
 import { FLAG_BY_NAME, FLAGS, type Flag } from "./flags.ts";
+import { isCommand, type Command } from "./commands.ts";
 
 /** A value given, how it was typed (`--size=1G`, `-o size=1G`), and where, when a config file gave it (`conf:3`). */
 export interface Given {
@@ -20,6 +21,8 @@ export interface Given {
 }
 
 export interface ParsedArgs {
+  /** The first word, when it names a command (`s3backer scrub ...`). */
+  readonly command?: Command;
   /** Flag name -> its last value (`true` for an on/off flag or an optional value left out), in the order last given. */
   readonly values: Map<string, Given>;
   /** The `-o` options that are not our flags, in order: for FUSE and the kernel mount. */
@@ -30,7 +33,8 @@ export interface ParsedArgs {
 const SHORT: ReadonlyMap<string, Flag> = new Map(FLAGS.flatMap((f) => [...(f.short ?? "")].map((letter) => [letter, f] as const)));
 
 export function parseArgs(argv: readonly string[]): ParsedArgs {
-  const args = expandConfigFiles(argv);
+  const command = isCommand(argv[0]) ? argv[0] : undefined;
+  const args = expandConfigFiles(command ? argv.slice(1) : argv);
   const values = new Map<string, Given>();
   const mountOptions: ParsedArgs["mountOptions"] = [];
   const positionals: string[] = [];
@@ -104,5 +108,5 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     }
     positionals.push(arg);
   }
-  return { values, mountOptions, positionals };
+  return { ...(command ? { command } : {}), values, mountOptions, positionals };
 }

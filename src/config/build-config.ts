@@ -9,6 +9,7 @@ import { formatSize } from "../util/size.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import type { ParsedArgs } from "../cli/parse.ts";
 import { flagDefault } from "../cli/flags.ts";
+import { commandOfFlag, commandSpec, commandUsage } from "../cli/commands.ts";
 import type { Config, Mode, NbdTarget } from "./settings.ts";
 import { checkBlockSize, LARGE_BLOCK_SIZE, resolveGeometry } from "./geometry.ts";
 import { fuseOptions } from "./fuse-options.ts";
@@ -19,30 +20,35 @@ import { nbdTlsSettings } from "./nbd-tls.ts";
 
 export const MEMORY_BUCKET = ":memory:";
 
-/** `command`: a subcommand's name (it takes one disk argument; its own were taken out of `args`). */
 export function buildConfig(
   args: ParsedArgs,
   ids: { uid: number; gid: number } = currentIds(),
   env: Record<string, string | undefined> = process.env,
-  command?: string,
 ): Config {
   const f = new FlagValues(args.values);
   const on = (name: string) => f.on(name);
   const text = (name: string) => f.text(name);
 
-  const mode: Mode = command ? "command" : on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : "mount";
+  const command = args.command;
+  const flagMode = on("erase") ? "erase" : on("reset-mounted-flag") ? "reset-mounted-flag" : undefined;
+  if (command && flagMode) throw new UsageError(`'s3backer ${command}' cannot be combined with --${flagMode}`);
+  const mode: Mode = command ?? flagMode ?? "mount";
+  /** The mode as the user asked for it, for messages. */
+  const asked = command ? `'s3backer ${command}'` : `--${mode}`;
+  for (const name of args.values.keys()) {
+    const only = commandOfFlag(name);
+    if (only !== undefined && mode !== only) throw new UsageError(`${f.typed(name)} is for 's3backer ${only}'`);
+  }
   const readOnly = on("readOnly");
-  const what = command ? `'s3backer ${command}'` : `--${mode}`;
-  if (command && (on("erase") || on("reset-mounted-flag"))) throw new UsageError(`${what} cannot be combined with --${on("erase") ? "erase" : "reset-mounted-flag"}`);
-  if (mode !== "mount" && readOnly) throw new UsageError(`${what} cannot be combined with --readOnly`);
+  if (mode !== "mount" && readOnly) throw new UsageError(`${asked} cannot be combined with --readOnly`);
 
   const nbdMode = on("nbd");
   for (const nbdkit of ["nbd-flag", "nbd-param"]) {
     if (f.has(nbdkit)) throw f.fail(nbdkit, "passes options to nbdkit, which s3backer does not use: its NBD server is built in");
   }
-  if (nbdMode && mode !== "mount") throw new UsageError(`${what} cannot be combined with --nbd`);
-  const wanted = mode === "mount" ? 2 : 1;
-  const usage = command ? `${command} bucket[/prefix]` : mode !== "mount" ? "bucket[/prefix]" : nbdMode ? "bucket[/prefix] unix:PATH|tcp:HOST:PORT|/dev/nbdX" : "bucket[/prefix] mountpoint";
+  if (nbdMode && mode !== "mount") throw new UsageError(`${asked} cannot be combined with --nbd`);
+  const wanted = command ? 1 + commandSpec(command).extra : mode === "mount" ? 2 : 1;
+  const usage = command ? commandUsage(command) : mode !== "mount" ? "bucket[/prefix]" : nbdMode ? "bucket[/prefix] unix:PATH|tcp:HOST:PORT|/dev/nbdX" : "bucket[/prefix] mountpoint";
   if (args.positionals.length !== wanted) {
     throw new UsageError(
       args.positionals.length < wanted
@@ -51,7 +57,9 @@ export function buildConfig(
     );
   }
   const test = on("test");
-  const codec = codecSettings(f, test);
+  const s3Only = command && commandSpec(command).s3Only;
+  if (test && s3Only) throw new ConfigError(`${asked} needs S3: ${s3Only}`);
+  const codec = codecSettings(f, test, command === "passwd");
   const testFaults = { errors: on("test-errors"), delays: on("test-delays"), discard: on("test-discard") };
   for (const [name, given] of Object.entries(testFaults)) {
     if (given && !test) throw new ConfigError(`${f.typed(`test-${name}`)} needs --test`);
@@ -62,10 +70,10 @@ export function buildConfig(
   const [bucketArg, second = ""] = args.positionals as [string, string?];
   const nbd = nbdMode ? nbdTarget(second) : undefined;
   const nbdTls = nbdTlsSettings(f, nbd);
-  const mountpoint = nbdMode ? "" : second;
+  const mountpoint = mode === "mount" && !nbdMode ? second : "";
   const { bucket, prefix } = splitBucket(bucketArg, text("prefix"), test);
   const baseText = text("base");
-  if (baseText !== undefined && (test || mode !== "mount")) throw f.fail("base", test ? "needs S3: layers are not kept in --test mode" : `is for mounting a new disk, not for ${what}`);
+  if (baseText !== undefined && (test || mode !== "mount")) throw f.fail("base", test ? "needs S3: layers are not kept in --test mode" : `is for mounting a new disk, not for ${asked}`);
   const base = baseText === undefined ? undefined : splitBucket(baseText, undefined, false);
   const blockSize = f.size("blockSize");
   if (blockSize !== undefined) checkBlockSize(blockSize, f.typed("blockSize"));
@@ -106,8 +114,8 @@ export function buildConfig(
     const unused = [...args.mountOptions.map((o) => o.typed), ...(f.has("singleThreaded") ? [f.typed("singleThreaded")] : [])];
     if (unused.length > 0) f.warn(`${unused.join(", ")}: no effect with --nbd (FUSE options)`);
   }
-  if (mode !== "mount" && on("listBlocks")) throw new UsageError(`${what} cannot be combined with --listBlocks`);
-  if (mode !== "mount" && f.has("metrics")) throw new UsageError(`${what} cannot be combined with --metrics`);
+  if (mode !== "mount" && on("listBlocks")) throw new UsageError(`${asked} cannot be combined with --listBlocks`);
+  if (mode !== "mount" && f.has("metrics")) throw new UsageError(`${asked} cannot be combined with --metrics`);
   const statsFileMirrorIntervalMs = f.count("statsFileMirrorInterval");
   if (statsFileMirrorIntervalMs < MIN_MIRROR_INTERVAL_MS && f.has("statsFileMirror")) {
     f.warn(`${f.typed("statsFileMirrorInterval")}: rewritten every ${MIN_MIRROR_INTERVAL_MS} ms, the shortest interval here`);
@@ -155,6 +163,9 @@ export function buildConfig(
     // Discarded writes read back as zeros: there is nothing for the guard to check.
     consistency,
     codec,
+    commandArgs: command ? args.positionals.slice(1) : [],
+    newPasswordFile: text("newPasswordFile"),
+    scrub: { repairFrom: text("repair-from"), rateBytes: f.size("scrub-rate") ?? f.sizeDefault("scrub-rate"), threads: f.count("scrub-threads") },
   };
 }
 

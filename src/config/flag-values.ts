@@ -50,6 +50,8 @@ const RANGES: Readonly<Record<string, Range>> = {
   timeout: [0, Math.floor(MAX_TIMER_MS / 1000)],
   unmountTimeout: [0, Math.floor(MAX_TIMER_MS / 1000)],
   keyLength: [0, MAX_KEY_LENGTH],
+  "scrub-rate": BYTES,
+  "scrub-threads": [1, TRANSFERS[1]],
 };
 
 export class FlagValues {

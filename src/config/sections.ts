@@ -11,14 +11,19 @@ import type { CacheSettings, CodecSettings, ConsistencySettings, EncryptionSetti
 /** The typed forms of the flags among `names` that were given, joined for a warning. */
 const given = (f: FlagValues, names: readonly string[]) => names.filter((n) => f.has(n)).map((n) => f.typed(n));
 
-/** Compression and encryption as the original takes them: --encrypt implies --compress. */
-export function codecSettings(f: FlagValues, test: boolean): CodecSettings {
-  const encrypt = f.raw("encrypt");
+/**
+ * Compression and encryption as the original takes them: --encrypt implies --compress.
+ * `encryptImplied`: the command needs the password whether or not --encrypt was given ('passwd').
+ */
+export function codecSettings(f: FlagValues, test: boolean, encryptImplied = false): CodecSettings {
+  const encrypt = f.raw("encrypt") ?? (encryptImplied || undefined);
+  const keyWrap = f.on("keyWrap");
   let compression = compressionOf(f);
   const password = f.text("password");
   const passwordFile = f.text("passwordFile");
   let encryption: EncryptionSettings | undefined;
   if (encrypt === undefined) {
+    if (keyWrap) throw new UsageError(`${f.typed("keyWrap")} needs --encrypt`);
     const stray = given(f, ["password", "passwordFile", "keyLength"]);
     if (stray.length > 0) f.warn(`${stray.join(", ")}: ignored without --encrypt`);
   } else {
@@ -29,7 +34,7 @@ export function codecSettings(f: FlagValues, test: boolean): CodecSettings {
     // 0 is the cipher's own length, as upstream's man page says.
     const keyLength = f.count("keyLength") || cipher.keyLength;
     if (keyLength < cipher.keyLength) throw f.fail("keyLength", `must be 0 or from ${cipher.keyLength} (the key of ${cipher.name}) to ${MAX_KEY_LENGTH}`);
-    encryption = { cipher, keyLength, password, passwordFile };
+    encryption = { cipher, keyLength, password, passwordFile, keyWrap };
     compression ??= { algorithm: DEFLATE, level: LEVELS[DEFLATE].default };
   }
   const defaultEncoding = f.text("defaultContentEncoding");
@@ -42,7 +47,7 @@ export function codecSettings(f: FlagValues, test: boolean): CodecSettings {
   }
   if (test && (compression !== undefined || encryption !== undefined)) {
     // As upstream: a --test directory holds blocks as they are.
-    f.warn(`${given(f, ["compress", "compress-level", "encrypt"]).join(", ")}: no effect in --test mode (blocks are stored as they are)`);
+    f.warn(`${given(f, ["compress", "compress-level", "encrypt", "keyWrap"]).join(", ")}: no effect in --test mode (blocks are stored as they are)`);
     return { compression: undefined, encryption: undefined, defaultEncoding };
   }
   return { compression, encryption, defaultEncoding };

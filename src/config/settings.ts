@@ -4,9 +4,10 @@ import type { Compression } from "../store/codec/compression.ts";
 import type { TestFaults } from "../object/test-faults.ts";
 import type { FuseOptions } from "../fuse/mount.ts";
 import type { NbdTls } from "../nbd/server.ts";
+import type { Command } from "../cli/commands.ts";
 
-/** "command": a subcommand (snapshot, flatten, ...) that takes the flags and one disk. */
-export type Mode = "mount" | "erase" | "reset-mounted-flag" | "command";
+/** What a run does: mount (or serve over NBD), or one of the maintenance flags or commands. */
+export type Mode = "mount" | "erase" | "reset-mounted-flag" | Command;
 
 
 export interface Config {
@@ -62,6 +63,20 @@ export interface Config {
   cache: CacheSettings;
   consistency: ConsistencySettings;
   codec: CodecSettings;
+  /** A command's arguments after its disk (snapshot's name, resize's size). */
+  commandArgs: string[];
+  /** For 'passwd': --newPasswordFile. */
+  newPasswordFile: string | undefined;
+  /** For 'scrub'. */
+  scrub: ScrubSettings;
+}
+
+export interface ScrubSettings {
+  /** --repair-from: an image of the disk to rewrite damaged blocks from. */
+  repairFrom: string | undefined;
+  /** Bytes of stored blocks read per second at most; 0: no limit. */
+  rateBytes: number;
+  threads: number;
 }
 
 
@@ -88,6 +103,8 @@ export interface EncryptionSettings {
   /** From --password; else --passwordFile, else a prompt (see app/password.ts). */
   password: string | undefined;
   passwordFile: string | undefined;
+  /** --keyWrap: a new disk gets a random data key, wrapped by the password (app/disk-key.ts). */
+  keyWrap: boolean;
 }
 
 export interface ConsistencySettings {

@@ -8,7 +8,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { Errno, FsError, messageOf } from "../errors.ts";
+import { DataError, Errno, FsError, messageOf } from "../errors.ts";
 import type { StatGroup } from "../util/stat-group.ts";
 import { HashedLater, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "./object-store.ts";
 import { blockName, parseBlockName } from "./block-names.ts";
@@ -65,7 +65,8 @@ export class LocalDirStore implements ObjectStore {
       throw this.fail(`read block ${block}`, err);
     }
     if (body.length !== this.blockSize) {
-      throw this.fail(`read block ${block}`, `${path} holds ${body.length} bytes, expected ${this.blockSize}`);
+      this.counters.add("errors");
+      throw new DataError(`read block ${block}: ${path} holds ${body.length} bytes, expected ${this.blockSize}`);
     }
     this.counters.add("reads");
     this.counters.add("bytes read", body.length);

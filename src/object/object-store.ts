@@ -45,13 +45,27 @@ export class HashedLater implements StoredObject {
   }
 }
 
+/**
+ * Thrown by a reader's check of a body (`get`'s `accept`) that finds it is not the object asked
+ * for (another block's, answered by mistake): the store fetches it again where it retries
+ * (S3: within the same backoff and budget as a body that fails its checksum).
+ */
+export class ObjectRefused extends Error {}
+
+/** A reader's check of an object as fetched; throws ObjectRefused to have it fetched again. */
+export type AcceptObject = (object: StoredObject) => Promise<void>;
+
 export interface ObjectStore {
   readonly blockSize: number;
   readonly numBlocks: number;
   /** True when every body `get` returns is new and kept by nobody else. */
   readonly freshBodies: boolean;
-  /** A block's object (null: none); its body checked against the MD5 the store holds for it. */
-  get(block: number): Promise<StoredObject | null>;
+  /**
+   * A block's object (null: none); its body checked against the MD5 the store holds for it, then
+   * by `accept` where the store retries (S3), fetched again while that refuses it. A store that
+   * never fetches twice may leave `accept` out: the caller checks what it is given anyway.
+   */
+  get(block: number, accept?: AcceptObject): Promise<StoredObject | null>;
   /** A block's object without its body (null: none). */
   head(block: number): Promise<ObjectHead | null>;
   /**

@@ -8,7 +8,7 @@ import { Errno, FsError } from "../errors.ts";
 import type { StatGroup } from "../util/stat-group.ts";
 import { Counters } from "../util/counters.ts";
 import { delay } from "../util/delay.ts";
-import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
+import type { AcceptObject, ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "./object-store.ts";
 
 /** Which of --test-errors, --test-delays and --test-discard are on. */
 export interface TestFaults {
@@ -47,9 +47,9 @@ export class FaultyObjects implements ObjectStore {
     }
   }
 
-  async get(block: number): Promise<StoredObject | null> {
+  async get(block: number, accept?: AcceptObject): Promise<StoredObject | null> {
     await this.before("read", block);
-    return this.faults.discard ? null : this.inner.get(block);
+    return this.faults.discard ? null : this.inner.get(block, accept);
   }
 
   async head(block: number): Promise<ObjectHead | null> {

@@ -14,7 +14,7 @@
  *   further than the cap.
  * - Directories (the mount point, --test's directory): an existing directory, links followed.
  */
-import { accessSync, closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { accessSync, closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { dirname } from "node:path";
 import { ConfigError, messageOf } from "../errors.ts";
 
@@ -198,6 +198,35 @@ function openInput(typed: string, path: string, mayBeMissing = false): { fd: num
     throw st.isFile() ? tooLarge(typed) : notAFile(typed, st);
   }
   return { fd };
+}
+
+/**
+ * An image of a disk we read (--repair-from): a regular file or a block device, links followed,
+ * opened read-only (O_NONBLOCK: a FIFO cannot hang us before it is refused). Its size in bytes
+ * (a device's from /sys, as Linux gives it).
+ */
+export function openImage(typed: string, path: string): { fd: number; size: number } {
+  needsName(typed, path);
+  let fd: number;
+  try {
+    fd = openSync(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  } catch (err) {
+    throw new ConfigError(`${typed}: ${codeOf(err) === "ENOENT" ? "no such file" : reasonOf(err)}`);
+  }
+  const st = fstatSync(fd);
+  if (st.isFile()) return { fd, size: st.size };
+  if (st.isBlockDevice()) {
+    const major = (st.rdev >>> 8) & 0xfff; // glibc's gnu_dev_major/minor, for device numbers below 2^32
+    const minor = (st.rdev & 0xff) | ((st.rdev >>> 12) & 0xfff00);
+    try {
+      return { fd, size: Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, "utf8").trim()) * 512 };
+    } catch (err) {
+      closeSync(fd);
+      throw new ConfigError(`${typed}: the size of the device cannot be read (${reasonOf(err)})`);
+    }
+  }
+  closeSync(fd);
+  throw new ConfigError(`${typed}: is ${kindOf(st)}, not a file or a block device`);
 }
 
 /** Before start-up: `path` is an existing directory (links followed). */

@@ -38,6 +38,8 @@ export interface ProxyFaults {
   swap: number;
   /** Swapped bodies come with the other key's headers (its ETag: only the content can tell). */
   swapHeaders: boolean;
+  /** At most this many swaps, then answers are healthy again (a transient fault). */
+  swapLimit: number;
   /** After a PUT or DELETE of a key, GET and HEAD of it answer the version from before, this long. */
   staleMs: number;
   /** Per key of a DeleteObjects request: answered with an <Error> entry, and not deleted. */
@@ -49,7 +51,7 @@ export interface ProxyFaults {
 }
 
 export const NO_PROXY_FAULTS: ProxyFaults = {
-  truncate: 0, wrongLength: 0, reset: 0, status503: 0, delay: 0, delayMs: 0, swap: 0, swapHeaders: false,
+  truncate: 0, wrongLength: 0, reset: 0, status503: 0, delay: 0, delayMs: 0, swap: 0, swapHeaders: false, swapLimit: Infinity,
   staleMs: 0, deleteErrors: 0, outage: "none", keyPattern: undefined, targetPattern: undefined,
 };
 
@@ -273,7 +275,7 @@ export class FaultProxy {
       return false;
     }
     if (req.method === "GET" && r.status === 200 && key !== "" && !req.headers.has("range")) {
-      const other = affected && this.roll(f.swap) ? this.another(key, r.body.length) : undefined;
+      const other = affected && this.fired.swap < f.swapLimit && this.roll(f.swap) ? this.another(key, r.body.length) : undefined;
       this.remember(key, r);
       if (other) {
         this.fired.swap++;

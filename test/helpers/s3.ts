@@ -63,3 +63,15 @@ export async function freshBucket(peer: Peer, tag: string): Promise<string> {
   if (r.status !== 200) throw new Error(`creating bucket ${name} on ${peer.name}: HTTP ${r.status}`);
   return name;
 }
+
+/** Deletes a bucket and everything in it (for buckets made on a shared server such as Ceph RGW). */
+export async function dropBucket(peer: Peer, name: string): Promise<void> {
+  const s3 = rawClient(peer);
+  for (;;) {
+    const xml = new TextDecoder().decode((await s3("GET", `${name}?list-type=2&max-keys=1000`)).body);
+    const keys = [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!.replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">"));
+    if (keys.length === 0) break;
+    await Promise.all(keys.map((k) => s3("DELETE", `${name}/${k.split("/").map(encodeURIComponent).join("/")}`)));
+  }
+  await s3("DELETE", name);
+}

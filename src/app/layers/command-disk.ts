@@ -1,16 +1,14 @@
 /**
- * What the disk commands (snapshot, flatten, info, resize) share: the mount's flags (S3
+ * What the layer commands (snapshot, flatten, info, resize) share: the mount's flags (S3
  * connection, encryption, --blockHashPrefix), their disk and its manifest, the mount that has the
  * disk on this host (reached through its control socket) or the line saying it is mounted
  * elsewhere, and the disk's mounted flag, which a command that changes the disk holds meanwhile so
  * that no mount or other command starts under it.
  */
 import { hostname } from "node:os";
-import { buildConfig } from "../../config/build-config.ts";
 import type { Config } from "../../config/settings.ts";
-import { parseArgs } from "../../cli/parse.ts";
-import { ConfigError, UsageError } from "../../errors.ts";
-import { log, type Logger } from "../../log.ts";
+import { ConfigError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
 import { blockName } from "../../object/block-names.ts";
 import { DiskRecords } from "../../object/layers/disk-records.ts";
 import { newToken, SHARED_TOKEN } from "../../object/mount-flag.ts";
@@ -34,25 +32,12 @@ export interface CommandDisk {
   rest: string[];
 }
 
-/**
- * Parses `s3backer <command> [flags] bucket/disk <own...>`; `usage` is the command's line.
- * Returns undefined after --help.
- */
-export async function openCommandDisk(command: string, argv: string[], own: number, usage: string): Promise<CommandDisk | undefined> {
-  const args = parseArgs(argv);
-  if (args.values.has("help")) {
-    process.stdout.write(`Usage: s3backer ${usage}\n(with the mount's flags for the S3 connection and encryption; see 's3backer --help')\n`);
-    return undefined;
-  }
-  if (args.positionals.length !== 1 + own) throw new UsageError(`expected: s3backer ${usage}`);
-  const config = buildConfig({ ...args, positionals: args.positionals.slice(0, 1) }, undefined, undefined, command);
-  if (config.test) throw new ConfigError(`'s3backer ${command}' needs S3: layers are not kept in --test mode`);
-  for (const warning of config.warnings) process.stderr.write(`s3backer: warning: ${warning}\n`);
-  log.configure({ kind: "stderr" }, config.debug, config.logFormat);
+/** Opens the disk of a layer command (its flags already checked: config/build-config.ts). */
+export async function openCommandDisk(config: Config, log: Logger): Promise<CommandDisk> {
   const client = s3Client(config, log);
   const records = new DiskRecords(client, log);
   const located = await locate(records, config.prefix);
-  return { config, log, client, records, located, name: records.name(located.disk), rest: args.positionals.slice(1) };
+  return { config, log, client, records, located, name: records.name(located.disk), rest: config.commandArgs };
 }
 
 /** The encryption password, when --encrypt was given (asked on a terminal if no other source). */

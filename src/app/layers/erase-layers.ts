@@ -12,6 +12,7 @@ import { S3Store } from "../../object/s3/s3-store.ts";
 import { ZERO_WRITES_IN_FLIGHT } from "../../store/block-store.ts";
 import { MAX_BLOCKS } from "../../config/geometry.ts";
 import { s3Client } from "../open-objects.ts";
+import { S3KeyObject } from "../../object/s3/key-object.ts";
 import { Progress } from "../progress.ts";
 import { locate } from "./chain.ts";
 
@@ -60,7 +61,11 @@ export async function eraseLayers(config: Config, log: Logger, confirm: (questio
     await records.deleteManifest(located.disk);
     if (m.base) await records.removeDependent(m.base.disk, located.disk);
     await new S3MountFlag(client, located.disk).clear();
-    if (!config.quiet) process.stderr.write(`s3backer: erased ${name}: ${objects.length} objects in ${own.length} layers\n`);
+    // Last: until every block is gone, the blocks left still need their key.
+    const keyObject = new S3KeyObject(client, config.bucket, located.disk);
+    const keyed = (await keyObject.read()) !== undefined;
+    if (keyed) await keyObject.delete();
+    if (!config.quiet) process.stderr.write(`s3backer: erased ${name}: ${objects.length} objects in ${own.length} layers${keyed ? " and its key object" : ""}\n`);
     return "done";
   } finally {
     client.close();

@@ -12,6 +12,8 @@
  * 3. the base's dependents record is removed, then the markers, then the manifest: the disk is
  *    plain. A crash after 2 leaves a manifest without a chain; running flatten again finishes.
  */
+import type { Config } from "../../config/settings.ts";
+import type { Logger } from "../../log.ts";
 import { ConfigError } from "../../errors.ts";
 import type { ObjectStore } from "../../object/object-store.ts";
 import { S3MountFlag } from "../../object/s3/mount-flag.ts";
@@ -26,13 +28,11 @@ import { homeOf, listLevels, type Geometry, type ListedLevel } from "./level-lis
 import { refName } from "./clone.ts";
 import { blockName } from "../../object/block-names.ts";
 
-export const FLATTEN_USAGE = "flatten [flags] bucket/disk";
 /** Copies in flight at once. */
 const PARALLEL = 32;
 
-export async function flattenCommand(argv: string[]): Promise<number> {
-  const cd = await openCommandDisk("flatten", argv, 0, FLATTEN_USAGE);
-  if (!cd) return 0;
+export async function flattenCommand(config: Config, log: Logger): Promise<number> {
+  const cd = await openCommandDisk(config, log);
   const { located } = cd;
   if (located.snapshot !== undefined) throw new ConfigError(`${cd.name}@${located.snapshot} is a snapshot: clone it, then flatten the clone`);
   if (!located.found) throw new ConfigError(`${cd.name} has no base: it is a plain disk already (the original's layout)`);
@@ -55,7 +55,7 @@ async function flatten(cd: CommandDisk): Promise<string> {
   }
   if (m.live !== disk) throw new ConfigError(`${cd.name} writes to ${m.live}, not its own prefix: it cannot be made plain in place`);
   const g: Geometry = { blockSize: m.blockSize, size: m.size, hashPrefix: m.hashPrefix };
-  const keyOf = keyRing(config);
+  const keyOf = keyRing(config, cd.client);
   const levels = await listLevels(cd, levelsOf(m, disk, undefined).levels, g);
   let copied = { server: 0, reencrypted: 0 };
   if (m.chain.length > 0) {

@@ -3,19 +3,21 @@
  * how its blocks are encoded, whether it is mounted, its chain of layers (each with its blocks,
  * zero markers and bytes stored), its snapshots, and the disks that read through it.
  */
+import type { Config } from "../../config/settings.ts";
+import type { Logger } from "../../log.ts";
 import { blockName } from "../../object/block-names.ts";
 import { S3MountFlag } from "../../object/s3/mount-flag.ts";
+import { S3KeyObject } from "../../object/s3/key-object.ts";
+import { cipherOfLayer, parseEncoding } from "../../store/codec/content-encoding.ts";
 import { formatSize } from "../../util/size.ts";
 import { levelsOf } from "./chain.ts";
 import { refName } from "./clone.ts";
 import { geometryOf, openCommandDisk } from "./command-disk.ts";
 import { listLevels } from "./level-listing.ts";
 
-export const INFO_USAGE = "info [flags] bucket/disk[@NAME]";
 
-export async function infoCommand(argv: string[]): Promise<number> {
-  const cd = await openCommandDisk("info", argv, 0, INFO_USAGE);
-  if (!cd) return 0;
+export async function infoCommand(config: Config, log: Logger): Promise<number> {
+  const cd = await openCommandDisk(config, log);
   const { located, records } = cd;
   const m = located.found?.manifest;
   const g = await geometryOf(cd);
@@ -28,6 +30,10 @@ export async function infoCommand(argv: string[]): Promise<number> {
   const sample = listed.find((l) => l.map.found > 0);
   const encoding = sample && (await cd.client.send({ method: "HEAD", kind: "HEAD", key: sample.layer + blockName(firstData(sample.map), g.hashPrefix), expect: [200, 404] })).headers.get("content-encoding");
   lines.push(["encoding", sample ? (encoding ?? "none (plain blocks)") : "no blocks stored"]);
+  const keyObject = new S3KeyObject(cd.client, cd.config.bucket, located.disk);
+  const encrypted = parseEncoding(encoding ?? undefined).some((layer) => cipherOfLayer(layer) !== undefined);
+  if (await keyObject.read()) lines.push(["key", `a data key wrapped by the password (${keyObject.where}; 's3backer passwd' changes it)`]);
+  else if (encrypted) lines.push(["key", "derived from the password, bucket and prefix (the original's)"]);
   const holder = await new S3MountFlag(cd.client, located.disk).holder();
   lines.push(["mounted", holder ?? "no"]);
   lines.push(["layout", m ? `layered (manifest ${located.disk}s3backer-layers)` : "plain: the original s3backer's layout"]);

@@ -29,6 +29,8 @@ export interface OpenedLayers {
   /** The disk's own prefix: its name keys its encryption. */
   disk: string;
   keyOf: KeyOf;
+  /** The other disks whose levels it reads through (its bases), nearest first. */
+  baseDisks: string[];
   flag: MountFlagStore;
   /** A plain disk not created yet (block 0 is to be written at once); never a clone. */
   isNew: boolean;
@@ -44,13 +46,14 @@ export interface OpenedLayers {
 export async function openLayers(config: Config, log: Logger, client: S3Client): Promise<OpenedLayers> {
   const records = new DiskRecords(client, log);
   let located = await locate(records, config.prefix);
-  const keyOf = keyRing(config);
+  const keyOf = keyRing(config, client);
   if (config.base) {
     if (located.snapshot !== undefined) throw new ConfigError(`--base: ${records.name(located.disk)}@${located.snapshot} is a snapshot, not a new disk`);
     located = { disk: located.disk, found: await makeClone(records, config, located.found, keyOf, log) };
   }
   const { disk, snapshot, found } = located;
-  if (snapshot !== undefined && !config.readOnly) {
+  // A scrub reads a snapshot as it is (and writes only a repair, to the live layer).
+  if (snapshot !== undefined && !config.readOnly && config.mode === "mount") {
     throw new ConfigError(`${records.name(disk)}@${snapshot} is a snapshot, which is read-only: mount it with --readOnly, or clone it (--base=${records.name(disk)}@${snapshot})`);
   }
   const m = found?.manifest;
@@ -66,7 +69,8 @@ export async function openLayers(config: Config, log: Logger, client: S3Client):
   const opened: OpenedLayers = {
     objects: undefined as unknown as LayeredObjects,
     detected, disk, keyOf, flag, records, hashPrefix,
-    isNew: !m && detected === "no disk" && !config.readOnly && !config.noAutoDetect,
+    baseDisks: [...new Set(chain.levels.map((l) => l.disk))].filter((d) => d !== disk),
+    isNew: config.mode === "mount" && !m && detected === "no disk" && !config.readOnly && !config.noAutoDetect,
     storeFor: () => {
       throw new Error("not built");
     },

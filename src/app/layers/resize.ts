@@ -6,6 +6,8 @@
  * lies past the new end, unless --force, which deletes the disk's own blocks there first (so a
  * later growth shows zeros) and hides its bases' for good; then the size is recorded.
  */
+import type { Config } from "../../config/settings.ts";
+import type { Logger } from "../../log.ts";
 import { MAX_BLOCKS } from "../../config/geometry.ts";
 import { ConfigError, UsageError } from "../../errors.ts";
 import type { Manifest } from "../../object/layers/manifest.ts";
@@ -14,11 +16,9 @@ import { geometryOf, holdingFlag, openCommandDisk, throughMount, type CommandDis
 import { levelsOf } from "./chain.ts";
 import { listLevels, levelStore, type Geometry } from "./level-listing.ts";
 
-export const RESIZE_USAGE = "resize [flags] bucket/disk SIZE";
 
-export async function resizeCommand(argv: string[]): Promise<number> {
-  const cd = await openCommandDisk("resize", argv, 1, RESIZE_USAGE);
-  if (!cd) return 0;
+export async function resizeCommand(config: Config, log: Logger): Promise<number> {
+  const cd = await openCommandDisk(config, log);
   if (cd.located.snapshot !== undefined) throw new ConfigError(`${cd.name}@${cd.located.snapshot} is a snapshot: its size cannot change`);
   const size = parseSize(cd.rest[0]!);
   if (size === undefined || size === 0) throw new UsageError(`'${cd.rest[0]}' is not a size (such as 20G)`);

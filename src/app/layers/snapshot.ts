@@ -4,15 +4,15 @@
  * of the disk on this host takes it itself (mounted-ops.ts); otherwise the command does, holding
  * the disk's mounted flag, with one conditional PUT of the manifest.
  */
+import type { Config } from "../../config/settings.ts";
+import type { Logger } from "../../log.ts";
 import { ConfigError, UsageError } from "../../errors.ts";
 import { checkSnapshotName, plainManifest, withSnapshot } from "../../object/layers/manifest.ts";
 import { geometryOf, holdingFlag, openCommandDisk, throughMount } from "./command-disk.ts";
 
-export const SNAPSHOT_USAGE = "snapshot [flags] bucket/disk bucket/disk@NAME";
 
-export async function snapshotCommand(argv: string[]): Promise<number> {
-  const cd = await openCommandDisk("snapshot", argv, 1, SNAPSHOT_USAGE);
-  if (!cd) return 0;
+export async function snapshotCommand(config: Config, log: Logger): Promise<number> {
+  const cd = await openCommandDisk(config, log);
   const { located, records } = cd;
   if (located.snapshot !== undefined) throw new ConfigError(`${cd.name}@${located.snapshot} is a snapshot: snapshot the disk itself`);
   const typed = cd.rest[0]!;

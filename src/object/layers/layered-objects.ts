@@ -16,7 +16,7 @@
 import { Errno, FsError, messageOf } from "../../errors.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
 import { Counters } from "../../util/counters.ts";
-import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
+import type { AcceptObject, ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
 import { LevelMap, type BlockState } from "./level-map.ts";
 
 /** The MD5 of nothing: the ETag of a zero marker. */
@@ -83,6 +83,11 @@ export class LayeredObjects implements ObjectStore {
     return this.levels[0]!.store;
   }
 
+  /** False for a snapshot or a read-only mount. */
+  get writable(): boolean {
+    return this.o.writable;
+  }
+
   /** True when the disk reads through levels below its own. */
   get layered(): boolean {
     return this.levels.length > 1;
@@ -103,23 +108,30 @@ export class LayeredObjects implements ObjectStore {
     return this.listing;
   }
 
-  async get(block: number): Promise<StoredObject | null> {
+  async get(block: number, accept?: AcceptObject): Promise<StoredObject | null> {
     for (let i = 0; i < this.levels.length; i++) {
       const level = this.levels[i]!;
       const state = this.stateAt(level, block);
       if (state === "absent") continue;
       if (state === "marker") return this.zeroFromMarker();
-      const object = await level.store.get(block);
+      // The reader checks a body with the key of the disk that wrote it; a zero marker holds none to check.
+      const checked = accept && ((o: StoredObject) => (o.body.length === 0 ? Promise.resolve() : accept(this.owned(o, level))));
+      const object = await level.store.get(block, checked);
       if (!object) {
         if (this.levels.length > 1) this.counters.add("lookups that fell through");
         continue;
       }
       if (object.body.length === 0) return this.zeroFromMarker();
       this.counters.add(i === 0 ? "reads from the live layer" : "reads from lower levels");
-      if (level.disk !== this.o.disk) object.disk = level.disk;
-      return object;
+      return this.owned(object, level);
     }
     return null;
+  }
+
+  /** An object of another disk's level names that disk, whose key decrypts it. */
+  private owned(object: StoredObject, level: Level): StoredObject {
+    if (level.disk !== this.o.disk) object.disk = level.disk;
+    return object;
   }
 
   async head(block: number): Promise<ObjectHead | null> {
@@ -238,6 +250,15 @@ export class LayeredObjects implements ObjectStore {
       if (state !== "absent") return state;
     }
     return "absent";
+  }
+
+  /** A block stored in any level of `disk` itself (its live layer or its own frozen ones). */
+  async anyBlockOf(disk: string): Promise<number | undefined> {
+    for (const level of this.levels) {
+      const block = level.disk === disk ? await level.store.anyBlock() : undefined;
+      if (block !== undefined) return block;
+    }
+    return undefined;
   }
 
   async anyBlock(): Promise<number | undefined> {

@@ -4,7 +4,7 @@
  * SlowDown) with exponential backoff until --maxRetryPause is used up. Never retries a 4xx that
  * cannot succeed. Every request is counted.
  */
-import { Errno, FsError, messageOf } from "../../errors.ts";
+import { DataError, Errno, FsError, messageOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { runtime } from "../../runtime/index.ts";
 import { delay } from "../../util/delay.ts";
@@ -25,6 +25,8 @@ export interface S3ClientOptions {
   timeoutMs: number;
   initialRetryPauseMs: number;
   maxRetryPauseMs: number;
+  /** Attempts a GET gets when its bodies keep failing their checks (DamagedBody), within the budget; default: no limit but the budget. */
+  damagedBodyAttempts?: number;
   insecure: boolean;
   caFile: string | undefined;
   /** Bits per second for one transfer, or 0. */
@@ -62,6 +64,9 @@ export interface S3Response {
 
 /** A failure worth another attempt. */
 export class RetryableError extends Error {}
+
+/** An answer whose body failed a check (its checksum, or its reader's): given up on, it is a DataError. */
+export class DamagedBody extends RetryableError {}
 
 export class S3Client {
   readonly stats = new RequestStats();
@@ -103,6 +108,7 @@ export class S3Client {
   async send(req: S3Request): Promise<S3Response> {
     const stats = this.stats.of(req.kind);
     const backoff = new Backoff(this.o.initialRetryPauseMs, this.o.maxRetryPauseMs);
+    let damaged = 0;
     for (let attempt = 0; ; attempt++) {
       const started = performance.now();
       try {
@@ -112,9 +118,12 @@ export class S3Client {
         return response;
       } catch (err) {
         stats.errors++;
-        if (!(err instanceof RetryableError) || !backoff.canWait()) {
+        if (err instanceof DamagedBody) damaged++;
+        if (!(err instanceof RetryableError) || !backoff.canWait() || damaged >= (this.o.damagedBodyAttempts ?? Infinity)) {
           const why = err instanceof RetryableError ? `${messageOf(err)} (gave up after ${attempt + 1} attempts)` : messageOf(err);
-          throw err instanceof FsError ? err : new FsError(Errno.EIO, `${req.method} ${req.key || this.o.bucket}: ${why}`);
+          if (err instanceof FsError) throw err;
+          const message = `${req.method} ${req.key || this.o.bucket}: ${why}`;
+          throw err instanceof DamagedBody ? new DataError(message) : new FsError(Errno.EIO, message);
         }
         this.o.log.debug(`${req.method} ${req.key}: ${messageOf(err)}; retrying in ${backoff.nextMs} ms`);
         stats.retries++;

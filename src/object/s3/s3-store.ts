@@ -7,8 +7,8 @@ import { Errno, FsError } from "../../errors.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
 import { Md5Batch, md5InTurns } from "../../util/md5.ts";
-import type { ObjectHead, ObjectStore, ObjectToStore, StoredObject } from "../object-store.ts";
-import { RetryableError, type S3Client } from "./s3-client.ts";
+import { ObjectRefused, type AcceptObject, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "../object-store.ts";
+import { DamagedBody, RetryableError, type S3Client, type S3Response } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
 import { BulkDeleter } from "./bulk-delete.ts";
 import { listKeys, type Listed } from "./listing.ts";
@@ -49,7 +49,8 @@ const MD5_HEX = /^[0-9a-f]{32}$/;
 /** A whole object's CRC-32 in base64 (a multipart upload's composite one is not this). */
 const WHOLE_CRC32 = /^[A-Za-z0-9+/]{6}==$/;
 
-const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
+/** An ETag as hex: quotes and a weak marker taken off. */
+export const unquote = (etag: string | null) => (etag ?? "").replace(/^W\//, "").replace(/"/g, "").toLowerCase();
 
 export class S3Store implements ObjectStore {
   readonly blockSize: number;
@@ -75,10 +76,13 @@ export class S3Store implements ObjectStore {
   /**
    * A block's object as stored (null: none), with its MD5 in hex and the headers the codec needs.
    * The body is checked against its stored CRC-32 where the server keeps one (then the ETag is the
-   * MD5), else against its ETag, hashed (so the MD5 comes without hashing twice).
+   * MD5), else against its ETag, hashed (so the MD5 comes without hashing twice). Then `accept`
+   * checks it as its reader will: a body it refuses is asked for again, like a damaged one.
    */
-  async get(block: number): Promise<StoredObject | null> {
+  async get(block: number, accept?: AcceptObject): Promise<StoredObject | null> {
     let digest = "";
+    const objectOf = (r: S3Response): StoredObject => ({ body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) });
+    let accepted: StoredObject | undefined;
     const r = await this.client.send({
       method: "GET",
       kind: "GET",
@@ -92,19 +96,28 @@ export class S3Store implements ObjectStore {
         const crc = [answer.headers.get(CHECKSUM), answer.headers.get(META_CRC32)].find((c) => c !== null && WHOLE_CRC32.test(c));
         if (crc !== undefined && MD5_HEX.test(etag)) {
           const actual = answer.crc32 === undefined ? crc32ToBase64(runtime.crc32(answer.body)) : crc32ToBase64(answer.crc32);
-          if (actual !== crc) throw new RetryableError(`block ${block}: body does not match its CRC-32`);
+          if (actual !== crc) throw new DamagedBody(`block ${block}: body does not match its CRC-32`);
           this.checks.add("GET bodies CRC-checked");
           digest = etag;
-          return;
+        } else {
+          this.checks.add("GET bodies MD5-hashed");
+          digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
+          // A body that does not match its ETag was damaged on the way: ask again.
+          if (MD5_HEX.test(etag) && digest !== etag) throw new DamagedBody(`block ${block}: body does not match its ETag`);
         }
-        this.checks.add("GET bodies MD5-hashed");
-        digest = Buffer.from(await md5InTurns(answer.body)).toString("hex");
-        // A body that does not match its ETag was damaged on the way: ask again.
-        if (MD5_HEX.test(etag) && digest !== etag) throw new RetryableError(`block ${block}: body does not match its ETag`);
+        if (!accept) return;
+        const object = objectOf(answer);
+        try {
+          await accept(object);
+        } catch (err) {
+          if (err instanceof ObjectRefused) throw new DamagedBody(err.message);
+          throw err;
+        }
+        accepted = object;
       },
     });
     if (r.status === 404) return null;
-    return { body: r.body, md5: digest, encoding: r.headers.get("content-encoding"), hmac: r.headers.get(META_HMAC) };
+    return accepted ?? objectOf(r);
   }
 
   /** A block's object without its body (a HEAD): its MD5 from the ETag and its Content-Encoding; null when there is none. */

@@ -9,6 +9,7 @@
  *
  * So a body only verifies under its own password, bucket, prefix and block number. A key longer
  * than the cipher's (--keyLength) keys the cipher with its first bytes and the HMAC with all of it.
+ * With --keyWrap the key is a random data key (wrapped-key.ts) instead, and all else is the same.
  */
 import { pbkdf2Async } from "@noble/hashes/pbkdf2.js";
 import { sha1 } from "@noble/hashes/legacy.js";
@@ -24,13 +25,22 @@ export interface EncryptionKeys {
 }
 
 export async function deriveKeys(password: string, salt: string, keyLength: number): Promise<EncryptionKeys> {
-  const key = await pbkdf2Async(sha1, encoder.encode(password), encoder.encode(salt), { c: ROUNDS, dkLen: keyLength });
-  const ivKey = await pbkdf2Async(sha1, key, key, { c: ROUNDS, dkLen: keyLength });
-  return { key, ivKey };
+  return keysOf(await pbkdf2Async(sha1, encoder.encode(password), encoder.encode(salt), { c: ROUNDS, dkLen: keyLength }));
+}
+
+/** The IV key that goes with a key, as the original derives it. */
+async function keysOf(key: Uint8Array): Promise<EncryptionKeys> {
+  return { key, ivKey: await pbkdf2Async(sha1, key, key, { c: ROUNDS, dkLen: key.length }) };
 }
 
 /** Why a body was refused: the caller turns it into EIO with the block number. */
 export class AuthenticationError extends Error {}
+
+/**
+ * A body not signed as this block's: damaged or forged, a wrong key, or another block's object
+ * answered by mistake (which asking again may cure).
+ */
+export class SignatureMismatch extends AuthenticationError {}
 
 export class BlockEncryption {
   private constructor(
@@ -41,7 +51,15 @@ export class BlockEncryption {
 
   /** `engine` forces an implementation (tests and benchmarks); by default WebCrypto where it can. */
   static async create(cipher: CipherSpec, password: string, salt: string, keyLength: number, engine?: BlockCrypto["engine"]): Promise<BlockEncryption> {
-    const keys = await deriveKeys(password, salt, keyLength);
+    return BlockEncryption.withKeys(cipher, await deriveKeys(password, salt, keyLength), engine);
+  }
+
+  /** With a data key (a wrapped one, wrapped-key.ts) in place of the password's: the same block format. */
+  static async fromKey(cipher: CipherSpec, key: Uint8Array, engine?: BlockCrypto["engine"]): Promise<BlockEncryption> {
+    return BlockEncryption.withKeys(cipher, await keysOf(key), engine);
+  }
+
+  private static async withKeys(cipher: CipherSpec, keys: EncryptionKeys, engine?: BlockCrypto["engine"]): Promise<BlockEncryption> {
     const cipherKey = keys.key.subarray(0, cipher.keyLength);
     const crypto = (engine !== "noble" ? await webCrypto(cipherKey, keys.key) : undefined) ?? nobleCrypto(cipherKey, keys.key);
     if (engine && crypto.engine !== engine) throw new Error(`${engine} cannot do ${cipher.name} here`);
@@ -64,9 +82,9 @@ export class BlockEncryption {
   /** Checks a body against its authentication header, then decrypts it. */
   async decrypt(block: number, body: Uint8Array, hmacHeader: string | null): Promise<Uint8Array> {
     const claimed = /^"?([0-9a-fA-F]{40})"?$/.exec(hmacHeader?.trim() ?? "")?.[1]?.toLowerCase();
-    if (!claimed) throw new AuthenticationError("it is encrypted but carries no valid signature header");
+    if (!claimed) throw new SignatureMismatch("it is encrypted but carries no valid signature header");
     if (!sameBytes(hex(await this.signature(block, body)), claimed)) {
-      throw new AuthenticationError("its signature does not verify (wrong password, or the object was changed or moved)");
+      throw new SignatureMismatch("its signature does not verify (wrong password, or the object was changed or moved)");
     }
     try {
       return await this.crypto.decrypt(this.blockIv(block), body);

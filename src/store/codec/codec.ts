@@ -14,14 +14,14 @@
  * write report that MD5 alongside the plain bytes.
  */
 import { md5Hex } from "../../util/md5.ts";
-import { Errno, FsError } from "../../errors.ts";
+import { DataError } from "../../errors.ts";
 import type { VerifiedStore } from "../block-store.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
 import { isAllZero } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
-import type { ObjectStore, ObjectToStore, StoredObject } from "../../object/object-store.ts";
-import { AuthenticationError, type BlockEncryption } from "./block-encryption.ts";
+import { ObjectRefused, type ObjectStore, type ObjectToStore, type StoredObject } from "../../object/object-store.ts";
+import { AuthenticationError, SignatureMismatch, type BlockEncryption } from "./block-encryption.ts";
 import { compress, decompress, isCompression, type Compression } from "./compression.ts";
 import { cipherOfLayer, encryptionLayer, formatEncoding, parseEncoding } from "./content-encoding.ts";
 
@@ -40,7 +40,7 @@ export interface CodecOptions {
 export class Codec implements VerifiedStore {
   readonly blockSize: number;
   private readonly zero: Uint8Array;
-  private readonly counters = new Counters(["blocks compressed", "blocks stored raw", "bytes before encoding", "bytes after encoding", "blocks decoded", "blocks refused"] as const);
+  private readonly counters = new Counters(["blocks compressed", "blocks stored raw", "bytes before encoding", "bytes after encoding", "blocks decoded", "blocks refused", "bodies fetched again"] as const);
 
   constructor(
     private readonly inner: ObjectStore,
@@ -71,14 +71,42 @@ export class Codec implements VerifiedStore {
   }
 
   async readBlock(block: number): Promise<Uint8Array> {
-    const object = await this.inner.get(block);
-    return object ? this.decode(block, object) : this.zero;
+    return (await this.fetch(block))?.data ?? this.zero;
   }
 
   async readVerified(block: number): Promise<{ data: Uint8Array | null; md5: string | null }> {
-    const object = await this.inner.get(block);
-    if (!object) return { data: null, md5: null };
-    return { data: await this.decode(block, object), md5: object.md5 };
+    return (await this.fetch(block)) ?? { data: null, md5: null };
+  }
+
+  /**
+   * A block's object, decoded (null: none). A body whose signature fails may be another block's
+   * object answered by mistake, so the store is asked to fetch it again (within its retry budget);
+   * only one that keeps failing is EIO. Wrong passwords are caught at mount (disk-check.ts).
+   */
+  private async fetch(block: number): Promise<{ data: Uint8Array; md5: string } | null> {
+    let decoded: { object: StoredObject; data: Uint8Array } | undefined;
+    let refused: Error | undefined;
+    const accept = async (object: StoredObject) => {
+      refused = undefined;
+      try {
+        decoded = { object, data: await this.undoWhole(block, object) };
+      } catch (err) {
+        if (!(err instanceof SignatureMismatch)) return; // not cured by asking again: decoded below, to EIO
+        refused = err;
+        this.counters.add("bodies fetched again");
+        throw new ObjectRefused(`block ${block} refused: ${err.message}`);
+      }
+    };
+    let object: StoredObject | null;
+    try {
+      object = await this.inner.get(block, this.o.encryption ? accept : undefined);
+    } catch (err) {
+      if (refused) this.counters.add("blocks refused");
+      throw err;
+    }
+    if (!object) return null;
+    const data = decoded?.object === object ? this.counted(object, decoded.data) : await this.decode(block, object);
+    return { data, md5: object.md5 };
   }
 
   async writeBlock(block: number, data: Uint8Array | null, md5?: string): Promise<void> {
@@ -160,14 +188,23 @@ export class Codec implements VerifiedStore {
   /** The plain block from a stored object; EIO with the reason when it cannot be trusted or read. */
   async decode(block: number, object: StoredObject): Promise<Uint8Array> {
     try {
-      const data = await this.undo(block, object);
-      if (data.length !== this.blockSize) throw new AuthenticationError(`it decodes to ${data.length} bytes, not ${this.blockSize}`);
-      if (object.encoding || this.o.encryption) this.counters.add("blocks decoded");
-      return data;
+      return this.counted(object, await this.undoWhole(block, object));
     } catch (err) {
       this.counters.add("blocks refused");
-      throw new FsError(Errno.EIO, `block ${block} refused: ${(err as Error).message}`);
+      throw new DataError(`block ${block} refused: ${(err as Error).message}`);
     }
+  }
+
+  private counted(object: StoredObject, data: Uint8Array): Uint8Array {
+    if (object.encoding || this.o.encryption) this.counters.add("blocks decoded");
+    return data;
+  }
+
+  /** Every layer undone, and a whole block out; throws why not. */
+  private async undoWhole(block: number, object: StoredObject): Promise<Uint8Array> {
+    const data = await this.undo(block, object);
+    if (data.length !== this.blockSize) throw new AuthenticationError(`it decodes to ${data.length} bytes, not ${this.blockSize}`);
+    return data;
   }
 
   private async undo(block: number, object: StoredObject): Promise<Uint8Array> {
