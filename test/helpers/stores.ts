@@ -52,6 +52,20 @@ export class MemoryWire {
   reset(): void {
     this.faults = { ...NO_FAULTS };
     this.counters.reset();
+    this.release();
+  }
+
+  private gate: Promise<void> | undefined;
+  private opened = () => {};
+
+  /** Holds every request after it is counted until `release()`: what runs at once, without a clock. */
+  hold(): void {
+    this.gate ??= new Promise((resolve) => (this.opened = resolve));
+  }
+
+  release(): void {
+    this.opened();
+    this.gate = undefined;
   }
 
   /** A new disk of `numBlocks` blocks behind this wire. */
@@ -62,6 +76,7 @@ export class MemoryWire {
   /** One request: counted, then delayed and failed as the faults say. */
   async request(kind: RequestKind, block?: number): Promise<void> {
     this.counters.requests[kind]++;
+    if (this.gate) await this.gate;
     if (this.faults.latencyMs > 0) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
     if (kind !== "LIST" && kind !== "HEAD" && Math.random() < this.faults.errorRate) throw new FsError(Errno.EIO, `${kind} of block ${block} failed on purpose`);
   }
