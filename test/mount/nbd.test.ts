@@ -20,6 +20,17 @@ const scratch = (tag: string) => {
   return d;
 };
 
+/** Whether a server accepts a connection on the Unix socket at `path`. */
+async function accepts(path: string): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ unix: path, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function ok(cmd: string[]): Promise<string> {
   const r = await runAsync(cmd);
   if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
@@ -210,7 +221,8 @@ describe("NBD: unprivileged, without /dev/fuse", () => {
         stdout: "ignore", stderr: "pipe",
       });
       try {
-        await waitFor("the socket", () => existsSync(join(root, "run/socket")) || proc.exitCode !== null);
+        // Listening, not only bound: the socket's file appears at bind(), before listen().
+        await waitFor("the socket", async () => proc.exitCode !== null || (existsSync(join(root, "run/socket")) && (await accepts(join(root, "run/socket")))));
         if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
         await ok(["qemu-io", "-f", "raw", "-c", "write -P 0x61 4096 65536", "-c", "read -P 0x61 4096 65536", `nbd:unix:${join(root, "run/socket")}`]);
       } finally {
