@@ -96,4 +96,4 @@ test("a clone of a --keyWrap disk: the base's blocks read with its key, a wrappe
   expect(flat.stderr).toContain("is flat");
   expect(flat.code).toBe(0);
   expect(await firstTwoMiB(sub("r3"), [...encrypt(dir, "two"), `${bucket}/clone`])).toEqual(both);
-}, 120_000);
+}, 300_000); // a dozen Argon2id runs of 64 MiB: seconds on a quiet machine, minutes on a loaded one
