@@ -54,10 +54,11 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
   const { store, geometry } = disk;
   const flag = config.readOnly ? undefined : disk.flag;
   let flagHeld = 0;
+  let token: number | undefined;
   if (flag) {
     // Checked with --force too: it mounts despite the flag, never with another mount's blocks.
     const own = await recoveringOwnCrash(config, disk.cacheFile, flag);
-    const token = config.sharedDisk ? SHARED_TOKEN : newToken();
+    token = config.sharedDisk ? SHARED_TOKEN : newToken();
     // The cache file learns the token first, so that a crash at any instant leaves it matching the flag.
     disk.blockCache?.announceFileToken(token);
     const warning = await flag.acquire(config.force || own, token);
@@ -82,7 +83,7 @@ async function serveDisk(config: Config, onReady: (readyMessage: string) => void
     throw err;
   }
   memory.start();
-  const control = await startControl(config, disk, () => front.resized?.() ?? Promise.resolve(), log);
+  const control = await startControl(config, disk, token, () => front.resized?.() ?? Promise.resolve(), log);
   if (config.listBlocks && disk.zeroBlockCache) listInBackground(disk.zeroBlockCache, geometry.numBlocks);
   if (cache) cache.onBlockDropped = (bytes) => memory.droppedBlock(bytes);
   const mirror = config.statsFileMirror === undefined ? undefined : new StatsMirror(config.statsFileMirror, config.typed.statsFileMirror!, config.statsFileMirrorIntervalMs, statsNow, context.resetStats);

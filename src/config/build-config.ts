@@ -17,6 +17,7 @@ import { FlagValues } from "./flag-values.ts";
 import { metricsAddress } from "./metrics-address.ts";
 import { cacheSettings, codecSettings, consistencySettings, s3Settings } from "./sections.ts";
 import { nbdTlsSettings } from "./nbd-tls.ts";
+import { reservedPart } from "../object/layers/reserved-names.ts";
 
 export const MEMORY_BUCKET = ":memory:";
 
@@ -75,6 +76,8 @@ export function buildConfig(
   const baseText = text("base");
   if (baseText !== undefined && (test || mode !== "mount")) throw f.fail("base", test ? "needs S3: layers are not kept in --test mode" : `is for mounting a new disk, not for ${asked}`);
   const base = baseText === undefined ? undefined : splitBucket(baseText, undefined, false);
+  if (!test) checkDiskName(prefix, `'${bucketArg}'${f.has("prefix") ? ` with ${f.typed("prefix")}` : ""}`);
+  if (base) checkDiskName(base.prefix, f.typed("base"));
   const blockSize = f.size("blockSize");
   if (blockSize !== undefined) checkBlockSize(blockSize, f.typed("blockSize"));
   if (blockSize !== undefined && blockSize > LARGE_BLOCK_SIZE) {
@@ -205,6 +208,12 @@ function splitBucket(arg: string, prefixFlag: string | undefined, test: boolean)
   if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
   if (!isBucketName(bucket)) throw new ConfigError(`'${bucket}' is not a valid bucket name`);
   return { bucket, prefix: prefix + (prefixFlag ?? "") };
+}
+
+/** A disk's prefix may not reach into another disk's own objects (object/layers/reserved-names.ts). */
+function checkDiskName(prefix: string, typed: string): void {
+  const part = reservedPart(prefix);
+  if (part !== undefined) throw new ConfigError(`${typed}: '${part}' is a name s3backer keeps for a disk's own objects (its layers, manifest, flag, key or records), so it cannot be part of a disk's name`);
 }
 
 function fileName(f: FlagValues, flag: string, mayBeEmpty: boolean): string {

@@ -264,7 +264,7 @@ describe("layers on embedded", () => {
     undo.unmountIfMounted(mnt);
     const cases: [string[], RegExp][] = [
       [[`--base=${bucket}/nothing`, `${bucket}/new`, mnt], /there is no disk at .*\/nothing/],
-      [[`--base=${bucket}/child@nope`, `${bucket}/new`, mnt], /\/child has no snapshot 'nope' \(its snapshots: one\)/],
+      [[`--base=${bucket}/child@nope`, `${bucket}/new`, mnt], /^s3backer: --base=[^:]*: .*\/child has no snapshot 'nope' \(its snapshots: one\)/],
       [[`--base=${bucket}/plain@nope`, `${bucket}/new`, mnt], /there is no disk at .*\/plain@nope/],
       [[`--base=${bucket}/new`, `${bucket}/new`, mnt], /cannot be its own base \(a cycle\)/],
       [[`--base=${bucket}/child`, `${bucket}/plain`, mnt], /reads through .*\/plain itself: a disk cannot be its own base \(a cycle\)/],
@@ -279,10 +279,12 @@ describe("layers on embedded", () => {
       [["snapshot", `${bucket}/child`, `${bucket}/child@-x`], /is not a snapshot name/],
       [["snapshot", `${bucket}/child`, `${bucket}/other@x`], /the snapshot is named .*\/child@NAME/],
       [["snapshot", `${bucket}/nothing`, `${bucket}/nothing@x`], /there is no disk at .*\/nothing/],
-      [["resize", `${bucket}/plain`, "4k"], /holds data past 4K \(block 1, in plain\/\): shrinking would drop it; --force drops it/],
-      [["resize", `${bucket}/plain`, "1000"], /not a whole number of the disk's 4K blocks/],
+      [["resize", `${bucket}/child`, "4k"], /holds data past 4K \(block 1, in plain\/\): shrinking would drop it; --force drops it/],
+      [["resize", `${bucket}/plain`, "8k"], /\/plain is the base of .*\/child: a resize is refused while disks read through it/],
+      [["resize", `${bucket}/child`, "1000"], /not a whole number of the disk's 4K blocks/],
       [[`${bucket}/child@one`, mnt], /is a snapshot, which is read-only: mount it with --readOnly/],
       [["flatten", `${bucket}/plain`], /has no base: it is a plain disk already/],
+      [["flatten", `${bucket}/nothing`], /^s3backer: there is no disk at .*\/nothing/],
       [["flatten", `${bucket}/child`], /has snapshots \(one\)/],
     ];
     const before = await objectsOf(peer, bucket);

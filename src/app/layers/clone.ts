@@ -29,7 +29,9 @@ export async function makeClone(records: DiskRecords, config: Config, existing: 
   const typed = config.typed.base ?? "--base";
   const disk = config.prefix;
   if (base.bucket !== config.bucket) throw new ConfigError(`${typed}: a base must be in the same bucket as the disk (${config.bucket})`);
-  const located = await locate(records, base.prefix);
+  const located = await locate(records, base.prefix).catch((err: unknown) => {
+    throw err instanceof ConfigError ? new ConfigError(`${typed}: ${err.message}`) : err;
+  });
   const ref: BaseRef = located.snapshot === undefined ? { disk: located.disk } : { disk: located.disk, snapshot: located.snapshot };
   const baseName = refName(records, ref);
   if (located.disk === disk) throw new ConfigError(`${typed}: ${records.name(disk)} cannot be its own base (a cycle)`);

@@ -47,32 +47,62 @@ export function withPassword(config: Config): void {
 }
 
 /**
- * Hands `request` to the mount that has the disk on this host and returns its answer; undefined
- * when the disk is not mounted read-write. Mounted on another host, or in shared disk mode, or
- * flagged here with no mount answering: one line saying so.
+ * Hands `request` to the mount that has the disk on this host (the socket the flag's token names)
+ * and returns its answer; undefined when the disk is not mounted read-write. Mounted on another
+ * host, or in shared disk mode, or flagged here with no mount answering: one line saying so, which
+ * advises clearing the flag only once the process that set it is known to be gone.
  */
 export async function throughMount(cd: CommandDisk, request: ControlRequest, what: string): Promise<string | undefined> {
-  const flag = new S3MountFlag(cd.client, cd.located.disk);
-  const holder = await flag.holder();
-  if (holder === undefined) return undefined;
-  const [host] = holder.split(" since ");
-  if ((await flag.token()) === SHARED_TOKEN) throw new ConfigError(`${cd.name} is mounted in shared disk mode (${holder}): ${what} needs one writer; unmount those first`);
-  if (host !== hostname()) throw new ConfigError(`${cd.name} is mounted on ${host} (since ${holder.slice(host!.length + 7) || "?"}): run 's3backer ${request.op}' there, or unmount it first`);
-  const path = controlPath(cd.config.s3.baseURL, cd.config.bucket, cd.located.disk);
+  const flag = await new S3MountFlag(cd.client, cd.located.disk).read();
+  if (flag === undefined) return undefined;
+  const { holder, host, token, pid } = flag;
+  if (token === SHARED_TOKEN) throw new ConfigError(`${cd.name} is mounted in shared disk mode (${holder}): ${what} needs one writer; unmount those first`);
+  if (host !== hostname()) throw new ConfigError(`${cd.name} is mounted on ${host} (since ${holder.slice(host.length + 7) || "?"}): run 's3backer ${request.op}' there, or unmount it first`);
+  const path = controlPath(cd.config.bucket, cd.located.disk, token);
   const answer = await askMount(path, request);
   if (!answer) {
-    throw new ConfigError(`${cd.name} is flagged as mounted on this host (${holder}) but no mount answers at ${path}: if that mount crashed, clear the flag (--reset-mounted-flag) first`);
+    const flagged = `${cd.name} is flagged as mounted on this host (${holder}) but no mount answers at ${path}`;
+    if (pid === undefined) throw new ConfigError(`${flagged}: a mount on this host may hold it (one that records no process id, such as the original s3backer's): unmount it first`);
+    if (processAlive(pid)) throw new ConfigError(`${flagged}: process ${pid}, which set the flag, is running (a mount without a control socket, or another command): unmount it or let it finish first`);
+    throw new ConfigError(`${flagged}, and process ${pid}, which set the flag, is gone: if that was a mount that crashed, clear the flag (--reset-mounted-flag) first`);
   }
   if (!answer.ok) throw new ConfigError(answer.error);
   return answer.message;
 }
 
-/** Runs `work` holding the disk's mounted flag; cleared afterwards, whatever happened. */
-export async function holdingFlag<T>(cd: CommandDisk, work: () => Promise<T>): Promise<T> {
+/** Whether process `pid` of this host is running (one of another user counts). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM";
+  }
+}
+
+/**
+ * Refuses `what` of a disk that other disks read through (with `liveOnly`, only those reading its
+ * live layer: a snapshot's levels never change): one line naming one of them.
+ */
+export async function refuseIfBase(records: DiskRecords, disk: string, what: string, liveOnly: boolean): Promise<void> {
+  const dependent = (await records.dependents(disk)).find((d) => !liveOnly || d.snapshot === undefined);
+  if (!dependent) return;
+  const name = records.name(dependent.disk);
+  const via = dependent.snapshot === undefined ? "" : ` (through @${dependent.snapshot})`;
+  throw new ConfigError(`${records.name(disk)} is the base of ${name}${via}: ${what} is refused while disks read through it (flatten or erase ${name} first)`);
+}
+
+/**
+ * Runs `work` holding the disk's mounted flag; cleared afterwards, whatever happened. With
+ * `unlessBase`, the work (named so) is refused first if the disk is a base: checked under the flag,
+ * which a clone being made checks after writing its record, so one of the two sees the other.
+ */
+export async function holdingFlag<T>(cd: CommandDisk, work: () => Promise<T>, unlessBase?: { what: string; liveOnly: boolean }): Promise<T> {
   const flag = new S3MountFlag(cd.client, cd.located.disk);
   const warning = await flag.acquire(false, newToken());
   if (warning) cd.log.warn(warning);
   try {
+    if (unlessBase) await refuseIfBase(cd.records, cd.located.disk, unlessBase.what, unlessBase.liveOnly);
     return await work();
   } finally {
     await flag.clear();

@@ -1,8 +1,9 @@
 /**
  * The control channel of a mount: a Unix socket, `/run/s3backer/<hash>.sock` (for root; else
- * under $XDG_RUNTIME_DIR or the temp directory, per user), named by the S3 endpoint, bucket and
- * disk, so the `snapshot` and `resize` commands on this host reach the process that has the disk
- * mounted, FUSE or NBD alike. One request a connection: a JSON line in, a JSON line out.
+ * under $XDG_RUNTIME_DIR or the temp directory, per user), named by the bucket, the disk and the
+ * token of the mount, which the disk's mounted flag holds: a command on this host reads the flag
+ * and reaches the very process that set it, FUSE or NBD alike, however either spelled --baseURL.
+ * One request a connection: a JSON line in, a JSON line out.
  */
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync, chmodSync, rmSync } from "node:fs";
@@ -17,11 +18,11 @@ import type { StreamListener } from "../../runtime/runtime.ts";
 export type ControlRequest = { op: "snapshot"; name: string } | { op: "resize"; size: number };
 export type ControlAnswer = { ok: true; message: string } | { ok: false; error: string };
 
-/** Where the mount of a disk listens: the same name for the same endpoint, bucket and disk prefix. */
-export function controlPath(baseURL: string, bucket: string, disk: string): string {
+/** Where the mount that holds a disk's flag with `token` listens. */
+export function controlPath(bucket: string, disk: string, token: number): string {
   const uid = process.getuid?.() ?? 0;
   const dir = uid === 0 ? "/run/s3backer" : join(process.env.XDG_RUNTIME_DIR || tmpdir(), `s3backer-${uid}`);
-  const id = createHash("sha256").update(`${new URL(baseURL).href}\n${bucket}\n${disk}`).digest("hex").slice(0, 32);
+  const id = createHash("sha256").update(`${bucket}\n${disk}\n${token}`).digest("hex").slice(0, 32);
   return join(dir, `${id}.sock`);
 }
 

@@ -15,6 +15,7 @@ import { s3Client } from "../open-objects.ts";
 import { S3KeyObject } from "../../object/s3/key-object.ts";
 import { Progress } from "../progress.ts";
 import { locate } from "./chain.ts";
+import { refuseIfBase } from "./command-disk.ts";
 
 /** "plain": the caller erases the disk's blocks as it always has; "done": a layered disk, erased here. */
 export async function eraseLayers(config: Config, log: Logger, confirm: (question: string) => Promise<void>): Promise<"plain" | "done"> {
@@ -24,11 +25,7 @@ export async function eraseLayers(config: Config, log: Logger, confirm: (questio
     const located = await locate(records, config.prefix);
     const name = records.name(located.disk);
     if (located.snapshot !== undefined) throw new ConfigError(`${name}@${located.snapshot} is a snapshot: --erase erases whole disks`);
-    const dependent = (await records.dependents(located.disk))[0];
-    if (dependent) {
-      const via = dependent.snapshot === undefined ? "" : ` (through @${dependent.snapshot})`;
-      throw new ConfigError(`${name} is the base of ${records.name(dependent.disk)}${via}: --erase is refused while disks read through it (flatten or erase ${records.name(dependent.disk)} first)`);
-    }
+    await refuseIfBase(records, located.disk, "--erase", false);
     const found = located.found;
     if (!found) return "plain";
     const m = found.manifest;

@@ -1,6 +1,7 @@
 /**
  * `s3backer flatten bucket/disk`: a clone becomes a disk of its own, in the original s3backer's
- * layout, which its 1.x and 2.x mount as any other. Holding the disk's mounted flag:
+ * layout, which its 1.x and 2.x mount as any other. Refused while other disks read through it
+ * (dropping its zero markers would show them its base's bytes). Holding the disk's mounted flag:
  *
  * 1. every block the disk reads from a base is copied into its own prefix: server-side
  *    (CopyObject: no data through the client), many at a time, with progress; block 0 with the
@@ -24,7 +25,8 @@ import { Progress } from "../progress.ts";
 import { levelsOf, checkLevels } from "./chain.ts";
 import { holdingFlag, openCommandDisk, withPassword, type CommandDisk } from "./command-disk.ts";
 import { keyRing, type KeyOf } from "./keys.ts";
-import { homeOf, listLevels, type Geometry, type ListedLevel } from "./level-listing.ts";
+import { MAX_BLOCKS } from "../../config/geometry.ts";
+import { homeOf, levelStore, listLevels, type Geometry, type ListedLevel } from "./level-listing.ts";
 import { refName } from "./clone.ts";
 import { blockName } from "../../object/block-names.ts";
 
@@ -35,11 +37,16 @@ export async function flattenCommand(config: Config, log: Logger): Promise<numbe
   const cd = await openCommandDisk(config, log);
   const { located } = cd;
   if (located.snapshot !== undefined) throw new ConfigError(`${cd.name}@${located.snapshot} is a snapshot: clone it, then flatten the clone`);
-  if (!located.found) throw new ConfigError(`${cd.name} has no base: it is a plain disk already (the original's layout)`);
+  if (!located.found) {
+    const hashPrefix = config.blockHashPrefix;
+    const any = await levelStore(cd, located.disk, { blockSize: 4096, size: 4096 * MAX_BLOCKS, hashPrefix }).anyBlock();
+    if (any === undefined) throw new ConfigError(`there is no disk at ${cd.name}${hashPrefix ? "" : " (if its blocks are named with a hash, add --blockHashPrefix)"}`);
+    throw new ConfigError(`${cd.name} has no base: it is a plain disk already (the original's layout)`);
+  }
   const holder = await new S3MountFlag(cd.client, located.disk).holder();
   if (holder) throw new ConfigError(`${cd.name} is mounted (${holder}): flatten needs it unmounted`);
   withPassword(cd.config);
-  const message = await holdingFlag(cd, () => flatten(cd));
+  const message = await holdingFlag(cd, () => flatten(cd), { what: "flatten", liveOnly: false });
   process.stderr.write(`s3backer: ${message}\n`);
   return 0;
 }

@@ -45,7 +45,7 @@ export async function infoCommand(config: Config, log: Logger): Promise<number> 
   });
   const snaps = m?.snapshots ?? [];
   lines.push(["snapshots", snaps.length ? snaps.map((s) => `${s.name} (${s.taken}, ${formatSize(s.size)}, ${s.levels.length} levels)`).join("; ") : "none"]);
-  const dependents = await records.dependents(located.disk);
+  const dependents = await records.dependents(located.disk, false); // looking changes nothing: stale records stay
   lines.push(["dependents", dependents.length ? dependents.map((d) => `${records.name(d.disk)} (${d.snapshot === undefined ? "reads the live layer: this disk is frozen" : `reads @${d.snapshot}`})`).join("; ") : "none"]);
   const width = Math.max(...lines.map(([k]) => k.length)) + 2;
   process.stdout.write(lines.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join(""));

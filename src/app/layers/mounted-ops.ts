@@ -54,6 +54,7 @@ export class MountedOps {
       const m = found?.manifest ?? plainManifest(disk, blockSize, objects.numBlocks * blockSize, this.layers.hashPrefix);
       if (m.live !== objects.live) throw new ConfigError(`${this.name}: its manifest names another live layer (${m.live}) than this mount writes (${objects.live}): unmount it and mount it again`);
       const next = withSnapshot(m, disk, name, new Date().toISOString());
+      await records.checkNewLayer(disk, next.live);
       await records.replaceManifest(disk, next, found?.etag ?? "", true);
       objects.switchLive(this.layers.storeFor(next.live), next.live);
       live = next.live;
@@ -117,11 +118,12 @@ export class MountedOps {
 
 /**
  * The control socket of a read-write mount on S3 (none for --readOnly or --sharedDiskMode: a
- * snapshot needs one writer), answered by MountedOps; `resized` tells the front end.
+ * snapshot needs one writer), named by the token of the flag it holds, answered by MountedOps;
+ * `resized` tells the front end.
  */
-export function startControl(config: Config, disk: Disk, resized: () => Promise<void>, log: Logger): Promise<{ close(): void } | undefined> {
+export function startControl(config: Config, disk: Disk, token: number | undefined, resized: () => Promise<void>, log: Logger): Promise<{ close(): void } | undefined> {
   const layers = disk.layers;
-  if (!layers || config.readOnly || config.sharedDisk) return Promise.resolve(undefined);
+  if (!layers || token === undefined || config.readOnly || config.sharedDisk) return Promise.resolve(undefined);
   const ops = new MountedOps(disk, layers, log, resized);
-  return listenControl(controlPath(config.s3.baseURL, config.bucket, layers.disk), (r) => ops.handle(r), log);
+  return listenControl(controlPath(config.bucket, layers.disk, token), (r) => ops.handle(r), log);
 }

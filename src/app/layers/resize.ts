@@ -4,7 +4,8 @@
  * mounted, the command does it holding the disk's flag: the size goes into the manifest, or into
  * block 0's metadata for a plain disk (stored again as it is). Shrinking refuses while any data
  * lies past the new end, unless --force, which deletes the disk's own blocks there first (so a
- * later growth shows zeros) and hides its bases' for good; then the size is recorded.
+ * later growth shows zeros) and hides its bases' for good; then the size is recorded. A disk that
+ * others read through is frozen: no resize at all, grow or shrink, --force or not.
  */
 import type { Config } from "../../config/settings.ts";
 import type { Logger } from "../../log.ts";
@@ -22,7 +23,7 @@ export async function resizeCommand(config: Config, log: Logger): Promise<number
   if (cd.located.snapshot !== undefined) throw new ConfigError(`${cd.name}@${cd.located.snapshot} is a snapshot: its size cannot change`);
   const size = parseSize(cd.rest[0]!);
   if (size === undefined || size === 0) throw new UsageError(`'${cd.rest[0]}' is not a size (such as 20G)`);
-  const message = (await throughMount(cd, { op: "resize", size }, "a resize")) ?? (await holdingFlag(cd, () => resizeOffline(cd, size)));
+  const message = (await throughMount(cd, { op: "resize", size }, "a resize")) ?? (await holdingFlag(cd, () => resizeOffline(cd, size), { what: "a resize", liveOnly: true }));
   process.stderr.write(`s3backer: ${message}\n`);
   return 0;
 }

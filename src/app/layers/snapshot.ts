@@ -31,6 +31,7 @@ export async function snapshotCommand(config: Config, log: Logger): Promise<numb
       const { blockSize, size, hashPrefix } = found ? found.manifest : (plain ?? (await geometryOf(cd)));
       const m = found?.manifest ?? plainManifest(located.disk, blockSize, size, hashPrefix);
       const next = withSnapshot(m, located.disk, name, new Date().toISOString());
+      await records.checkNewLayer(located.disk, next.live);
       await records.replaceManifest(located.disk, next, found?.etag ?? "");
       return `${cd.name}@${name}: snapshot taken; writes now go to ${next.live}`;
     }));

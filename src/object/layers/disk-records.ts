@@ -11,7 +11,7 @@ import { ConfigError, Errno, FsError, messageOf } from "../../errors.ts";
 import { md5Base64, md5Hex } from "../../util/md5.ts";
 import { delay } from "../../util/delay.ts";
 import type { S3Client } from "../s3/s3-client.ts";
-import { allKeys } from "../s3/listing.ts";
+import { allKeys, listKeys } from "../s3/listing.ts";
 import { manifestKey, parseManifest, serialize, type Manifest } from "./manifest.ts";
 
 export const DEPENDENTS = "s3backer-dependents/";
@@ -123,6 +123,18 @@ export class DiskRecords {
     return r.status;
   }
 
+  /**
+   * A snapshot's new live layer must hold nothing yet: an object there (another disk named inside
+   * this one, left from before such names were refused, or put there by hand) would show through.
+   */
+  async checkNewLayer(disk: string, layer: string): Promise<void> {
+    let found: string | undefined;
+    await listKeys(this.client, layer, (keys) => (found ??= keys[0]?.key), 1);
+    if (found !== undefined) {
+      throw new ConfigError(`${this.name(disk)}: its next layer ${layer} already holds objects (${found}) that are not this disk's: nothing done; move them away first`);
+    }
+  }
+
   async deleteManifest(disk: string): Promise<void> {
     await this.client.send({ method: "DELETE", kind: "DELETE", key: manifestKey(disk), expect: [200, 204, 404] });
   }
@@ -154,17 +166,27 @@ export class DiskRecords {
 
   /**
    * The disks that read through `base` now: a record counts while its disk's manifest names the
-   * base, or while that disk is being made (no manifest yet, a young record). Stale records (a
-   * dependent erased or flattened by a crashed command) are removed.
+   * base (or cannot be read as a manifest: it may), or while that disk is being made (no manifest
+   * yet, a young record). Only a manifest the server says is not there (404) makes a record stale
+   * (a dependent erased or flattened by a crashed command); with `prune`, stale records are
+   * removed. A manifest that cannot be fetched (5xx, timeout) fails the call: the base stays frozen.
    */
-  async dependents(base: string): Promise<DependentRecord[]> {
+  async dependents(base: string, prune = true): Promise<DependentRecord[]> {
     const live: DependentRecord[] = [];
     for (const record of await this.records(base)) {
-      const found = await this.manifest(record.disk).catch(() => undefined);
+      let found: FoundManifest | undefined;
+      try {
+        found = await this.manifest(record.disk);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        this.log.warn(`${messageOf(err)}: ${this.name(record.disk)} counts as reading through ${this.name(base)}`);
+        live.push(record);
+        continue;
+      }
       const young = Date.now() - Date.parse(record.created) < BEING_MADE_MS;
       const uses = found?.manifest.base?.disk === base || found?.manifest.chain.some((l) => l.disk === base) === true;
       if (uses || (!found && young)) live.push(record);
-      else {
+      else if (prune) {
         this.log.warn(`${this.name(base)}: the record of ${this.name(record.disk)} is stale (that disk no longer reads through it): removed`);
         await this.removeDependent(base, record.disk);
       }

@@ -11,6 +11,16 @@ import { checkHeld, flagText, MOUNTED_FLAG, mountedError, type MountFlagStore } 
 import type { S3Client, S3Response } from "./s3-client.ts";
 
 const TOKEN_HEADER = "x-amz-meta-s3backer-mount-token";
+/** The process that set the flag (a header: the body stays the original's). */
+const PID_HEADER = "x-amz-meta-s3backer-pid";
+
+/** The flag as stored: who holds it, with the mount token and the process id (none from the original s3backer). */
+export interface FlagHolder {
+  holder: string;
+  host: string;
+  token: number;
+  pid: number | undefined;
+}
 const RACES_NOT_EXCLUDED = "two mounts started at the same moment are not kept apart";
 
 export class S3MountFlag implements MountFlagStore {
@@ -26,6 +36,14 @@ export class S3MountFlag implements MountFlagStore {
   async holder(): Promise<string | undefined> {
     const r = await this.client.send({ method: "GET", kind: "GET", key: this.key, expect: [200, 404] });
     return r.status === 404 ? undefined : holderOf(r);
+  }
+
+  /** The flag with its token and process id in one request, or undefined when it is clear. */
+  async read(): Promise<FlagHolder | undefined> {
+    const r = await this.client.send({ method: "GET", kind: "GET", key: this.key, expect: [200, 404] });
+    if (r.status === 404) return undefined;
+    const pid = Number(r.headers.get(PID_HEADER));
+    return { holder: holderOf(r), host: new TextDecoder().decode(r.body).split("\n")[0]!.trim(), token: tokenOf(r), pid: Number.isSafeInteger(pid) && pid > 0 ? pid : undefined };
   }
 
   async token(): Promise<number | undefined> {
@@ -57,7 +75,7 @@ export class S3MountFlag implements MountFlagStore {
   }
 
   private put(token: number, conditional: boolean): Promise<S3Response> {
-    const headers: Record<string, string> = { "content-type": "text/plain", [TOKEN_HEADER]: hex8(token) };
+    const headers: Record<string, string> = { "content-type": "text/plain", [TOKEN_HEADER]: hex8(token), [PID_HEADER]: String(process.pid) };
     if (conditional) headers["if-none-match"] = "*";
     const body = new TextEncoder().encode(flagText());
     return this.client.send({ method: "PUT", kind: "PUT", key: this.key, headers, body, expect: conditional ? [200, 409, 412, 501] : [200] });
