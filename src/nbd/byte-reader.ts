@@ -33,6 +33,8 @@ export class ByteReader {
   private buffered = 0;
   private waiting: Waiting | undefined;
   private ended: Error | undefined;
+  /** holdUntil calls not yet settled: the source stays paused meanwhile. */
+  private holds = 0;
 
   constructor(private readonly flow?: Flow) {}
 
@@ -80,16 +82,36 @@ export class ByteReader {
   private regulate(): void {
     if (!this.flow) return;
     // A take waiting for more than is here needs the bytes, whatever the limit.
-    const full = this.buffered >= this.flow.limit && !(this.waiting && this.buffered < this.waiting.length);
+    const full = this.holds > 0 || (this.buffered >= this.flow.limit && !(this.waiting && this.buffered < this.waiting.length));
     if (full === this.paused) return;
     this.paused = full;
     if (full) this.flow.pause();
     else this.flow.resume();
   }
 
-  /** No more bytes will come: a pending take fails, and so does every later one that cannot be met. */
-  end(reason: Error): void {
+  /** Keeps the source paused until `until` settles, whatever is held (a take that needs more waits till then). */
+  async holdUntil(until: Promise<unknown>): Promise<void> {
+    this.holds++;
+    this.regulate();
+    try {
+      await until;
+    } finally {
+      this.holds--;
+      this.regulate();
+    }
+  }
+
+  /**
+   * No more bytes will come: a pending take fails, and so does every later one that cannot be met;
+   * with `discard`, every later one (what is held is dropped).
+   */
+  end(reason: Error, discard = false): void {
     this.ended = reason;
+    if (discard) {
+      this.chunks.length = 0;
+      this.head = 0;
+      this.buffered = 0;
+    }
     const w = this.waiting;
     this.waiting = undefined;
     w?.reject(reason);

@@ -8,7 +8,9 @@ import type { Logger } from "../log.ts";
 import { ByteReader } from "./byte-reader.ts";
 import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
-import { ALLOCATION_CONTEXT_ID, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type HandshakeTls, type Negotiated } from "./handshake.ts";
+import {
+  ALLOCATION_CONTEXT_ID, HANDSHAKE_TIMEOUT_MS, HangUp, MAX_REQUEST, minimumBlock, negotiate, type ExportSpec, type HandshakeTls, type Negotiated,
+} from "./handshake.ts";
 import {
   blockStatusChunk, Cmd, CmdFlag, dataChunk, doneChunk, decodeRequest, errorChunk, NbdErrno, REQUEST_SIZE, simpleReply, State, type Request,
 } from "./protocol.ts";
@@ -16,8 +18,11 @@ import {
 export interface Wire {
   /** Queues bytes to send; false when the send buffer is full (wait for `drained`). */
   write(bytes: Uint8Array): boolean;
+  /** Resolves once what was queued has gone to the socket (at once when nothing is), or the connection is gone. */
   drained(): Promise<void>;
   close(): void;
+  /** Closes at once, dropping what is queued. */
+  abort(): void;
   /** Stops taking bytes from the client, until `resume`. */
   pause(): void;
   resume(): void;
@@ -64,21 +69,25 @@ export class NbdConnection {
     private readonly log: Logger,
     private readonly peer: string,
     private readonly inFlightBytes = new InFlightBytes(IN_FLIGHT_BYTES),
+    private readonly handshakeMs = HANDSHAKE_TIMEOUT_MS,
   ) {
     this.reader = new ByteReader({ limit: READ_AHEAD, pause: () => wire.pause(), resume: () => wire.resume() });
   }
 
   /** Serves until the client leaves or `stop` has drained the requests in flight; never rejects. */
   async run(): Promise<void> {
+    const limit = setTimeout(() => this.hangUp(new HangUp(`no export chosen within ${this.handshakeMs / 1000} s`)), this.handshakeMs);
     try {
-      const negotiated = await negotiate(this.reader, (b) => this.wire.write(b), this.spec, this.tls());
+      const sink = { send: (b: Uint8Array) => void this.wire.write(b), drained: () => this.wire.drained() };
+      const negotiated = await negotiate(this.reader, sink, this.spec, this.tls()).finally(() => clearTimeout(limit));
       this.negotiating = false;
       if (negotiated) {
         this.log.debug(`NBD ${this.peer}: transmission (${negotiated.structured ? "structured" : "simple"} replies)`);
         await this.serve(negotiated);
       }
     } catch (err) {
-      if (!this.closed && !this.stopping) this.log.debug(`NBD ${this.peer}: ${messageOf(err)}`);
+      if (err instanceof HangUp) this.hangUp(err);
+      else if (!this.closed && !this.stopping) this.log.debug(`NBD ${this.peer}: ${messageOf(err)}`);
     }
     await this.drain();
     this.close();
@@ -114,8 +123,21 @@ export class NbdConnection {
   stop(): void {
     this.stopping = true;
     this.reader.end(new Error("server shutting down"));
-    // A TLS handshake under way waits for the client, not for the reader.
-    if (this.negotiating) this.close();
+    // A TLS handshake under way, or replies the client has not read, would wait for the client.
+    if (this.negotiating) this.abort();
+  }
+
+  /** Ends a client that broke a limit: one line, and the socket closed without waiting for it to read. */
+  private hangUp(why: HangUp): void {
+    if (this.closed) return;
+    this.log.warn(`NBD ${this.peer}: ${why.message}: hanging up`);
+    this.reader.end(why, true);
+    this.abort();
+  }
+
+  private abort(): void {
+    if (!this.closed) this.wire.abort();
+    this.closed = true;
   }
 
   private close(): void {

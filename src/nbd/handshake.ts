@@ -7,6 +7,10 @@
  * into TLS at once. When TLS is required (FORCEDTLS), every option before it but STARTTLS and
  * ABORT gets NBD_REP_ERR_TLS_REQD, and EXPORT_NAME (which cannot be refused) a hang-up. What was
  * negotiated in the clear is forgotten once TLS is on.
+ *
+ * A client that sends options without reading the replies is read no further until they have gone
+ * (its sends wait in its own socket), and one that sends MAX_OPTIONS without choosing an export is
+ * hung up on: nobody has been authenticated yet, so nothing it sends may grow the server's memory.
  */
 import { concatBytes } from "../util/bytes.ts";
 import { messageOf } from "../errors.ts";
@@ -22,6 +26,10 @@ export const MIN_BLOCK = 512;
 export const MAX_REQUEST = 32 * 1024 * 1024;
 /** Options carry names and queries: anything longer is not a client worth serving. */
 const MAX_OPTION = 64 * 1024;
+/** Options a client may send before it chooses an export (nbdkit allows as many; a real client sends a handful). */
+export const MAX_OPTIONS = 32;
+/** A client has this long from connecting to choosing an export, TLS handshake included (qemu-nbd's limit too). */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** The id of base:allocation in replies to NBD_CMD_BLOCK_STATUS. */
 export const ALLOCATION_CONTEXT_ID = 1;
 
@@ -40,6 +48,16 @@ export interface HandshakeTls {
   /** Makes the connection TLS: called in the same turn as STARTTLS's ACK is sent. */
   start(): Promise<TlsSessionInfo>;
 }
+
+/** Where the handshake's replies go. */
+export interface ReplySink {
+  send(bytes: Uint8Array): void;
+  /** Resolves once the replies sent have gone to the socket, or the connection is gone. */
+  drained(): Promise<void>;
+}
+
+/** The server ends the connection on purpose: one line in the log, and the socket closed at once. */
+export class HangUp extends Error {}
 
 /** What the handshake settled for the transmission phase. */
 export interface Negotiated {
@@ -92,14 +110,16 @@ class Fields {
 
 /**
  * Runs the handshake. Resolves with what was negotiated, or undefined when the client aborted or
- * broke the protocol (the caller closes the connection). Rejects when the connection ends.
+ * broke the protocol (the caller closes the connection). Rejects when the connection ends, and
+ * with HangUp when the client sent too many options.
  */
 export async function negotiate(
   reader: ByteReader,
-  send: (bytes: Uint8Array) => void,
+  out: ReplySink,
   spec: ExportSpec,
   tls?: HandshakeTls,
 ): Promise<Negotiated | undefined> {
+  const send = (bytes: Uint8Array) => out.send(bytes);
   send(greeting());
   const clientFlags = new DataView((await reader.take(4)).slice().buffer).getUint32(0);
   if (clientFlags & ~(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES)) return undefined;
@@ -109,7 +129,9 @@ export async function negotiate(
   let tlsOn = false;
   const known = (name: string) => name === "" || name === spec.name;
 
-  for (;;) {
+  for (let options = 0; ; options++) {
+    await reader.holdUntil(out.drained());
+    if (options === MAX_OPTIONS) throw new HangUp(`${MAX_OPTIONS} options and no export chosen`);
     const header = decodeOptionHeader((await reader.take(16)).slice());
     if (!header || header.length > MAX_OPTION) return undefined;
     const data = (await reader.take(header.length)).slice();

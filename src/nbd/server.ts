@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import { IN_FLIGHT_BYTES, NbdConnection, type Wire } from "./connection.ts";
 import { InFlightBytes } from "./in-flight-bytes.ts";
 import type { NbdDevice } from "./device.ts";
-import type { ExportSpec } from "./handshake.ts";
+import { HANDSHAKE_TIMEOUT_MS, type ExportSpec } from "./handshake.ts";
 import { runtime } from "../runtime/index.ts";
 import type { AcceptedConnection, StreamListener, StreamSession, TlsServerCreds } from "../runtime/runtime.ts";
 
@@ -22,9 +22,6 @@ export interface NbdTls {
   required: boolean;
   creds: TlsServerCreds;
 }
-
-/** A client has this long from STARTTLS to the end of its TLS handshake. */
-export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function describeAddress(a: NbdAddress): string {
   return a.kind === "unix" ? `unix:${a.path}` : `tcp:${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
@@ -49,7 +46,7 @@ export class NbdServer {
     spec: ExportSpec,
     log: Logger,
     tls?: NbdTls,
-    handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS,
+    handshakeTimeoutMs = HANDSHAKE_TIMEOUT_MS,
   ): Promise<NbdServer> {
     if (address.kind === "unix") await clearStaleSocket(address.path);
     let nbd: NbdServer | undefined;
@@ -65,10 +62,11 @@ export class NbdServer {
 
   private accept(stream: AcceptedConnection, device: NbdDevice, spec: ExportSpec, log: Logger, tls: NbdTls | undefined, timeoutMs: number): StreamSession {
     const wire: Wire = {
-      write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end(), pause: () => stream.pause(), resume: () => stream.resume(),
+      write: (b) => stream.write(b), drained: () => stream.drained(), close: () => stream.end(), abort: () => stream.abort(),
+      pause: () => stream.pause(), resume: () => stream.resume(),
       tls: tls && { required: tls.required, start: () => stream.startTls(tls.creds, timeoutMs) },
     };
-    const connection = new NbdConnection(wire, device, spec, log, stream.peer, this.inFlightBytes);
+    const connection = new NbdConnection(wire, device, spec, log, stream.peer, this.inFlightBytes, timeoutMs);
     this.connections.add(connection);
     log.debug(`NBD: connection from ${stream.peer}`);
     const run = connection.run().finally(() => {

@@ -49,6 +49,10 @@ export function listenStream(address: StreamAddress, open: (c: AcceptedConnectio
       write: (bytes) => (psk ? psk.write(bytes) : carrier.write(bytes)),
       drained: () => (carrier.writableNeedDrain && !carrier.destroyed ? new Promise((resolve) => waiters.push(resolve)) : Promise.resolve()),
       end: () => (psk ? psk.end() : carrier.end()),
+      abort: () => {
+        carrier.destroy();
+        raw.destroy();
+      },
       pause: () => {
         paused = true;
         raw.pause();

@@ -71,6 +71,8 @@ export interface StreamConnection {
   drained(): Promise<void>;
   /** Sends what is queued, then closes. */
   end(): void;
+  /** Closes at once: what is queued is dropped, never sent (a peer that reads nothing cannot hold the connection open). */
+  abort(): void;
   /**
    * Stops reading from the socket: the kernel's buffer fills and the peer's sends block. A chunk
    * the runtime had already read may still be delivered after the call.
@@ -115,8 +117,6 @@ export interface ClientConnection extends StreamConnection {
   writeBorrowed(bytes: Uint8Array): void;
   /** Bytes queued, not yet taken by the socket. */
   readonly queuedBytes: number;
-  /** Closes at once: what is queued is dropped, never sent. */
-  abort(): void;
 }
 
 /** What a stream server does with a connection: its bytes in order (each chunk is the handler's to keep), then its end. */

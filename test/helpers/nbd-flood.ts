@@ -1,7 +1,7 @@
 /**
- * A hostile NBD client: after the handshake it pipelines large WRITEs as fast as the socket takes
- * them and never reads a reply. It honours only the kernel's backpressure (it waits when its own
- * socket will take no more), so what it gets sent is what the server let in.
+ * Hostile NBD clients that never read a reply: one pipelines large WRITEs after the handshake, one
+ * floods the handshake with options. They honour only the kernel's backpressure (they wait when
+ * their own socket will take no more), so what they get sent is what the server let in.
  */
 import { createConnection, type Socket } from "node:net";
 import { readFileSync } from "node:fs";
@@ -84,6 +84,49 @@ export async function floodWrites(path: string, o: { totalBytes: number; request
       flood.longestStallMs = Math.max(flood.longestStallMs, waited);
     }
   }
+  flood.elapsedMs = performance.now() - started;
+  socket.destroy();
+  return flood;
+}
+
+export interface OptionFlood {
+  /** Options the kernel took from the client. */
+  sent: number;
+  /** The server hung up before the client was done. */
+  hungUp: boolean;
+  elapsedMs: number;
+}
+
+/**
+ * A hostile client in the handshake: it reads nothing, sends the client flags, then `count`
+ * NBD_OPT_LIST options (16 bytes each, none waiting for its reply) as fast as the socket takes
+ * them, until all are sent, the server hangs up, or `seconds` have passed.
+ */
+export async function floodOptions(port: number, o: { count: number; seconds: number }): Promise<OptionFlood> {
+  const socket = createConnection({ host: "127.0.0.1", port });
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  socket.pause(); // the greeting and every reply stay unread
+  let hungUp = false;
+  const over = new Promise<void>((resolve) => socket.on("close", resolve));
+  socket.on("error", () => {});
+  socket.on("close", () => (hungUp = true));
+  const PER_WRITE = 4096;
+  const batch = new Uint8Array(PER_WRITE * 16);
+  for (let i = 0; i < PER_WRITE; i++) batch.set([0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54, ...u32(3), ...u32(0)], i * 16);
+  const started = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = false;
+  const timeUp = new Promise<void>((resolve) => (timer = setTimeout(() => resolve(void (timedOut = true)), o.seconds * 1000)));
+  const flood: OptionFlood = { sent: 0, hungUp: false, elapsedMs: 0 };
+  socket.write(new Uint8Array(u32(3))); // FIXED_NEWSTYLE | NO_ZEROES
+  for (let queued = 0; queued < o.count && !hungUp && !timedOut; queued += PER_WRITE) {
+    const n = Math.min(PER_WRITE, o.count - queued);
+    if (!socket.write(batch.subarray(0, n * 16), (err) => void (err || (flood.sent += n)))) {
+      await Promise.race([new Promise((resolve) => socket.once("drain", resolve)), over, timeUp]);
+    }
+  }
+  clearTimeout(timer);
+  flood.hungUp = hungUp;
   flood.elapsedMs = performance.now() - started;
   socket.destroy();
   return flood;

@@ -1,14 +1,17 @@
 /**
  * NBD against clients that test its promises: FLUSH makes durable what writeback clients wrote
  * without FUA (qemu-io -t writeback; libnbd writing on one connection and flushing on another),
- * across kill -9; and a hostile client (helpers/nbd-hostile.py) that the server survives while it
- * goes on serving a well-behaved one.
+ * across kill -9; a hostile client (helpers/nbd-hostile.py) that the server survives while it
+ * goes on serving a well-behaved one; and one that floods the handshake with options, reading
+ * nothing, before any authentication.
  */
 import { afterEach, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { killHard, runAsync, tempDir } from "../helpers/disk.ts";
 import { cleanupNbd, serveNbd } from "../helpers/nbd.ts";
+import { floodOptions, peakResident, resident } from "../helpers/nbd-flood.ts";
+import { makeCreds } from "../helpers/tls-creds.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, which has python3-libnbd
 const dirs: string[] = [];
@@ -80,4 +83,22 @@ test("a hostile client (malformed handshakes, bad lengths, out-of-range and over
   expect({ failed, stderr: r.stderr, code: r.code }).toEqual({ failed: [], stderr: "", code: 0 });
   expect(r.stdout.split("\n").filter((l) => l.includes('"ok": true')).length).toBe(26);
   expect(disk.log()).not.toMatch(/ERROR|uncaught|TypeError|RangeError/);
+}, 120_000);
+
+test("a client that floods the handshake with options and reads nothing (TLS required or not) is hung up on after 32, memory stays put, another client is served meanwhile", async () => {
+  const MIB = 2 ** 20;
+  const creds = makeCreds(scratch("nbd-hs-creds"));
+  for (const tls of [true, false]) {
+    const disk = await serveNbd(["--size=16M", ...(tls ? [`--nbd-tls-psk=${creds.psk}`] : [])], { tcp: true });
+    const before = resident(disk.pid);
+    const uri = tls ? `nbds://alice@127.0.0.1:${disk.port}/file?tls-psk-file=${creds.psk}` : disk.uri;
+    // 1M options, 16 MiB: each answered with 20-100 bytes nobody reads (the unbounded server queued them all, +340 MiB).
+    const [flood, size] = await Promise.all([floodOptions(disk.port, { count: 1 << 20, seconds: 20 }), ok(["nbdinfo", "--size", uri])]);
+    const grown = peakResident(disk.pid) - before;
+    console.log(`${tls ? "TLS required" : "no TLS"}: ${flood.sent} options sent, hung up ${flood.hungUp} after ${flood.elapsedMs.toFixed(0)} ms; RSS ${(before / MIB).toFixed(0)} MiB, peak +${(grown / MIB).toFixed(1)} MiB`);
+    expect({ hungUp: flood.hungUp, grownBy64MiB: grown >= 64 * MIB, served: size.trim() }).toEqual({ hungUp: true, grownBy64MiB: false, served: String(16 * MIB) });
+    expect(disk.log().match(/32 options and no export chosen: hanging up/g)?.length).toBe(1);
+    await ok(["nbdinfo", "--size", uri]); // and after
+    await disk.stop();
+  }
 }, 120_000);

@@ -47,7 +47,7 @@ function memoryDevice() {
 
 function fakeWire() {
   const out: Uint8Array[] = [];
-  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close: () => out.push(new Uint8Array(0)), pause() {}, resume() {} };
+  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close: () => out.push(new Uint8Array(0)), abort() {}, pause() {}, resume() {} };
   return { wire, out };
 }
 
@@ -191,13 +191,16 @@ test("a client that sends faster than its writes finish is held back: in-flight 
   };
   const flow: string[] = [];
   const out: Uint8Array[] = [];
-  const wire: Wire = { write: (b) => (out.push(b.slice()), true), drained: async () => {}, close() {}, pause: () => flow.push("pause"), resume: () => flow.push("resume") };
+  const wire: Wire = {
+    write: (b) => (out.push(b.slice()), true), drained: async () => {}, close() {}, abort() {}, pause: () => flow.push("pause"), resume: () => flow.push("resume"),
+  };
   const c = new NbdConnection(wire, device, { name: "file", description: "test", size: SIZE, blockSize: BLOCK, readOnly: false }, quiet, "test", new InFlightBytes(64 * 1024));
   const done = c.run();
   c.reader.push(new Uint8Array(u32(3)));
   c.reader.push(option(1)); // EXPORT_NAME ""
   await tick();
   out.length = 0;
+  flow.length = 0; // the handshake's own holds
   const WRITE = 16 * 1024;
   const COUNT = 256; // 4 MiB, twice what is read ahead
   for (let i = 0; i < COUNT; i++) {
@@ -246,4 +249,82 @@ test("a large payload spanning chunks is read into memory kept from the previous
   expect(out.length).toBeGreaterThanOrEqual(3);
   c.reader.push(request(2, 0, 0, 0));
   await done;
+});
+
+/** A wire whose replies wait until `flush` (a client that does not read), with its flow and hang-ups. */
+function backedUpWire() {
+  const out: Uint8Array[] = [];
+  const flow: string[] = [];
+  let waiters: (() => void)[] = [];
+  let queued = false;
+  let gone = false;
+  const flush = () => {
+    queued = false;
+    for (const w of waiters.splice(0)) w();
+  };
+  const wire: Wire = {
+    write: (b) => (out.push(b.slice()), (queued = true)),
+    drained: () => (queued && !gone ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve()),
+    close: () => flow.push("close"),
+    abort: () => (flow.push("abort"), (gone = true), flush()),
+    pause: () => flow.push("pause"),
+    resume: () => flow.push("resume"),
+  };
+  return { wire, out, flow, flush };
+}
+
+function handshaking(wire: Wire, handshakeMs?: number) {
+  const lines: string[] = [];
+  const log = { debug() {}, info() {}, warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) } as unknown as Logger;
+  const c = new NbdConnection(wire, memoryDevice().device, { name: "file", description: "test", size: SIZE, blockSize: BLOCK, readOnly: false }, log, "test", undefined, handshakeMs);
+  const done = c.run();
+  c.reader.push(new Uint8Array(u32(3)));
+  return { c, done, lines };
+}
+
+test("the handshake reads no further option while its replies have not gone: the socket is paused until they have", async () => {
+  const { wire, out, flow, flush } = backedUpWire();
+  const { c, done } = handshaking(wire);
+  for (let i = 0; i < 3; i++) c.reader.push(option(3)); // LIST, LIST, LIST: sent at once, nothing read
+  await tick();
+  expect({ replies: out.length, flow }).toEqual({ replies: 1, flow: ["pause"] }); // the greeting, unread
+  for (const replies of [3, 5, 7]) {
+    flush();
+    await tick();
+    expect({ replies: out.length, paused: flow.at(-1) }).toEqual({ replies, paused: "pause" }); // one option's SERVER and ACK
+  }
+  c.reader.push(option(2)); // ABORT
+  flush();
+  await tick();
+  flush();
+  await done;
+  expect(flow.at(-1)).toBe("close");
+});
+
+test("a client that sends 32 options without choosing an export is hung up on, with one line in the log", async () => {
+  const { wire, out } = fakeWire();
+  const flow: string[] = [];
+  const { c, done, lines } = handshaking({ ...wire, abort: () => flow.push("abort"), close: () => flow.push("close") });
+  for (let i = 0; i < 40; i++) c.reader.push(option(99)); // unknown options: each gets ERR_UNSUP
+  await done;
+  expect({ replies: out.length - 1, flow, lines }).toEqual({ replies: 32, flow: ["abort"], lines: ["NBD test: 32 options and no export chosen: hanging up"] });
+});
+
+test("a client that chooses no export in time is hung up on, even while its replies wait for it to read", async () => {
+  const { wire, flow } = backedUpWire();
+  const { c, done, lines } = handshaking(wire, 50);
+  c.reader.push(option(3));
+  await done;
+  const ends = flow.filter((f) => f === "abort" || f === "close");
+  expect({ ends, lines }).toEqual({ ends: ["abort"], lines: ["NBD test: no export chosen within 0.05 s: hanging up"] });
+});
+
+test("stopping the server does not wait for a client in the handshake that reads nothing", async () => {
+  const { wire, flow } = backedUpWire();
+  const { c, done } = handshaking(wire);
+  c.reader.push(option(3));
+  await tick();
+  c.stop();
+  await done;
+  expect(flow.filter((f) => f === "abort" || f === "close")).toEqual(["abort"]);
 });

@@ -2,7 +2,8 @@
  * What the code relies on from the runtime beyond its documentation, checked under Bun and Deno:
  * socket.write() keeps a copy of what the socket did not take at once, so the NBD server may hand
  * it the cache's own bytes and let the cache reuse them on its next turn; and a paused stream
- * connection stops taking bytes, so a client that sends faster than the server works is held back.
+ * connection stops taking bytes, so a client that sends faster than the server works is held back;
+ * and an aborted one closes at once though its peer reads nothing (a hang-up cannot be held open).
  */
 import { expect, test } from "bun:test";
 import { createConnection, createServer } from "node:net";
@@ -73,6 +74,38 @@ test("a paused stream connection takes no more: the peer's sends block; resumed,
     connection!.resume();
     await waitFor("every byte", () => received >= size, 20_000);
     expect({ received, wrong }).toEqual({ received: size, wrong: 0 });
+  } finally {
+    client.destroy();
+    listener.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("abort closes an accepted connection at once, with bytes queued for a peer that reads nothing; drained() then resolves", async () => {
+  const dir = tempDir("contract");
+  const path = join(dir, "socket");
+  let connection: StreamConnection | undefined;
+  const listener = await runtime.listenStream({ path }, (c) => {
+    connection = c;
+    return { data() {}, closed() {} };
+  });
+  const client = createConnection(path);
+  try {
+    client.pause(); // reads nothing
+    const closed = new Promise<void>((resolve) => client.on("close", () => resolve()));
+    client.on("error", () => {});
+    await waitFor("the connection", () => connection !== undefined);
+    const bytes = new Uint8Array(16 << 20);
+    for (let i = 0; i < 4; i++) connection!.write(bytes); // far more than the kernel's buffers hold
+    const drained = connection!.drained();
+    let settled = false;
+    void drained.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(settled).toBe(false);
+    connection!.abort();
+    await drained;
+    client.resume(); // the closing is seen on reading: what reached the kernel first, then the end
+    await closed;
   } finally {
     client.destroy();
     listener.close();
