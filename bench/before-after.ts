@@ -5,14 +5,16 @@
  * after another, a cold O_DIRECT read, and fio 4 KiB random read/write (4 jobs, O_DIRECT, 8 s),
  * each against a fresh bundled server in a process of its own
  * (1 MiB blocks, --size=4G --listBlocks). Prints every round, then medians and ranges with the
- * mount's CPU-seconds per GiB.
+ * mount's CPU-seconds per GiB (the write's until the process has exited after umount), each
+ * build's version and compiler flags, and what fresh memory cost at the start and the end.
  *
  *   bun bench/before-after.ts OLD_BINARY NEW_BINARY [--runs=N] [--mib=N]     (as root)
  */
 import { spawn } from "bun";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ddRate, fio, processCpu, run, waitGone } from "./helpers.ts";
+import { childCpu, ddRate, fio, run } from "./helpers.ts";
+import { describeBuild, freshPageMicros, implausible, type MeasuredMount, startMount } from "./measured-mount.ts";
 
 const binaries = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -26,9 +28,7 @@ const work = "/dev/shm/s3b-before-after";
 const SERVER = join(import.meta.dir, "../dist/s3backer");
 const mnt = join(work, "mnt");
 
-const pidOf = async () => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
-
-interface Result { write: number; writeCpu: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; iops: number }
+interface Result { write: number; writeCpu: number; writeFaults: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; iops: number }
 
 /** fio's 4 KiB O_DIRECT I/O for a time on the mount's file. */
 const fio4k = (options: string[]) => fio(["--name=r", `--filename=${join(mnt, "file")}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", ...options]);
@@ -40,31 +40,35 @@ async function once(binary: string, source: string): Promise<Result> {
   while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
   const url = /http:\/\/\S+/.exec(said)![0];
   const args = [`--baseURL=${url}`, "--accessId=BA", "--accessKey=before-after-secret", "--blockSize=1M", "--size=4G", "--listBlocks", "ba", mnt];
+  let m: MeasuredMount | undefined;
   try {
-    await run([binary, ...args]);
-    let pid = await pidOf();
-    let cpu = processCpu(pid).seconds;
+    // The write's CPU runs until the process has exited after umount: a program whose fsync returns
+    // before every block is stored (upstream's does) still pays for the rest.
+    m = await startMount(binary, args, mnt);
+    let cpu = childCpu(m.proc);
+    const faults = m.faults();
     const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "oflag=direct", "conv=notrunc,fsync"]), MIB);
-    const writeCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
-    await run(["umount", mnt]);
-    await waitGone(mnt);
-    await run([binary, ...args]);
-    pid = await pidOf();
-    cpu = processCpu(pid).seconds;
+    const writeFaults = ((m.faults() - faults) * 1024) / MIB;
+    const writeCpu = (((await m.stop()) - cpu) * 1024) / MIB;
+    m = await startMount(binary, args, mnt);
+    cpu = childCpu(m.proc);
     const coldIops = Math.round((await fio4k(["--rw=randread", "--numjobs=1", `--size=${MIB}M`, "--runtime=6"])).read.iops);
-    const coldIopsCpu = processCpu(pid).seconds - cpu;
-    await run(["umount", mnt]);
-    await waitGone(mnt);
-    await run([binary, ...args]);
-    pid = await pidOf();
-    cpu = processCpu(pid).seconds;
+    const coldIopsCpu = childCpu(m.proc) - cpu;
+    await m.stop();
+    m = await startMount(binary, args, mnt);
+    cpu = childCpu(m.proc);
     const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
-    const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
+    const readCpu = ((childCpu(m.proc) - cpu) * 1024) / MIB;
     const job = await fio4k(["--rw=randrw", "--numjobs=4", "--size=128M", "--offset_increment=128M", "--runtime=8"]);
-    await run(["umount", mnt]);
-    await waitGone(mnt);
-    return { write, writeCpu, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
+    await m.stop();
+    m = undefined;
+    for (const [what, figure] of [["write", writeCpu], ["read", readCpu]] as const) {
+      const why = implausible(figure);
+      if (why) console.warn(`WARNING ${binary} ${what}: ${why}`);
+    }
+    return { write, writeCpu, writeFaults, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
   } finally {
+    if (m) await m.stop().catch(() => m!.proc.kill());
     server.kill();
     await server.exited;
   }
@@ -74,23 +78,27 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(mnt, { recursive: true });
 const source = join(work, "source.bin");
 await run(["dd", "if=/dev/urandom", `of=${source}`, "bs=1M", `count=${MIB}`, "status=none"]);
+for (const b of binaries) console.log(describeBuild(b));
+const pageCost = [freshPageMicros()];
 const results: Result[][] = binaries.map(() => []);
 for (let round = 0; round < RUNS; round++) {
   for (let i = 0; i < binaries.length; i++) {
     const which = (i + round) % binaries.length; // each round starts at the other build
     const r = await once(binaries[which]!, source);
     results[which]!.push(r);
-    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB), cold 4 KiB one at a time ${r.coldIops} IOPS (${r.coldIopsCpu.toFixed(2)} CPU-s), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
+    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB until exit, ${Math.round(r.writeFaults / 1000)}k faults/GiB), cold 4 KiB one at a time ${r.coldIops} IOPS (${r.coldIopsCpu.toFixed(2)} CPU-s), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
   }
 }
+pageCost.push(freshPageMicros());
+console.log(`\nfresh memory's first touch: ${pageCost.map((c) => c.toFixed(2)).join(" -> ")} µs per 4 KiB page (start -> end); a row's faults/GiB times this is what it paid for fresh memory`);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const fmt = (xs: number[], d = 0) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
-console.log("\n| build | write MB/s | CPU-s/GiB | cold 4 KiB reads, one at a time, IOPS | CPU-s | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|---|---|");
+console.log("\n| build | write MB/s | CPU-s/GiB until exit | faults/GiB | cold 4 KiB reads, one at a time, IOPS | CPU-s | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|---|---|---|");
 binaries.forEach((b, i) => {
   const rs = results[i]!;
-  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.coldIops))} | ${fmt(rs.map((r) => r.coldIopsCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
+  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.writeFaults / 1000))}k | ${fmt(rs.map((r) => r.coldIops))} | ${fmt(rs.map((r) => r.coldIopsCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
 });
 rmSync(work, { recursive: true, force: true });

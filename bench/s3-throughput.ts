@@ -1,7 +1,8 @@
 /**
  * Through the mount against real S3 servers, 1 MiB blocks: dd write (with fsync) and cold read of
  * SIZE MiB, fio 4 KiB random read/write IOPS, PUT and GET requests per GiB written and read, and the
- * s3backer process's peak RSS and CPU-seconds per GiB written and read. Compared with a plain
+ * s3backer process's peak RSS and CPU-seconds per GiB written (until it has exited after umount)
+ * and read (each mount runs in the foreground as our child: see measured-mount.ts). Compared with a plain
  * parallel S3 client doing the same transfers, hashing nothing (the limit) and checking MD5s as the
  * mount does, with Debian's s3backer on the same server, and with upstream's when
  * UPSTREAM_S3BACKER=/path/to/s3backer (the peers).
@@ -19,7 +20,8 @@ import { AwsClient } from "aws4fetch";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "bun";
-import { ddRate, fio, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
+import { childCpu, ddRate, fio, removeBucket, run } from "./helpers.ts";
+import { describeBuild, freshPageMicros, implausible, startMount } from "./measured-mount.ts";
 
 const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -46,7 +48,6 @@ async function randomIops(file: string): Promise<number> {
   return Math.round(job.read.iops + job.write.iops);
 }
 
-const pidOf = async (mnt: string) => Number((await run(["pgrep", "-n", "-f", `s3backer.* ${mnt}$`])).trim().split("\n")[0]);
 const peakRssMiB = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024);
 
 function statCount(text: string, name: string): number {
@@ -66,40 +67,38 @@ async function plainClient(peer: Peer, bucket: string, source: string, hash: "no
 }
 
 const UPSTREAM = process.env.UPSTREAM_S3BACKER;
-const PEERS = { debian: { binary: "s3backer", name: "Debian s3backer 1.5.4" }, upstream: { binary: UPSTREAM ?? "", name: "upstream s3backer" } };
+const PEERS = { debian: { binary: "/usr/bin/s3backer", name: "Debian s3backer 1.5.4" }, upstream: { binary: UPSTREAM ?? "", name: "upstream s3backer" } };
 
 async function throughMount(peer: Peer, bucket: string, which: "ours" | "debian" | "upstream", source: string, extra: string[] = []): Promise<Row> {
   const mnt = join(work, `mnt-${which}${extra.length}`);
   mkdirSync(mnt, { recursive: true });
   const creds = [`--baseURL=${peer.url}`, `--accessId=${peer.access}`, `--accessKey=${peer.secret}`];
-  const mount = async (fresh: boolean) => {
-    if (which === "ours") await run([OURS, ...creds, ...cacheFlags, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt]);
-    else await run([PEERS[which].binary, ...creds, ...cacheFlags, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt]);
-  };
+  const mount = (fresh: boolean) => which === "ours"
+    ? startMount(OURS, [...creds, ...cacheFlags, ...extra, ...(fresh ? ["--blockSize=1M", `--size=${MIB}M`] : []), `${bucket}/${which}${extra.length}`, mnt], mnt)
+    : startMount(PEERS[which].binary, [...creds, ...cacheFlags, `--prefix=${which}/`, "--blockSize=1M", `--size=${MIB}M`, bucket, mnt], mnt);
   const stats = () => readFileSync(join(mnt, "stats"), "utf8");
-  const unmount = async () => {
-    await run(["umount", mnt]);
-    await waitGone(mnt);
-  };
-  await mount(true);
-  let pid = await pidOf(mnt);
-  let cpu = processCpu(pid).seconds;
+  // The write's CPU runs until the process has exited after umount: a program whose fsync returns
+  // before every block is stored (upstream's does) still pays for the rest.
+  let m = await mount(true);
+  let cpu = childCpu(m.proc);
   const write = ddRate(await run(["dd", `if=${source}`, `of=${join(mnt, "file")}`, "bs=1M", "conv=notrunc,fsync"]), MIB);
-  const writeCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
   const s1 = stats();
-  let rss = peakRssMiB(pid);
+  let rss = peakRssMiB(m.proc.pid);
   const puts = which === "ours" ? statCount(s1, "PUT requests") : statCount(s1, "http_puts");
-  await unmount(); // a fresh process for the cold read: nothing cached
-  await mount(false);
-  pid = await pidOf(mnt);
+  const writeCpu = (((await m.stop()) - cpu) * 1024) / MIB; // a fresh process for the cold read: nothing cached
+  m = await mount(false);
   writeFileSync("/proc/sys/vm/drop_caches", "3");
-  cpu = processCpu(pid).seconds;
+  cpu = childCpu(m.proc);
   const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M"]), MIB);
-  const readCpu = ((processCpu(pid).seconds - cpu) * 1024) / MIB;
+  const readCpu = ((childCpu(m.proc) - cpu) * 1024) / MIB;
   const gets = which === "ours" ? statCount(stats(), "GET requests") : statCount(stats(), "http_gets");
   const iops = await randomIops(join(mnt, "file"));
-  rss = Math.max(rss, peakRssMiB(pid));
-  await unmount();
+  rss = Math.max(rss, peakRssMiB(m.proc.pid));
+  await m.stop();
+  for (const [what, figure] of [["write", writeCpu], ["read", readCpu]] as const) {
+    const why = implausible(figure);
+    if (why) console.warn(`WARNING ${which} ${what}: ${why}`);
+  }
   const perGiB = (n: number) => Math.round((n * 1024) / MIB);
   return {
     peer: peer.name, client: which === "ours" ? `s3backer (this)${extra.length ? ", no guard" : ""}` : PEERS[which].name,
@@ -143,6 +142,8 @@ const kinds: ((peer: Peer, bucket: string) => Promise<Row>)[] = [
   ...(UPSTREAM ? [(peer: Peer, bucket: string) => throughMount(peer, bucket, "upstream", sourceFile)] : []),
 ];
 
+for (const binary of [OURS, ...(process.argv.includes("--no-debian") ? [] : [PEERS.debian.binary]), ...(UPSTREAM ? [UPSTREAM] : [])]) console.log(describeBuild(binary));
+const pageCost = [freshPageMicros()];
 const rows: Row[] = [];
 try {
   for (let run = 0; run < RUNS; run++) for (const target of targets) {
@@ -173,6 +174,8 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+pageCost.push(freshPageMicros());
+console.log(`fresh memory's first touch: ${pageCost.map((c) => c.toFixed(2)).join(" -> ")} µs per 4 KiB page (start -> end); upstream takes fresh memory for each block, so its CPU per GiB moves with this`);
 const median = (xs: number[]) => {
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
