@@ -6,7 +6,6 @@
  */
 
 import { concatBytes } from "../util/bytes.ts";
-import { onHugePages } from "../memory/huge-pages.ts";
 
 const MAX_HEAD = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
@@ -160,7 +159,7 @@ export class ResponseReader {
         this.into = undefined;
       } else {
         // Not zeroed first: every byte is written by the body (a block's worth of needless memset).
-        this.body = onHugePages(new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n));
+        this.body = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
       }
       this.framing = { kind: "length", left: n };
     } else {

@@ -10,7 +10,6 @@
  * by a thread of their own (see fresh-buffers.ts).
  */
 import { FreshBuffers } from "./fresh-buffers.ts";
-import { onHugePages } from "./huge-pages.ts";
 
 /** Most buffers kept, spare and faulted in ahead together. */
 const KEPT_BLOCKS = 8;
@@ -68,7 +67,7 @@ export class BufferPool {
       if (wanted > 0) this.fresh.ask(wanted);
     }
     this.given = false;
-    return ready ?? onHugePages(new Uint8Array(this.blockSize));
+    return ready ?? new Uint8Array(this.blockSize);
   }
 
   private arrived(buffer: Uint8Array): void {

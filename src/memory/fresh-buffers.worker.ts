@@ -1,8 +1,7 @@
 /**
  * A thread that faults in block buffers for the main thread (see fresh-buffers.ts): each is made
- * here, put on huge pages, written once per page, and handed over (transferred, not copied).
+ * here, written once per page, and handed over (transferred, not copied).
  */
-import { onHugePages } from "./huge-pages.ts";
 
 declare const self: Worker;
 
@@ -12,7 +11,7 @@ const PAGE = 4096;
 self.onmessage = (event: MessageEvent<{ count: number; size: number }>) => {
   const { count, size } = event.data;
   for (let i = 0; i < count; i++) {
-    const buffer = onHugePages(new Uint8Array(size));
+    const buffer = new Uint8Array(size);
     for (let at = 0; at < size; at += PAGE) buffer[at] = 0;
     self.postMessage(buffer, [buffer.buffer]);
   }

@@ -35,7 +35,6 @@ function openLibc() {
     posix_fadvise: { args: [FFIType.i32, FFIType.i64_fast, FFIType.i64_fast, FFIType.i32], returns: FFIType.i32 },
     fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64_fast, FFIType.i64_fast], returns: FFIType.i32 },
     execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-    madvise: { args: [FFIType.u64_fast, FFIType.u64_fast, FFIType.i32], returns: FFIType.i32 },
     ppoll: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   });
   return symbols;
@@ -121,14 +120,6 @@ class BunLibc implements Libc {
 
   punchHole(fd: number, offset: number, length: number): void {
     this.check("fallocate", this.c.fallocate(fd, PUNCH_HOLE_KEEP_SIZE, offset, length));
-  }
-
-  addressOf(buffer: Uint8Array): number {
-    return ptr(buffer);
-  }
-
-  madvise(address: number, length: number, advice: number): void {
-    this.c.madvise(address, length, advice);
   }
 
   /** execve(2); returns (the error) only if it failed. */

@@ -42,7 +42,6 @@ const c = Deno.dlopen("libc.so.6", {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
-  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
   ppoll: { parameters: ["buffer", "u64", "buffer", "pointer"], result: "i32" },
 }).symbols;
 
@@ -111,12 +110,6 @@ const libc: Libc = {
   },
   punchHole(fd, offset, length) {
     check("fallocate", c.fallocate!(fd, PUNCH_HOLE_KEEP_SIZE, BigInt(offset), BigInt(length)));
-  },
-  addressOf(buffer) {
-    return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-  },
-  madvise(address, length, advice) {
-    c.madvise!(BigInt(address), BigInt(length), advice);
   },
 };
 

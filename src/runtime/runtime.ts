@@ -27,10 +27,6 @@ export interface Libc {
   dropCachedPages(fd: number, offset: number, length: number): void;
   /** fallocate(2) punching a hole: the range reads as zeros and takes no disk space (the file keeps its size). */
   punchHole(fd: number, offset: number, length: number): void;
-  /** Where a buffer's bytes are in memory. */
-  addressOf(buffer: Uint8Array): number;
-  /** madvise(2) as a hint: a refusal (a kernel without the feature) is ignored. */
-  madvise(address: number, length: number, advice: number): void;
 }
 
 /** fallocate's FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE. */

@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { BINARY, cleanupDisks, ddWrite, isMounted, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, rawClient, rgwPeer, startEmbedded, type Peer } from "../helpers/s3.ts";
@@ -24,7 +24,6 @@ afterAll(() => {
 });
 
 const PASSWORD_FILE = join(tempDir("password"), "pw");
-const THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled";
 const UPSTREAM = process.env.UPSTREAM_S3BACKER;
 if (!UPSTREAM) console.log("upstream s3backer compatibility: skipped (set UPSTREAM_S3BACKER to a build of upstream master, see the README)");
 writeFileSync(PASSWORD_FILE, "correct horse battery staple\n");
@@ -255,25 +254,3 @@ test("ext4 with a few hundred MiB through the block cache; a fresh mount with an
   await disk.unmount();
 });
 
-/** The kernel's transparent huge page mode: "always", "madvise" (the usual default) or "never". */
-const HUGE_PAGE_MODE = /\[(\w+)\]/.exec(existsSync(THP_SETTING) ? readFileSync(THP_SETTING, "utf8") : "")?.[1] ?? "never";
-const hugePagesKiB = (pid: number) => Number(/^AnonHugePages:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
-
-test.skipIf(HUGE_PAGE_MODE === "never")("block buffers sit on huge pages: the blocks a mount writes, and the GET bodies of a cold read", async () => {
-  const bucket = await freshBucket(embedded, "huge");
-  const dir = workDir("huge");
-  const args = [...peerArgs(embedded), "--blockSize=1M"];
-  const data = pattern(32 << 20, 77);
-  let disk = await mountWith([...args, "--size=64M", bucket], dir, true);
-  await ddWrite(disk.file, 0, data);
-  // Every block written went into a fresh buffer: at least half of the 32 MiB is on huge pages.
-  expect(hugePagesKiB(disk.pid)).toBeGreaterThanOrEqual(16 << 10);
-  await disk.unmount();
-
-  disk = await mountWith([...args, bucket], dir, true); // a new process: every block is a GET
-  const out = join(dir, "out");
-  expect((await runAsync(["dd", `if=${disk.file}`, `of=${out}`, "bs=1M", "count=32", "iflag=direct", "status=none"])).code).toBe(0);
-  expect(hugePagesKiB(disk.pid)).toBeGreaterThanOrEqual(16 << 10);
-  expect(new Uint8Array(await readFile(out))).toEqual(data);
-  await disk.unmount();
-});
