@@ -9,7 +9,9 @@
  *
  * A PUT's body is copied once, into shared memory kept for the next PUTs (BodySlots); the thread
  * writes it to the socket from there. fetch() copies each body into memory of its own, often
- * fresh: faulting that in cost more CPU than the rest of sending the body.
+ * fresh: faulting that in cost more CPU than the rest of sending the body. Its Content-MD5 is
+ * taken there too, before the request is signed: the body is staged in its slot first (md5Staged),
+ * and the PUT then sends that slot (the bytes hashed are the bytes sent).
  *
  * Used where the runtime offers its own sockets and no HTTP proxy is configured (fetch() honours
  * the proxy variables; this does not speak to proxies).
@@ -37,10 +39,17 @@ export interface HttpJob {
   into: ArrayBuffer | undefined;
 }
 
-/** An HTTP thread's answer: the response, or why there is none. */
+/** What the main thread asks of an HTTP thread besides requests: the MD5s of PUT bodies it staged (in shared memory). */
+export interface HashJob {
+  id: number;
+  md5Of: Uint8Array[];
+}
+
+/** An HTTP thread's answer: the response, or why there is none; or the digests of a HashJob. */
 export type HttpAnswer =
   | { id: number; status: number; headers: [string, string][]; body: Uint8Array; crc32: number; unused: ArrayBuffer | undefined }
-  | { id: number; error: string; timedOut: boolean; unused: ArrayBuffer | undefined };
+  | { id: number; error: string; timedOut: boolean; unused: ArrayBuffer | undefined }
+  | { id: number; digests: Uint8Array[] };
 
 export interface PooledResponse {
   status: number;
@@ -70,6 +79,12 @@ interface Pending {
   slot: SharedArrayBuffer | undefined;
 }
 
+/** A PUT body's copy in shared memory: the slot, and the view of the body in it. */
+export interface StagedBody {
+  slot: SharedArrayBuffer;
+  view: Uint8Array;
+}
+
 /** Most body slots kept for the next PUTs. */
 const KEPT_SLOTS = 32;
 /** Slot sizes are rounded up to this, so that bodies of about one size share slots. */
@@ -96,11 +111,11 @@ interface Thread {
   worker: Worker;
   inFlight: number;
   /** Jobs posted before the thread said it listens. */
-  waiting: HttpJob[] | undefined;
+  waiting: (HttpJob | HashJob)[] | undefined;
 }
 
 /** A job's transfer list: its spare buffer moves to the thread (no view of it here sees it any more). */
-const transferOf = (job: HttpJob): ArrayBuffer[] => (job.into ? [job.into] : []);
+const transferOf = (job: HttpJob | HashJob): ArrayBuffer[] => ("into" in job && job.into ? [job.into] : []);
 
 const PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"];
 
@@ -118,6 +133,8 @@ export class HttpThreads {
   private readonly threads: Thread[] = [];
   private readonly pending = new Map<number, Pending>();
   private readonly slots = new BodySlots();
+  /** Hash jobs on their way: each group's answer, and the thread it is on. */
+  private readonly hashing = new Map<number, { resolve(digests: Uint8Array[]): void; reject(e: unknown): void; thread: Thread }>();
   private nextId = 1;
 
   constructor(
@@ -136,11 +153,34 @@ export class HttpThreads {
     return this.send(job, { spares, slot: undefined });
   }
 
-  /** PUTs `body` to `url` with these (already signed) headers; `body` is copied before this returns. */
-  put(url: URL, headers: Record<string, string>, body: Uint8Array, timeoutMs: number): Promise<PooledResponse> {
+  /** A copy of a PUT's body in a slot, for its first attempt to send (put's `staged`) and to hash there first (md5Staged). */
+  stage(body: Uint8Array): StagedBody {
     const slot = this.slots.take(body.length);
     const view = new Uint8Array(slot, 0, body.length);
     view.set(body);
+    return { slot, view };
+  }
+
+  /** The MD5s of staged bodies (views that stage() returned), taken on an HTTP thread. */
+  md5Staged(views: Uint8Array[]): Promise<Uint8Array[]> {
+    const thread = this.leastBusy();
+    thread.inFlight++;
+    const job: HashJob = { id: this.nextId++, md5Of: views };
+    return new Promise((resolve, reject) => {
+      this.hashing.set(job.id, { resolve, reject, thread });
+      if (thread.waiting) thread.waiting.push(job);
+      else thread.worker.postMessage(job);
+    });
+  }
+
+  /**
+   * PUTs `body` to `url` with these (already signed) headers; `body` is copied before this returns,
+   * unless `staged` holds its copy already (once: its slot is free again after the answer).
+   */
+  put(url: URL, headers: Record<string, string>, body: Uint8Array, timeoutMs: number, staged?: StagedBody): Promise<PooledResponse> {
+    const slot = staged?.slot ?? this.slots.take(body.length);
+    const view = staged?.view ?? new Uint8Array(slot, 0, body.length);
+    if (!staged) view.set(body);
     const job = this.job("PUT", url, { ...headers, "content-length": String(body.length) }, timeoutMs);
     job.body = view;
     return this.send(job, { spares: undefined, slot });
@@ -176,9 +216,10 @@ export class HttpThreads {
   close(): void {
     for (const t of this.threads) t.worker.terminate();
     this.threads.length = 0;
-    for (const [id, p] of this.pending) {
+    for (const [id, p] of [...this.pending, ...this.hashing]) {
       p.reject(new HttpThreadError("the S3 client was closed", false));
       this.pending.delete(id);
+      this.hashing.delete(id);
     }
   }
 
@@ -207,9 +248,10 @@ export class HttpThreads {
       // have stopped in the middle of sending one); a new one is started for the next.
       const at = this.threads.indexOf(thread);
       if (at >= 0) this.threads.splice(at, 1);
-      for (const [id, p] of this.pending) {
+      for (const [id, p] of [...this.pending, ...this.hashing]) {
         if (p.thread !== thread) continue;
         this.pending.delete(id);
+        this.hashing.delete(id);
         p.reject(new HttpThreadError(`HTTP thread failed: ${e.message}`, false));
       }
     };
@@ -218,6 +260,13 @@ export class HttpThreads {
   }
 
   private answered(answer: HttpAnswer): void {
+    if ("digests" in answer) {
+      const h = this.hashing.get(answer.id);
+      if (!h) return;
+      this.hashing.delete(answer.id);
+      h.thread.inFlight--;
+      return h.resolve(answer.digests);
+    }
     const p = this.pending.get(answer.id);
     if (!p) return;
     this.pending.delete(answer.id);

@@ -2,7 +2,8 @@
  * An HTTP thread (see http-threads.ts): sends the requests it is given over keep-alive HTTP/1.1
  * connections of its own, reads each response into one buffer of its size, takes the body's CRC-32,
  * and hands the buffer back to the main thread (transferred, not copied). A PUT's body is written
- * to the socket from the shared memory the main thread put it in, without a copy here.
+ * to the socket from the shared memory the main thread put it in, without a copy here; its MD5 is
+ * taken here too when the main thread asks (a HashJob, groups of bodies in SIMD lanes).
  *
  * A request sent on a kept connection that the server had closed meanwhile gets no byte of answer:
  * it is sent again at once on a new connection (a GET changes nothing, and a PUT sends the same
@@ -13,7 +14,8 @@ import { runtime } from "../runtime/index.ts";
 import type { ClientConnection } from "../runtime/runtime.ts";
 import { messageOf } from "../errors.ts";
 import { ResponseReader, type ParsedResponse } from "./http1.ts";
-import type { HttpAnswer, HttpJob } from "./http-threads.ts";
+import type { HashJob, HttpAnswer, HttpJob } from "./http-threads.ts";
+import { hashGroupHere } from "../util/md5.ts";
 
 declare const self: Worker;
 
@@ -140,5 +142,9 @@ async function start(job: HttpJob, retried = false): Promise<void> {
   if (job.body) conn.stream.writeBorrowed(job.body);
 }
 
-self.onmessage = (event: MessageEvent<HttpJob>) => void start(event.data);
+self.onmessage = (event: MessageEvent<HttpJob | HashJob>) => {
+  const job = event.data;
+  if ("md5Of" in job) return void hashGroupHere(job.md5Of).then((digests) => reply({ id: job.id, digests }));
+  void start(job);
+};
 self.postMessage({ ready: true });

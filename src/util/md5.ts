@@ -8,7 +8,8 @@
  *   so a request for a digest waits a moment (WAIT_MS, nothing next to an upload's round trip) for
  *   others of the same length, and they are hashed together in SIMD lanes (md5x4.ts): half the CPU
  *   per block of the runtime's MD5. Fewer than three waiting are hashed one by one, natively and in
- *   turns (two lanes cost what two native hashes do).
+ *   turns (two lanes cost what two native hashes do). Where the HTTP threads run, the groups are
+ *   hashed there (http-threads.ts), off the main thread.
  */
 import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
@@ -23,6 +24,7 @@ const WORTH_LANES = 3;
 interface Waiting {
   data: Uint8Array;
   resolve(digest: Uint8Array): void;
+  reject(err: unknown): void;
 }
 
 /** The MD5 of `data` at once, in base64 (a Content-MD5 header's form). */
@@ -45,17 +47,38 @@ export async function md5InTurns(data: Uint8Array): Promise<Uint8Array> {
   return hash.digest();
 }
 
+/** How a group of inputs of one length is hashed: their digests, in order. */
+export type GroupHasher = (inputs: Uint8Array[]) => Promise<Uint8Array[]>;
+
+/**
+ * Hashes a group here: side by side in SIMD lanes when there are enough of them, a window of each
+ * per turn of the event loop (see md5InTurns); else one by one, natively and in turns.
+ */
+export function hashGroupHere(inputs: Uint8Array[]): Promise<Uint8Array[]> {
+  if (inputs.length < WORTH_LANES || !md5x4Available()) return Promise.all(inputs.map((data) => md5InTurns(data)));
+  const run = new Md5x4(inputs);
+  return new Promise((resolve) => {
+    const next = () => {
+      if (!run.step()) return setImmediate(next);
+      resolve(run.digests());
+    };
+    next();
+  });
+}
+
 export class Md5Batch {
   private readonly waiting = new Map<number, Waiting[]>();
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private readonly lanes = md5x4Available();
+
+  /** Groups are hashed by `hashGroup`: here by default, or on another thread. */
+  constructor(private readonly hashGroup: GroupHasher = hashGroupHere) {}
 
   /** The MD5 of `data`, which must not change until the promise settles. */
   digest(data: Uint8Array): Promise<Uint8Array> {
-    if (!this.lanes) return md5InTurns(data);
-    return new Promise((resolve) => {
+    if (this.hashGroup === hashGroupHere && !md5x4Available()) return md5InTurns(data);
+    return new Promise((resolve, reject) => {
       const group = this.waiting.get(data.length) ?? [];
-      group.push({ data, resolve });
+      group.push({ data, resolve, reject });
       if (group.length === LANES) {
         this.waiting.delete(data.length);
         this.hash(group);
@@ -74,17 +97,9 @@ export class Md5Batch {
   }
 
   private hash(group: Waiting[]): void {
-    if (group.length < WORTH_LANES) {
-      for (const w of group) void md5InTurns(w.data).then(w.resolve);
-      return;
-    }
-    // A window of each block per turn of the event loop (see md5InTurns).
-    const run = new Md5x4(group.map((w) => w.data));
-    const next = () => {
-      if (!run.step()) return setImmediate(next);
-      const digests = run.digests();
-      group.forEach((w, i) => w.resolve(digests[i]!));
-    };
-    next();
+    this.hashGroup(group.map((w) => w.data)).then(
+      (digests) => group.forEach((w, i) => w.resolve(digests[i]!)),
+      (err) => group.forEach((w) => w.reject(err)),
+    );
   }
 }

@@ -184,6 +184,19 @@ test("PUT bodies arrive whole with their length, several at once; the caller's b
   expect(new TextDecoder().decode(empty.body)).toBe(`0 ${md5(new Uint8Array(0))}`);
 });
 
+test("a staged PUT body is hashed on a thread (alone, or side by side) and sent from its copy, whatever the caller's bytes became", async () => {
+  for (const n of [1, 2, 3, 4]) {
+    const bodies = Array.from({ length: n }, (_, i) => pattern((1 << 20) - 512, 40 + i));
+    const expected = bodies.map((b) => `${b.length} ${md5(b)}`);
+    const staged = bodies.map((b) => pool.stage(b));
+    const digests = await pool.md5Staged(staged.map((s) => s.view));
+    expect(digests.map((d) => Buffer.from(d).toString("hex"))).toEqual(bodies.map((b) => md5(b)));
+    for (const b of bodies) b.fill(0); // the PUT sends the copy hashed
+    const answers = await Promise.all(bodies.map((b, i) => pool.put(new URL(`http://127.0.0.1:${http.port}/b/s`), {}, b, 5000, staged[i])));
+    expect(answers.map((a) => new TextDecoder().decode(a.body))).toEqual(expected);
+  }
+});
+
 /** A node:net server whose connections the test controls (pause, resume, answer); every byte each one received. */
 function netServer(onHead: (socket: NetSocket, received: () => number) => void): Promise<{ port: number; sockets: NetSocket[]; received: number[]; closed: Promise<void>[]; server: Server }> {
   const sockets: NetSocket[] = [];

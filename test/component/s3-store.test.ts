@@ -95,6 +95,18 @@ test("retries: 503/500 and dropped connections are retried until they succeed", 
   // (A broken connection is retried by us or, on a reused connection, by the runtime's fetch.)
 });
 
+test("PUTs retried while others run send their own bytes again (a first attempt's copy is freed with its answer)", async () => {
+  const { s3 } = store({ maxRetryPauseMs: 30_000 });
+  server.setFaults({ errorRate: 0.3, errorStatuses: [500, 503] });
+  for (let round = 0; server.counters.injectedErrors < 8; round++) {
+    await Promise.all(Array.from({ length: 16 }, (_, b) => s3.writeBlock(b, pattern(BS, 100 * round + b))));
+    server.setFaults({ errorRate: 0 });
+    for (let b = 0; b < 16; b++) expect(await s3.readBlock(b)).toEqual(pattern(BS, 100 * round + b));
+    server.setFaults({ errorRate: 0.3, errorStatuses: [500, 503] });
+  }
+  server.setFaults({ errorRate: 0 });
+});
+
 test("a body damaged in transit is never returned: it is fetched again", async () => {
   const prefix = `damaged${Date.now()}/`;
   const { s3 } = store({ prefix, maxRetryPauseMs: 30_000 }); // room for many retries: 0.5^n must not run out

@@ -11,7 +11,8 @@ import { delay } from "../../util/delay.ts";
 import { Backoff } from "../../util/backoff.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { RequestStats, type RequestKind } from "./request-stats.ts";
-import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable } from "../../http/http-threads.ts";
+import { defaultHttpThreads, HttpThreadError, HttpThreads, httpThreadsUsable, type StagedBody } from "../../http/http-threads.ts";
+import { hashGroupHere, Md5Batch } from "../../util/md5.ts";
 import type { BufferPool } from "../../memory/buffer-pool.ts";
 import { readInputFile } from "../../util/flag-paths.ts";
 import { ALGORITHM, amzDate, credentialScope, sign, signingKey, UNSIGNED_HEADERS, UNSIGNED_PAYLOAD } from "../../util/sigv4.ts";
@@ -52,6 +53,8 @@ export interface S3Request {
   validate?: (response: S3Response) => void | Promise<void>;
   /** Spare buffers a GET's body may be read into (through the HTTP threads). */
   spares?: BufferPool;
+  /** A PUT body's copy made when it was hashed (uploadMd5), sent by the first attempt; later ones copy `body` again. */
+  staged?: StagedBody;
 }
 
 export interface S3Response {
@@ -75,11 +78,26 @@ export class S3Client {
   private readonly fetchOptions: Record<string, unknown>;
   /** Object GETs and PUTs go through threads of their own where they can (http-threads.ts); everything else through fetch(). */
   private readonly threads: HttpThreads | undefined;
+  private readonly uploadMd5: Md5Batch;
 
   constructor(private readonly o: S3ClientOptions) {
     const ca = o.caFile ? readInputFile(`--cacert=${o.caFile}`, o.caFile) : undefined;
     this.fetchOptions = runtime.fetchOptions(o.insecure, ca);
     if (httpThreadsUsable()) this.threads = new HttpThreads(defaultHttpThreads(), { insecure: o.insecure, ca });
+    const threads = this.threads;
+    // A thread that failed meanwhile leaves the hashing to this one.
+    this.uploadMd5 = new Md5Batch(threads ? (views) => threads.md5Staged(views).catch(() => hashGroupHere(views)) : hashGroupHere);
+  }
+
+  /**
+   * The MD5 of a PUT's body (which must not change until the PUT has returned), taken on an HTTP
+   * thread where they run: the body is copied for its PUT first (`staged`, for the request) and
+   * the copy is hashed, so the digest is that of the bytes sent.
+   */
+  async uploadMd5Of(body: Uint8Array): Promise<{ digest: Uint8Array; staged?: StagedBody }> {
+    if (!this.threads) return { digest: await this.uploadMd5.digest(body) };
+    const staged = this.threads.stage(body);
+    return { digest: await this.uploadMd5.digest(staged.view), staged };
   }
 
   /** Ends the HTTP threads. */
@@ -162,7 +180,9 @@ export class S3Client {
       if (this.threads && req.method === "GET" && req.key !== "") {
         answer = await this.threads.get(new URL(url), headers ?? {}, this.o.timeoutMs, req.spares);
       } else if (this.threads && req.method === "PUT" && req.key !== "" && req.body) {
-        answer = await this.threads.put(new URL(url), headers ?? {}, req.body, this.o.timeoutMs);
+        const staged = req.staged;
+        req.staged = undefined; // its slot is free again once this attempt is answered
+        answer = await this.threads.put(new URL(url), headers ?? {}, req.body, this.o.timeoutMs, staged);
       } else {
         const response = await fetch(url, {
           method: req.method,

@@ -6,7 +6,7 @@
 import { Errno, FsError } from "../../errors.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
 import { blockName, parseBlockName } from "../block-names.ts";
-import { Md5Batch, md5InTurns } from "../../util/md5.ts";
+import { md5InTurns } from "../../util/md5.ts";
 import { ObjectRefused, type AcceptObject, type ObjectHead, type ObjectStore, type ObjectToStore, type StoredObject } from "../object-store.ts";
 import { DamagedBody, RetryableError, type S3Client, type S3Response } from "./s3-client.ts";
 import { decodeXml } from "../../util/xml.ts";
@@ -56,7 +56,6 @@ export class S3Store implements ObjectStore {
   readonly blockSize: number;
   numBlocks: number;
   readonly freshBodies = true; // every body is a new buffer
-  private readonly uploadMd5 = new Md5Batch();
   private readonly deleter: BulkDeleter;
   private readonly checks = new Counters(["GET bodies CRC-checked", "GET bodies MD5-hashed"] as const);
 
@@ -134,7 +133,8 @@ export class S3Store implements ObjectStore {
   /** Stores a block's object and returns the MD5 in hex of what is now stored. */
   async put(block: number, object: ObjectToStore): Promise<string> {
     const key = this.key(block);
-    const digest = object.md5 !== undefined ? Buffer.from(object.md5, "hex") : Buffer.from(await this.uploadMd5.digest(object.body));
+    const hashed = object.md5 !== undefined ? { digest: Buffer.from(object.md5, "hex"), staged: undefined } : await this.client.uploadMd5Of(object.body);
+    const digest = Buffer.from(hashed.digest);
     const crc = crc32ToBase64(runtime.crc32(object.body));
     const headers: Record<string, string> = {
       "content-type": BLOCK_CONTENT_TYPE,
@@ -146,7 +146,7 @@ export class S3Store implements ObjectStore {
     if (object.encoding) headers["content-encoding"] = object.encoding;
     if (object.hmac) headers[META_HMAC] = object.hmac;
     if (block === 0) Object.assign(headers, this.sizeHeaders());
-    const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: object.body, expect: [200] });
+    const r = await this.client.send({ method: "PUT", kind: "PUT", key, headers, body: object.body, staged: hashed.staged, expect: [200] });
     const hex = digest.toString("hex");
     const etag = unquote(r.headers.get("etag"));
     if (MD5_HEX.test(etag) && etag !== hex) {
