@@ -10,10 +10,9 @@
  *
  *   bun bench/before-after.ts OLD_BINARY NEW_BINARY [--runs=N] [--mib=N]     (as root)
  */
-import { spawn } from "bun";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { childCpu, ddRate, fio, run } from "./helpers.ts";
+import { bundledServer, childCpu, ddRate, fio, run } from "./helpers.ts";
 import { describeBuild, freshPageMicros, implausible, type MeasuredMount, startMount } from "./measured-mount.ts";
 
 const binaries = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -34,12 +33,8 @@ interface Result { write: number; writeCpu: number; writeFaults: number; coldIop
 const fio4k = (options: string[]) => fio(["--name=r", `--filename=${join(mnt, "file")}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", ...options]);
 
 async function once(binary: string, source: string): Promise<Result> {
-  const server = spawn([SERVER, "s3-server", "--port=0", "--access-key=BA", "--secret-key=before-after-secret", "--bucket=ba"], { stdout: "pipe", stderr: "inherit" });
-  const reader = server.stdout.getReader();
-  let said = "";
-  while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
-  const url = /http:\/\/\S+/.exec(said)![0];
-  const args = [`--baseURL=${url}`, "--accessId=BA", "--accessKey=before-after-secret", "--blockSize=1M", "--size=4G", "--listBlocks", "ba", mnt];
+  const server = await bundledServer(SERVER, "BA", "before-after-secret", "ba");
+  const args = [`--baseURL=${server.url}`, "--accessId=BA", "--accessKey=before-after-secret", "--blockSize=1M", "--size=4G", "--listBlocks", "ba", mnt];
   let m: MeasuredMount | undefined;
   try {
     // The write's CPU runs until the process has exited after umount: a program whose fsync returns
@@ -69,8 +64,7 @@ async function once(binary: string, source: string): Promise<Result> {
     return { write, writeCpu, writeFaults, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
   } finally {
     if (m) await m.stop().catch(() => m!.proc.kill());
-    server.kill();
-    await server.exited;
+    await server.stop();
   }
 }
 

@@ -43,6 +43,15 @@ export function childCpu(proc: Subprocess): number {
   return processCpu(proc.pid).seconds;
 }
 
+/** The bundled S3 server of `binary` in a process of its own, holding `bucket`: its URL, and how to stop it. */
+export async function bundledServer(binary: string, access: string, secret: string, bucket: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const server = spawn([binary, "s3-server", "--port=0", `--access-key=${access}`, `--secret-key=${secret}`, `--bucket=${bucket}`], { stdout: "pipe", stderr: "inherit" });
+  const reader = server.stdout.getReader();
+  let said = "";
+  while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
+  return { url: /http:\/\/\S+/.exec(said)![0], stop: async () => void (server.kill(), await server.exited) };
+}
+
 /** Waits until no live s3backer serves `mnt` (a zombie counts as gone: nothing reaps it here). */
 export async function waitGone(mnt: string): Promise<void> {
   for (;;) {

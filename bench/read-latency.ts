@@ -14,10 +14,9 @@
  *
  *   bun bench/read-latency.ts [--runs=N]        (as root)
  */
-import { spawn } from "bun";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "./helpers.ts";
+import { bundledServer, run } from "./helpers.ts";
 import { describeBuild, type MeasuredMount, startMount } from "./measured-mount.ts";
 
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -47,12 +46,8 @@ async function reads(atMiB: number): Promise<Latency> {
 }
 
 async function once(binary: string): Promise<{ idle: Latency; flush: Latency; syncSeconds: number }> {
-  const server = spawn([OURS, "s3-server", "--port=0", "--access-key=RL", "--secret-key=read-latency-secret", "--bucket=rl"], { stdout: "pipe", stderr: "inherit" });
-  const reader = server.stdout.getReader();
-  let said = "";
-  while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);
-  const url = /http:\/\/\S+/.exec(said)![0];
-  const args = [`--baseURL=${url}`, "--accessId=RL", "--accessKey=read-latency-secret", "--blockSize=1M", "--size=4G", "--listBlocks", ...EXTRA];
+  const server = await bundledServer(OURS, "RL", "read-latency-secret", "rl");
+  const args = [`--baseURL=${server.url}`, "--accessId=RL", "--accessKey=read-latency-secret", "--blockSize=1M", "--size=4G", "--listBlocks", ...EXTRA];
   let m: MeasuredMount | undefined;
   try {
     m = await startMount(binary, [...args, "rl", mnt], mnt);
@@ -78,8 +73,7 @@ async function once(binary: string): Promise<{ idle: Latency; flush: Latency; sy
     return { idle, flush, syncSeconds };
   } finally {
     if (m) await m.stop().catch(() => m!.proc.kill());
-    server.kill();
-    await server.exited;
+    await server.stop();
   }
 }
 
