@@ -1,6 +1,7 @@
 /**
  * Snapshots of a live disk and resizes, through real mounts: a snapshot taken while fio writes and
- * verifies; kill -9 of the mount (or of the command) in the middle of a snapshot leaves the old
+ * verifies and a writer whose every write is known writes records (helpers/snapshot-writer.py);
+ * kill -9 of the mount (or of the command) in the middle of a snapshot leaves the old
  * state or the new one, and no block ever reaches a layer after it was frozen; ext4 grown online
  * (losetup -c, resize2fs); an NBD client sees the new size at its next connection; an offline
  * shrink drops what lies past the end only with --force.
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { spawn } from "bun";
 import { S3Server } from "../../src/s3server/s3-server.ts";
 import { MemoryStorage, type ServerObject } from "../../src/s3server/objects.ts";
-import { BINARY, cleanupDisks, killHard, mountWith, pattern, runAsync, tempDir } from "../helpers/disk.ts";
+import { BINARY, cleanupDisks, killHard, mountWith, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
 import { cleanupNbd, serveNbd } from "../helpers/nbd.ts";
 import { ACCESS, SECRET, embeddedPeer, freshBucket, peerArgs } from "../helpers/s3.ts";
 import { seededRandom } from "../helpers/data.ts";
@@ -62,22 +63,60 @@ const fioArgs = (file: string, name: string, extra: string[]) => [
   "--do_verify=1", "--verify_state_save=0", "--randseed=4242", "--output-format=terse", ...extra,
 ];
 
-test("a snapshot taken while fio writes and verifies: the snapshot holds what was fsynced before it, nothing written after; the live disk's verification holds", async () => {
+const WRITER = join(import.meta.dir, "../helpers/snapshot-writer.py");
+
+/** Follows the writer's "wrote/fsynced/mark/done SEQ" lines: the last of each kind seen so far. */
+function follow(stdout: ReadableStream<Uint8Array>) {
+  const seen: Record<string, number> = {};
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of stdout) {
+      const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        const [kind, seq] = line.split(" ");
+        seen[kind!] = Number(seq);
+      }
+    }
+  })();
+  return { seen, done };
+}
+
+test("a snapshot taken while fio writes and verifies: the snapshot holds every write that returned before it began, none started after it returned; the live disk's verification holds", async () => {
+  const seed = Number(process.env.SEED ?? Date.now() % 100000);
+  console.log(`snapshot under load: writer seed ${seed}`);
   const bucket = await freshBucket(peer, "fiosnap");
   const dir = workDir("fiosnap");
   const disk = await mountWith([...peerArgs(peer), "--size=256M", "--blockSize=64k", `${bucket}/db`], join(dir, "db"), true);
   const before = ["--rw=write", "--bs=64k", "--offset=0", "--size=32M", "--end_fsync=1"];
   expect((await runAsync(fioArgs(disk.file, "before", before))).code).toBe(0);
 
-  const during = spawn(fioArgs(disk.file, "during", ["--rw=randwrite", "--bs=4k", "--offset=64M", "--size=24M", "--fsync=32"]), { stdout: "pipe", stderr: "pipe" });
-  children.push(during);
-  await Bun.sleep(1500);
-  expect(during.exitCode).toBeNull(); // still writing
+  // While fio writes and verifies its own region, the writer writes 4 KiB records whose every
+  // write is known (slot and sequence number) into 4 MiB at 128M, an fsync every 64 writes; none
+  // from write 320 until the snapshot returned, so only the snapshot's flush stores those.
+  const region = [String(128 << 20), "1024", String(seed)];
+  const mark = join(dir, "snapshot-returned");
+  const during = spawn(fioArgs(disk.file, "during", ["--rw=randwrite", "--bs=4k", "--offset=64M", "--size=24M", "--end_fsync=1"]), { stdout: "pipe", stderr: "pipe" });
+  const writer = spawn(["python3", WRITER, "write", disk.file, ...region, "64", "320", mark, "200"], { stdout: "pipe", stderr: "pipe" });
+  children.push(during, writer);
+  const { seen, done } = follow(writer.stdout);
+  await waitFor("the writer's first 400 writes", () => (seen.wrote ?? 0) >= 400 || writer.exitCode !== null);
+  expect(during.exitCode).toBeNull(); // both still writing
+  expect(writer.exitCode).toBeNull();
+  // Every write that returned before the snapshot began must be in it: the mount stores its dirty
+  // blocks first (fsynced ones were stored already). Writes started after it returned must not be.
+  const began = { wrote: seen.wrote!, fsynced: seen.fsynced ?? 0 };
   const snap = await s3backer(peer, "snapshot", `${bucket}/db`, `${bucket}/db@mid`);
+  await writeFile(mark, "");
   expect(snap.stderr).toMatch(/db@mid: snapshot taken; writes now go to db\/s3backer-layer-1\//);
   expect(snap.code).toBe(0);
   const code = await during.exited;
   expect(`${await new Response(during.stderr).text()} exit ${code} ${code ? await new Response(during.stdout).text() : ""}`).toBe(" exit 0 ");
+  expect(`${await new Response(writer.stderr).text()}exit ${await writer.exited}`).toBe("exit 0");
+  await done;
+  const returned = seen.mark!;
+  expect(returned).toBeGreaterThanOrEqual(began.wrote);
 
   // Written after the snapshot: only the live disk has it.
   await writeFile(join(dir, "after"), pattern(1 << 20, 9));
@@ -86,6 +125,14 @@ test("a snapshot taken while fio writes and verifies: the snapshot holds what wa
   // A read job verifies each block's checksummed header: what the sequential job fsynced before.
   const verified = await runAsync(fioArgs(ro.file, "before", ["--rw=read", "--bs=64k", "--offset=0", "--size=32M", "--readonly"]));
   expect(`${verified.stderr} exit ${verified.code}`).toBe(" exit 0");
+  const check = async (file: string, low: number, high: number, synced: number) => {
+    const r = await runAsync(["python3", WRITER, "check", file, ...region, String(low), String(high), String(synced)]);
+    expect(r.stderr).toBe("");
+    return JSON.parse(r.stdout) as { records: number; zeros: number; newer: number; unsynced: number; bad: number; problems: string[] };
+  };
+  const inSnapshot = await check(ro.file, began.wrote, returned, began.fsynced);
+  console.log(`writer at ${began.wrote} (fsynced ${began.fsynced}) when the snapshot began, ${returned} when it returned, ${seen.done} at the end; the snapshot: ${JSON.stringify(inSnapshot)}`);
+  expect(inSnapshot.problems).toEqual([]);
   const after = Buffer.alloc(1 << 20);
   const fd = await import("node:fs/promises").then((f) => f.open(ro.file, "r"));
   await fd.read(after, 0, after.length, 200 << 20);
@@ -93,6 +140,8 @@ test("a snapshot taken while fio writes and verifies: the snapshot holds what wa
   expect(after.equals(Buffer.alloc(1 << 20))).toBe(true);
   await ro.unmount();
   expect((await runAsync(fioArgs(disk.file, "before", [...before, "--verify_only"]))).code).toBe(0);
+  // The live disk holds every slot's last write.
+  expect((await check(disk.file, seen.done!, seen.done!, seen.done!)).problems).toEqual([]);
   await disk.unmount();
   const info = await s3backer(peer, "info", `${bucket}/db`);
   expect(info.stdout).toMatch(/snapshots +mid \(/);
