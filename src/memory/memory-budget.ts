@@ -93,12 +93,15 @@ export class MemoryBudget {
   }
 
   stats(): StatGroup {
+    const heap = runtime.heapBytes();
     return {
       layer: "process",
       values: [
         ["resident MiB", Math.round(this.residentBytes() / 2 ** 20)],
         ["peak resident MiB", Math.round(Math.max(this.peak, this.residentBytes()) / 2 ** 20)],
         ["memory budget MiB", Math.round(this.limit / 2 ** 20)],
+        ["heap objects MiB", Math.round(heap.objects / 2 ** 20)],
+        ["heap buffers MiB", Math.round(heap.buffers / 2 ** 20)],
         ["forced collections", this.collections, COUNTER],
         ["forced collection ms", Math.round(this.collectingMs), COUNTER],
       ],

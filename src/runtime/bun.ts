@@ -1,5 +1,6 @@
 /** The runtime adapter for Bun: libc through `bun:ffi`, workers from bundled modules. */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { heapStats } from "bun:jsc";
 import { readSync } from "node:fs";
 import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
@@ -187,6 +188,10 @@ export const bunRuntime: Runtime = {
   collectGarbage() {
     Bun.gc(true);
     return true;
+  },
+  heapBytes() {
+    const { heapSize, extraMemorySize } = heapStats();
+    return { objects: heapSize - extraMemorySize, buffers: extraMemorySize };
   },
   // Bun's allocator (mimalloc) gives memory freed back to the kernel after a moment. A mount that
   // streams blocks frees and allocates block-sized buffers all the time, and memory given back must

@@ -127,6 +127,10 @@ export const denoRuntime: Runtime = {
   writeAt,
   crc32,
   collectGarbage: () => false,
+  heapBytes() {
+    const { heapUsed, external } = process.memoryUsage();
+    return { objects: heapUsed, buffers: external };
+  },
   allocatorSettings: {},
   // Deno's fetch leaves a deflate body as it is.
   fetchOptions(insecure, ca) {

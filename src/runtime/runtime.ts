@@ -164,6 +164,8 @@ export interface Runtime {
   crc32(data: Uint8Array): number;
   /** Runs a full garbage collection now; false where the runtime offers no way to (Deno). */
   collectGarbage(): boolean;
+  /** The main thread's heap: bytes of JS objects, and bytes of buffers (ArrayBuffers) it holds. */
+  heapBytes(): { objects: number; buffers: number };
   /** argv to start this same program again (for the background daemon). */
   selfCommand(): string[];
   /**

@@ -97,3 +97,11 @@ test("a runtime that cannot collect (Deno): the budget stops checking at the fir
   expect(tries).toBe(1);
   expect(value(budget, "forced collections")).toBe(0);
 });
+
+test("the stats show the main thread's heap: at least the buffers it holds", () => {
+  const budget = new MemoryBudget(2 ** 50, rss, collect);
+  const held = Array.from({ length: 8 }, () => new Uint8Array(8 * 2 ** 20));
+  expect(value(budget, "heap buffers MiB")).toBeGreaterThanOrEqual(64);
+  expect(value(budget, "heap objects MiB")).toBeGreaterThan(0);
+  expect(held.length).toBe(8);
+});
