@@ -193,11 +193,12 @@ export const bunRuntime: Runtime = {
     const { heapSize, extraMemorySize } = heapStats();
     return { objects: heapSize - extraMemorySize, buffers: extraMemorySize };
   },
-  // Bun's allocator (mimalloc) gives memory freed back to the kernel after a moment. A mount that
+  // Bun's allocator (mimalloc) gives memory freed back to the kernel after 100 ms. A mount that
   // streams blocks frees and allocates block-sized buffers all the time, and memory given back must
-  // be faulted in again, which costs more CPU than moving the bytes: kept, it is reused at once.
-  // The process's resident size is held near its budget by the mount itself (memory-budget.ts).
-  allocatorSettings: { MIMALLOC_PURGE_DELAY: "-1" },
+  // be faulted in again, which costs more CPU than moving the bytes; what a stream frees is reused
+  // within milliseconds, so a second's delay keeps that, while memory left unused for longer goes
+  // back: a heap fragmented by random I/O or large NBD writes does not stay at its high-water mark.
+  allocatorSettings: { MIMALLOC_PURGE_DELAY: "1000" },
   exec(command, env) {
     return bunLibc.execve(command, env);
   },
