@@ -4,7 +4,7 @@
  * answered 500/503, 0-20 ms of latency), sampling the mount's resident size every 5 s. Prints the
  * samples, the peak, the spread over the last half (flat: within 10%), and the mount's stats at
  * the end. Extra arguments are flags for the mount; the environment passes to it (e.g.
- * MIMALLOC_PURGE_DELAY=100, to compare with the allocator giving freed memory back).
+ * MIMALLOC_PURGE_DELAY=-1, to compare with the allocator keeping all the memory it frees).
  *
  *   bun build.ts && bun bench/memory-soak.ts [SECONDS] [--blockSize=32k ...]
  */
@@ -43,7 +43,11 @@ try {
   const [lo, hi] = [Math.min(...lastHalf), Math.max(...lastHalf)];
   const stats = readFileSync(disk.stats, "utf8");
   console.log(`peak ${Math.max(...samples.map((x) => x.mib)).toFixed(0)} MiB; last ${seconds / 2} s: ${lo.toFixed(0)}-${hi.toFixed(0)} MiB (spread ${(((hi - lo) / lo) * 100).toFixed(1)}%)`);
-  console.log(stats.split("\n").filter((l) => /resident|budget|forced|blocks (cached|dirty|remembered)|errors|retries/.test(l)).join("\n"));
+  // Growth shows in the mean of each minute; the spread also holds the swings between collections.
+  const minutes = Map.groupBy(samples.filter((x) => x.s >= seconds / 2 && x.s <= seconds), (x) => Math.floor((x.s - seconds / 2) / 60));
+  const mean = (xs: { mib: number }[]) => xs.reduce((n, x) => n + x.mib, 0) / xs.length;
+  console.log(`last ${seconds / 2} s, mean of each minute: ${[...minutes.values()].map((xs) => mean(xs).toFixed(0)).join(", ")} MiB`);
+  console.log(stats.split("\n").filter((l) => /resident|budget|heap|forced|blocks (cached|dirty|remembered)|errors|retries/.test(l)).join("\n"));
   server.reset();
   await disk.unmount();
 } finally {
