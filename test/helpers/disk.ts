@@ -89,7 +89,12 @@ export async function mountWith(argsAndSource: string[], dir: string, keepDir: b
     file: join(mnt, "file"),
     stats: join(mnt, "stats"),
     async unmount() {
-      const u = await runAsync(["umount", mnt]);
+      // A loop device just detached lets go of the file a moment later: "busy" until then.
+      let u = await runAsync(["umount", mnt]);
+      for (let tries = 0; u.code !== 0 && /target is busy/.test(u.stderr) && tries < 50; tries++) {
+        await Bun.sleep(100);
+        u = await runAsync(["umount", mnt]);
+      }
       if (u.code !== 0) throw new Error(`umount ${mnt}: ${u.stderr}`);
       await waitFor("s3backer to exit", () => !pidAlive(pid));
       entry.running = false; // its temp dir goes after the test (which may still look at the blocks)
