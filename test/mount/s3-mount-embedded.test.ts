@@ -3,34 +3,18 @@
  * end to end, absent blocks, credentials from the environment, failing and slow servers, interrupts.
  * Everything here is async: the server lives in this process and must keep answering.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { readFile } from "node:fs/promises";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { BINARY, cleanupDisks, ddWrite, isMounted, mountWith, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
-import { embeddedPeer, freshBucket, peerArgs, rawClient, startEmbedded } from "../helpers/s3.ts";
+import { BINARY, ddWrite, isMounted, mountWith, pattern, runAsync, tempDir, waitFor } from "../helpers/disk.ts";
+import { freshBucket, peerArgs, rawClient } from "../helpers/s3.ts";
+import { embeddedSuite } from "../helpers/suite.ts";
 
-const server = startEmbedded();
-const embedded = embeddedPeer(server);
-const dirs: string[] = [];
-afterEach(async () => {
-  server.reset();
-  await cleanupDisks();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(() => {
-  server.stop();
-  rmSync(dirname(PASSWORD_FILE), { recursive: true, force: true });
-});
-
+const { server, peer: embedded, workDir } = embeddedSuite();
 const PASSWORD_FILE = join(tempDir("password"), "pw");
 writeFileSync(PASSWORD_FILE, "correct horse battery staple\n");
-
-function workDir(tag: string): string {
-  const d = tempDir(tag);
-  dirs.push(d);
-  return d;
-}
+afterAll(() => rmSync(dirname(PASSWORD_FILE), { recursive: true, force: true }));
 
 describe("embedded server only", () => {
   test("--encrypt with a cache file: cached blocks are checked against the decrypted objects on reload and kept", async () => {
