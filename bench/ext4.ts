@@ -1,33 +1,40 @@
 /**
  * The workload users run: ext4 on a loop device (--direct-io=on) on the mount, against the bundled
  * server in this process (so every client's requests are counted alike), and against Ceph RGW too
- * when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set (scripts/rgw.sh). Per row and phase:
- * the time, the PUT/GET/DELETE requests (the bundled server's count), and the CPU-seconds of the
- * mount process (its own rusage: it runs in the foreground as our child) and of the server (for
- * RGW: its radosgw, OSD and monitor processes):
- *   copy    a tree of 9,349 small files and one 256 MiB file (~500 MB), cp -a, then sync, then
- *           umount of ext4, the loop device and the mount, until the process has exited (each
- *           step's seconds are printed with the round, and for the sync the CPU-seconds the
- *           machine left idle: the kernel sends nothing while a flush waits for the uploads);
+ * when S3_RGW_URL/S3_RGW_ACCESS_KEY/S3_RGW_SECRET_KEY are set (scripts/rgw.sh). For each tree
+ * (--tree=synthetic|real|both, see ext4-trees.ts), a row of its own on a fresh bucket and ext4;
+ * per row and phase: the time, the PUT/GET/DELETE requests (the bundled server's count), and the
+ * CPU-seconds of the mount process (its own rusage: it runs in the foreground as our child) and of
+ * the server (for RGW: its radosgw, OSD and monitor processes):
+ *   copy    the tree, cp -a, then sync, then umount of ext4, the loop device and the mount, until
+ *           the process has exited (each step's seconds are printed with the round, and for the
+ *           sync the CPU-seconds the machine left idle: the kernel sends nothing while a flush
+ *           waits for the uploads);
  *   cold    a fresh mount, the tree read back with tar;
- *   fio     4 KiB random read/write, 4 jobs, O_DIRECT, 10 s, on a file inside the ext4.
+ *   fio     4 KiB random read/write, 4 jobs, O_DIRECT, 10 s, on a file inside the ext4 (in the
+ *           last tree's row only: it does not depend on the tree).
  * Rows take turns, --runs=N rounds (3); medians and ranges. Rows: ours (dist/s3backer), Debian's
  * s3backer (/usr/bin/s3backer) when installed, and upstream's when UPSTREAM_S3BACKER=/path/to/it.
  * Extra flags for ours: OURS_FLAGS="--minWriteDelay=0 ...".
  *
- *   bun bench/ext4.ts [--runs=N] [--no-debian]        (as root)
+ *   bun bench/ext4.ts [--runs=N] [--tree=synthetic|real|both] [--no-debian]        (as root)
  */
 import { spawn, type Subprocess } from "bun";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { AwsClient } from "aws4fetch";
 import { join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
-import { seededRandom } from "../test/helpers/data.ts";
-import { childCpu, fio, idleCpu, processCpu, removeBucket, run } from "./helpers.ts";
+import { describe, makeTrees, TREE_NAMES, type Tree, type TreeName } from "./ext4-trees.ts";
+import { childCpu, fio, idleCpu, median, processCpu, removeBucket, run } from "./helpers.ts";
 
-const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
+const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const fail = (line: string): never => (console.error(line), process.exit(2));
+const RUNS = Number(flag("runs") ?? 3);
+if (!Number.isInteger(RUNS) || RUNS < 1) fail(`--runs=${flag("runs")}: expected a whole number of rounds, 1 or more`);
+const TREE = flag("tree") ?? "both";
+const TREES = TREE === "both" ? TREE_NAMES : TREE_NAMES.filter((name) => name === TREE);
+if (TREES.length === 0) fail(`--tree=${TREE}: expected synthetic, real or both`);
 const work = "/dev/shm/s3b-ext4bench";
-const tree = join(work, "tree");
 const ACCESS = "EXT4BENCH";
 const SECRET = "ext4-bench-secret";
 const GEOMETRY = ["--blockSize=1M", "--size=4G"];
@@ -36,22 +43,6 @@ interface Client { name: string; binary: string; flags: string[] }
 const clients: Client[] = [{ name: "ours", binary: join(import.meta.dir, "../dist/s3backer"), flags: ["--listBlocks", ...(process.env.OURS_FLAGS ?? "").split(" ").filter(Boolean)] }];
 if (process.env.UPSTREAM_S3BACKER) clients.push({ name: "upstream", binary: process.env.UPSTREAM_S3BACKER, flags: ["--listBlocks"] });
 if (existsSync("/usr/bin/s3backer") && !process.argv.includes("--no-debian")) clients.push({ name: "Debian 1.5.4", binary: "/usr/bin/s3backer", flags: ["--listBlocks"] });
-
-/** The source tree: deterministic, on tmpfs, made once. */
-async function makeTree(): Promise<number> {
-  const random = seededRandom(1);
-  let bytes = 0;
-  for (let d = 0; d < 100; d++) mkdirSync(join(tree, `d${d}`), { recursive: true });
-  for (let f = 0; f < 9349; f++) {
-    const size = 1024 + Math.floor(random() * 48 * 1024);
-    const data = new Uint8Array(size);
-    for (let i = 0; i < size; i += 4096) data[i] = Math.floor(random() * 256);
-    writeFileSync(join(tree, `d${f % 100}`, `f${f}`), data);
-    bytes += size;
-  }
-  await run(["dd", "if=/dev/urandom", `of=${join(tree, "big.bin")}`, "bs=1M", "count=256", "status=none"]);
-  return bytes + 256 * 2 ** 20;
-}
 
 /** A server the rows run against. */
 interface Target {
@@ -131,8 +122,9 @@ async function phase(t: Target, body: () => Promise<void>, proc: Subprocess, pro
   return { seconds, puts: count("PUT"), gets: count("GET"), deletes: count("DELETE"), mountCpu: childCpu(proc) - procCpuBefore, serverCpu: t.cpu() - s0 };
 }
 
-async function row(t: Target, c: Client, round: number): Promise<Record<string, Phase>> {
-  const bucket = `ext4-${c.name.replace(/[^a-z0-9]/gi, "").toLowerCase()}-${round}-${Date.now()}`;
+/** One tree on a fresh bucket and ext4: copy until exited, cold tar after a fresh mount, and fio if asked. */
+async function row(t: Target, c: Client, tree: Tree, round: number, withFio: boolean): Promise<Record<string, Phase>> {
+  const bucket = `ext4-${c.name.replace(/[^a-z0-9]/gi, "").toLowerCase()}-${tree.name}-${round}-${Date.now()}`;
   await t.createBucket(bucket);
   const mnt = join(work, "mnt");
   const fs = join(work, "fs");
@@ -152,7 +144,7 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
     steps.push(`${name} ${((performance.now() - started) / 1000).toFixed(1)}${showIdle ? ` (idle ${(idleCpu() - idle).toFixed(1)} CPU-s)` : ""}`);
   };
   phases.copy = await phase(t, async () => {
-    await step("cp", () => run(["cp", "-a", `${tree}/.`, fs]));
+    await step("cp", () => run(["cp", "-a", `${tree.path}/.`, fs]));
     await step("sync", () => run(["sync"]), true);
     await step("umount ext4", () => run(["umount", fs]));
     await step("exit", async () => {
@@ -169,12 +161,14 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
   writeFileSync("/proc/sys/vm/drop_caches", "3");
   before = childCpu(proc);
   phases.cold = await phase(t, async () => void (await run(["sh", "-c", `tar -C ${fs} -cf - . | wc -c`])), proc, before);
-  before = childCpu(proc);
-  phases.fio = await phase(t, async () => {
-    const job = await fio(["--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
-      "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10"]);
-    iops.push([`${t.name}\0${c.name}`, Math.round(job.read.iops + job.write.iops)]);
-  }, proc, before);
+  if (withFio) {
+    before = childCpu(proc);
+    phases.fio = await phase(t, async () => {
+      const job = await fio(["--name=r", `--filename=${join(fs, "fio.bin")}`, "--rw=randrw", "--bs=4k", "--numjobs=4", "--size=64M",
+        "--direct=1", "--ioengine=psync", "--time_based", "--runtime=10"]);
+      iops.push([`${t.name}\0${c.name}`, Math.round(job.read.iops + job.write.iops)]);
+    }, proc, before);
+  }
   await run(["umount", fs]);
   await run(["losetup", "-d", loop]);
   await run(["umount", mnt]);
@@ -185,37 +179,37 @@ async function row(t: Target, c: Client, round: number): Promise<Record<string, 
 
 const iops: [string, number][] = [];
 rmSync(work, { recursive: true, force: true });
-const treeBytes = await makeTree();
-console.log(`tree: 9,350 files, ${(treeBytes / 1e6).toFixed(0)} MB; ${RUNS} rounds, rows in turns; servers: ${targets.map((t) => t.name).join(", ")} (bundled: in this process)\n`);
+const trees = await makeTrees(work, TREES);
+console.log(`${trees.map(describe).join("\n")}\n${RUNS} rounds, rows in turns; servers: ${targets.map((t) => t.name).join(", ")} (bundled: in this process)\n`);
 const results = new Map<string, Record<string, Phase>[]>();
+const requests = (p: Phase) => (Number.isNaN(p.puts) ? "" : `, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE`);
 for (let round = 0; round < RUNS; round++) {
   for (const t of targets) {
-    // Each round starts at another row: the first row after a pause is often the slowest.
-    for (let i = 0; i < clients.length; i++) {
-      const c = clients[(i + round) % clients.length]!;
-      const phases = await row(t, c, round);
-      const key = `${t.name}\0${c.name}`;
-      results.set(key, [...(results.get(key) ?? []), phases]);
-      const requests = (p: Phase) => (Number.isNaN(p.puts) ? "" : `, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE`);
-      console.log(`round ${round + 1} ${t.name} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s${p.steps ? ` [${p.steps}]` : ""} (mount ${p.mountCpu.toFixed(1)} CPU-s${requests(p)})`).join("; ")}`);
+    for (const tree of trees) {
+      // Each round starts at another row: the first row after a pause is often the slowest.
+      for (let i = 0; i < clients.length; i++) {
+        const c = clients[(i + round) % clients.length]!;
+        const phases = await row(t, c, tree, round, tree === trees.at(-1));
+        const key = `${t.name}\0${tree.name}\0${c.name}`;
+        results.set(key, [...(results.get(key) ?? []), phases]);
+        console.log(`round ${round + 1} ${t.name} ${tree.name} ${c.name}: ${Object.entries(phases).map(([k, p]) => `${k} ${p.seconds.toFixed(1)} s${p.steps ? ` [${p.steps}]` : ""} (mount ${p.mountCpu.toFixed(1)} CPU-s${requests(p)})`).join("; ")}`);
+      }
     }
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const fmt = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
-const GiB = treeBytes / 2 ** 30;
-console.log("\n| server | row | copy until exited (s) | mount CPU-s/GiB copied | server CPU-s/GiB | cold tar (s) | mount CPU-s/GiB read | fio IOPS | PUT / GET / DELETE (copy) |");
-console.log("|---|---|---|---|---|---|---|---|---|");
+console.log("\n| server | tree | row | copy until exited (s) | mount CPU-s, per GiB | server CPU-s/GiB | PUT / GET / DELETE | cold tar (s) | mount CPU-s, per GiB | GET / PUT | fio IOPS |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const [key, rs] of results) {
-  const [target, name] = key.split("\0");
+  const [target, treeName, name] = key.split("\0") as [string, TreeName, string];
+  const GiB = trees.find((tree) => tree.name === treeName)!.shape.bytes / 2 ** 30;
   const col = (k: string, f: (p: Phase) => number) => rs.map((r) => f(r[k]!));
-  const fioOf = iops.filter(([n]) => n === key).map(([, v]) => v);
-  const counts = Number.isNaN(rs[0]!.copy!.puts) ? "-" : `${median(col("copy", (p) => p.puts))} / ${median(col("copy", (p) => p.gets))} / ${median(col("copy", (p) => p.deletes))}`;
-  console.log(`| ${target} | ${name} | ${fmt(col("copy", (p) => p.seconds))} | ${fmt(col("copy", (p) => p.mountCpu / GiB), 2)} | ${fmt(col("copy", (p) => p.serverCpu / GiB), 2)} | ${fmt(col("cold", (p) => p.seconds))} | ${fmt(col("cold", (p) => p.mountCpu / GiB), 2)} | ${fmt(fioOf, 0)} | ${counts} |`);
+  const cpu = (k: string) => `${fmt(col(k, (p) => p.mountCpu))}, ${(median(col(k, (p) => p.mountCpu)) / GiB).toFixed(2)}`;
+  const counts = (k: string, of: ("puts" | "gets" | "deletes")[]) => (Number.isNaN(rs[0]![k]!.puts) ? "-" : of.map((n) => median(col(k, (p) => p[n]))).join(" / "));
+  const fioOf = rs.some((r) => r.fio) ? fmt(iops.filter(([n]) => n === `${target}\0${name}`).map(([, v]) => v), 0) : "-";
+  console.log(`| ${target} | ${treeName} | ${name} | ${fmt(col("copy", (p) => p.seconds))} | ${cpu("copy")} | ${fmt(col("copy", (p) => p.serverCpu / GiB), 2)} | ` +
+    `${counts("copy", ["puts", "gets", "deletes"])} | ${fmt(col("cold", (p) => p.seconds))} | ${cpu("cold")} | ${counts("cold", ["gets", "puts"])} | ${fioOf} |`);
 }
 await server.stop();
 rmSync(work, { recursive: true, force: true });

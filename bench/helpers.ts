@@ -1,4 +1,4 @@
-/** What the benchmarks share: running a command, reading dd's and fio's figures, CPU time and idle time, waiting for a daemon to go. */
+/** What the benchmarks share: running a command, a median, reading dd's and fio's figures, CPU time and idle time, waiting for a daemon to go. */
 import { spawn, type Subprocess } from "bun";
 import { readFileSync } from "node:fs";
 
@@ -7,6 +7,13 @@ export async function run(cmd: string[], env?: Record<string, string>): Promise<
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   if (code !== 0) throw new Error(`${cmd.join(" ")}: exit ${code}: ${err}`);
   return out + err;
+}
+
+/** The median of some figures (the mean of the middle two for an even count; 0 for none). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /** MB/s of a dd run that copied `mib` MiB. */
