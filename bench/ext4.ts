@@ -180,7 +180,7 @@ async function row(t: Target, c: Client, tree: Tree, round: number, withFio: boo
 const iops: [string, number][] = [];
 rmSync(work, { recursive: true, force: true });
 const trees = await makeTrees(work, TREES);
-console.log(`${trees.map(describe).join("\n")}\n${RUNS} rounds, rows in turns; servers: ${targets.map((t) => t.name).join(", ")} (bundled: in this process)\n`);
+console.log(`${trees.map(describe).join("\n")}\n${RUNS} round${RUNS === 1 ? "" : "s"}, rows in turns; servers: ${targets.map((t) => t.name).join(", ")} (bundled: in this process)\n`);
 const results = new Map<string, Record<string, Phase>[]>();
 const requests = (p: Phase) => (Number.isNaN(p.puts) ? "" : `, ${p.puts} PUT ${p.gets} GET ${p.deletes} DELETE`);
 for (let round = 0; round < RUNS; round++) {
