@@ -50,9 +50,9 @@ export function childCpu(proc: Subprocess): number {
   return processCpu(proc.pid).seconds;
 }
 
-/** The bundled S3 server of `binary` in a process of its own, holding `bucket`: its URL, and how to stop it. */
-export async function bundledServer(binary: string, access: string, secret: string, bucket: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const server = spawn([binary, "s3-server", "--port=0", `--access-key=${access}`, `--secret-key=${secret}`, `--bucket=${bucket}`], { stdout: "pipe", stderr: "inherit" });
+/** The bundled S3 server of `binary` in a process of its own (holding `bucket` if given): its URL, and how to stop it. */
+export async function bundledServer(binary: string, access: string, secret: string, bucket?: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const server = spawn([binary, "s3-server", "--port=0", `--access-key=${access}`, `--secret-key=${secret}`, ...(bucket ? [`--bucket=${bucket}`] : [])], { stdout: "pipe", stderr: "inherit" });
   const reader = server.stdout.getReader();
   let said = "";
   while (!/http:\/\/\S+/.test(said)) said += new TextDecoder().decode((await reader.read()).value);

@@ -19,8 +19,7 @@
 import { AwsClient } from "aws4fetch";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawn } from "bun";
-import { childCpu, ddRate, fio, removeBucket, run } from "./helpers.ts";
+import { bundledServer, childCpu, ddRate, fio, removeBucket, run } from "./helpers.ts";
 import { describeBuild, freshPageMicros, implausible, startMount } from "./measured-mount.ts";
 
 const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
@@ -117,13 +116,8 @@ interface Server { url: string; stop(): Promise<void> }
 // The bundled server runs as a user runs it: a process of its own, objects in memory, and a fresh
 // one for each row (a server already holding the rows before it would slow the rows after).
 async function startBundled(): Promise<Server> {
-  const child = spawn([OURS, "s3-server", "--port=0", "--access-key=BENCH", "--secret-key=bench-secret"], { stdout: "pipe", stderr: "inherit" });
-  const reader = child.stdout.getReader();
-  let text = "";
-  while (!/listening on (\S+)/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
-  reader.releaseLock();
-  const url = /listening on (\S+)/.exec(text)![1]!.replace(/\/?$/, "/");
-  return { url, stop: async () => { child.kill(); await child.exited; } };
+  const { url, stop } = await bundledServer(OURS, "BENCH", "bench-secret");
+  return { url: url.replace(/\/?$/, "/"), stop };
 }
 
 const targets: { name: string; access: string; secret: string; open(): Promise<Server> }[] = [

@@ -15,7 +15,7 @@ import { AwsClient } from "aws4fetch";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "bun";
-import { childCpu, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
+import { bundledServer, childCpu, processCpu, removeBucket, run, waitGone } from "./helpers.ts";
 
 const MIB = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 1024);
 const RUNS = Number(/^--runs=(\d+)$/.exec(process.argv.find((a) => a.startsWith("--runs=")) ?? "")?.[1] ?? 3);
@@ -94,13 +94,8 @@ const source = join(work, "source.bin");
 await run(["dd", "if=/dev/urandom", `of=${source}`, "bs=1M", `count=${MIB}`]);
 
 async function bundled(): Promise<{ peer: Peer; stop(): Promise<void> }> {
-  const child = spawn([OURS, "s3-server", "--port=0", "--access-key=BENCH", "--secret-key=bench-secret"], { stdout: "pipe", stderr: "inherit" });
-  const reader = child.stdout.getReader();
-  let text = "";
-  while (!/listening on (\S+)/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
-  reader.releaseLock();
-  const url = /listening on (\S+)/.exec(text)![1]!.replace(/\/?$/, "/");
-  return { peer: { name: "bundled server", url, access: "BENCH", secret: "bench-secret" }, stop: async () => { child.kill(); await child.exited; } };
+  const { url, stop } = await bundledServer(OURS, "BENCH", "bench-secret");
+  return { peer: { name: "bundled server", url: url.replace(/\/?$/, "/"), access: "BENCH", secret: "bench-secret" }, stop };
 }
 
 const servers = [bundled];
