@@ -47,7 +47,7 @@ async function encryptedDisk(maxRetryPauseMs: number) {
 test("another block's body and headers for 3 answers, then the right one: the read asks again and gets its own bytes", async () => {
   const { codec, retries } = await encryptedDisk(5000);
   const before = retries();
-  proxy.set({ keyPattern: /\/00000002$/, swap: 1, swapHeaders: true, swapLimit: 3 });
+  proxy.set({ keyPattern: /\/00000002$/, swap: 1, swapHeaders: true, limit: 3 });
   expect(await codec.readBlock(2)).toEqual(pattern(BS, 3));
   expect(proxy.fired.swap).toBe(3);
   expect(retries() - before).toBe(3);

@@ -38,8 +38,8 @@ export interface ProxyFaults {
   swap: number;
   /** Swapped bodies come with the other key's headers (its ETag: only the content can tell). */
   swapHeaders: boolean;
-  /** At most this many swaps, then answers are healthy again (a transient fault). */
-  swapLimit: number;
+  /** At most this many swaps, truncations and wrong lengths each, then answers are healthy again (a transient fault). */
+  limit: number;
   /** After a PUT or DELETE of a key, GET and HEAD of it answer the version from before, this long. */
   staleMs: number;
   /** Per key of a DeleteObjects request: answered with an <Error> entry, and not deleted. */
@@ -51,7 +51,7 @@ export interface ProxyFaults {
 }
 
 export const NO_PROXY_FAULTS: ProxyFaults = {
-  truncate: 0, wrongLength: 0, reset: 0, status503: 0, delay: 0, delayMs: 0, swap: 0, swapHeaders: false, swapLimit: Infinity,
+  truncate: 0, wrongLength: 0, reset: 0, status503: 0, delay: 0, delayMs: 0, swap: 0, swapHeaders: false, limit: Infinity,
   staleMs: 0, deleteErrors: 0, outage: "none", keyPattern: undefined, targetPattern: undefined,
 };
 
@@ -275,7 +275,7 @@ export class FaultProxy {
       return false;
     }
     if (req.method === "GET" && r.status === 200 && key !== "" && !req.headers.has("range")) {
-      const other = affected && this.fired.swap < f.swapLimit && this.roll(f.swap) ? this.another(key, r.body.length) : undefined;
+      const other = affected && this.fired.swap < f.limit && this.roll(f.swap) ? this.another(key, r.body.length) : undefined;
       this.remember(key, r);
       if (other) {
         this.fired.swap++;
@@ -288,13 +288,13 @@ export class FaultProxy {
   /** Writes the answer, damaged as the faults say; false when the connection must go. */
   private answer(socket: net.Socket, method: string, r: ParsedResponse, affected = false): boolean {
     const f = this.faults;
-    if (affected && r.body.length > 1 && this.roll(f.truncate)) {
+    if (affected && r.body.length > 1 && this.fired.truncate < f.limit && this.roll(f.truncate)) {
       this.fired.truncate++;
       const whole = responseBytes(r, method, r.body);
       socket.end(whole.subarray(0, whole.length - Math.ceil(r.body.length / 2)));
       return false;
     }
-    if (affected && r.body.length > 1 && this.roll(f.wrongLength)) {
+    if (affected && r.body.length > 1 && this.fired.wrongLength < f.limit && this.roll(f.wrongLength)) {
       this.fired.wrongLength++;
       const off = 1 + Math.floor(this.random() * (r.body.length - 1));
       socket.end(responseBytes(r, method, r.body, this.random() < 0.5 ? r.body.length - off : r.body.length + off));

@@ -101,7 +101,7 @@ test("a punched hole with no block cache: its blocks go in one DeleteObjects req
 test("DeleteObjects answers that fail some keys, or break off: every key is deleted in the end, none stays behind silently", async () => {
   const proxy = await FaultProxy.start({ upstream: peer.url, credentials: { accessKey: peer.accessKey, secretKey: peer.secretKey } });
   try {
-    for (const faults of [{ deleteErrors: 0.3 }, { deleteErrors: 0.3, wrongLength: 0.5, keyPattern: undefined, targetPattern: /\?delete/ }]) {
+    for (const faults of [{ deleteErrors: 0.3 }, { deleteErrors: 0.3, wrongLength: 1, limit: 4, keyPattern: undefined, targetPattern: /\?delete/ }]) {
       const bucket = await freshBucket(peer, "perkey");
       const disk = await mountWith([...peerArgs(peer), "--size=16M", "--blockSize=4k", bucket], work("perkey"), true);
       expect((await runAsync(["dd", "if=/dev/urandom", `of=${disk.file}`, "bs=4k", "count=2500", "conv=notrunc,fsync", "status=none"])).code).toBe(0);

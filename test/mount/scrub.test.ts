@@ -163,7 +163,7 @@ test("faults on the way (bodies swapped or cut for a few answers) are not taken 
   try {
     const viaProxy = { ...embedded, url: proxy.url };
     const scrub = (...more: string[]) => runAsync([BINARY, "scrub", ...peerArgs(viaProxy), "--quiet", "--initialRetryPause=10", ...flags, ...more, bucket]);
-    proxy.set({ keyPattern: /^[0-9a-f]{8}$/, swap: 0.2, swapHeaders: true, swapLimit: 6 });
+    proxy.set({ keyPattern: /^[0-9a-f]{8}$/, swap: 0.2, swapHeaders: true, limit: 6 });
     const swapped = await scrub();
     expect(proxy.fired.swap).toBe(6);
     expect(swapped.stdout).toBe("");
