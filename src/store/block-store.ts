@@ -76,8 +76,21 @@ export const DONE: Promise<void> = Promise.resolve();
  */
 export const ZERO_WRITES_IN_FLIGHT = 4096;
 
+const zeroBlocks = new Map<number, Uint8Array>();
+
+/**
+ * The one all-zero block of this size, which the layers answer for blocks that hold nothing.
+ * Nothing writes into it or pools it; `isAllZero` knows it without reading its bytes.
+ */
+export function zeroBlock(size: number): Uint8Array {
+  let zero = zeroBlocks.get(size);
+  if (!zero) zeroBlocks.set(size, (zero = new Uint8Array(size)));
+  return zero;
+}
+
 /** True when every byte is zero; reads four bytes at a time where the alignment allows. */
 export function isAllZero(data: Uint8Array): boolean {
+  if (zeroBlocks.get(data.length) === data) return true;
   let i = 0;
   if (data.byteOffset % 4 === 0) {
     const words = new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2);

@@ -8,7 +8,7 @@
  * block-store.ts). A hit is answered without an async function: at tens of thousands of requests
  * a second, the garbage of one per call is what the collector spends its time on.
  */
-import { isAllZero, type BlockStore } from "../block-store.ts";
+import { isAllZero, zeroBlock, type BlockStore } from "../block-store.ts";
 import { type CacheCounters, type Entries, type Entry, IN_FILE } from "./entries.ts";
 import type { Room } from "./lending.ts";
 import { ReadAhead, type ReadAheadHost } from "./read-ahead.ts";
@@ -39,7 +39,7 @@ export class ReadPath implements ReadAheadHost {
     this.entries = host.entries;
     this.counters = host.counters;
     this.check = host.check;
-    this.zero = new Uint8Array(host.inner.blockSize);
+    this.zero = zeroBlock(host.inner.blockSize);
     this.ahead = new ReadAhead(host.o.readAhead, host.o.readAheadTrigger, host.inner.numBlocks, this);
   }
 

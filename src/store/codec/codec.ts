@@ -17,7 +17,7 @@ import { md5Hex } from "../../util/md5.ts";
 import { DataError } from "../../errors.ts";
 import type { VerifiedStore } from "../block-store.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
-import { isAllZero } from "../block-store.ts";
+import { isAllZero, zeroBlock } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { readPartOf, writePartOf } from "../partial.ts";
 import { ObjectRefused, type ObjectStore, type ObjectToStore, type StoredObject } from "../../object/object-store.ts";
@@ -47,7 +47,7 @@ export class Codec implements VerifiedStore {
     private readonly o: CodecOptions,
   ) {
     this.blockSize = inner.blockSize;
-    this.zero = new Uint8Array(inner.blockSize);
+    this.zero = zeroBlock(inner.blockSize);
   }
 
   /** The object store's: a disk may grow while in use. */

@@ -31,7 +31,7 @@
 import { Errno, FsError } from "../../errors.ts";
 import type { VerifiedStore } from "../block-store.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
-import { isAllZero } from "../block-store.ts";
+import { isAllZero, zeroBlock } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 import { delay } from "../../util/delay.ts";
@@ -94,7 +94,7 @@ export class ConsistencyGuard extends Layer<VerifiedStore> {
     private readonly o: ConsistencyGuardOptions,
   ) {
     super(inner);
-    this.zero = new Uint8Array(inner.blockSize);
+    this.zero = zeroBlock(inner.blockSize);
   }
 
   /** The block's entry, unless it expired (then it is forgotten). */

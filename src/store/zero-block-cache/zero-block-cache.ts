@@ -11,7 +11,7 @@
  */
 import type { BlockStore } from "../block-store.ts";
 import type { StatGroup } from "../../util/stat-group.ts";
-import { isAllZero } from "../block-store.ts";
+import { isAllZero, zeroBlock } from "../block-store.ts";
 import { Counters } from "../../util/counters.ts";
 import { Layer } from "../layer.ts";
 
@@ -32,7 +32,7 @@ export class ZeroBlockCache extends Layer {
   constructor(inner: BlockStore) {
     super(inner);
     this.zeroBits = new Uint8Array(Math.ceil(inner.numBlocks / 8));
-    this.zero = new Uint8Array(inner.blockSize);
+    this.zero = zeroBlock(inner.blockSize);
   }
 
   /**
