@@ -2,7 +2,8 @@
  * Two builds of s3backer (or ours and upstream's) side by side, rows in turns, for "not slower than before": a sequential
  * O_DIRECT write with fsync; after a fresh mount, cold 4 KiB random reads one at a time (fio,
  * O_DIRECT, 6 s: each waits for its block, so this is the latency of a fetch through the mount);
- * after another, a cold O_DIRECT read, and fio 4 KiB random read/write (4 jobs, O_DIRECT, 8 s),
+ * after another, a cold O_DIRECT read, a read as long of blocks never written (the zero-block
+ * path: no request), and fio 4 KiB random read/write (4 jobs, O_DIRECT, 8 s),
  * each against a fresh bundled server in a process of its own
  * (1 MiB blocks, --size=4G --listBlocks). Prints every round, then medians and ranges with the
  * mount's CPU-seconds per GiB (the write's until the process has exited after umount), each
@@ -27,7 +28,7 @@ const work = "/dev/shm/s3b-before-after";
 const SERVER = join(import.meta.dir, "../dist/s3backer");
 const mnt = join(work, "mnt");
 
-interface Result { write: number; writeCpu: number; writeFaults: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; iops: number }
+interface Result { write: number; writeCpu: number; writeFaults: number; coldIops: number; coldIopsCpu: number; read: number; readCpu: number; zeroRead: number; zeroReadCpu: number; iops: number }
 
 /** fio's 4 KiB O_DIRECT I/O for a time on the mount's file. */
 const fio4k = (options: string[]) => fio(["--name=r", `--filename=${join(mnt, "file")}`, "--bs=4k", "--direct=1", "--ioengine=psync", "--time_based", ...options]);
@@ -54,6 +55,9 @@ async function once(binary: string, source: string): Promise<Result> {
     cpu = childCpu(m.proc);
     const read = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `count=${MIB}`, "iflag=direct"]), MIB);
     const readCpu = ((childCpu(m.proc) - cpu) * 1024) / MIB;
+    cpu = childCpu(m.proc);
+    const zeroRead = ddRate(await run(["dd", `if=${join(mnt, "file")}`, "of=/dev/null", "bs=1M", `skip=${MIB}`, `count=${MIB}`, "iflag=direct"]), MIB);
+    const zeroReadCpu = ((childCpu(m.proc) - cpu) * 1024) / MIB;
     const job = await fio4k(["--rw=randrw", "--numjobs=4", "--size=128M", "--offset_increment=128M", "--runtime=8"]);
     await m.stop();
     m = undefined;
@@ -61,7 +65,7 @@ async function once(binary: string, source: string): Promise<Result> {
       const why = implausible(figure);
       if (why) console.warn(`WARNING ${binary} ${what}: ${why}`);
     }
-    return { write, writeCpu, writeFaults, coldIops, coldIopsCpu, read, readCpu, iops: Math.round(job.read.iops + job.write.iops) };
+    return { write, writeCpu, writeFaults, coldIops, coldIopsCpu, read, readCpu, zeroRead, zeroReadCpu, iops: Math.round(job.read.iops + job.write.iops) };
   } finally {
     if (m) await m.stop().catch(() => m!.proc.kill());
     await server.stop();
@@ -80,7 +84,7 @@ for (let round = 0; round < RUNS; round++) {
     const which = (i + round) % binaries.length; // each round starts at the other build
     const r = await once(binaries[which]!, source);
     results[which]!.push(r);
-    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB until exit, ${Math.round(r.writeFaults / 1000)}k faults/GiB), cold 4 KiB one at a time ${r.coldIops} IOPS (${r.coldIopsCpu.toFixed(2)} CPU-s), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
+    console.log(`round ${round + 1} ${binaries[which]}: write ${r.write.toFixed(0)} MB/s (${r.writeCpu.toFixed(2)} CPU-s/GiB until exit, ${Math.round(r.writeFaults / 1000)}k faults/GiB), cold 4 KiB one at a time ${r.coldIops} IOPS (${r.coldIopsCpu.toFixed(2)} CPU-s), cold read ${r.read.toFixed(0)} MB/s (${r.readCpu.toFixed(2)} CPU-s/GiB), never-written read ${r.zeroRead.toFixed(0)} MB/s (${r.zeroReadCpu.toFixed(2)} CPU-s/GiB), fio ${r.iops} IOPS`);
   }
 }
 pageCost.push(freshPageMicros());
@@ -90,9 +94,9 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const fmt = (xs: number[], d = 0) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
-console.log("\n| build | write MB/s | CPU-s/GiB until exit | faults/GiB | cold 4 KiB reads, one at a time, IOPS | CPU-s | cold read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|---|---|---|");
+console.log("\n| build | write MB/s | CPU-s/GiB until exit | faults/GiB | cold 4 KiB reads, one at a time, IOPS | CPU-s | cold read MB/s | CPU-s/GiB | never-written read MB/s | CPU-s/GiB | fio IOPS |\n|---|---|---|---|---|---|---|---|---|---|---|");
 binaries.forEach((b, i) => {
   const rs = results[i]!;
-  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.writeFaults / 1000))}k | ${fmt(rs.map((r) => r.coldIops))} | ${fmt(rs.map((r) => r.coldIopsCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
+  console.log(`| ${b} | ${fmt(rs.map((r) => r.write))} | ${fmt(rs.map((r) => r.writeCpu), 2)} | ${fmt(rs.map((r) => r.writeFaults / 1000))}k | ${fmt(rs.map((r) => r.coldIops))} | ${fmt(rs.map((r) => r.coldIopsCpu), 2)} | ${fmt(rs.map((r) => r.read))} | ${fmt(rs.map((r) => r.readCpu), 2)} | ${fmt(rs.map((r) => r.zeroRead))} | ${fmt(rs.map((r) => r.zeroReadCpu), 2)} | ${fmt(rs.map((r) => r.iops))} |`);
 });
 rmSync(work, { recursive: true, force: true });
