@@ -2,13 +2,15 @@
  * NBD mode against FUSE + loop device, on the bundled S3 server in this process, rows in turns:
  * fio writes 1 GiB sequentially (1 MiB requests, 8 in flight, flushed at the end), reads it back
  * after a fresh start, then 4 KiB random reads and writes for 10 s. Prints MB/s, IOPS and the
- * server process's CPU-seconds per GiB, as medians and ranges.
+ * server process's CPU-seconds per GiB, as medians and ranges. With UPSTREAM_S3BACKER set (the
+ * binary in upstream's built source tree), upstream's nbdkit plugin from that tree is a row too
+ * (`nbdkit -f -U SOCKET .libs/nbdkit-s3backer-plugin.so ...`, the process measured being nbdkit).
  *
- *   bun build.ts && bun bench/nbd.ts [--runs=3]
+ *   bun build.ts && [UPSTREAM_S3BACKER=.../s3backer] bun bench/nbd.ts [--runs=3]
  */
 import { spawn, type Subprocess } from "bun";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { S3Server } from "../src/s3server/s3-server.ts";
 import { childCpu, fio, run } from "./helpers.ts";
 
@@ -22,6 +24,12 @@ const server = new S3Server({ credentials: { [ACCESS]: { secretAccessKey: SECRET
 server.start();
 const creds = [`--baseURL=${server.url}`, `--accessId=${ACCESS}`, `--accessKey=${SECRET}`];
 
+const UPSTREAM = process.env.UPSTREAM_S3BACKER;
+const PLUGIN = UPSTREAM && join(dirname(UPSTREAM), ".libs/nbdkit-s3backer-plugin.so");
+if (PLUGIN && !exists(PLUGIN)) throw new Error(`${PLUGIN}: not built (upstream's configure builds it when nbdkit's headers are installed)`);
+type Kind = "nbd" | "fuse+loop" | "upstream nbdkit";
+const KINDS: Kind[] = PLUGIN ? ["nbd", "fuse+loop", "upstream nbdkit"] : ["nbd", "fuse+loop"];
+
 interface Target {
   proc: Subprocess;
   /** fio's arguments that point at the disk. */
@@ -34,6 +42,19 @@ const mnt = join(work, "mnt");
 
 async function startNbd(bucket: string): Promise<Target> {
   const proc = spawn([BINARY, "-f", "--nbd", ...creds, ...GEOMETRY, bucket, `unix:${socket}`], { stdout: "ignore", stderr: "pipe" });
+  await waitUntil(() => exists(socket), proc);
+  return {
+    proc,
+    fio: ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`],
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+async function startUpstreamNbd(bucket: string): Promise<Target> {
+  const proc = spawn(["nbdkit", "-f", "-U", socket, PLUGIN!, `baseURL=${server.url}`, `accessId=${ACCESS}`, `accessKey=${SECRET}`, `bucket=${bucket}`, "blockSize=1M", "size=2G", "listBlocks=true"], { stdout: "ignore", stderr: "pipe" });
   await waitUntil(() => exists(socket), proc);
   return {
     proc,
@@ -60,14 +81,14 @@ async function startFuse(bucket: string): Promise<Target> {
   };
 }
 
-const exists = (path: string) => {
+function exists(path: string): boolean {
   try {
     readFileSync(path);
     return true;
   } catch (err) {
     return (err as { code?: string }).code !== "ENOENT";
   }
-};
+}
 
 async function waitUntil(cond: () => boolean, proc: Subprocess): Promise<void> {
   const until = Date.now() + 60_000;
@@ -84,10 +105,11 @@ async function fioOn(target: Target, args: string[]): Promise<{ bw: number; iops
 
 type Row = { write: number; writeCpu: number; read: number; readCpu: number; iops: number };
 
-async function row(kind: "nbd" | "fuse+loop", round: number): Promise<Row> {
-  const bucket = `nbd-${kind === "nbd" ? "nbd" : "fuse"}-${round}`;
+async function row(kind: Kind, round: number): Promise<Row> {
+  const bucket = `nbd-${kind.replace(/\W/g, "")}-${round}`;
   server.objects.createBucket(bucket);
-  const start = kind === "nbd" ? startNbd : startFuse;
+  const start = kind === "nbd" ? startNbd : kind === "fuse+loop" ? startFuse : startUpstreamNbd;
+  rmSync(socket, { force: true });
   let t = await start(bucket);
   const seq = ["--bs=1M", "--size=1G", "--iodepth=8"];
   // Until durable: fio's last fsync, then the process flushes and exits.
@@ -98,6 +120,7 @@ async function row(kind: "nbd" | "fuse+loop", round: number): Promise<Row> {
   const write = 1024 * 2 ** 20 / ((performance.now() - w0) / 1000) / 1e6;
   const writeCpu = childCpu(t.proc) - cpu0;
 
+  rmSync(socket, { force: true });
   t = await start(bucket);
   cpu0 = childCpu(t.proc);
   const read = (await fioOn(t, [...seq, "--rw=read"])).bw;
@@ -112,7 +135,8 @@ rmSync(work, { recursive: true, force: true });
 mkdirSync(mnt, { recursive: true });
 const results = new Map<string, Row[]>();
 for (let round = 0; round < RUNS; round++) {
-  for (const kind of round % 2 ? (["fuse+loop", "nbd"] as const) : (["nbd", "fuse+loop"] as const)) {
+  for (let i = 0; i < KINDS.length; i++) {
+    const kind = KINDS[(i + round) % KINDS.length]!; // each round starts at another row
     const r = await row(kind, round);
     results.set(kind, [...(results.get(kind) ?? []), r]);
     console.error(`round ${round + 1} ${kind}: ${JSON.stringify(r)}`);
@@ -126,7 +150,9 @@ for (const [kind, rows] of results) {
   const col = (k: keyof Row, d = 0) => fmt(rows.map((r) => r[k]), d);
   console.log(`| ${kind} | ${col("write")} | ${col("writeCpu", 2)} | ${col("read")} | ${col("readCpu", 2)} | ${col("iops")} |`);
 }
-const ratio = (k: keyof Row) => (median(results.get("nbd")!.map((r) => r[k])) / median(results.get("fuse+loop")!.map((r) => r[k]))).toFixed(2);
-console.log(`\nnbd / fuse+loop: write ${ratio("write")}x, cold read ${ratio("read")}x, randrw ${ratio("iops")}x`);
+const ratio = (k: keyof Row, to: Kind) => (median(results.get("nbd")!.map((r) => r[k])) / median(results.get(to)!.map((r) => r[k]))).toFixed(2);
+for (const to of KINDS.slice(1)) {
+  console.log(`\nnbd / ${to}: write ${ratio("write", to)}x, cold read ${ratio("read", to)}x, randrw ${ratio("iops", to)}x; CPU-s/GiB written ${ratio("writeCpu", to)}x, read ${ratio("readCpu", to)}x`);
+}
 server.stop();
 rmSync(work, { recursive: true, force: true });
