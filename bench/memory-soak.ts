@@ -2,8 +2,8 @@
  * Memory soak: fio random reads and writes (4 KiB, 16 in flight, over 512 MiB of a new 1 GiB disk)
  * on a mount for SECONDS (default 600) against the bundled server with faults (2% of requests
  * answered 500/503, 0-20 ms of latency), sampling the mount's resident size every 5 s. Prints the
- * samples, the peak, the spread over the last half (flat: within 10%), and the mount's stats at
- * the end. Extra arguments are flags for the mount; the environment passes to it (e.g.
+ * samples, the peak, the spread over the last half (flat: within 10%), the mount's CPU per I/O,
+ * and its stats at the end. Extra arguments are flags for the mount; the environment passes to it (e.g.
  * MIMALLOC_PURGE_DELAY=-1, to compare with the allocator keeping all the memory it frees).
  *
  *   bun build.ts && bun bench/memory-soak.ts [SECONDS] [--blockSize=32k ...]
@@ -13,6 +13,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { cleanupDisks, mountWith, tempDir } from "../test/helpers/disk.ts";
 import { embeddedPeer, freshBucket, peerArgs, startEmbedded } from "../test/helpers/s3.ts";
 import { resident } from "../test/helpers/nbd-flood.ts";
+import { processCpu } from "./helpers.ts";
 
 const seconds = Number(process.argv[2] ?? 600);
 const flags = process.argv.slice(3);
@@ -29,6 +30,7 @@ try {
     "--ioengine=libaio", "--iodepth=16", "--direct=1", "--time_based", `--runtime=${seconds}`, "--randrepeat=0", "--output-format=terse",
   ], { stdout: "pipe", stderr: "pipe" });
   const started = performance.now();
+  const cpu0 = processCpu(disk.pid).seconds;
   const samples: { s: number; mib: number }[] = [];
   console.log(`mount at rest: ${(resident(disk.pid) / MIB).toFixed(0)} MiB; fio randrw 4k x16 for ${seconds} s, 2% errors (flags: ${flags.join(" ") || "defaults"})`);
   while (fio.exitCode === null) {
@@ -37,8 +39,11 @@ try {
     samples.push({ s, mib: resident(disk.pid) / MIB });
     if (samples.length % 12 === 0) console.log(samples.slice(-12).map((x) => `${x.s}s ${x.mib.toFixed(0)}`).join("  "));
   }
+  const cpu = processCpu(disk.pid).seconds - cpu0;
   const terse = (await new Response(fio.stdout).text()).split(";");
   console.log(`fio exit ${fio.exitCode}: read IOPS ${terse[7]}, write IOPS ${terse[48]}; server injected ${server.counters.injectedErrors} errors`);
+  const ios = (Number(terse[7]) + Number(terse[48])) * seconds;
+  console.log(`mount CPU: ${cpu.toFixed(1)} s (${((cpu / seconds) * 100).toFixed(0)}% of a core), ${((cpu * 1000) / ios).toFixed(2)} ms per I/O`);
   const lastHalf = samples.filter((x) => x.s >= seconds / 2).map((x) => x.mib);
   const [lo, hi] = [Math.min(...lastHalf), Math.max(...lastHalf)];
   const stats = readFileSync(disk.stats, "utf8");
