@@ -46,6 +46,12 @@ const MAX_PER_TURN = 32;
  * falls behind the writes it has to store, and the next flush waits for all of them.
  */
 const MAX_BYTES_PER_TURN = 2 * 2 ** 20;
+/**
+ * While the main thread sleeps until a reader posts, it looks at the readers' count this often
+ * anyway: a wake-up the runtime lost (Atomics.waitAsync's promise not settling) costs this long
+ * instead of hanging every request behind it.
+ */
+const IDLE_CHECK_MS = 100;
 
 /** Slot states in `slotState`: free, or owned by its reader (being read into, or holding a request not yet answered). */
 export const SLOT_FREE = 0;
@@ -111,6 +117,8 @@ export class DeviceReaders {
   readonly noDirectDoor: string | undefined;
   private lastRequest = 0;
   private ended = false;
+  /** Bumped at each wake-up: a wait or check of an earlier sleep then does nothing. */
+  private sleeps = 0;
 
   constructor(
     private readonly fd: number,
@@ -233,12 +241,23 @@ export class DeviceReaders {
       this.wake();
       return;
     }
+    const sleep = this.sleeps;
+    const resume = () => {
+      if (sleep === this.sleeps) this.wake();
+    };
     const wait = Atomics.waitAsync(this.signals, POSTED, posted);
-    if (!wait.async) this.wake();
-    else void wait.value.then(this.wake);
+    if (!wait.async) return resume();
+    void wait.value.then(resume);
+    const check = () => {
+      if (sleep !== this.sleeps || this.ended) return;
+      if (Atomics.load(this.signals, POSTED) === posted) return void setTimeout(check, IDLE_CHECK_MS).unref?.();
+      resume();
+    };
+    setTimeout(check, IDLE_CHECK_MS).unref?.();
   };
 
   private readonly wake = (): void => {
+    this.sleeps++;
     this.lastRequest = performance.now();
     if (this.direct) this.setParked(true);
     setImmediate(this.poll);
