@@ -40,8 +40,10 @@ interface Target {
 const socket = join(work, "socket");
 const mnt = join(work, "mnt");
 
-async function startNbd(bucket: string): Promise<Target> {
-  const proc = spawn([BINARY, "-f", "--nbd", ...creds, ...GEOMETRY, bucket, `unix:${socket}`], { stdout: "ignore", stderr: "pipe" });
+/** An NBD server on `socket` (ours or upstream's nbdkit), stopped with SIGTERM. */
+async function startNbdServer(command: string[]): Promise<Target> {
+  rmSync(socket, { force: true }); // the last server's, if it left it: "exists" must mean this one listens
+  const proc = spawn(command, { stdout: "ignore", stderr: "pipe" });
   await waitUntil(() => exists(socket), proc);
   return {
     proc,
@@ -53,18 +55,9 @@ async function startNbd(bucket: string): Promise<Target> {
   };
 }
 
-async function startUpstreamNbd(bucket: string): Promise<Target> {
-  const proc = spawn(["nbdkit", "-f", "-U", socket, PLUGIN!, `baseURL=${server.url}`, `accessId=${ACCESS}`, `accessKey=${SECRET}`, `bucket=${bucket}`, "blockSize=1M", "size=2G", "listBlocks=true"], { stdout: "ignore", stderr: "pipe" });
-  await waitUntil(() => exists(socket), proc);
-  return {
-    proc,
-    fio: ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`],
-    async stop() {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
-}
+const startNbd = (bucket: string) => startNbdServer([BINARY, "-f", "--nbd", ...creds, ...GEOMETRY, bucket, `unix:${socket}`]);
+const startUpstreamNbd = (bucket: string) =>
+  startNbdServer(["nbdkit", "-f", "-U", socket, PLUGIN!, `baseURL=${server.url}`, `accessId=${ACCESS}`, `accessKey=${SECRET}`, `bucket=${bucket}`, "blockSize=1M", "size=2G", "listBlocks=true"]);
 
 async function startFuse(bucket: string): Promise<Target> {
   const proc = spawn([BINARY, "-f", ...creds, ...GEOMETRY, bucket, mnt], { stdout: "ignore", stderr: "pipe" });
@@ -109,7 +102,6 @@ async function row(kind: Kind, round: number): Promise<Row> {
   const bucket = `nbd-${kind.replace(/\W/g, "")}-${round}`;
   server.objects.createBucket(bucket);
   const start = kind === "nbd" ? startNbd : kind === "fuse+loop" ? startFuse : startUpstreamNbd;
-  rmSync(socket, { force: true });
   let t = await start(bucket);
   const seq = ["--bs=1M", "--size=1G", "--iodepth=8"];
   // Until durable: fio's last fsync, then the process flushes and exits.
@@ -120,7 +112,6 @@ async function row(kind: Kind, round: number): Promise<Row> {
   const write = 1024 * 2 ** 20 / ((performance.now() - w0) / 1000) / 1e6;
   const writeCpu = childCpu(t.proc) - cpu0;
 
-  rmSync(socket, { force: true });
   t = await start(bucket);
   cpu0 = childCpu(t.proc);
   const read = (await fioOn(t, [...seq, "--rw=read"])).bw;
