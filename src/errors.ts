@@ -23,13 +23,18 @@ export const Errno = {
   EFBIG: 27,
   ENOSPC: 28,
   ESPIPE: 29,
+  EPIPE: 32,
   EROFS: 30,
   ERANGE: 34,
   ENOSYS: 38,
   ENODATA: 61,
   EPROTO: 71,
   EOPNOTSUPP: 95,
+  ENETUNREACH: 101,
+  ECONNRESET: 104,
   ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
 } as const;
 
 /** A filesystem-level failure with the errno the kernel should see. */

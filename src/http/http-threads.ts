@@ -20,6 +20,7 @@ import { runtime } from "../runtime/index.ts";
 import type { ClientTls } from "../runtime/runtime.ts";
 import { requestBytes } from "./http1.ts";
 import type { BufferPool } from "../memory/buffer-pool.ts";
+import { jobPosted } from "./plain-connections.ts";
 
 /** What the main thread asks of an HTTP thread. */
 export interface HttpJob {
@@ -112,6 +113,20 @@ interface Thread {
   inFlight: number;
   /** Jobs posted before the thread said it listens. */
   waiting: (HttpJob | HashJob)[] | undefined;
+  /** How to wake the thread when it waits in poll(2) on plain sockets (see plain-connections.ts). */
+  wake: { fd: number; signals: Int32Array } | undefined;
+}
+
+/** What a thread says once it listens. */
+interface Ready {
+  ready: true;
+  wake: Thread["wake"];
+}
+
+/** Posts a job to a thread that listens. */
+function post(thread: Thread, job: HttpJob | HashJob): void {
+  thread.worker.postMessage(job, transferOf(job));
+  if (thread.wake) jobPosted(runtime.plainSockets!, thread.wake.signals, thread.wake.fd);
 }
 
 /** A job's transfer list: its spare buffer moves to the thread (no view of it here sees it any more). */
@@ -169,7 +184,7 @@ export class HttpThreads {
     return new Promise((resolve, reject) => {
       this.hashing.set(job.id, { resolve, reject, thread });
       if (thread.waiting) thread.waiting.push(job);
-      else thread.worker.postMessage(job);
+      else post(thread, job);
     });
   }
 
@@ -208,7 +223,7 @@ export class HttpThreads {
     return new Promise((resolve, reject) => {
       this.pending.set(job.id, { resolve, reject, thread, ...keep });
       if (thread.waiting) thread.waiting.push(job);
-      else thread.worker.postMessage(job, transferOf(job));
+      else post(thread, job);
     });
   }
 
@@ -231,13 +246,14 @@ export class HttpThreads {
 
   private start(): Thread {
     const worker = runtime.startWorker("http/http.worker.ts");
-    const thread: Thread = { worker, inFlight: 0, waiting: [] };
+    const thread: Thread = { worker, inFlight: 0, waiting: [], wake: undefined };
     // The threads must not keep the process alive (the mount's end decides that).
     (worker as Worker & { unref?: () => void }).unref?.();
-    worker.onmessage = (e: MessageEvent<HttpAnswer | { ready: true }>) => {
+    worker.onmessage = (e: MessageEvent<HttpAnswer | Ready>) => {
       const data = e.data;
       if ("ready" in data) {
-        for (const job of thread.waiting ?? []) worker.postMessage(job, transferOf(job));
+        thread.wake = data.wake;
+        for (const job of thread.waiting ?? []) post(thread, job);
         thread.waiting = undefined;
         return;
       }

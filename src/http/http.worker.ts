@@ -16,6 +16,9 @@ import { messageOf } from "../errors.ts";
 import { ResponseReader, type ParsedResponse } from "./http1.ts";
 import type { HashJob, HttpAnswer, HttpJob } from "./http-threads.ts";
 import { hashGroupHere } from "../util/md5.ts";
+import { PlainLoop } from "./plain-connections.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 
 declare const self: Worker;
 
@@ -38,11 +41,16 @@ interface Running {
 
 /** Kept connections, per server, idle. */
 const idle = new Map<string, Connection[]>();
+/** Requests being answered (the plain sockets are polled only while there are some). */
+let inFlight = 0;
+/** Plain HTTP on sockets this thread polls itself, where the runtime has them. */
+const plain = runtime.plainSockets && new PlainLoop(runtime.plainSockets, () => inFlight > 0);
 
 const reply = (answer: HttpAnswer, transfer: ArrayBuffer[] = []) => self.postMessage(answer, transfer);
 
 function finish(conn: Connection, run: Running): void {
   clearTimeout(run.timer);
+  if (conn.current === run) inFlight--;
   conn.current = undefined;
 }
 
@@ -84,11 +92,21 @@ function received(conn: Connection, chunk: Uint8Array): void {
   } catch (err) {
     return fail(conn, run, messageOf(err));
   }
-  if (!done) return;
+  if (done) completed(conn, run, done.response, done.used < chunk.length);
+}
+
+/** Bytes received straight into the body (plain sockets: see plain-connections.ts). */
+function receivedInPlace(conn: Connection, length: number): void {
+  const run = conn.current!;
+  const response = run.reader.bodyFilled(length);
+  if (response) completed(conn, run, response, false);
+}
+
+/** `extra`: bytes came after the response, which no request asked for. */
+function completed(conn: Connection, run: Running, response: ParsedResponse, extra: boolean): void {
   finish(conn, run);
-  const { response, used } = done;
   answer(run, response);
-  if (response.close || used < chunk.length || run.job.close || conn.stream!.queuedBytes > 0) return drop(conn);
+  if (response.close || extra || run.job.close || conn.stream!.queuedBytes > 0) return drop(conn);
   conn.reused = true;
   const list = idle.get(conn.key) ?? [];
   list.push(conn);
@@ -114,6 +132,14 @@ function closed(conn: Connection, why: string): void {
   answer(run, response);
 }
 
+/** A name's address for plain sockets: IPv4 first (one address is tried, and a name may have an IPv6 one the server does not listen on). */
+async function addressOf(host: string): Promise<string> {
+  const all = await lookup(host, { all: true });
+  const chosen = all.find((a) => a.family === 4) ?? all[0];
+  if (!chosen) throw new Error(`${host}: no address`);
+  return chosen.address;
+}
+
 async function start(job: HttpJob, retried = false): Promise<void> {
   const key = `${job.host}:${job.port}:${job.tls ? "tls" : ""}`;
   const kept = idle.get(key)?.pop();
@@ -126,12 +152,22 @@ async function start(job: HttpJob, retried = false): Promise<void> {
     timer: job.timeoutMs > 0 ? setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs) : undefined,
   };
   conn.current = run;
+  inFlight++;
   if (!conn.stream) {
+    const session = () => ({
+      data: (chunk: Uint8Array) => received(conn, chunk),
+      closed: (why: string) => closed(conn, why),
+      space: () => conn.current?.reader.bodySpace(),
+      filled: (length: number) => receivedInPlace(conn, length),
+    });
     try {
-      conn.stream = await runtime.connectStream!(job.host, job.port, job.tls, () => ({
-        data: (chunk) => received(conn, chunk),
-        closed: (why) => closed(conn, why),
-      }));
+      if (plain && !job.tls) {
+        const ip = isIP(job.host) ? job.host : await addressOf(job.host);
+        if (conn.current !== run) return; // timed out while looking up the name
+        conn.stream = plain.connect(ip, job.port, session);
+      } else {
+        conn.stream = await runtime.connectStream!(job.host, job.port, job.tls, session);
+      }
     } catch (err) {
       if (conn.current === run) fail(conn, run, messageOf(err));
       return;
@@ -140,11 +176,13 @@ async function start(job: HttpJob, retried = false): Promise<void> {
   }
   conn.stream.write(job.request);
   if (job.body) conn.stream.writeBorrowed(job.body);
+  if (plain && !job.tls) plain.start();
 }
 
 self.onmessage = (event: MessageEvent<HttpJob | HashJob>) => {
+  plain?.jobTaken();
   const job = event.data;
   if ("md5Of" in job) return void hashGroupHere(job.md5Of).then((digests) => reply({ id: job.id, digests }));
   void start(job);
 };
-self.postMessage({ ready: true });
+self.postMessage({ ready: true, wake: plain && { fd: plain.wakeFd, signals: plain.signals } });

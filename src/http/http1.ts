@@ -69,6 +69,20 @@ export class ResponseReader {
   }
 
 
+  /** Where the next bytes of a body of known length can be received directly (`bodyFilled` then), else undefined. */
+  bodySpace(): Uint8Array | undefined {
+    const f = this.framing;
+    return f?.kind === "length" && f.left > 0 ? this.body.subarray(this.filled, this.filled + f.left) : undefined;
+  }
+
+  /** `n` bytes were received into `bodySpace()`: the response once it is whole. */
+  bodyFilled(n: number): ParsedResponse | undefined {
+    const f = this.framing as { kind: "length"; left: number };
+    this.filled += n;
+    f.left -= n;
+    return f.left === 0 ? this.result() : undefined;
+  }
+
   /** Feeds bytes; the response once it is whole, else undefined. Throws on a malformed response. */
   push(chunk: Uint8Array): { response: ParsedResponse; used: number } | undefined {
     let at = 0;

@@ -7,21 +7,23 @@ import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, PollArgs, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { connectStream, listenStream } from "./bun-stream.ts";
 import { readAt, writeAt } from "./positioned-io.ts";
+import { bunPlainSockets } from "./bun-plain-sockets.ts";
 
 
 /** glibc's name first, then musl's (the musl build of the binary). */
 const LIBC_NAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
 
+const libcName = LIBC_NAMES.find((n) => {
+  try {
+    dlopen(n, {}).close();
+    return true;
+  } catch {
+    return false;
+  }
+}) ?? LIBC_NAMES[0]!;
+
 function openLibc() {
-  const name = LIBC_NAMES.find((n) => {
-    try {
-      dlopen(n, {}).close();
-      return true;
-    } catch {
-      return false;
-    }
-  }) ?? LIBC_NAMES[0]!;
-  const { symbols } = dlopen(name, {
+  const { symbols } = dlopen(libcName, {
     mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
@@ -177,6 +179,7 @@ export const bunRuntime: Runtime = {
   },
   listenStream,
   connectStream,
+  plainSockets: bunPlainSockets(libcName),
   readSync(fd, buffer) {
     return readSync(fd, buffer, 0, buffer.length, null);
   },

@@ -119,7 +119,44 @@ export interface ClientConnection extends StreamConnection {
 export interface StreamSession {
   data(chunk: Uint8Array): void;
   closed(why: string): void;
+  /**
+   * Where the next bytes may be received to directly (a response body of known length), so that they
+   * are not copied from a chunk; `filled` then says how many came. Used only by plain sockets.
+   */
+  space?(): Uint8Array | undefined;
+  filled?(length: number): void;
 }
+
+/**
+ * Non-blocking TCP sockets through libc, for a thread that waits in poll(2) itself (the HTTP
+ * threads on plain HTTP): bytes are received straight into the buffer they belong in. Each call
+ * throws an Error with `code` set on a failure other than "not now".
+ */
+export interface PlainSockets {
+  /** A socket connecting to an IPv4 or IPv6 address: its descriptor (wait until writable, then ask `connectError`). */
+  connect(ip: string, port: number): number;
+  /** The connection's error once it is writable: 0 when connected, else the errno. */
+  connectError(fd: number): number;
+  /** Bytes the socket took; 0 when it takes none now. */
+  send(fd: number, bytes: Uint8Array): number;
+  /** Bytes received into `into`; 0 at the end of the stream; -1 when none are waiting. */
+  recv(fd: number, into: Uint8Array): number;
+  close(fd: number): void;
+  /**
+   * poll(2): `fds` holds pairs (descriptor, events); the events that came are written back in the
+   * high half of each second word (struct pollfd's revents). Returns how many descriptors have some.
+   */
+  poll(fds: Int32Array, count: number, timeoutMs: number): number;
+  /** An eventfd another thread can `wake` the poller with (in its set, readable until `drain`ed). */
+  eventFd(): number;
+  wake(fd: number): void;
+  drain(fd: number): void;
+}
+
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
 
 /** TLS for a client connection: verify the server's certificate (against `ca`, PEM, if given) for `serverName`. */
 export interface ClientTls {
@@ -154,6 +191,8 @@ export interface Runtime {
    * Undefined where the runtime's sockets are not used for S3 (its fetch() is then).
    */
   connectStream?(host: string, port: number, tls: ClientTls | undefined, open: (connection: ClientConnection) => StreamSession): Promise<ClientConnection>;
+  /** Sockets for threads that poll them themselves; undefined where the runtime's sockets are used instead. */
+  plainSockets?: PlainSockets;
   /** A blocking read(2) (for the FUSE device, in reader threads); throws an Error with `code` set. */
   readSync(fd: number, buffer: Uint8Array): number;
   /** pread(2) off the main thread: the length read (short only at the end of the file). */
