@@ -116,6 +116,8 @@ export class DeviceReaders {
   /** Why the main thread has no door of its own (it then relies on the reader threads alone). */
   readonly noDirectDoor: string | undefined;
   private lastRequest = 0;
+  /** The last read of the main thread's door ended finding it empty (EAGAIN). */
+  private doorEmpty = false;
   private ended = false;
   /** Bumped at each wake-up: a wait or check of an earlier sleep then does nothing. */
   private sleeps = 0;
@@ -195,6 +197,7 @@ export class DeviceReaders {
     if (!door) return false;
     let any = false;
     let bytes = 0;
+    this.doorEmpty = false;
     for (let taken = 0; taken < MAX_PER_TURN && bytes < MAX_BYTES_PER_TURN && door.free.length > 0 && !this.ended; taken++) {
       const slot = door.free.pop()!;
       let length: number;
@@ -210,6 +213,7 @@ export class DeviceReaders {
       }
       if (length < 0) {
         door.free.push(slot);
+        this.doorEmpty = true;
         break;
       }
       any = true;
@@ -226,7 +230,10 @@ export class DeviceReaders {
 
   private readonly poll = (): void => {
     if (this.ended) return;
-    let handled = this.take();
+    let handled = this.drain();
+    // A door found empty by the last read is not read again just to hear EAGAIN: the wait below
+    // returns at once if a request came since (and the idle path reads it anyway).
+    if (handled || !this.doorEmpty) handled = this.readDirect() || handled;
     const awaiting = !handled && this.events.awaiting();
     if (!handled && !awaiting && this.direct && runtime.libc.waitReadable(this.direct.fd, WAIT_US)) handled = this.take();
     if (handled) this.lastRequest = performance.now();
