@@ -40,6 +40,11 @@ export interface HttpJob {
   into: ArrayBuffer | undefined;
 }
 
+/** The thread is ending: it closes its own sockets (see HttpThreads.close). */
+export interface Shutdown {
+  shutdown: true;
+}
+
 /** What the main thread asks of an HTTP thread besides requests: the MD5s of PUT bodies it staged (in shared memory). */
 export interface HashJob {
   id: number;
@@ -123,14 +128,14 @@ interface Ready {
   wake: Thread["wake"];
 }
 
-/** Posts a job to a thread that listens. */
-function post(thread: Thread, job: HttpJob | HashJob): void {
+/** Posts a job (or the end) to a thread that listens. */
+function post(thread: Thread, job: HttpJob | HashJob | Shutdown): void {
   thread.worker.postMessage(job, transferOf(job));
   if (thread.wake) jobPosted(runtime.plainSockets!, thread.wake.signals, thread.wake.fd);
 }
 
 /** A job's transfer list: its spare buffer moves to the thread (no view of it here sees it any more). */
-const transferOf = (job: HttpJob | HashJob): ArrayBuffer[] => ("into" in job && job.into ? [job.into] : []);
+const transferOf = (job: HttpJob | HashJob | Shutdown): ArrayBuffer[] => ("into" in job && job.into ? [job.into] : []);
 
 const PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"];
 
@@ -229,7 +234,15 @@ export class HttpThreads {
 
   /** Ends the threads; requests still on their way fail. */
   close(): void {
-    for (const t of this.threads) t.worker.terminate();
+    for (const t of this.threads) {
+      // A thread with sockets of its own closes them first (the runtime does not know them).
+      if (!t.wake || t.waiting) {
+        t.worker.terminate();
+        continue;
+      }
+      post(t, { shutdown: true });
+      setTimeout(() => t.worker.terminate(), 1000).unref?.();
+    }
     this.threads.length = 0;
     for (const [id, p] of [...this.pending, ...this.hashing]) {
       p.reject(new HttpThreadError("the S3 client was closed", false));

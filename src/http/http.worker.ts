@@ -14,7 +14,7 @@ import { runtime } from "../runtime/index.ts";
 import type { ClientConnection } from "../runtime/runtime.ts";
 import { messageOf } from "../errors.ts";
 import { ResponseReader, type ParsedResponse } from "./http1.ts";
-import type { HashJob, HttpAnswer, HttpJob } from "./http-threads.ts";
+import type { HashJob, HttpAnswer, HttpJob, Shutdown } from "./http-threads.ts";
 import { hashGroupHere } from "../util/md5.ts";
 import { PlainLoop } from "./plain-connections.ts";
 import { lookup } from "node:dns/promises";
@@ -37,20 +37,27 @@ interface Running {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether this is the job's second try (after a kept connection turned out closed). */
   retried: boolean;
+  /** On a plain socket of this thread's own (see plain-connections.ts), not the runtime's. */
+  plain: boolean;
 }
 
 /** Kept connections, per server, idle. */
 const idle = new Map<string, Connection[]>();
-/** Requests being answered (the plain sockets are polled only while there are some). */
-let inFlight = 0;
+/** Requests being answered on plain sockets: they are polled only while there are some. */
+let plainInFlight = 0;
+/** Work the event loop does meanwhile (hashes, name lookups, requests on the runtime's sockets): polling must not hold it back. */
+let loopWork = 0;
 /** Plain HTTP on sockets this thread polls itself, where the runtime has them. */
-const plain = runtime.plainSockets && new PlainLoop(runtime.plainSockets, () => inFlight > 0);
+const plain = runtime.plainSockets && new PlainLoop(runtime.plainSockets, () => plainInFlight > 0, () => loopWork > 0);
 
 const reply = (answer: HttpAnswer, transfer: ArrayBuffer[] = []) => self.postMessage(answer, transfer);
 
 function finish(conn: Connection, run: Running): void {
   clearTimeout(run.timer);
-  if (conn.current === run) inFlight--;
+  if (conn.current === run) {
+    if (run.plain) plainInFlight--;
+    else loopWork--;
+  }
   conn.current = undefined;
 }
 
@@ -140,19 +147,33 @@ async function addressOf(host: string): Promise<string> {
   return chosen.address;
 }
 
+/** A kept connection to `key` the server has not closed meanwhile (plain sockets are not read while idle). */
+function keptConnection(key: string): Connection | undefined {
+  for (;;) {
+    const conn = idle.get(key)?.pop();
+    if (!conn?.stream?.closedByPeer?.()) return conn;
+    drop(conn);
+  }
+}
+
 async function start(job: HttpJob, retried = false): Promise<void> {
   const key = `${job.host}:${job.port}:${job.tls ? "tls" : ""}`;
-  const kept = idle.get(key)?.pop();
+  // A second try goes on a new connection: the kept ones may all have been closed at once.
+  const kept = retried ? undefined : keptConnection(key);
   const conn: Connection = kept ?? { key, stream: undefined, current: undefined, reused: false, gone: false };
+  // A link-local IPv6 address with a zone is left to the runtime's sockets.
+  const usePlain = plain !== undefined && !job.tls && !job.host.includes("%");
   const run: Running = {
     job,
     reader: new ResponseReader(job.method, job.into),
     retried,
+    plain: usePlain,
     // --timeout=0: no time limit, as curl's.
     timer: job.timeoutMs > 0 ? setTimeout(() => fail(conn, run, `timed out after ${job.timeoutMs} ms`, true), job.timeoutMs) : undefined,
   };
   conn.current = run;
-  inFlight++;
+  if (usePlain) plainInFlight++;
+  else loopWork++;
   if (!conn.stream) {
     const session = () => ({
       data: (chunk: Uint8Array) => received(conn, chunk),
@@ -161,10 +182,10 @@ async function start(job: HttpJob, retried = false): Promise<void> {
       filled: (length: number) => receivedInPlace(conn, length),
     });
     try {
-      if (plain && !job.tls) {
-        const ip = isIP(job.host) ? job.host : await addressOf(job.host);
+      if (usePlain) {
+        const ip = isIP(job.host) ? job.host : await lookingUp(job.host);
         if (conn.current !== run) return; // timed out while looking up the name
-        conn.stream = plain.connect(ip, job.port, session);
+        conn.stream = plain!.connect(ip, job.port, session);
       } else {
         conn.stream = await runtime.connectStream!(job.host, job.port, job.tls, session);
       }
@@ -176,13 +197,30 @@ async function start(job: HttpJob, retried = false): Promise<void> {
   }
   conn.stream.write(job.request);
   if (job.body) conn.stream.writeBorrowed(job.body);
-  if (plain && !job.tls) plain.start();
+  if (usePlain) plain!.start();
 }
 
-self.onmessage = (event: MessageEvent<HttpJob | HashJob>) => {
+/** A name's address, looked up on the event loop (which the poll must then leave to it). */
+async function lookingUp(host: string): Promise<string> {
+  loopWork++;
+  try {
+    return await addressOf(host);
+  } finally {
+    loopWork--;
+  }
+}
+
+self.onmessage = (event: MessageEvent<HttpJob | HashJob | Shutdown>) => {
   plain?.jobTaken();
   const job = event.data;
-  if ("md5Of" in job) return void hashGroupHere(job.md5Of).then((digests) => reply({ id: job.id, digests }));
+  // The thread is ending: its sockets are closed now, the main thread terminates it.
+  if ("shutdown" in job) return plain?.closeAll();
+  if ("md5Of" in job) {
+    loopWork++;
+    return void hashGroupHere(job.md5Of)
+      .then((digests) => reply({ id: job.id, digests }))
+      .finally(() => loopWork--);
+  }
   void start(job);
 };
 self.postMessage({ ready: true, wake: plain && { fd: plain.wakeFd, signals: plain.signals } });

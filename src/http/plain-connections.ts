@@ -5,9 +5,11 @@
  * good part of the CPU a cold read costs.
  *
  * While requests are in flight the thread waits in poll(2), and its event loop turns only between
- * waits (at least every TURN_MS, for its timers). Messages from the main thread are not read while
- * it polls: the main thread counts each job it posts (`signals`) and, if the thread is polling,
- * wakes it through an eventfd; the thread lets its event loop take the message before it polls again.
+ * waits (at least every TURN_MS, for its timers; after every look when the event loop has work of
+ * its own, such as hashing, which is then not held back by waits). Messages from the main thread
+ * are not read while it polls: the main thread counts each job it posts (`signals`) and, if the
+ * thread is polling, wakes it through an eventfd; the thread lets its event loop take the message
+ * before it polls again.
  */
 import { setImmediate } from "node:timers";
 import { messageOf } from "../errors.ts";
@@ -37,17 +39,21 @@ export class PlainLoop {
   private pollfds = new Int32Array(32);
   private readonly scratch = new Uint8Array(SCRATCH_BYTES);
 
-  /** `busy`: whether requests are in flight (the thread polls only then). */
+  /**
+   * `busy`: whether requests are in flight on these sockets (the thread polls only then);
+   * `loopBusy`: whether the event loop has work meanwhile (then the thread looks without waiting).
+   */
   constructor(
     private readonly s: PlainSockets,
     private readonly busy: () => boolean,
+    private readonly loopBusy: () => boolean,
   ) {
     this.wakeFd = s.eventFd();
   }
 
   /** A job's message was taken. */
   jobTaken(): void {
-    this.received++;
+    this.received = (this.received + 1) | 0; // wraps as the shared Int32 count does
   }
 
   /**
@@ -76,16 +82,31 @@ export class PlainLoop {
 
   private turn(): void {
     const until = performance.now() + TURN_MS;
-    for (;;) {
-      if (!this.busy()) return void (this.running = false);
-      if (Atomics.load(this.signals, POSTED) !== this.received || performance.now() >= until) return void setImmediate(() => this.turn());
-      const count = this.fill();
-      Atomics.store(this.signals, POLLING, 1);
-      // A job posted after the look above wakes the poll; one posted before it is seen here.
-      const n = Atomics.load(this.signals, POSTED) === this.received ? this.s.poll(this.pollfds, count, TURN_MS) : 0;
+    try {
+      for (;;) {
+        if (!this.busy()) return void (this.running = false);
+        if (Atomics.load(this.signals, POSTED) !== this.received || performance.now() >= until) return void setImmediate(() => this.turn());
+        const wait = this.loopBusy() ? 0 : TURN_MS;
+        const count = this.fill();
+        Atomics.store(this.signals, POLLING, 1);
+        // A job posted after the look above wakes the poll; one posted before it is seen here.
+        const n = Atomics.load(this.signals, POSTED) === this.received ? this.s.poll(this.pollfds, count, wait) : 0;
+        Atomics.store(this.signals, POLLING, 0);
+        if (n > 0) this.dispatch(count);
+        if (wait === 0) return void setImmediate(() => this.turn());
+      }
+    } catch (err) {
+      // The thread fails (its requests with it: see http-threads.ts); the loop must not stay marked running.
+      this.running = false;
       Atomics.store(this.signals, POLLING, 0);
-      if (n > 0) this.dispatch(count);
+      throw err;
     }
+  }
+
+  /** Closes every socket and the eventfd (the thread is ending). */
+  closeAll(): void {
+    for (const conn of [...this.open.values()]) conn.abort();
+    this.s.close(this.wakeFd);
   }
 
   /** The poll set: the eventfd, then every connection. Returns how many. */
@@ -147,6 +168,12 @@ class PlainConnection implements ClientConnection {
 
   get queuedBytes(): number {
     return this.queued;
+  }
+
+  closedByPeer(): boolean {
+    if (this.gone) return true;
+    const fds = new Int32Array([this.fd, POLLIN]);
+    return this.s.poll(fds, 1, 0) > 0;
   }
 
   drained(): Promise<void> {

@@ -113,6 +113,11 @@ export interface ClientConnection extends StreamConnection {
   writeBorrowed(bytes: Uint8Array): void;
   /** Bytes queued, not yet taken by the socket. */
   readonly queuedBytes: number;
+  /**
+   * Whether the peer closed the connection or sent bytes nobody asked for, while it was idle (for
+   * connections not read while idle: plain sockets; the runtime's own report that as it happens).
+   */
+  closedByPeer?(): boolean;
 }
 
 /** What a stream server does with a connection: its bytes in order (each chunk is the handler's to keep), then its end. */

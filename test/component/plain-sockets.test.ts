@@ -96,3 +96,66 @@ test("socket addresses: IPv4, and IPv6 with :: and a dotted tail, port in networ
   expect(hex("fe80::1%eth0")).toBe("fe800000000000000000000000000001");
   expect(() => socketAddress("not-an-ip", 1)).toThrow(/not an IP address/);
 });
+
+test("kept connections the server closed while idle, several: a GET that finds one dead goes again on a new one, not on another dead one", async () => {
+  // One thread; three connections, the first made answering last: it is the first kept one
+  // taken, and the first the poll reports closed, while the others are still kept.
+  // The server closes them all once the last has answered (the thread is not polling then).
+  const own = new HttpThreads(1, { insecure: false, ca: undefined });
+  let made = 0;
+  let answered: Socket<{ index: number }>[] = [];
+  const l = Bun.listen<{ index: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: (s) => void (s.data = { index: made++ }),
+      data(s, chunk) {
+        if (!new TextDecoder().decode(chunk).includes("\r\n\r\n")) return;
+        setTimeout(() => {
+          s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+          answered.push(s);
+          if (answered.length < 3) return;
+          const all = answered;
+          answered = [];
+          setTimeout(() => all.forEach((a) => a.end()), 20); // an idle timeout
+        }, (3 - s.data.index) * 40);
+      },
+    },
+  });
+  listeners.push(l as TCPSocketListener<unknown>);
+  const url = new URL(`http://127.0.0.1:${l.port}/x`);
+  try {
+    const answers = await Promise.all(Array.from({ length: 3 }, () => own.get(url, {}, 5000)));
+    for (const a of answers) expect(a.status).toBe(200);
+    expect(made).toBe(3);
+    await Bun.sleep(100); // all three closed by the server, unread
+    expect((await own.get(url, {}, 5000)).status).toBe(200);
+    expect(made).toBe(4);
+  } finally {
+    own.close();
+  }
+});
+
+test("closing the threads closes their sockets (the runtime does not know them)", async () => {
+  const own = new HttpThreads(2, { insecure: false, ca: undefined });
+  let open = 0;
+  let closed = 0;
+  const l = Bun.listen<undefined>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: () => void open++,
+      close: () => void closed++,
+      data(s: Socket<undefined>, chunk) {
+        if (new TextDecoder().decode(chunk).includes("\r\n\r\n")) s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      },
+    },
+  });
+  listeners.push(l as TCPSocketListener<unknown>);
+  await Promise.all(Array.from({ length: 4 }, () => own.get(new URL(`http://127.0.0.1:${l.port}/x`), {}, 5000)));
+  expect(open).toBeGreaterThan(0);
+  expect(closed).toBe(0);
+  own.close();
+  for (let i = 0; i < 100 && closed < open; i++) await Bun.sleep(20);
+  expect(closed).toBe(open);
+});
