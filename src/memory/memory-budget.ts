@@ -7,7 +7,8 @@
  *   collection at once: a sequential read or write past a full cache drops a block per block it
  *   takes in, faster than a timer would catch (about 2 ms per collection: ~4% of a core at 400 MB/s);
  * - every CHECK_MS, a collection if the resident size grew since the last one (the small garbage
- *   of many requests) by half the room that was left. An idle process is left alone.
+ *   of many requests) by half the room that was left. An idle process is left alone, and looked
+ *   at less often: while its resident size stays put, the checks space out to IDLE_CHECK_MS.
  * A collection returns the freed blocks to the allocator, which gives the next ones the same
  * pages: the resident size stops growing. The stats file shows how many there were and how long
  * they took.
@@ -16,6 +17,9 @@ import { COUNTER, type StatGroup } from "../util/stat-group.ts";
 import { runtime } from "../runtime/index.ts";
 
 const CHECK_MS = 25;
+/** Longest wait between checks while the resident size stays within STILL of the last check's. */
+const IDLE_CHECK_MS = 200;
+const STILL = 2 ** 20;
 /** Block buffers let go that call for a collection at once. */
 const DROPPED_STEP = 16 * 2 ** 20;
 /** Collections start this far below the budget, so that the garbage made between checks fits. */
@@ -35,6 +39,8 @@ export class MemoryBudget {
   private collectingMs = 0;
   private peak = 0;
   private dropped = 0;
+  private interval = CHECK_MS;
+  private lastResident = 0;
 
   /**
    * `residentBytes` reads the process's resident size; `collectGarbage` runs a full collection and
@@ -56,7 +62,7 @@ export class MemoryBudget {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => this.check(), CHECK_MS);
+    this.timer = setTimeout(() => this.check(), this.interval);
     this.timer.unref?.();
   }
 
@@ -73,6 +79,9 @@ export class MemoryBudget {
   private check(): void {
     const rss = this.residentBytes();
     this.peak = Math.max(this.peak, rss);
+    // An idle mount need not wake 40 times a second: the wait doubles while nothing moves.
+    this.interval = Math.abs(rss - this.lastResident) < STILL ? Math.min(2 * this.interval, IDLE_CHECK_MS) : CHECK_MS;
+    this.lastResident = rss;
     const growth = Math.max(MIN_GROWTH, (this.limit - this.afterLast) / 2);
     if (rss > this.limit - MARGIN && rss > this.afterLast + growth && !this.collect()) return; // nothing to be done here: stop checking
     this.schedule();

@@ -40,6 +40,21 @@ test("an idle process over its budget is collected once, not every check", async
   expect(value(idle, "forced collections")).toBeLessThanOrEqual(2);
 });
 
+test("an idle process is looked at less and less often (at most every 200 ms); one whose memory moves, every 25 ms", async () => {
+  let looks = 0;
+  const still = new MemoryBudget(2 ** 50, () => (looks++, 100 * 2 ** 20), collect);
+  let moving = 0;
+  let size = 100 * 2 ** 20;
+  const busy = new MemoryBudget(2 ** 50, () => (moving++, (size += 4 * 2 ** 20)), collect);
+  still.start();
+  busy.start();
+  await delay(1000); // forty checks at 25 ms
+  still.stop();
+  busy.stop();
+  expect(looks).toBeLessThanOrEqual(12); // 25, 50, 100, 200, 200, ... ms
+  expect(moving).toBeGreaterThanOrEqual(25);
+});
+
 test("near the budget, every 16 MiB of block buffers the cache lets go are collected at once; far from it, none", () => {
   const near = new MemoryBudget(1, rss, collect);
   const far = new MemoryBudget(2 ** 50, rss, collect);
