@@ -17,12 +17,14 @@ import { errnoError } from "../runtime/errno-names.ts";
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, type ClientConnection, type PlainSockets, type StreamSession } from "../runtime/runtime.ts";
 
 /** Words of the shared signals: jobs posted by the main thread, and 1 while the thread is in poll(2). */
-export const POSTED = 0;
-export const POLLING = 1;
+const POSTED = 0;
+const POLLING = 1;
 /** Longest the thread polls before its event loop turns (timers: a request's time limit). */
 const TURN_MS = 20;
 /** What is received when no body waits for the bytes (heads, and bodies of unknown length), copied out. */
 const SCRATCH_BYTES = 64 * 1024;
+/** One pollfd, for a look at one idle connection. */
+const onePollfd = new Int32Array(2);
 
 /** The main thread's side: counts a job posted to a thread and wakes it if it is waiting in poll(2). */
 export function jobPosted(sockets: PlainSockets, signals: Int32Array, wakeFd: number): void {
@@ -38,6 +40,7 @@ export class PlainLoop {
   private readonly open = new Map<number, PlainConnection>();
   private pollfds = new Int32Array(32);
   private readonly scratch = new Uint8Array(SCRATCH_BYTES);
+  private readonly nextTurn = () => this.turn();
 
   /**
    * `busy`: whether requests are in flight on these sockets (the thread polls only then);
@@ -73,7 +76,7 @@ export class PlainLoop {
   start(): void {
     if (this.running) return;
     this.running = true;
-    setImmediate(() => this.turn());
+    setImmediate(this.nextTurn);
   }
 
   forget(conn: PlainConnection): void {
@@ -85,7 +88,7 @@ export class PlainLoop {
     try {
       for (;;) {
         if (!this.busy()) return void (this.running = false);
-        if (Atomics.load(this.signals, POSTED) !== this.received || performance.now() >= until) return void setImmediate(() => this.turn());
+        if (Atomics.load(this.signals, POSTED) !== this.received || performance.now() >= until) return void setImmediate(this.nextTurn);
         const wait = this.loopBusy() ? 0 : TURN_MS;
         const count = this.fill();
         Atomics.store(this.signals, POLLING, 1);
@@ -93,7 +96,7 @@ export class PlainLoop {
         const n = Atomics.load(this.signals, POSTED) === this.received ? this.s.poll(this.pollfds, count, wait) : 0;
         Atomics.store(this.signals, POLLING, 0);
         if (n > 0) this.dispatch(count);
-        if (wait === 0) return void setImmediate(() => this.turn());
+        if (wait === 0) return void setImmediate(this.nextTurn);
       }
     } catch (err) {
       // The thread fails (its requests with it: see http-threads.ts); the loop must not stay marked running.
@@ -172,8 +175,9 @@ class PlainConnection implements ClientConnection {
 
   closedByPeer(): boolean {
     if (this.gone) return true;
-    const fds = new Int32Array([this.fd, POLLIN]);
-    return this.s.poll(fds, 1, 0) > 0;
+    onePollfd[0] = this.fd;
+    onePollfd[1] = POLLIN;
+    return this.s.poll(onePollfd, 1, 0) > 0;
   }
 
   drained(): Promise<void> {

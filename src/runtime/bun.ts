@@ -2,7 +2,7 @@
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { heapStats } from "bun:jsc";
 import { readSync } from "node:fs";
-import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type Runtime } from "./runtime.ts";
+import { POSIX_FADV_DONTNEED, PUNCH_HOLE_KEEP_SIZE, setEchoBit, TCSANOW, TERMIOS_SIZE, type Libc, type PlainSockets, type Runtime } from "./runtime.ts";
 import { errnoError } from "./errno-names.ts";
 import { AF_UNIX, EAGAIN, fdMessage, PollArgs, receivedFd, SOCK_SEQPACKET, SOCK_STREAM } from "./libc-layouts.ts";
 import { connectStream, listenStream } from "./bun-stream.ts";
@@ -146,6 +146,8 @@ class BunLibc implements Libc {
 
 const compiled = () => import.meta.url.startsWith("file:///$bunfs/");
 const bunLibc = new BunLibc();
+/** Opened where first used (the HTTP threads): every other thread loads this module too. */
+let plainSockets: PlainSockets | undefined;
 
 export const bunRuntime: Runtime = {
   name: `bun ${Bun.version}`,
@@ -179,7 +181,9 @@ export const bunRuntime: Runtime = {
   },
   listenStream,
   connectStream,
-  plainSockets: bunPlainSockets(libcName),
+  get plainSockets() {
+    return (plainSockets ??= bunPlainSockets(libcName));
+  },
   readSync(fd, buffer) {
     return readSync(fd, buffer, 0, buffer.length, null);
   },
